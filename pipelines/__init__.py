@@ -1,0 +1,1 @@
+"""Orchestration: the `llvbench` command line and the DVC stage entry points (thin glue)."""

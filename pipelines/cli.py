@@ -1,0 +1,52 @@
+"""The `llvbench` command line. Each subcommand lives in ``pipelines/commands/<name>.py`` with
+``add_parser(subparsers)`` and ``run(args) -> int``; modules are imported only when needed."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+# Order shown in --help. Adding a command = adding its module and its name here.
+COMMANDS = {
+    "tasks": "list the registered tasks (name, category, target domain, metric, recipe)",
+    "preview": "write a labelled contact sheet: source | input | target per task",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llvbench", description=(
+        "Benchmark suite for visual-prompt low-level vision generalists (GenLV / VPIP)."))
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, help_text in COMMANDS.items():
+        module = importlib.import_module(f"pipelines.commands.{name}")
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as err:
+        # Library errors already name the task/file/model; show them without a traceback.
+        if args.verbose:
+            raise
+        print(f"llvbench {args.command}: error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

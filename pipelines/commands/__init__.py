@@ -1,0 +1,1 @@
+"""One module per `llvbench` subcommand."""

@@ -1,0 +1,32 @@
+"""`llvbench preview [--tasks A,B] [--size 256] [--seed 0] [--photo NAME] --out sheet.png`."""
+from __future__ import annotations
+
+import numpy as np
+
+import taskgen
+from taskgen.imageio import write_image_atomic
+from taskgen.preview import contact_sheet, preview_triples
+from taskgen.sources import PHOTO_LOADERS, DeadLeavesSource, PhotoSource
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--tasks", default="all", help="comma list of task names or categories (default: all)")
+    p.add_argument("--size", type=int, default=256, help="crop size in pixels")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--photo", default="astronaut", help=f"packaged photo ({', '.join(PHOTO_LOADERS)}) or 'deadleaves'")
+    p.add_argument("--per-row", type=int, default=2, help="tasks per row of the sheet")
+    p.add_argument("--out", required=True, help="PNG file to write")
+
+
+def run(args) -> int:
+    specs = taskgen.resolve_tasks(args.tasks)
+    if args.photo == "deadleaves":
+        source = DeadLeavesSource().sample(0, args.size, np.random.default_rng(args.seed))
+    else:
+        source = PhotoSource((args.photo,)).sample(0, args.size, np.random.default_rng(args.seed))
+    triples = preview_triples(specs, source, args.seed)
+    sheet = contact_sheet(triples, args.size, args.per_row,
+                          title=f"llvbench preview: {len(specs)} tasks on {source.source_id}, seed {args.seed}")
+    write_image_atomic(args.out, sheet)
+    print(f"wrote {args.out} ({len(specs)} tasks, {sheet.shape[1]}x{sheet.shape[0]})")
+    return 0

@@ -1,0 +1,27 @@
+"""`llvbench tasks [--json] [--category C]`."""
+from __future__ import annotations
+
+import json
+import textwrap
+
+import taskgen
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--json", action="store_true", help="machine-readable output (a JSON list)")
+    p.add_argument("--category", choices=["restoration", "enhancement", "edge", "stylization"])
+
+
+def run(args) -> int:
+    specs = taskgen.list_tasks(args.category)
+    if args.json:
+        print(json.dumps([s.as_row() for s in specs], indent=2))
+        return 0
+    header = f"{'task':<20} {'category':<12} {'metric':<6} {'target domain':<26} recipe"
+    print(header)
+    print("-" * len(header))
+    for s in specs:
+        recipe = textwrap.shorten(s.description, width=90, placeholder="...")
+        print(f"{s.name:<20} {s.category:<12} {s.metric:<6} {s.target_domain:<26} {recipe}")
+    print(f"\n{len(specs)} tasks")
+    return 0

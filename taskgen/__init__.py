@@ -1,0 +1,82 @@
+"""llvbench task generation: image sources, the registered pure task functions, shards.
+
+Python entry points (DESIGN.md): ``taskgen.list_tasks()`` and ``taskgen.get_task(name)``.
+Built-in task modules are imported on first use, so ``import taskgen`` stays cheap.
+"""
+from __future__ import annotations
+
+import importlib
+from importlib import metadata
+
+from .registry import CANONICAL_ORDER, TaskSpec, register_task, sample_rng, task_index
+
+__all__ = ["list_tasks", "get_task", "task_names", "register_task", "sample_rng", "task_index",
+           "TaskSpec", "CANONICAL_ORDER", "UnknownTaskError"]
+
+_BUILTIN_MODULES = (
+    "taskgen.tasks.restoration",
+    "taskgen.tasks.enhancement",
+    "taskgen.tasks.edge",
+    "taskgen.tasks.stylization",
+    "taskgen.tasks.photographic",
+)
+_loaded = False
+
+
+class UnknownTaskError(KeyError):
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0])
+
+
+def _load_builtin_tasks() -> None:
+    global _loaded
+    if _loaded:
+        return
+    for module in _BUILTIN_MODULES:
+        importlib.import_module(module)
+    # Third-party tasks register themselves when their entry point module is imported.
+    for entry in metadata.entry_points(group="llvbench.tasks"):
+        entry.load()
+    _loaded = True
+
+
+def list_tasks(category: str | None = None, *, training_only: bool = False) -> list[TaskSpec]:
+    """All registered tasks in canonical (paper table) order, optionally filtered."""
+    from .registry import _sort_key, registered
+
+    _load_builtin_tasks()
+    specs = sorted(registered().values(), key=_sort_key)
+    if category is not None:
+        specs = [s for s in specs if s.category == category]
+    if training_only:
+        specs = [s for s in specs if s.in_training_mix]
+    return specs
+
+
+def task_names(category: str | None = None) -> list[str]:
+    return [s.name for s in list_tasks(category)]
+
+
+def get_task(name: str) -> TaskSpec:
+    from .registry import registered
+
+    _load_builtin_tasks()
+    try:
+        return registered()[name]
+    except KeyError:
+        known = ", ".join(task_names())
+        raise UnknownTaskError(f"unknown task {name!r}; known tasks: {known}") from None
+
+
+def resolve_tasks(spec: str | list[str] | None) -> list[TaskSpec]:
+    """Parse a comma list of task names or categories ('all', 'restoration', 'jpeg,canny')."""
+    if spec is None or spec == "all" or spec == []:
+        return list_tasks()
+    names = spec.split(",") if isinstance(spec, str) else list(spec)
+    out: list[TaskSpec] = []
+    for raw in (n.strip() for n in names):
+        if not raw:
+            continue
+        group = list_tasks(raw) if raw in ("restoration", "enhancement", "edge", "stylization") else [get_task(raw)]
+        out.extend(s for s in group if s not in out)
+    return out

@@ -1,0 +1,1 @@
+"""Image-processing operations shared by the task recipes: pure numpy/OpenCV functions."""

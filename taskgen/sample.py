@@ -1,0 +1,60 @@
+"""One (input, target) sample from (task, split, index, seed, size, source) — reproducible alone."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .images import check_rgb
+from .registry import TaskSpec, sample_rng
+from .sources import Source
+
+GENERATOR_VERSION = "1"  # bump when any recipe changes its output for the same seed
+
+
+class TaskFailure(RuntimeError):
+    """A task function raised or broke the image contract; names everything needed to rerun it."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    key: str
+    task: str
+    split: str
+    index: int
+    input: np.ndarray
+    target: np.ndarray
+    params: dict
+    source_id: str
+    clean: np.ndarray  # the source image the pair was made from (for previews; not stored in shards)
+
+
+def sample_key(task: str, split: str, index: int) -> str:
+    return f"{task}/{split}/{index:06d}"
+
+
+def _check_output(spec: TaskSpec, side: str, arr) -> None:
+    allowed = (np.uint16,) if spec.hdr == side else (np.uint8,)
+    check_rgb(arr, f"task {spec.name} {side}", dtypes=allowed)
+
+
+def make_sample(spec: TaskSpec, split: str, index: int, *, seed: int, size: int, source: Source) -> Sample:
+    """Draw the source image then apply the task, both from the sample's own generator."""
+    rng = sample_rng(seed, spec.name, split, index)
+    where = f"task={spec.name} split={split} index={index} seed={seed} size={size} source={source.name}"
+    try:
+        src = source.sample(index, size, rng)
+    except Exception as err:
+        raise TaskFailure(f"source failed for {where}: {type(err).__name__}: {err}") from err
+    try:
+        inp, tgt, params = spec.generate(src.image, rng, depth=src.depth)
+        _check_output(spec, "input", inp)
+        _check_output(spec, "target", tgt)
+        if inp.shape != tgt.shape or inp.shape[:2] != src.image.shape[:2]:
+            raise ValueError(f"shapes differ: source {src.image.shape}, input {inp.shape}, target {tgt.shape}")
+        if not isinstance(params, dict):
+            raise ValueError(f"params must be a dict, got {type(params).__name__}")
+    except Exception as err:
+        raise TaskFailure(f"task failed for {where}: {type(err).__name__}: {err}") from err
+    return Sample(sample_key(spec.name, split, index), spec.name, split, index, inp, tgt,
+                  params, src.source_id, src.image)

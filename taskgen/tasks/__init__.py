@@ -1,0 +1,1 @@
+"""Built-in task modules; importing one registers its tasks."""

@@ -1,0 +1,1 @@
+"""Edge tasks (being written)."""

@@ -1,0 +1,1 @@
+"""Photographic style task (being written)."""

@@ -1,0 +1,1 @@
+"""Restoration tasks (being written)."""

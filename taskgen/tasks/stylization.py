@@ -1,0 +1,1 @@
+"""Stylization tasks (being written)."""
