@@ -1,0 +1,61 @@
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from taskgen.imageio import UnreadableImage, decode_png, encode_png, read_image
+
+
+def _rgb(h=20, w=30):
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def test_png_round_trip_keeps_rgb_order_and_is_deterministic():
+    img = _rgb()
+    img[0, 0] = (255, 0, 0)
+    data = encode_png(img)
+    assert data == encode_png(img)
+    back = decode_png(data)
+    assert back.tobytes() == img.tobytes()
+    assert tuple(back[0, 0]) == (255, 0, 0)
+
+
+def test_uint16_png_round_trip():
+    img = (np.arange(20 * 30 * 3, dtype=np.uint16).reshape(20, 30, 3) * 97)
+    assert decode_png(encode_png(img)).tobytes() == img.tobytes()
+
+
+def test_read_image_conversions(tmp_path):
+    gray = np.full((10, 12), 77, np.uint8)
+    Image.fromarray(gray).save(tmp_path / "g.png")
+    assert read_image(tmp_path / "g.png").shape == (10, 12, 3)
+
+    rgba = np.zeros((10, 12, 4), np.uint8)
+    rgba[..., 0] = 200
+    rgba[..., 3] = 0  # fully transparent -> composited on white
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    assert (read_image(tmp_path / "a.png") == 255).all()
+
+    deep = np.full((10, 12, 3), 65535, np.uint16)
+    deep[0, 0] = (257 * 10, 0, 65535)
+    cv2.imwrite(str(tmp_path / "d.png"), deep)
+    out = read_image(tmp_path / "d.png")
+    assert out.dtype == np.uint8 and tuple(out[0, 0]) == (255, 0, 10)  # scaled 16->8, RGB order
+
+
+@pytest.mark.parametrize("name,payload,reason", [
+    ("empty.png", b"", "zero-byte"),
+    ("text.jpg", b"this is not an image at all", "not an image"),
+])
+def test_read_image_bad_files_have_reasons(tmp_path, name, payload, reason):
+    (tmp_path / name).write_bytes(payload)
+    with pytest.raises(UnreadableImage, match=reason):
+        read_image(tmp_path / name)
+
+
+def test_truncated_jpeg_is_rejected(tmp_path):
+    ok, buf = cv2.imencode(".jpg", _rgb(64, 64))
+    (tmp_path / "t.jpg").write_bytes(buf.tobytes()[: len(buf) // 2])
+    with pytest.raises(UnreadableImage, match="truncated"):
+        read_image(tmp_path / "t.jpg")

@@ -1,0 +1,101 @@
+import cv2
+import numpy as np
+import pytest
+
+from taskgen.sources import (PHOTO_LOADERS, DeadLeavesSource, FolderSource, InterleavedSource, PhotoSource,
+                             SourceError, build_source, depth_proxy, load_photo)
+
+
+def test_every_packaged_photo_loads_offline_as_rgb():
+    for name in PHOTO_LOADERS:
+        img = load_photo(name)
+        assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3, name
+        assert min(img.shape[:2]) >= 256, name
+
+
+def test_photo_source_crops_are_deterministic_and_cycle_photos():
+    src = PhotoSource()
+    a = src.sample(0, 128, np.random.default_rng(1))
+    b = src.sample(0, 128, np.random.default_rng(1))
+    assert a.image.tobytes() == b.image.tobytes() and a.source_id == b.source_id
+    c = src.sample(1, 128, np.random.default_rng(1))
+    assert a.source_id.split("@")[0] != c.source_id.split("@")[0]
+    assert a.image.shape == (128, 128, 3)
+
+
+def test_photo_source_upscales_when_the_crop_is_larger_than_the_photo():
+    out = PhotoSource(("chelsea",)).sample(0, 400, np.random.default_rng(0))  # chelsea is 300 px tall
+    assert out.image.shape == (400, 400, 3)
+
+
+def test_deadleaves_source_has_depth():
+    out = DeadLeavesSource().sample(0, 64, np.random.default_rng(0))
+    assert out.depth is not None and out.depth.shape == (64, 64)
+
+
+def test_depth_proxy_range_and_orientation():
+    d = depth_proxy(load_photo("rocket"))
+    assert d.min() == 0.0 and d.max() == 1.0
+    assert d[: d.shape[0] // 4].mean() > d[-d.shape[0] // 4:].mean()  # sky/top is farther
+
+
+def _write(path, img):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+
+
+def test_folder_source_skips_and_counts_bad_files(tmp_path):
+    rng = np.random.default_rng(0)
+    _write(tmp_path / "a" / "good1.png", rng.integers(0, 256, (80, 90, 3), dtype=np.uint8))
+    _write(tmp_path / "b" / "good2.jpg", rng.integers(0, 256, (70, 70, 3), dtype=np.uint8))
+    _write(tmp_path / "small.png", rng.integers(0, 256, (20, 20, 3), dtype=np.uint8))
+    (tmp_path / "zero.png").write_bytes(b"")
+    (tmp_path / "junk.jpg").write_bytes(b"not an image")
+    ok, buf = cv2.imencode(".jpg", rng.integers(0, 256, (80, 80, 3), dtype=np.uint8))
+    (tmp_path / "trunc.jpg").write_bytes(buf.tobytes()[:200])
+    (tmp_path / "notes.txt").write_text("ignored: not an image suffix")
+
+    src = FolderSource(tmp_path)
+    report = src.scan(64)
+    assert report["files"] == 6 and report["usable"] == 2
+    assert sum(report["skipped"].values()) == 4
+    assert any("zero-byte" in r for r in report["skipped"])
+    assert any("truncated" in r for r in report["skipped"])
+    assert any("smaller than" in r for r in report["skipped"])
+
+    ids = {src.sample(i, 64, np.random.default_rng(i)).source_id.split("@")[0] for i in range(6)}
+    assert ids == {"folder:a/good1.png", "folder:b/good2.jpg"}
+
+
+def test_folder_source_upscale_keeps_small_images(tmp_path):
+    _write(tmp_path / "small.png", np.full((20, 30, 3), 9, np.uint8))
+    out = FolderSource(tmp_path, upscale=True).sample(0, 64, np.random.default_rng(0))
+    assert out.image.shape == (64, 64, 3)
+
+
+def test_folder_source_reads_depth_beside_images(tmp_path):
+    _write(tmp_path / "x.png", np.full((64, 64, 3), 100, np.uint8))
+    depth = np.tile(np.linspace(0, 1000, 64, dtype=np.float32), (64, 1))
+    np.save(tmp_path / "x_depth.npy", depth)
+    out = FolderSource(tmp_path).sample(0, 64, np.random.default_rng(0))
+    assert out.depth is not None and out.depth[0, -1] == 1.0 and out.depth[0, 0] == 0.0
+
+
+def test_folder_without_usable_images_is_a_clear_error(tmp_path):
+    (tmp_path / "zero.png").write_bytes(b"")
+    with pytest.raises(SourceError, match=str(tmp_path)):
+        FolderSource(tmp_path).sample(0, 64, np.random.default_rng(0))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(SourceError, match="no image files"):
+        FolderSource(empty)
+
+
+def test_build_source_specs(tmp_path):
+    assert isinstance(build_source("photos"), PhotoSource)
+    assert build_source("photos:astronaut,coffee").names == ("astronaut", "coffee")
+    both = build_source("deadleaves+photos")
+    assert isinstance(both, InterleavedSource)
+    assert both.sample(1, 64, np.random.default_rng(0)).source_id.startswith("photo:")
+    with pytest.raises(SourceError, match="unknown source"):
+        build_source("imagenet")
