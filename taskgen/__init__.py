@@ -19,6 +19,7 @@ _BUILTIN_MODULES = (
     "taskgen.tasks.edge",
     "taskgen.tasks.stylization",
     "taskgen.tasks.photographic",
+    "taskgen.tasks.unseen",
 )
 _loaded = False
 
@@ -40,8 +41,9 @@ def _load_builtin_tasks() -> None:
     _loaded = True
 
 
-def list_tasks(category: str | None = None, *, training_only: bool = False) -> list[TaskSpec]:
-    """All registered tasks in canonical (paper table) order, optionally filtered."""
+def list_tasks(category: str | None = None, *, training_only: bool = False,
+               split: str | None = None) -> list[TaskSpec]:
+    """Registered tasks in canonical (paper table) order; filter by category, training mix or split."""
     from .registry import _sort_key, registered
 
     _load_builtin_tasks()
@@ -50,6 +52,8 @@ def list_tasks(category: str | None = None, *, training_only: bool = False) -> l
         specs = [s for s in specs if s.category == category]
     if training_only:
         specs = [s for s in specs if s.in_training_mix]
+    if split is not None:
+        specs = [s for s in specs if split in s.splits]
     return specs
 
 
@@ -72,6 +76,8 @@ def resolve_tasks(spec: str | list[str] | None) -> list[TaskSpec]:
     """Parse a comma list of task names or categories ('all', 'restoration', 'jpeg,canny')."""
     if spec is None or spec == "all" or spec == []:
         return list_tasks()
+    if spec == "unseen":
+        return list_tasks(split="unseen")
     names = spec.split(",") if isinstance(spec, str) else list(spec)
     out: list[TaskSpec] = []
     for raw in (n.strip() for n in names):

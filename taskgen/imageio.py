@@ -85,8 +85,9 @@ def to_rgb8(arr: np.ndarray, path="<array>") -> np.ndarray:
     raise UnreadableImage(path, f"unsupported layout {arr.shape}")
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Read any common image file as uint8 RGB HWC; raise ``UnreadableImage`` with a reason."""
+def read_image(path: str | Path, keep_16bit: bool = False) -> np.ndarray:
+    """Read any common image file as uint8 RGB HWC (uint16 for 16-bit files if ``keep_16bit``);
+    raise ``UnreadableImage`` with a reason."""
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -95,7 +96,7 @@ def read_image(path: str | Path) -> np.ndarray:
     if not data:
         raise UnreadableImage(path, "zero-byte file")
     # PIL reads 16-bit colour PNGs by dropping the low byte; OpenCV keeps all 16 bits.
-    if _png_bit_depth(data) == 16:
+    if _png_bit_depth(data) == 16 or (keep_16bit and data[:4] in (b"II*\x00", b"MM\x00*")):
         arr = _from_cv2(data, path)
     else:
         try:
@@ -104,7 +105,18 @@ def read_image(path: str | Path) -> np.ndarray:
             if err.reason != "not an image":
                 raise
             arr = _from_cv2(data, path)
+    if keep_16bit and arr.dtype == np.uint16:
+        return to_rgb16(arr, path)
     return to_rgb8(arr, path)
+
+
+def to_rgb16(arr: np.ndarray, path="<array>") -> np.ndarray:
+    """uint16 gray/RGB/RGBA -> uint16 RGB (alpha dropped: HDR files carry no meaningful alpha)."""
+    if arr.ndim == 2:
+        return np.repeat(arr[:, :, None], 3, axis=2)
+    if arr.ndim == 3 and arr.shape[2] in (3, 4):
+        return np.ascontiguousarray(arr[:, :, :3])
+    raise UnreadableImage(path, f"unsupported 16-bit layout {arr.shape}")
 
 
 def encode_png(image: np.ndarray, compression: int = 6) -> bytes:

@@ -16,7 +16,8 @@ import numpy as np
 
 CATEGORIES = ("restoration", "enhancement", "edge", "stylization")
 METRICS = ("psnr", "mae")
-SPLITS = ("train", "test")
+# "unseen" holds the held-out tasks of the unseen-task track (test-only, never trained on).
+SPLITS = ("train", "test", "unseen")
 
 # Display order (the paper's table order) and the task_index used for seeding.  Appending is
 # safe; reordering or renaming changes every generated sample of the moved tasks.
@@ -32,6 +33,8 @@ CANONICAL_ORDER = (
     # stylization
     "pencil", "photographic", "rtv", "vermeer", "jojo", "raphael", "fauvism", "divisionism",
     "cloisonnism",
+    # held-out tasks of the unseen-task track (in_training_mix=False)
+    "vignetting_removal", "motion_deblur", "sepia", "emboss", "colour_inversion", "gamma_change",
 )
 
 TaskFn = Callable[..., tuple]
@@ -50,11 +53,16 @@ class TaskSpec:
     departs_from_paper: str = ""
     needs_depth: bool = False
     hdr: str = ""  # "input" or "target" when that side is a uint16 HDR image
-    in_training_mix: bool = True
+    in_training_mix: bool = True  # False: a held-out task, only in the "unseen" split
 
     @property
     def index(self) -> int:
         return task_index(self.name)
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """The splits this task is synthesised for."""
+        return ("train", "test") if self.in_training_mix else ("unseen",)
 
     def generate(self, image: np.ndarray, rng: np.random.Generator, depth: np.ndarray | None = None):
         """Run the task with the optional aux inputs it declared; returns (input, target, params)."""
@@ -73,6 +81,7 @@ class TaskSpec:
             "needs_depth": self.needs_depth,
             "hdr": self.hdr,
             "in_training_mix": self.in_training_mix,
+            "splits": list(self.splits),
         }
 
 

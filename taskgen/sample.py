@@ -7,6 +7,7 @@ import numpy as np
 
 from .images import check_rgb
 from .registry import TaskSpec, sample_rng
+from .paired import PairedSource
 from .sources import Source
 
 GENERATOR_VERSION = "1"  # bump when any recipe changes its output for the same seed
@@ -38,9 +39,16 @@ def _check_output(spec: TaskSpec, side: str, arr) -> None:
     check_rgb(arr, f"task {spec.name} {side}", dtypes=allowed)
 
 
-def make_sample(spec: TaskSpec, split: str, index: int, *, seed: int, size: int, source: Source) -> Sample:
-    """Draw the source image then apply the task, both from the sample's own generator."""
+def make_sample(spec: TaskSpec, split: str, index: int, *, seed: int, size: int, source: Source,
+                paired: PairedSource | None = None) -> Sample:
+    """Draw the source image then apply the task, both from the sample's own generator.
+
+    With ``paired`` (a real dataset for this task and split) the pair is read from it instead and
+    the synthetic recipe is not run; ``params`` then names the dataset.
+    """
     rng = sample_rng(seed, spec.name, split, index)
+    if paired is not None:
+        return _paired_sample(spec, split, index, seed, size, paired, rng)
     where = f"task={spec.name} split={split} index={index} seed={seed} size={size} source={source.name}"
     try:
         src = source.sample(index, size, rng)
@@ -58,3 +66,17 @@ def make_sample(spec: TaskSpec, split: str, index: int, *, seed: int, size: int,
         raise TaskFailure(f"task failed for {where}: {type(err).__name__}: {err}") from err
     return Sample(sample_key(spec.name, split, index), spec.name, split, index, inp, tgt,
                   params, src.source_id, src.image)
+
+
+def _paired_sample(spec: TaskSpec, split: str, index: int, seed: int, size: int, paired: PairedSource,
+                   rng: np.random.Generator) -> Sample:
+    where = f"task={spec.name} split={split} index={index} seed={seed} size={size} paired={paired.name}"
+    try:
+        pair = paired.sample(index, size, rng)
+        _check_output(spec, "input", pair.input)
+        _check_output(spec, "target", pair.target)
+    except Exception as err:
+        raise TaskFailure(f"paired dataset failed for {where}: {type(err).__name__}: {err}") from err
+    clean = pair.input if pair.input.dtype == np.uint8 else pair.target
+    return Sample(sample_key(spec.name, split, index), spec.name, split, index, pair.input, pair.target,
+                  {"paired_dataset": paired.name}, pair.source_id, clean)

@@ -287,4 +287,4 @@ def build_source(spec: str) -> Source:
     return built[0] if len(built) == 1 else InterleavedSource(tuple(built))
 
 
-DEFAULT_SOURCES = {"train": "deadleaves", "test": "photos"}
+DEFAULT_SOURCES = {"train": "deadleaves", "test": "photos", "unseen": "photos"}

@@ -17,11 +17,12 @@ def run(args) -> int:
     if args.json:
         print(json.dumps([s.as_row() for s in specs], indent=2))
         return 0
-    header = f"{'task':<20} {'category':<12} {'metric':<6} {'target domain':<26} recipe"
+    header = f"{'task':<20} {'category':<12} {'metric':<6} {'splits':<11} {'target domain':<26} recipe"
     print(header)
     print("-" * len(header))
     for s in specs:
         recipe = textwrap.shorten(s.description, width=90, placeholder="...")
-        print(f"{s.name:<20} {s.category:<12} {s.metric:<6} {s.target_domain:<26} {recipe}")
+        splits = "+".join(s.splits)
+        print(f"{s.name:<20} {s.category:<12} {s.metric:<6} {splits:<11} {s.target_domain:<26} {recipe}")
     print(f"\n{len(specs)} tasks")
     return 0

@@ -1,0 +1,103 @@
+"""Held-out tasks for the unseen-task track: never in the training mix, only in the `unseen` split.
+
+The paper notes that GenLV "lacks the ability to generate satisfactory results for
+out-of-distribution unseen tasks". These six well-defined mappings, none of which is among the 30
+training tasks, measure how far a prompt alone carries a generalist to a new task. Each is a
+closed-form operation with at most a few drawn parameters, so the prompt pair fully specifies it.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from ..images import gray, gray_to_rgb, to_float, to_uint8
+from ..registry import register_task
+
+HELD_OUT = "held-out task (unseen-task track, beyond the paper): never in the training mix"
+
+
+def radial_falloff(shape: tuple[int, int], strength: float, centre: tuple[float, float]) -> np.ndarray:
+    """float32 HxW gain in (0, 1]: cos^4-law vignetting, 1 at ``centre`` (fractions of H, W)."""
+    h, w = shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    cy, cx = centre[0] * (h - 1), centre[1] * (w - 1)
+    r = np.hypot((yy - cy) / h, (xx - cx) / w) / np.float32(np.hypot(0.5, 0.5))
+    return (1.0 - strength * (1.0 - np.cos(np.clip(r, 0, 1) * np.pi / 2) ** 4)).astype(np.float32)
+
+
+@register_task(name="vignetting_removal", category="restoration", metric="psnr", target_domain="clean image",
+               description="Vignetting removal: input darkened by a cos^4-law radial falloff "
+                           "(strength U(0.4, 0.7), centre jittered by up to 10 %); target = the clean image.",
+               departs_from_paper=HELD_OUT, in_training_mix=False)
+def vignetting_removal(image: np.ndarray, rng: np.random.Generator):
+    strength = float(rng.uniform(0.4, 0.7))
+    centre = (float(0.5 + rng.uniform(-0.1, 0.1)), float(0.5 + rng.uniform(-0.1, 0.1)))
+    gain = radial_falloff(image.shape[:2], strength, centre)
+    degraded = to_uint8(to_float(image) * gain[:, :, None])
+    return degraded, image.copy(), {"strength": strength, "centre_yx": list(centre)}
+
+
+def motion_kernel(length: int, angle_deg: float) -> np.ndarray:
+    """float32 kernel: a normalised line of ``length`` px at ``angle_deg`` (linear camera motion)."""
+    size = length if length % 2 else length + 1
+    kernel = np.zeros((size, size), np.float32)
+    c = size // 2
+    dx, dy = np.cos(np.deg2rad(angle_deg)), np.sin(np.deg2rad(angle_deg))
+    half = (length - 1) / 2
+    cv2.line(kernel, (int(round(c - dx * half)), int(round(c - dy * half))),
+             (int(round(c + dx * half)), int(round(c + dy * half))), 1.0, 1, lineType=cv2.LINE_AA)
+    return kernel / kernel.sum()
+
+
+@register_task(name="motion_deblur", category="restoration", metric="psnr", target_domain="clean image",
+               description="Motion deblurring: input convolved with a linear motion kernel (length "
+                           "U{9..17} px, angle U(0, 180) deg, reflect borders); target = the clean image.",
+               departs_from_paper=HELD_OUT, in_training_mix=False)
+def motion_deblur(image: np.ndarray, rng: np.random.Generator):
+    length = int(rng.integers(9, 18))
+    angle = float(rng.uniform(0, 180))
+    blurred = cv2.filter2D(image, -1, motion_kernel(length, angle), borderType=cv2.BORDER_REFLECT)
+    return blurred, image.copy(), {"length": length, "angle_deg": angle}
+
+
+# The common "sepia" colour matrix (rows give output R, G, B from input R, G, B).
+SEPIA_MATRIX = np.array([[0.393, 0.769, 0.189],
+                         [0.349, 0.686, 0.168],
+                         [0.272, 0.534, 0.131]], np.float32)
+
+
+@register_task(name="sepia", category="stylization", metric="psnr", target_domain="sepia-toned image",
+               description="Sepia toning: target = the classic sepia colour matrix applied to the "
+                           "image, clipped; input = the image.",
+               departs_from_paper=HELD_OUT, in_training_mix=False)
+def sepia(image: np.ndarray, rng: np.random.Generator):
+    toned = to_float(image) @ SEPIA_MATRIX.T
+    return image.copy(), to_uint8(toned), {}
+
+
+@register_task(name="emboss", category="stylization", metric="psnr", target_domain="embossed relief (gray)",
+               description="Emboss: target = 3x3 emboss kernel (light from the top-left) on the luma, "
+                           "offset to mid-gray 128, as 3 equal channels; input = the image.",
+               departs_from_paper=HELD_OUT, in_training_mix=False)
+def emboss(image: np.ndarray, rng: np.random.Generator):
+    kernel = np.array([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]], np.float32)
+    relief = cv2.filter2D(gray(image).astype(np.float32), -1, kernel, borderType=cv2.BORDER_REFLECT)
+    # The kernel sums to 1, so flat areas keep their luma; recentre them on mid-gray.
+    relief = relief - gray(image).astype(np.float32) + 128.0
+    return image.copy(), gray_to_rgb(np.clip(np.rint(relief), 0, 255).astype(np.uint8)), {}
+
+
+@register_task(name="colour_inversion", category="enhancement", metric="psnr", target_domain="negative image",
+               description="Colour inversion: target = 255 - image per channel (a photographic negative); "
+                           "input = the image.",
+               departs_from_paper=HELD_OUT, in_training_mix=False)
+def colour_inversion(image: np.ndarray, rng: np.random.Generator):
+    return image.copy(), (255 - image).astype(np.uint8), {}
+
+
+@register_task(name="gamma_change", category="enhancement", metric="psnr", target_domain="re-gamma'd image",
+               description="Gamma change: target = image^gamma on [0, 1] with one fixed gamma = 0.5 "
+                           "(brightens shadows, keeps black and white); input = the image.",
+               departs_from_paper=HELD_OUT, in_training_mix=False)
+def gamma_change(image: np.ndarray, rng: np.random.Generator):
+    return image.copy(), to_uint8(np.power(to_float(image), 0.5)), {"gamma": 0.5}

@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+
+import taskgen
+from taskgen.sources import load_photo
+
+UNSEEN = ["vignetting_removal", "motion_deblur", "sepia", "emboss", "colour_inversion", "gamma_change"]
+
+
+@pytest.fixture(scope="module")
+def photo():
+    return np.ascontiguousarray(load_photo("coffee")[:128, :128])
+
+
+def test_unseen_tasks_are_held_out_of_training():
+    specs = taskgen.list_tasks(split="unseen")
+    assert [s.name for s in specs] == UNSEEN
+    assert not any(s.in_training_mix for s in specs)
+    train = {s.name for s in taskgen.list_tasks(split="train")}
+    assert train.isdisjoint(UNSEEN)
+
+
+@pytest.mark.parametrize("name", UNSEEN)
+def test_contract_and_determinism(name, photo):
+    spec = taskgen.get_task(name)
+    a = spec.generate(photo, np.random.default_rng(3))
+    b = spec.generate(photo, np.random.default_rng(3))
+    assert a[0].tobytes() == b[0].tobytes() and a[1].tobytes() == b[1].tobytes() and a[2] == b[2]
+    for arr in a[:2]:
+        assert arr.dtype == np.uint8 and arr.shape == photo.shape
+    assert not np.array_equal(a[0], a[1])
+
+
+def test_vignetting_darkens_corners_not_centre(photo):
+    inp, tgt, p = taskgen.get_task("vignetting_removal").generate(photo, np.random.default_rng(0))
+    ratio = inp.astype(float) / np.maximum(tgt.astype(float), 1)
+    assert ratio[:8, :8].mean() < 0.8 and ratio[60:68, 60:68].mean() > 0.9
+
+
+def test_motion_blur_is_directional():
+    img = np.zeros((64, 64, 3), np.uint8)
+    img[32, 32] = 255
+    spec = taskgen.get_task("motion_deblur")
+    rng = np.random.default_rng(1)
+    inp, _, p = spec.generate(img, rng)
+    ys, xs = np.nonzero(inp[:, :, 0])
+    spread = max(np.ptp(ys), np.ptp(xs)) + 1
+    assert spread >= p["length"] - 2  # a point becomes a line of the drawn length
+
+
+def test_colour_inversion_is_an_involution(photo):
+    _, tgt, _ = taskgen.get_task("colour_inversion").generate(photo, np.random.default_rng(0))
+    _, back, _ = taskgen.get_task("colour_inversion").generate(tgt, np.random.default_rng(0))
+    assert np.array_equal(back, photo)
+
+
+def test_sepia_and_emboss_and_gamma(photo):
+    _, s, _ = taskgen.get_task("sepia").generate(photo, np.random.default_rng(0))
+    assert (s[..., 0].astype(int) >= s[..., 2]).all()  # warm: red >= blue everywhere
+    flat = np.full((32, 32, 3), 77, np.uint8)
+    _, e, _ = taskgen.get_task("emboss").generate(flat, np.random.default_rng(0))
+    assert (e == 128).all()  # no relief on a flat image
+    _, g, _ = taskgen.get_task("gamma_change").generate(photo, np.random.default_rng(0))
+    assert g.mean() > photo.mean()
