@@ -1,0 +1,205 @@
+"""Building blocks shared by GenLV and the other architectures (Restormer / X-Restormer / HAT family).
+
+Every module keeps the attribute names of the official GenLV code (``project_in``, ``qkv_dwconv``,
+``rel_pos_emb.rel_height``, ``to_out.0`` ...) so that ``state_dict()`` keys equal the released
+checkpoints' keys; the computations are re-expressed with fused kernels
+(``F.layer_norm``, ``F.scaled_dot_product_attention``) and without per-window Python loops.
+
+Tensor conventions: feature maps are ``B×C×H×W`` float tensors (any memory format; the channel
+LayerNorm is cheapest on ``torch.channels_last``), token sequences are ``B×N×C``.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# Matches the eps of the official custom LayerNorms and of nn.LayerNorm's default.
+LAYERNORM_EPS = 1e-5
+
+
+# ----------------------------------------------------------------------------- normalisation
+
+class _NormAffine(nn.Module):
+    """Holds the affine parameters of a channel LayerNorm (the ``body`` level of the official keys)."""
+
+    def __init__(self, channels: int, with_bias: bool):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels)) if with_bias else None
+
+
+def channel_layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """LayerNorm over dim 1 of a B×C×H×W tensor (mean-centred, biased variance); same shape out."""
+    # A permute to NHWC is free for channels_last inputs and lets one fused kernel do the work.
+    return F.layer_norm(x.permute(0, 2, 3, 1), weight.shape, weight, bias, LAYERNORM_EPS).permute(0, 3, 1, 2)
+
+
+def channel_bias_free_norm(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Restormer's 'BiasFree' norm over dim 1: x / sqrt(var + eps) * weight (x is NOT mean-centred)."""
+    var = x.var(dim=1, keepdim=True, unbiased=False)
+    return x * torch.rsqrt(var + LAYERNORM_EPS) * weight.view(1, -1, 1, 1)
+
+
+class ChannelNorm(nn.Module):
+    """Restormer LayerNorm over the channels of a B×C×H×W map, 'WithBias' or 'BiasFree'."""
+
+    def __init__(self, channels: int, kind: str = "WithBias"):
+        super().__init__()
+        if kind not in ("WithBias", "BiasFree"):
+            raise ValueError(f"LayerNorm type must be 'WithBias' or 'BiasFree', got {kind!r}")
+        self.body = _NormAffine(channels, with_bias=kind == "WithBias")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.body.bias is None:
+            return channel_bias_free_norm(x, self.body.weight)
+        return channel_layer_norm(x, self.body.weight, self.body.bias)
+
+
+# ----------------------------------------------------------------------------- feed-forward
+
+class GatedDconvFFN(nn.Module):
+    """Restormer GDFN: 1x1 expand to 2 branches, depthwise 3x3, GELU(a) * b, 1x1 project back."""
+
+    def __init__(self, dim: int, expansion: float, bias: bool):
+        super().__init__()
+        # int() truncation, exactly as the official code sizes it (48*2.66 -> 127).
+        hidden = int(dim * expansion)
+        self.project_in = nn.Conv2d(dim, hidden * 2, 1, bias=bias)
+        self.dwconv = nn.Conv2d(hidden * 2, hidden * 2, 3, padding=1, groups=hidden * 2, bias=bias)
+        self.project_out = nn.Conv2d(hidden, dim, 1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, value = self.dwconv(self.project_in(x)).chunk(2, dim=1)
+        return self.project_out(F.gelu(gate) * value)
+
+
+# ----------------------------------------------------------------------------- attention
+
+class ChannelAttention(nn.Module):
+    """Restormer MDTA: per-head attention across channels with L2-normalised q, k and a learned temperature."""
+
+    def __init__(self, dim: int, num_heads: int, bias: bool):
+        super().__init__()
+        self.num_heads = num_heads
+        self.temperature = nn.Parameter(torch.ones(num_heads, 1, 1))
+        self.qkv = nn.Conv2d(dim, dim * 3, 1, bias=bias)
+        self.qkv_dwconv = nn.Conv2d(dim * 3, dim * 3, 3, padding=1, groups=dim * 3, bias=bias)
+        self.project_out = nn.Conv2d(dim, dim, 1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        # Tokens are channels here: each head attends over its C/heads channels, features = H*W pixels.
+        qkv = self.qkv_dwconv(self.qkv(x)).reshape(b, 3, self.num_heads, c // self.num_heads, h * w)
+        q, k, v = qkv.unbind(1)
+        # Folding the per-head temperature into q turns softmax(q̂k̂ᵀ·t)v into plain SDPA with scale 1.
+        q = F.normalize(q, dim=-1) * self.temperature
+        k = F.normalize(k, dim=-1)
+        out = F.scaled_dot_product_attention(q, k, v, scale=1.0)
+        return self.project_out(out.reshape(b, c, h, w))
+
+
+def relative_index(window: int, span: int, device=None) -> torch.Tensor:
+    """(window, span) int64 table: row of the (2*span-1)-row relative table for query p and key k."""
+    # Key k of the halo window and query p of the inner window sit k - p - (span-window)/2 pixels
+    # apart; the table is stored shifted so that index k - p + span - 1 is always in range.
+    keys = torch.arange(span, device=device)
+    queries = torch.arange(window, device=device)
+    return keys[None, :] - queries[:, None] + (span - 1)
+
+
+class RelativePositionTables(nn.Module):
+    """HaloNet-style factorised relative-position embeddings: one table per axis, (2*span-1)×dim_head."""
+
+    def __init__(self, window: int, span: int, dim_head: int):
+        super().__init__()
+        self.window = window
+        self.span = span
+        scale = dim_head ** -0.5
+        self.rel_height = nn.Parameter(torch.randn(2 * span - 1, dim_head) * scale)
+        self.rel_width = nn.Parameter(torch.randn(2 * span - 1, dim_head) * scale)
+
+    def forward(self, q: torch.Tensor) -> torch.Tensor:
+        """Additive logits (…, window², span²) for queries q (…, window², dim_head) of a window."""
+        ws, span = self.window, self.span
+        idx = relative_index(ws, span, q.device)
+        # Gather the small tables once, (ws, span, d), instead of gathering the large logits.
+        table_h = self.rel_height[idx].to(q.dtype)
+        table_w = self.rel_width[idx].to(q.dtype)
+        grid = q.unflatten(-2, (ws, ws))  # (…, row, col, d)
+        # Row term: matmul broadcasts over the row axis, so each query row uses its own slice of
+        # the row table; the column term does the same with rows and columns swapped.
+        logits_h = torch.matmul(grid, table_h.transpose(-1, -2))                      # (…, row, col, span)
+        logits_w = torch.matmul(grid.transpose(-3, -2), table_w.transpose(-1, -2))    # (…, col, row, span)
+        bias = logits_h.unsqueeze(-1) + logits_w.transpose(-3, -2).unsqueeze(-2)      # (…, row, col, span, span)
+        return bias.flatten(-4, -3).flatten(-2, -1)
+
+
+class OverlapWindowAttention(nn.Module):
+    """HAT overlapping cross-attention (OCA): each window×window block of queries attends to the
+    zero-padded, larger overlapping window around it, with relative-position logits added."""
+
+    def __init__(self, dim: int, window_size: int, num_heads: int, dim_head: int, bias: bool,
+                 overlap_ratio: float = 0.5):
+        super().__init__()
+        self.window = window_size
+        self.span = int(window_size * overlap_ratio) + window_size
+        self.pad = (self.span - window_size) // 2
+        self.num_heads = num_heads
+        self.dim_head = dim_head
+        inner = dim_head * num_heads
+        self.qkv = nn.Conv2d(dim, inner * 3, 1, bias=bias)
+        self.project_out = nn.Conv2d(inner, dim, 1, bias=bias)
+        self.rel_pos_emb = RelativePositionTables(window_size, self.span, dim_head)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        ws, span, heads, d = self.window, self.span, self.num_heads, self.dim_head
+        nh, nw = h // ws, w // ws
+        q, kv = self.qkv(x).split([heads * d, 2 * heads * d], dim=1)
+        # Queries: non-overlapping windows -> (B·nh·nw, heads, ws², d).
+        q = (q.reshape(b, heads, d, nh, ws, nw, ws).permute(0, 3, 5, 1, 4, 6, 2)
+             .reshape(b * nh * nw, heads, ws * ws, d))
+        # Keys/values: span×span halo windows at stride ws over the zero-padded map (one copy, no loop).
+        kv = F.pad(kv, (self.pad,) * 4).unfold(2, span, ws).unfold(3, span, ws)  # (b, 2·heads·d, nh, nw, span, span)
+        # Permute the strided view first so the one copy lands with d contiguous (fast SDPA kernels need it).
+        kv = (kv.unflatten(1, (2, heads, d)).permute(1, 0, 4, 5, 2, 6, 7, 3)
+              .reshape(2, b * nh * nw, heads, span * span, d))
+        k, v = kv.unbind(0)
+        scale = d ** -0.5
+        # The official code adds the relative logits of the *scaled* queries; SDPA takes them as a bias.
+        bias = self.rel_pos_emb(q * scale)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale)
+        out = (out.reshape(b, nh, nw, heads, ws, ws, d).permute(0, 3, 6, 1, 4, 2, 5)
+               .reshape(b, heads * d, h, w))
+        return self.project_out(out)
+
+
+class TokenAttention(nn.Module):
+    """Multi-head attention on B×N×C tokens: self-attention, or cross-attention whose keys and
+    values come from two other token sequences (the prompt cross-attention of GenLV)."""
+
+    def __init__(self, dim: int, num_heads: int, context_dim: int | None = None):
+        super().__init__()
+        context_dim = dim if context_dim is None else context_dim
+        self.num_heads = num_heads
+        self.to_q = nn.Linear(dim, dim, bias=False)
+        self.to_k = nn.Linear(context_dim, dim, bias=False)
+        self.to_v = nn.Linear(context_dim, dim, bias=False)
+        # A one-element Sequential only to keep the official key names (to_out.0.*).
+        self.to_out = nn.Sequential(nn.Linear(dim, dim))
+
+    def _heads(self, t: torch.Tensor) -> torch.Tensor:
+        return t.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)  # (B, heads, N, d)
+
+    def forward(self, x: torch.Tensor, key_tokens: torch.Tensor | None = None,
+                value_tokens: torch.Tensor | None = None) -> torch.Tensor:
+        if key_tokens is None or value_tokens is None:
+            # Self-attention: one GEMM for q, k and v.
+            weight = torch.cat([self.to_q.weight, self.to_k.weight, self.to_v.weight])
+            q, k, v = F.linear(x, weight).chunk(3, dim=-1)
+        else:
+            q, k, v = self.to_q(x), self.to_k(key_tokens), self.to_v(value_tokens)
+        # SDPA's default scale, head_dim**-0.5, is the official (dim // heads)**-0.5.
+        out = F.scaled_dot_product_attention(self._heads(q), self._heads(k), self._heads(v))
+        return self.to_out(out.transpose(1, 2).flatten(2))

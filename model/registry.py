@@ -1,0 +1,121 @@
+"""Architecture registry: name -> (factory, default config, provenance).  Imports no torch.
+
+Factories are ``"module:callable"`` strings resolved on first ``build``, so ``import model`` stays
+light and a third-party package can register an architecture without importing ours.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+
+@dataclass(frozen=True)
+class OfficialWeights:
+    """Where a released checkpoint for an architecture lives and what it expects."""
+
+    manifest: str           # file name of the state-dict manifest in shared/reference/checkpoints/
+    checkpoint: str = ""    # path inside the Hugging Face repo; "" when no weights were released
+    hf_repo: str = "Kaiwen-Zhu/GenLV"
+    colour_order: str = "bgr"  # the official GenLV code reads images with cv2
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """A named configuration of a model family."""
+
+    name: str
+    factory: str                      # "package.module:callable", called with **config
+    config: Mapping[str, Any] = field(default_factory=dict)
+    description: str = ""
+    official: OfficialWeights | None = None
+
+    def resolve(self) -> Callable[..., Any]:
+        module_name, _, attr = self.factory.partition(":")
+        return getattr(importlib.import_module(module_name), attr)
+
+
+_REGISTRY: dict[str, ArchSpec] = {}
+
+
+class UnknownArchitectureError(KeyError):
+    def __str__(self) -> str:
+        return f"unknown architecture {self.args[0]!r}; known: {', '.join(_REGISTRY)}"
+
+
+def register_architecture(name: str, factory: str, *, description: str = "",
+                          official: OfficialWeights | None = None, **config) -> ArchSpec:
+    """Register ``name``; ``config`` holds the factory keyword arguments that define it."""
+    if name in _REGISTRY:
+        raise ValueError(f"architecture {name!r} is registered twice")
+    spec = ArchSpec(name=name, factory=factory, config=dict(config), description=description, official=official)
+    _REGISTRY[name] = spec
+    return spec
+
+
+def get_architecture(name: str) -> ArchSpec:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UnknownArchitectureError(name) from None
+
+
+def list_architectures() -> list[str]:
+    """Registered names in registration order."""
+    return list(_REGISTRY)
+
+
+def build(name: str, **overrides):
+    """Instantiate architecture ``name``; ``overrides`` replace fields of its registered config."""
+    spec = get_architecture(name)
+    return spec.resolve()(**{**spec.config, **overrides})
+
+
+# ----------------------------------------------------------------------------- built-ins
+
+_GENLV = "model.genlv:build_genlv"
+_PAPER = "X-Restormer U-Net + PCAB bottleneck + residual prompt encoder"
+
+# Official sizes (factories at the end of the official model file); nf = prompt-encoder width.
+_GENLV_SIZES: tuple[tuple[str, dict, str, OfficialWeights], ...] = (
+    ("genlv-base", dict(dim=48, num_blocks=(2, 4, 4, 4), num_refinement_blocks=4, prompt_nf=64),
+     "the paper's GenLV (conference code, nf=64); no released weights",
+     OfficialWeights("genlv-base.json")),
+    ("genlv-huge", dict(dim=80, num_blocks=(6, 8, 8, 12), num_refinement_blocks=8, prompt_nf=64),
+     "GenLV-30 Huge release (conference code, nf=64)",
+     OfficialWeights("genlv-huge.json", "GenLV-30/ckpt/GenLV-Huge/checkpoint-22.pth")),
+    ("genlv-giant", dict(dim=96, num_blocks=(8, 12, 12, 16), num_refinement_blocks=12, prompt_nf=64),
+     "GenLV-30 Giant release (conference code, nf=64)",
+     OfficialWeights("genlv-giant.json", "GenLV-30/ckpt/GenLV-Giant/checkpoint-17.pth")),
+    ("genlv101-base", dict(dim=48, num_blocks=(2, 4, 4, 4), num_refinement_blocks=4, prompt_nf=32),
+     "GenLV-101 base release (extended code, nf=32)",
+     OfficialWeights("genlv101-base.json", "GenLV-101/ckpt/base-checkpoint-49.pth")),
+    ("genlv101-large", dict(dim=64, num_blocks=(4, 6, 6, 8), num_refinement_blocks=6, prompt_nf=32),
+     "GenLV-101 large release (extended code, nf=32)",
+     OfficialWeights("genlv101-large.json", "GenLV-101/ckpt/large-checkpoint-49.pth")),
+    ("genlv101-huge", dict(dim=80, num_blocks=(6, 8, 8, 12), num_refinement_blocks=8, prompt_nf=32),
+     "GenLV-101 huge release (extended code, nf=32)",
+     OfficialWeights("genlv101-huge.json", "GenLV-101/ckpt/huge-checkpoint-49.pth")),
+)
+
+for _name, _config, _what, _official in _GENLV_SIZES:
+    register_architecture(_name, _GENLV, description=f"{_PAPER}; {_what}", official=_official, **_config)
+
+# Small sizes of the same architecture for this project's budgets (not official).
+register_architecture(
+    "genlv-s", _GENLV, description=f"{_PAPER}; small (≈5.1 M) for short GPU runs",
+    dim=24, num_blocks=(2, 2, 2, 2), num_refinement_blocks=2, prompt_nf=16)
+register_architecture(
+    "genlv-tiny", _GENLV, description=f"{_PAPER}; tiny (≈0.94 M) for CPU tests and the CPU pipeline",
+    dim=12, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1, prompt_nf=12, prompt_res_blocks=2)
+register_architecture(
+    "genlv-fixture", _GENLV,
+    description=f"{_PAPER}; the exact config of shared/reference/fixtures/genlv-tiny-official.npz",
+    dim=16, num_blocks=(1, 1, 1, 2), num_refinement_blocks=1, prompt_nf=16)
+
+# Paper Table 1 ablation without a visual prompt: the X-Restormer main network alone (its
+# bottleneck uses X-Restormer blocks; global residual as in the original X-Restormer).
+register_architecture(
+    "xrestormer", _GENLV,
+    description="X-Restormer U-Net without prompt (VPIP ablation, paper Table 1); ignores the prompt images",
+    dim=48, num_blocks=(2, 4, 4, 4), num_refinement_blocks=4, use_prompt=False, global_residual=True)
