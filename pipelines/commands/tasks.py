@@ -9,6 +9,7 @@ import taskgen
 
 def add_arguments(p) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output (a JSON list)")
+    p.add_argument("--markdown", action="store_true", help="a Markdown table (as in the README)")
     p.add_argument("--category", choices=["restoration", "enhancement", "edge", "stylization"])
 
 
@@ -16,6 +17,14 @@ def run(args) -> int:
     specs = taskgen.list_tasks(args.category)
     if args.json:
         print(json.dumps([s.as_row() for s in specs], indent=2))
+        return 0
+    if args.markdown:
+        print("| task | category | metric | splits | target domain | recipe | departs from the paper |")
+        print("|---|---|---|---|---|---|---|")
+        for s in specs:
+            cells = [s.name, s.category, s.metric, "+".join(s.splits), s.target_domain, s.description,
+                     s.departs_from_paper or "—"]
+            print("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
         return 0
     header = f"{'task':<20} {'category':<12} {'metric':<6} {'splits':<11} {'target domain':<26} recipe"
     print(header)
