@@ -1,0 +1,28 @@
+"""`llvbench verify DIR`: check every shard against the manifest; exit 1 on any problem."""
+from __future__ import annotations
+
+import json
+
+
+def add_arguments(p) -> None:
+    p.add_argument("dir", help="shards directory holding manifest.json")
+    p.add_argument("--json", action="store_true", help="machine-readable report")
+
+
+def run(args) -> int:
+    from taskgen.shards import verify
+
+    report = verify(args.dir)
+    if args.json:
+        print(json.dumps({"root": report.root, "ok": len(report.ok), "corrupt": dict(report.corrupt),
+                          "missing": report.missing, "extra": report.extra, "passed": report.passed}, indent=2))
+        return 0 if report.passed else 1
+    for path, reason in report.corrupt:
+        print(f"CORRUPT  {path}: {reason}")
+    for path in report.missing:
+        print(f"MISSING  {path}")
+    for path in report.extra:
+        print(f"EXTRA    {path}: not listed in the manifest")
+    print(f"{report.root}: {len(report.ok)} shard(s) ok, {len(report.corrupt)} corrupt, "
+          f"{len(report.missing)} missing, {len(report.extra)} extra")
+    return 0 if report.passed else 1

@@ -1,0 +1,411 @@
+"""Dataset synthesis: params.yaml (+ overrides) -> shard plan -> one Dask task per shard -> manifest.
+
+Execution: an existing Dask scheduler when ``scheduler`` is set (any cluster: dask-jobqueue on
+SLURM/PBS, dask-kubernetes, ``dask scheduler`` by hand; the workers must see ``out`` on a shared
+file system and have llvbench installed), else a ``distributed.LocalCluster`` of worker processes
+with one thread each, else, when one worker suffices, the calling process itself (a cluster costs
+about 3 s to start, more than a small job takes). Which machine writes a shard never changes its
+bytes: every sample has its own generator and the shard writer is deterministic.
+
+Resume: shards whose recorded entry (manifest or journal) has the planned recipe and still verifies
+are kept; only the rest is written. The manifest is written last, atomically.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+import yaml
+
+import taskgen
+from taskgen.atomic import atomic_write_json
+from taskgen.registry import SPLITS, TaskSpec
+from taskgen.shards import (PNG_COMPRESSION, ShardJob, ShardResult, build_manifest, clear_journal,
+                            merge_manifests, plan_shards, remove_temporaries, reusable,
+                            stale_shards, write_manifest, write_shard)
+from taskgen.sources import DEFAULT_SOURCES
+
+log = logging.getLogger(__name__)
+
+DEFAULTS: dict = {
+    "out": "data/shards",
+    "summary": "metrics/synth.json",
+    "seed": 0,
+    "size": 128,
+    "tasks": "all",
+    "splits": list(SPLITS),
+    "sources": dict(DEFAULT_SOURCES),
+    "counts": {"train": 64, "test": 16, "unseen": 16},
+    "per_task": {},
+    "samples_per_shard": 64,
+    "png_compression": PNG_COMPRESSION,
+    "workers": None,
+    "scheduler": None,
+}
+# Below this many samples per extra worker, starting a worker process costs more than it saves.
+MIN_SAMPLES_PER_WORKER = 256
+TASK_ROOTS = "tasks"  # per-task sub-roots written by the per-task DVC stages
+# Local workers: one BLAS/OpenMP thread each. distributed also exports MALLOC_TRIM_THRESHOLD_ to its
+# workers by default, which switches off glibc's adaptive mmap threshold: every numpy temporary
+# above 128 kB then costs an mmap/munmap and page faults, slowing the task functions by ~1.5x.
+# The statistical profiler (a stack sample every 10 ms) is off too: nobody watches a dashboard here.
+LOCAL_CLUSTER_CONFIG = {
+    "distributed.nanny.pre-spawn-environ": {"OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1},
+    "distributed.worker.profile.enabled": False,
+}
+
+
+class SynthError(RuntimeError):
+    """Synthesis failed; the message names the shard, task, split, sample index and seed."""
+
+
+@dataclass
+class SynthConfig:
+    out: Path
+    summary: Path | None
+    seed: int
+    size: int
+    tasks: list[TaskSpec]
+    splits: list[str]
+    sources: dict[str, str]
+    counts: dict[str, dict[str, int]]          # task -> split -> samples
+    paired: dict[str, dict[str, str]]          # task -> split -> paired dataset spec
+    samples_per_shard: int
+    png_compression: int
+    workers: int | None
+    scheduler: str | None
+    per_task_names: list[str] = field(default_factory=list)  # tasks listed under per_task
+
+    def manifest_params(self) -> dict:
+        """The settings every shard shares (recorded in the manifest; no paths of this machine)."""
+        return {"seed": self.seed, "size": self.size, "splits": list(self.splits),
+                "sources": dict(sorted(self.sources.items())), "samples_per_shard": self.samples_per_shard,
+                "png_compression": self.png_compression}
+
+
+# --------------------------------------------------------------------------------------------
+# Params
+
+
+def read_params(path: str | Path | None, *, required: bool = False) -> dict:
+    """The ``synth`` section of a params file over the defaults (missing optional file: defaults)."""
+    params = json.loads(json.dumps(DEFAULTS))  # deep copy
+    if path is None:
+        return params
+    path = Path(path)
+    if not path.is_file():
+        if required:
+            raise FileNotFoundError(f"params file {path} does not exist")
+        return params
+    loaded = yaml.safe_load(path.read_text()) or {}
+    section = loaded.get("synth", {}) or {}
+    unknown = sorted(set(section) - set(DEFAULTS))
+    if unknown:
+        raise ValueError(f"{path}: unknown synth setting(s) {', '.join(unknown)}; known: {', '.join(DEFAULTS)}")
+    for key, value in section.items():
+        if isinstance(params.get(key), dict) and isinstance(value, dict):
+            params[key] = {**params[key], **value}
+        else:
+            params[key] = value
+    return params
+
+
+def _as_list(value) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return [str(v) for v in value]
+
+
+def configure(params: Mapping, overrides: Mapping | None = None) -> SynthConfig:
+    """Resolve params plus command-line overrides (non-None values win) into a SynthConfig."""
+    p = dict(params)
+    o = {k: v for k, v in (overrides or {}).items() if v is not None}
+    for key in ("out", "summary", "seed", "size", "workers", "scheduler", "tasks", "splits"):
+        if key in o:
+            p[key] = o[key]
+    sources = dict(p["sources"])
+    if "train_dir" in o:
+        sources["train"] = f"folder:{o['train_dir']}"
+    if "test_dir" in o:  # both evaluation splits read the user's test photos
+        sources["test"] = sources["unseen"] = f"folder:{o['test_dir']}"
+
+    splits = _as_list(p["splits"])
+    bad = [s for s in splits if s not in SPLITS]
+    if bad:
+        raise ValueError(f"unknown split(s) {', '.join(bad)}; known: {', '.join(SPLITS)}")
+    per_task = p.get("per_task") or {}
+    specs = taskgen.resolve_tasks(p["tasks"] if isinstance(p["tasks"], str) else _as_list(p["tasks"]))
+    counts, paired = {}, {}
+    for spec in specs:
+        entry = dict(per_task.get(spec.name) or {})
+        paired[spec.name] = dict(entry.pop("paired", {}) or {})
+        typos = [k for k in entry if k not in SPLITS]
+        if typos:
+            raise ValueError(f"per_task.{spec.name}: unknown key(s) {', '.join(typos)}; "
+                             f"expected split names ({', '.join(SPLITS)}) or 'paired'")
+        task_counts = {}
+        for split in splits:
+            if split not in spec.splits:
+                continue
+            n = entry.get(split, p["counts"].get(split, 0))
+            n = o.get(f"n_{split}", n)
+            task_counts[split] = int(n)
+        counts[spec.name] = task_counts
+    unknown = sorted(set(per_task) - set(taskgen.task_names()) - {s.name for s in specs})
+    if unknown and p["tasks"] == "all":
+        log.warning("params per_task lists unregistered task(s), ignored: %s", ", ".join(unknown))
+    return SynthConfig(
+        out=Path(p["out"]), summary=Path(p["summary"]) if p.get("summary") else None,
+        seed=int(p["seed"]), size=int(p["size"]), tasks=specs, splits=splits, sources=sources,
+        counts=counts, paired=paired, samples_per_shard=int(p["samples_per_shard"]),
+        png_compression=int(p["png_compression"]),
+        workers=None if p.get("workers") in (None, "auto") else int(p["workers"]),
+        scheduler=p.get("scheduler") or None, per_task_names=list(per_task))
+
+
+# --------------------------------------------------------------------------------------------
+# Execution
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def auto_workers(jobs: list[ShardJob], requested: int | None = None) -> int:
+    """Workers to start: the request, or one per core while each gets enough samples; never more
+    than there are shards."""
+    if not jobs:
+        return 0
+    if requested is None:
+        samples = sum(job.count for job in jobs)
+        requested = min(available_cores(), math.ceil(samples / MIN_SAMPLES_PER_WORKER))
+    return max(1, min(int(requested), len(jobs)))
+
+
+def run_job(job: ShardJob, root: str) -> ShardResult:
+    """Dask task: write one shard single-threaded (cores are the workers' to share)."""
+    import cv2
+
+    cv2.setNumThreads(1)
+    return write_shard(job, root)
+
+
+def _schedule_order(jobs: list[ShardJob]) -> list[ShardJob]:
+    # Biggest shards first so that the last ones to finish are short (less idle tail).
+    return sorted(jobs, key=lambda job: -job.count)
+
+
+def _failure(job: ShardJob, err: BaseException) -> SynthError:
+    return SynthError(f"shard {job.path} failed: {err}" if isinstance(err, RuntimeError)
+                      else f"shard {job.path} failed: {type(err).__name__}: {err}")
+
+
+def _progress_bar(jobs: list[ShardJob], enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=sum(job.count for job in jobs), unit="pair", desc="synth", disable=not enabled,
+                file=sys.stderr, dynamic_ncols=True)
+
+
+def _run_inprocess(jobs: list[ShardJob], root: Path, progress: bool) -> list[ShardResult]:
+    results = []
+    with _progress_bar(jobs, progress) as bar:
+        for job in _schedule_order(jobs):
+            try:
+                results.append(write_shard(job, root))
+            except Exception as err:
+                raise _failure(job, err) from err
+            bar.update(job.count)
+    return results
+
+
+def _run_dask(client, jobs: list[ShardJob], root: Path, progress: bool) -> list[ShardResult]:
+    from distributed import as_completed
+
+    by_key = {}
+    futures = []
+    for job in _schedule_order(jobs):
+        key = f"shard-{job.split}-{job.task}-{job.part:05d}-{job.recipe[:12]}"
+        future = client.submit(run_job, job, str(root.resolve()), key=key, pure=False)
+        by_key[future.key] = job
+        futures.append(future)
+    results = []
+    try:
+        with _progress_bar(jobs, progress) as bar:
+            for future in as_completed(futures):
+                job = by_key[future.key]
+                if future.status == "error":
+                    raise _failure(job, future.exception())
+                results.append(future.result())
+                bar.update(job.count)
+    finally:
+        client.cancel([f for f in futures if not f.done()])
+    return results
+
+
+@contextmanager
+def _quiet_dask():
+    """Keep distributed's start/stop chatter (INFO) out of the command's output unless debugging."""
+    logger = logging.getLogger("distributed")
+    previous = logger.level
+    if not log.isEnabledFor(logging.DEBUG):
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
+
+
+def execute(jobs: list[ShardJob], root: Path, *, workers: int | None = None, scheduler: str | None = None,
+            progress: bool = True, force_dask: bool = False) -> tuple[list[ShardResult], dict]:
+    """Write the shards of ``jobs``; returns the results and how they were run."""
+    if not jobs:
+        return [], {"executor": "none", "workers": 0}
+    n = auto_workers(jobs, workers)
+    if not scheduler and n == 1 and not force_dask:
+        return _run_inprocess(jobs, root, progress), {"executor": "in-process", "workers": 1}
+    import dask
+    from distributed import Client, LocalCluster  # imported before _quiet_dask: import sets log levels
+
+    with _quiet_dask():
+        if scheduler:
+            with Client(scheduler) as client:
+                n = len(client.scheduler_info().get("workers", {}))
+                return _run_dask(client, jobs, root, progress), {"executor": f"dask:{scheduler}", "workers": n}
+        with dask.config.set(LOCAL_CLUSTER_CONFIG), \
+                LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
+                             silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+            return _run_dask(client, jobs, root, progress), {"executor": "dask-local", "workers": n}
+
+
+# --------------------------------------------------------------------------------------------
+# Runs
+
+
+def summarize(jobs: list[ShardJob], results: list[ShardResult], reused: Mapping[str, dict], wall_s: float,
+              run_info: Mapping) -> dict:
+    """Per task: pairs, seconds of work, ms per pair (of the pairs written this run)."""
+    tasks: dict[str, dict] = {}
+    for job in jobs:
+        row = tasks.setdefault(job.task, {"pairs": 0, "written_pairs": 0, "reused_pairs": 0, "seconds": 0.0,
+                                          "generate_seconds": 0.0})
+        row["pairs"] += job.count
+        if job.path in reused:
+            row["reused_pairs"] += job.count
+    for res in results:
+        row = tasks[res.entry["task"]]
+        row["written_pairs"] += res.entry["samples"]
+        row["seconds"] += res.generate_s + res.encode_s + res.write_s
+        row["generate_seconds"] += res.generate_s
+    for row in tasks.values():
+        row["ms_per_pair"] = round(1000 * row["seconds"] / row["written_pairs"], 3) if row["written_pairs"] else None
+        row["seconds"] = round(row["seconds"], 4)
+        row["generate_seconds"] = round(row["generate_seconds"], 4)
+    return {"tasks": tasks, "total": _totals(tasks, wall_s, run_info)}
+
+
+def _totals(tasks: Mapping[str, Mapping], wall_s: float, run_info: Mapping) -> dict:
+    written = sum(r["written_pairs"] for r in tasks.values())
+    seconds = sum(r["seconds"] for r in tasks.values())
+    return {"pairs": sum(r["pairs"] for r in tasks.values()), "written_pairs": written,
+            "reused_pairs": sum(r["reused_pairs"] for r in tasks.values()), "seconds": round(seconds, 4),
+            "ms_per_pair": round(1000 * seconds / written, 3) if written else None,
+            "wall_seconds": round(wall_s, 3), **run_info}
+
+
+def format_summary(summary: Mapping) -> str:
+    lines = [f"{'task':<22} {'pairs':>6} {'reused':>6} {'seconds':>8} {'ms/pair':>8}"]
+    for name, row in summary["tasks"].items():
+        ms = f"{row['ms_per_pair']:.1f}" if row["ms_per_pair"] is not None else "-"
+        lines.append(f"{name:<22} {row['pairs']:>6} {row['reused_pairs']:>6} {row['seconds']:>8.2f} {ms:>8}")
+    t = summary["total"]
+    ms = f"{t['ms_per_pair']:.1f}" if t.get("ms_per_pair") is not None else "-"
+    lines.append(f"{'total':<22} {t['pairs']:>6} {t['reused_pairs']:>6} {t['seconds']:>8.2f} {ms:>8}")
+    lines.append(f"wall {t['wall_seconds']:.1f} s, {t.get('workers', 0)} worker(s), {t.get('executor', '-')}")
+    return "\n".join(lines)
+
+
+def run_synth(config: SynthConfig, *, progress: bool = True, force_dask: bool = False) -> dict:
+    """Synthesise every planned shard that is not already there, then the manifest and summary."""
+    t0 = time.perf_counter()
+    root = config.out
+    jobs = plan_shards(config.tasks, config.counts, seed=config.seed, size=config.size, sources=config.sources,
+                       samples_per_shard=config.samples_per_shard, png_compression=config.png_compression,
+                       paired=config.paired)
+    if not jobs:
+        raise SynthError("nothing to synthesise: no task has samples in the requested splits "
+                         f"({', '.join(config.splits)})")
+    root.mkdir(parents=True, exist_ok=True)
+    remove_temporaries(root)
+    reused = reusable(root, jobs)
+    for path in stale_shards(root, jobs):
+        log.info("removing %s: no longer part of the plan", path)
+        path.unlink()
+    pending = [job for job in jobs if job.path not in reused]
+    if reused:
+        log.info("reusing %d of %d shards that verify", len(reused), len(jobs))
+    results, run_info = execute(pending, root, workers=config.workers, scheduler=config.scheduler,
+                                progress=progress, force_dask=force_dask)
+    entries = {**reused, **{res.entry["path"]: res.entry for res in results}}
+    manifest = build_manifest(jobs, entries, config.tasks, counts=config.counts, params=config.manifest_params())
+    write_manifest(root, manifest)
+    clear_journal(root)
+    _warn_unlisted(root, manifest)
+    summary = summarize(jobs, results, reused, time.perf_counter() - t0, run_info)
+    if config.summary is not None:
+        atomic_write_json(config.summary, summary)
+    return summary
+
+
+def _warn_unlisted(root: Path, manifest: Mapping) -> None:
+    listed = {entry["path"] for entry in manifest["shards"]}
+    others = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.tar")
+                    if p.relative_to(root).as_posix() not in listed)
+    if others:
+        log.warning("%d shard(s) in %s are not in this run's manifest (llvbench verify reports them as "
+                    "extra): %s", len(others), root, ", ".join(others[:5]) + (" ..." if len(others) > 5 else ""))
+
+
+def merge_task_roots(config: SynthConfig) -> dict:
+    """DVC's final synth stage: one manifest over ``{out}/tasks/{task}`` for the per_task tasks.
+
+    Per-task summaries at ``{summary dir}/{summary stem}/{task}.json`` are combined likewise.
+    """
+    names = [s.name for s in config.tasks if s.name in set(config.per_task_names)] \
+        if config.per_task_names else [s.name for s in config.tasks]
+    if not names:
+        raise SynthError("nothing to merge: no task is listed under synth.per_task")
+    manifest = merge_manifests(config.out, {name: f"{TASK_ROOTS}/{name}" for name in names})
+    write_manifest(config.out, manifest)
+    # Roots of tasks taken out of per_task: their DVC stages are gone and nothing reads them.
+    for stale in sorted(p for p in (config.out / TASK_ROOTS).iterdir() if p.is_dir() and p.name not in names):
+        log.info("removing %s: task %s is no longer listed under synth.per_task", stale, stale.name)
+        shutil.rmtree(stale)
+    summary = {"tasks": {}, "total": {}}
+    if config.summary is not None:
+        part_dir = config.summary.with_suffix("")
+        walls, info = 0.0, {}
+        for name in names:
+            path = part_dir / f"{name}.json"
+            if path.is_file():
+                part = json.loads(path.read_text())
+                summary["tasks"].update(part["tasks"])
+                walls += part["total"].get("wall_seconds", 0.0)
+                info = {k: part["total"][k] for k in ("executor", "workers") if k in part["total"]}
+        summary["total"] = _totals(summary["tasks"], walls, info)
+        atomic_write_json(config.summary, summary)
+    return summary

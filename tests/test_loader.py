@@ -1,0 +1,218 @@
+"""Training stream: same task, different source images, one augmentation for all four images,
+DataLoader workers and DDP ranks that split an epoch completely with no empty rank."""
+from __future__ import annotations
+
+import pickle
+from collections import Counter
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from model.data import (GENLV_TASK_MIX, TrainStream, batch_to_float, collate_integer,  # noqa: E402
+                        dihedral, make_loader, resolve_task_weights, to_chw_float, to_chw_int)
+from pipelines.synth import configure, read_params, run_synth  # noqa: E402
+from taskgen.registry import register_task, registered  # noqa: E402
+
+SIZE = 24
+RED, GREEN = np.array([255, 0, 0], np.uint8), np.array([0, 255, 0], np.uint8)
+
+
+def _mark(image):
+    """Two coloured corner pixels: their positions after a flip/rotation identify it."""
+    out = image.copy()
+    out[0, 0], out[0, 1] = RED, GREEN
+    return out
+
+
+def _marked(image, rng):
+    shift = int(rng.integers(0, 40))
+    target = _mark(image)
+    inp = _mark(np.clip(image.astype(np.int16) - shift, 0, 255).astype(np.uint8))
+    return inp, target, {"shift": shift}
+
+
+def _hdr(image, rng):
+    return image.copy(), (image.astype(np.uint16) * 257), {"hdr_encoding": "linear"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _test_tasks():
+    """Test-only tasks, registered for this module only."""
+    register_task(name="_loader_marked", category="restoration", metric="psnr", target_domain="clean image",
+                  description="test-only: input and target both carry the corner marks")(_marked)
+    register_task(name="_loader_hdr", category="enhancement", metric="psnr", target_domain="HDR image",
+                  description="test-only: 16-bit target", hdr="target")(_hdr)
+    yield
+    for name in ("_loader_marked", "_loader_hdr"):
+        registered().pop(name, None)
+
+
+def _synth(out, tasks, train_source="deadleaves", n_train=6):
+    params = read_params(None)
+    params.update({"tasks": tasks, "size": SIZE, "samples_per_shard": 4, "summary": None, "per_task": {},
+                   "counts": {"train": n_train, "test": 0, "unseen": 0},
+                   "sources": {**params["sources"], "train": train_source}})
+    run_synth(configure(params, {"out": str(out), "workers": 1}), progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    return _synth(tmp_path_factory.mktemp("loader") / "shards", "_loader_marked,_loader_hdr")
+
+
+@pytest.fixture(scope="module")
+def photo_shards(tmp_path_factory):
+    # Three photos cut into 9 train samples: three crops of each image.
+    return _synth(tmp_path_factory.mktemp("loader_photos") / "shards", "_loader_marked",
+                  train_source="photos:astronaut,coffee,chelsea", n_train=9)
+
+
+def _op_of(chw: torch.Tensor) -> tuple[tuple[int, int], tuple[int, int]]:
+    img = (chw.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    red = tuple(int(v) for v in np.argwhere((img == RED).all(axis=2))[0])
+    green = tuple(int(v) for v in np.argwhere((img == GREEN).all(axis=2))[0])
+    return red, green
+
+
+def test_prompt_and_query_come_from_the_same_task_and_different_images(photo_shards):
+    stream = TrainStream(photo_shards, SIZE, seed=1, epochs=1, epoch_length=60)
+    images = {ref.key: ref.image for ref in stream.refs["_loader_marked"]}
+    assert len(set(images.values())) == 3
+    seen = 0
+    for item in stream:
+        assert item["key"].split("/")[0] == item["prompt_key"].split("/")[0] == item["task"]
+        assert images[item["key"]] != images[item["prompt_key"]]
+        seen += 1
+    assert seen == 60
+
+
+def test_one_flip_and_rotation_for_all_four_images(shards):
+    stream = TrainStream(shards, SIZE, task_weights={"_loader_marked": 1}, seed=0, epochs=1, epoch_length=40)
+    ops = Counter()
+    for item in stream:
+        positions = {_op_of(item[k]) for k in ("prompt_input", "prompt_target", "query", "target")}
+        assert len(positions) == 1, positions
+        ops[positions.pop()] += 1
+    assert len(ops) == 8  # all eight dihedral transforms occur, each applied to the four alike
+
+
+def test_dihedral_covers_the_eight_symmetries():
+    grid = np.arange(12).reshape(2, 2, 3)
+    variants = {dihedral(grid, op).tobytes() for op in range(8)}
+    assert len(variants) == 8
+
+
+def test_integer_transport_is_exact_for_8_and_16_bit_images():
+    rng = np.random.default_rng(0)
+    img8 = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    img16 = rng.integers(0, 65536, (8, 8, 3), dtype=np.uint16)
+    samples = [{k: to_chw_int(img8) for k in ("prompt_input", "prompt_target", "query")} | {"target": to_chw_int(t)}
+               | {"task": "t", "key": str(i)} for i, t in enumerate((img8, img16))]
+    batch = collate_integer(samples)
+    assert batch["query"].dtype == torch.uint8 and batch["target"].dtype == torch.uint16
+    assert batch["key"] == ["0", "1"]
+    out = batch_to_float(batch)
+    for j, t in enumerate((img8, img16)):
+        torch.testing.assert_close(out["target"][j], to_chw_float(t), rtol=0, atol=1e-7)
+        torch.testing.assert_close(out["query"][j], to_chw_float(img8), rtol=0, atol=0)
+
+
+def test_tensors_are_float_chw_in_unit_range_and_hdr_is_scaled(shards):
+    stream = TrainStream(shards, 16, task_weights={"_loader_hdr": 1}, seed=0, augment=False, epochs=1,
+                         epoch_length=2)
+    item = next(iter(stream))
+    for key in ("prompt_input", "prompt_target", "query", "target"):
+        assert item[key].dtype == torch.float32 and item[key].shape == (3, 16, 16)
+        assert 0.0 <= float(item[key].min()) and float(item[key].max()) <= 1.0
+    # The 16-bit target is x*257 of the 8-bit input: scaled by 1/65535 both read the same.
+    torch.testing.assert_close(item["target"], item["query"], rtol=0, atol=1e-6)
+
+
+def _fingerprints(items):
+    # 16-bit code values: exact for 8-bit images (v/255 == 257v/65535) and for HDR sides alike.
+    def codes(t):
+        return (t * 65535).round().to(torch.int32).numpy().tobytes()
+
+    return Counter((i["key"], i["prompt_key"], codes(i["query"]), codes(i["prompt_target"])) for i in items)
+
+
+def test_two_dataloader_workers_split_the_epoch_exactly(shards):
+    single = list(TrainStream(shards, 16, seed=3, epochs=1, epoch_length=24))
+    loader = make_loader(shards, batch_size=5, size=16, workers=2, seed=3, epochs=1, epoch_length=24)
+    batches = list(loader)
+    assert batches[0]["query"].shape == (5, 3, 16, 16) and isinstance(batches[0]["task"], list)
+    assert all(b[k].dtype == torch.float32 and float(b[k].max()) <= 1.0 for b in batches
+               for k in ("prompt_input", "prompt_target", "query", "target"))
+    unbatched = [{k: (b[k][j]) for k in ("key", "prompt_key", "query", "prompt_target")}
+                 for b in batches for j in range(len(b["key"]))]
+    assert len(unbatched) == 24
+    # The same entries with the same pixels, whichever process made them.
+    assert _fingerprints(unbatched) == _fingerprints(single)
+
+
+@pytest.mark.parametrize("world_size,epoch_length", [(3, 7), (5, 2)])
+def test_ddp_ranks_share_an_epoch_with_no_rank_empty(shards, world_size, epoch_length):
+    plan = TrainStream(shards, 16, seed=9, epoch_length=epoch_length).epoch_plan(0)
+    per_rank = -(-epoch_length // world_size)
+    got = []
+    for rank in range(world_size):
+        stream = TrainStream(shards, 16, seed=9, rank=rank, world_size=world_size, epochs=1,
+                             epoch_length=epoch_length)
+        rows = [tuple(row) for _, row in stream._my_entries(0)]
+        assert len(rows) == per_rank == len(stream) > 0
+        got += rows
+    # Every planned entry is served; the padding repeats the first ones.
+    assert Counter(got) == Counter(tuple(plan[i % epoch_length]) for i in range(per_rank * world_size))
+
+
+def test_epochs_are_reproducible_and_differ(shards):
+    a = TrainStream(shards, 16, seed=4)
+    b = TrainStream(shards, 16, seed=4)
+    np.testing.assert_array_equal(a.epoch_plan(2), b.epoch_plan(2))
+    assert not np.array_equal(a.epoch_plan(0), a.epoch_plan(1))
+    endless = iter(TrainStream(shards, 16, seed=4, epoch_length=3))
+    keys = [next(endless)["key"] for _ in range(7)]  # crosses two epoch boundaries
+    assert len(keys) == 7
+
+
+def test_task_weights(shards):
+    tasks = ["_loader_marked", "_loader_hdr"]
+    assert resolve_task_weights(tasks, None) == {"_loader_marked": 0.5, "_loader_hdr": 0.5}
+    assert resolve_task_weights(tasks, {"_loader_marked": 1}) == {"_loader_marked": 1.0}
+    with pytest.raises(ValueError, match="GenLV"):
+        resolve_task_weights(tasks, "genlv")
+    with pytest.raises(ValueError, match="without train samples"):
+        resolve_task_weights(tasks, {"jpeg": 1})
+    stream = TrainStream(shards, 16, task_weights={"_loader_marked": 3, "_loader_hdr": 1}, seed=0,
+                         epoch_length=4000)
+    share = np.mean(stream.epoch_plan(0)[:, 0] == stream.tasks.index("_loader_marked"))
+    assert 0.72 < share < 0.78
+    assert abs(sum(GENLV_TASK_MIX.values()) - 1280) < 1e-9 and len(GENLV_TASK_MIX) == 32
+
+
+def test_stream_pickles_without_open_files(shards):
+    stream = TrainStream(shards, 16, seed=0, epochs=1, epoch_length=4)
+    first = [i["key"] for i in stream]
+    assert stream._fds  # files were opened while reading
+    clone = pickle.loads(pickle.dumps(stream))
+    assert clone._fds is None
+    assert [i["key"] for i in clone] == first
+
+
+def test_crop_larger_than_stored_images_is_refused(shards):
+    with pytest.raises(ValueError, match="larger than the stored images"):
+        TrainStream(shards, SIZE + 8)
+
+
+def test_forked_workers_survive_a_parent_that_used_opencv_threads(shards):
+    import cv2
+
+    cv2.setNumThreads(2)
+    cv2.GaussianBlur(np.random.default_rng(0).random((1024, 1024), dtype=np.float32), (0, 0), 5)
+    loader = make_loader(shards, batch_size=4, size=16, workers=2, seed=0, epochs=1, epoch_length=8,
+                         multiprocessing_context="fork")
+    assert sum(len(b["key"]) for b in loader) == 8  # hung in the workers' first OpenCV call before
+    assert cv2.getNumThreads() == 2

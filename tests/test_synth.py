@@ -1,0 +1,268 @@
+"""Synthesis runs: same bytes whatever the workers, resume after a kill, clear failures, verify, CLI."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipelines.synth import SynthError, configure, merge_task_roots, read_params, run_synth
+from taskgen.registry import register_task, registered
+from taskgen.sample import TaskFailure, make_sample
+from taskgen.shards import JOURNAL_DIR, load_manifest, plan_shards, verify, write_shard
+from taskgen.sources import build_source
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@register_task(name="_synth_noise", category="restoration", metric="psnr", target_domain="clean image",
+               description="test-only: additive Gaussian noise with a drawn sigma")
+def _noise(image, rng):
+    sigma = float(rng.uniform(5, 20))
+    noisy = np.clip(image + rng.normal(0, sigma, image.shape), 0, 255).astype(np.uint8)
+    return noisy, image.copy(), {"sigma": sigma}
+
+
+@register_task(name="_synth_invert", category="enhancement", metric="psnr", target_domain="negative",
+               description="test-only: colour inversion with a drawn blend")
+def _invert(image, rng):
+    alpha = float(rng.uniform(0.5, 1.0))
+    target = np.clip(alpha * (255 - image.astype(np.float32)) + (1 - alpha) * image, 0, 255).astype(np.uint8)
+    return image.copy(), target, {"alpha": alpha}
+
+
+def _fail(image, rng):
+    if rng.random() < 0.25:
+        raise ValueError("deliberate failure")
+    return image.copy(), image.copy(), {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _test_tasks():
+    """The failing task exists for this module only; the two above are registered at import so that
+    worker processes find them by importing this module, and leave the registry with it."""
+    register_task(name="_synth_fail", category="restoration", metric="psnr", target_domain="clean image",
+                  description="test-only: raises for about one sample in four")(_fail)
+    yield
+    for name in ("_synth_fail", "_synth_noise", "_synth_invert"):
+        registered().pop(name, None)
+
+
+TASKS = "_synth_noise,_synth_invert"
+
+
+def _config(out, **overrides):
+    params = read_params(None)
+    params.update({"tasks": TASKS, "size": 32, "samples_per_shard": 3, "summary": str(out) + ".summary.json",
+                   "counts": {"train": 7, "test": 4, "unseen": 0}, "per_task": {}})
+    params.update(overrides.pop("params", {}))
+    return configure(params, {"out": str(out), **overrides})
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_same_bytes_in_process_and_with_two_worker_processes(tmp_path):
+    one = run_synth(_config(tmp_path / "one", workers=1), progress=False)
+    two = run_synth(_config(tmp_path / "two", workers=2), progress=False)
+    assert one["total"]["executor"] == "in-process"
+    assert two["total"]["executor"] == "dask-local" and two["total"]["workers"] == 2
+    a, b = _tree(tmp_path / "one"), _tree(tmp_path / "two")
+    assert a == b
+    assert len([p for p in a if p.endswith(".tar")]) == 2 * (3 + 2)  # ceil(7/3) + ceil(4/3) per task
+    summary = json.loads((tmp_path / "one.summary.json").read_text())
+    assert summary["tasks"]["_synth_noise"]["pairs"] == 11
+    assert set(summary["tasks"]["_synth_noise"]) >= {"pairs", "seconds", "ms_per_pair"}
+
+
+def test_scheduler_address_gives_same_bytes_and_failures_name_the_sample(tmp_path):
+    from distributed import LocalCluster
+
+    run_synth(_config(tmp_path / "ref", workers=1), progress=False)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster:
+        run_synth(_config(tmp_path / "remote", scheduler=cluster.scheduler_address), progress=False)
+        assert _tree(tmp_path / "ref") == _tree(tmp_path / "remote")
+        with pytest.raises(SynthError) as info:
+            run_synth(_config(tmp_path / "fail", scheduler=cluster.scheduler_address, tasks="_synth_fail", seed=7,
+                              params={"counts": {"train": 12, "test": 0, "unseen": 0}}), progress=False)
+    message = str(info.value)
+    assert "task=_synth_fail split=train index=" in message and "seed=7" in message
+    assert "deliberate failure" in message and not (tmp_path / "fail" / "manifest.json").exists()
+    # The message is enough to reproduce the failure alone.
+    index = int(message.split("index=")[1].split()[0])
+    import taskgen
+
+    with pytest.raises(TaskFailure, match="deliberate failure"):
+        make_sample(taskgen.get_task("_synth_fail"), "train", index, seed=7, size=32,
+                    source=build_source("deadleaves"))
+
+
+def test_failure_in_process_is_a_synth_error_with_the_sample(tmp_path):
+    config = _config(tmp_path / "fail", workers=1, tasks="_synth_fail", seed=7,
+                     params={"counts": {"train": 12, "test": 0, "unseen": 0}})
+    with pytest.raises(SynthError, match=r"shard train/_synth_fail-\d{5}\.tar failed: .*task=_synth_fail "
+                                         r"split=train index=\d+ seed=7"):
+        run_synth(config, progress=False)
+
+
+def test_rerun_reuses_only_shards_that_verify(tmp_path):
+    reference = tmp_path / "reference"
+    run_synth(_config(reference, workers=1), progress=False)
+    # State of a killed run: some shards finished (journal entries), one of them damaged since,
+    # a temporary file of a shard being written, no manifest.
+    out = tmp_path / "out"
+    config = _config(out, workers=1)
+    jobs = plan_shards(config.tasks, config.counts, seed=config.seed, size=config.size, sources=config.sources,
+                       samples_per_shard=config.samples_per_shard)
+    for job in jobs[:4]:
+        write_shard(job, out)
+    damaged = out / jobs[0].path
+    damaged.write_bytes(damaged.read_bytes()[:-10] + b"0123456789")
+    (out / "train" / ".x-00009.tar.abc.tmp").write_bytes(b"partial")
+    summary = run_synth(config, progress=False)
+    assert summary["total"]["reused_pairs"] == sum(job.count for job in jobs[1:4])
+    assert _tree(out) == _tree(reference)
+    assert not (out / JOURNAL_DIR).exists()
+
+
+def test_rerun_with_nothing_changed_writes_nothing(tmp_path):
+    run_synth(_config(tmp_path, workers=1), progress=False)
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.tar")}
+    summary = run_synth(_config(tmp_path, workers=1), progress=False)
+    assert summary["total"]["written_pairs"] == 0
+    assert before == {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.tar")}
+
+
+_KILL_SCRIPT = textwrap.dedent("""
+    import sys, time
+    import numpy as np
+    from taskgen.registry import register_task, registered
+    from pipelines.synth import configure, read_params, run_synth
+
+    @register_task(name="_synth_slow", category="restoration", metric="psnr", target_domain="clean image",
+                   description="test-only: slow enough to be killed mid-run")
+    def slow(image, rng):
+        time.sleep(0.03)
+        return np.clip(image + rng.normal(0, 9, image.shape), 0, 255).astype(np.uint8), image.copy(), {}
+
+    if __name__ == "__main__":
+        params = read_params(None)
+        params.update({"tasks": "_synth_slow", "size": 32, "samples_per_shard": 4, "summary": None,
+                       "counts": {"train": 24, "test": 0, "unseen": 0}})
+        summary = run_synth(configure(params, {"out": sys.argv[1], "workers": 1}), progress=False)
+        print("REUSED", summary["total"]["reused_pairs"])
+""")
+
+
+def test_killed_run_then_rerun_finishes_with_the_same_bytes(tmp_path):
+    script = tmp_path / "slow_synth.py"
+    script.write_text(_KILL_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    subprocess.run([sys.executable, str(script), str(tmp_path / "clean")], check=True, env=env,
+                   capture_output=True)
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, str(script), str(out)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline and len(list((out / JOURNAL_DIR).glob("*.json"))) < 2:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "manifest.json").exists(), "the run finished before it could be killed"
+    rerun = subprocess.run([sys.executable, str(script), str(out)], check=True, env=env, capture_output=True,
+                           text=True)
+    assert int(rerun.stdout.split("REUSED")[1]) >= 2 * 4
+    assert _tree(out) == _tree(tmp_path / "clean")
+
+
+def test_fewer_samples_removes_the_parts_no_longer_planned(tmp_path):
+    run_synth(_config(tmp_path, workers=1), progress=False)
+    assert (tmp_path / "train/_synth_noise-00002.tar").exists()
+    run_synth(_config(tmp_path, workers=1, n_train=3), progress=False)
+    assert not (tmp_path / "train/_synth_noise-00002.tar").exists()
+    assert verify(tmp_path).passed
+    assert load_manifest(tmp_path)["tasks"]["_synth_noise"]["counts"] == {"train": 3, "test": 4}
+
+
+def _cli(module, argv):
+    parser = argparse.ArgumentParser()
+    module.add_arguments(parser)
+    return module.run(parser.parse_args(argv))
+
+
+def test_cli_reads_params_and_flags_override_them(tmp_path, capsys):
+    from pipelines.commands import synth
+
+    params = tmp_path / "params.yaml"
+    params.write_text(textwrap.dedent(f"""
+        synth:
+          out: {tmp_path / 'from_params'}
+          size: 32
+          seed: 3
+          samples_per_shard: 8
+          summary: {tmp_path / 'summary.json'}
+          counts: {{train: 5, test: 2}}
+          per_task:
+            _synth_noise: {{train: 4, test: 3}}
+    """))
+    assert _cli(synth, ["--params", str(params), "--tasks", TASKS, "--n-test", "1", "--no-progress"]) == 0
+    manifest = load_manifest(tmp_path / "from_params")
+    assert manifest["params"]["seed"] == 3 and manifest["params"]["size"] == 32
+    assert manifest["tasks"]["_synth_noise"]["counts"] == {"train": 4, "test": 1}
+    assert manifest["tasks"]["_synth_invert"]["counts"] == {"train": 5, "test": 1}
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["tasks"]["_synth_invert"]["pairs"] == 6
+    out = capsys.readouterr().out
+    assert "_synth_noise" in out and "ms/pair" in out
+
+
+def test_params_typos_are_rejected(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("synth:\n  per_task:\n    _synth_noise: {trian: 4}\n")
+    with pytest.raises(ValueError, match="trian"):
+        configure(read_params(params), {"tasks": "_synth_noise"})
+    params.write_text("synth:\n  sizes: 4\n")
+    with pytest.raises(ValueError, match="sizes"):
+        read_params(params)
+
+
+def test_verify_command_names_problems_and_fails(tmp_path, capsys):
+    from pipelines.commands import verify as verify_cmd
+
+    run_synth(_config(tmp_path, workers=1), progress=False)
+    assert _cli(verify_cmd, [str(tmp_path)]) == 0
+    (tmp_path / "test/_synth_invert-00001.tar").unlink()
+    shard = tmp_path / "train/_synth_noise-00000.tar"
+    shard.write_bytes(shard.read_bytes()[:-1])
+    (tmp_path / "train/old-00000.tar").write_bytes(b"")
+    capsys.readouterr()
+    assert _cli(verify_cmd, [str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "CORRUPT  train/_synth_noise-00000.tar" in out
+    assert "MISSING  test/_synth_invert-00001.tar" in out
+    assert "EXTRA    train/old-00000.tar" in out
+
+
+def test_per_task_roots_merge_into_one_manifest(tmp_path):
+    # What the per-task DVC stages and the final `synth --merge` stage do.
+    root = tmp_path / "shards"
+    per_task = {"_synth_noise": {"train": 4, "test": 2}, "_synth_invert": {"train": 3, "test": 2}}
+    for task in per_task:
+        run_synth(_config(root / "tasks" / task, workers=1, tasks=task, summary=str(tmp_path / "m" / f"{task}.json"),
+                          params={"per_task": per_task}), progress=False)
+    config = _config(root, summary=str(tmp_path / "m.json"), params={"per_task": per_task})
+    summary = merge_task_roots(config)
+    manifest = load_manifest(root)
+    assert set(manifest["tasks"]) == set(per_task)
+    assert all(e["path"].startswith(f"tasks/{e['task']}/") for e in manifest["shards"])
+    assert verify(root).passed
+    assert summary["tasks"]["_synth_invert"]["pairs"] == 5 and summary["total"]["pairs"] == 11
