@@ -1,0 +1,126 @@
+"""Built-in generalists: two reference floors and every trained llvbench model by checkpoint.
+
+- ``identity`` returns the query: what doing nothing scores (high on mild degradations, the
+  "keeps the query" ideal of the mismatch track).
+- ``prompt-target`` returns the prompt's target resized to the query: what copying the prompt
+  scores (the failure mode of prompt-sensitive models).
+- ``checkpoint`` builds ``model.build(arch, **overrides)`` for a checkpoint (layouts in
+  ``bench.checkpoint``) and loads its weights on first use.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from taskgen.shards import file_sha256
+
+from .adapters import pad_to_multiple, resize_to
+from .checkpoint import CheckpointSource, resolve_checkpoint
+from .registry import register_generalist
+
+
+@register_generalist("identity", "returns the query unchanged (floor: the score of doing nothing)")
+class IdentityGeneralist:
+    name = "identity"
+
+    def __init__(self, device: str = "cpu"):
+        self.device = _resolve_device(device)  # where the bench places inputs (--device for every model)
+
+    def predict(self, query, prompt_input, prompt_target):
+        return query
+
+    def info(self) -> dict:
+        return {"params": 0, "size": "any size", "device": self.device}
+
+
+@register_generalist("prompt-target", "returns the prompt target resized to the query (floor: copying the prompt)")
+class PromptTargetGeneralist(IdentityGeneralist):
+    name = "prompt-target"
+
+    def predict(self, query, prompt_input, prompt_target):
+        return resize_to(prompt_target, tuple(query.shape[-2:]))
+
+    def info(self) -> dict:
+        return {**super().info(), "size": "prompt target resized bilinearly (antialiased) to the query size"}
+
+
+def _build_network(source: CheckpointSource, builder):
+    """The network for a resolved checkpoint, weights loaded strictly, on the CPU."""
+    from model import build
+    from model.checkpoints import load_official, load_weights, read_state_dict
+
+    if source.official:
+        return load_official(source.arch, source.weights)  # RGB in and out (BGR weights wrapped)
+    network = (builder or build)(source.arch, **source.overrides)
+    return load_weights(network, read_state_dict(source.weights))
+
+
+def _resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+@register_generalist("checkpoint", "a trained llvbench model: --checkpoint FOLDER|FILE.safetensors "
+                                   "(or an official .pth with --model ARCH)")
+class CheckpointGeneralist:
+    """A network from ``model`` with checkpoint weights, built lazily on first use.
+
+    The network is called as ``network(query, prompt_input, prompt_target)``. Every input is
+    reflect-padded on the bottom/right to a multiple of ``size_multiple`` (option, config.json,
+    the network's ``config.query_multiple``, else 32 as GenLV's windowed attention needs) and the
+    output is cropped back to the query's size. ``builder(arch, **overrides)`` replaces
+    ``model.build`` (for architectures registered elsewhere).
+    """
+
+    def __init__(self, checkpoint: str | Path, arch: str | None = None, device: str = "auto",
+                 name: str | None = None, size_multiple: int | None = None,
+                 builder: Callable | None = None):
+        self.source = resolve_checkpoint(checkpoint, arch)
+        self.name = name or self.source.name or f"{self.source.arch}@{Path(checkpoint).stem}"
+        self.device = device
+        self._size_multiple = size_multiple or self.source.size_multiple
+        self._builder = builder
+        self._network = None
+        self._sha256 = None
+
+    @property
+    def network(self):
+        """The network with its weights loaded, on its device (built on first access)."""
+        if self._network is None:
+            network = _build_network(self.source, self._builder)
+            self.device = _resolve_device(self.device)
+            if self._size_multiple is None:
+                config = getattr(network, "config", None) or getattr(getattr(network, "net", None), "config", None)
+                self._size_multiple = int(getattr(config, "query_multiple", 32))
+            self._network = network.to(self.device).eval()
+        return self._network
+
+    def checkpoint_sha256(self) -> str:
+        if self._sha256 is None:
+            self._sha256 = file_sha256(self.source.weights)
+        return self._sha256
+
+    def predict(self, query, prompt_input, prompt_target):
+        import torch
+
+        network = self.network
+        multiple = self._size_multiple
+        with torch.inference_mode():
+            q, (h, w) = pad_to_multiple(query.to(self.device), multiple)
+            p_in, _ = pad_to_multiple(prompt_input.to(self.device), multiple)
+            p_out, _ = pad_to_multiple(prompt_target.to(self.device), multiple)
+            return network(q, p_in, p_out)[..., :h, :w]
+
+    def info(self) -> dict:
+        network = self.network
+        return {
+            "params": int(sum(p.numel() for p in network.parameters())),
+            "device": str(self.device),
+            "size": f"reflect-pad bottom/right to a multiple of {self._size_multiple}, crop the output back",
+            "arch": self.source.arch,
+            "checkpoint": str(self.source.weights),
+            "checkpoint_sha256": self.checkpoint_sha256(),
+        }

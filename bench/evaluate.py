@@ -1,0 +1,295 @@
+"""Running a generalist over a test split: tracks × units, one atomic result file per unit.
+
+Layout of ``out_dir``::
+
+    {model}/run.json                      what ran: model info, settings, outcome of every unit
+    {model}/{track}/{unit}.parquet        per-image rows (bench.results.COLUMNS); unit = task name,
+                                          "A__on__B" (mismatch) or "model" (efficiency)
+    samples/...                           the outputs of the first ``save_samples`` queries of each
+                                          main and mismatch unit, with their inputs (bench.samples)
+
+A unit whose file exists with the same fingerprint (model, checkpoint, data manifest, device,
+track settings) and completed is skipped, so a killed evaluation resumes where it stopped; failed
+units are tried again (out-of-memory and similar failures are often transient). Any failure
+inside a unit (a predict() exception, a bad output, a task the split lacks) becomes one
+``failed`` row with the message, and the run goes on with the next unit; a generalist that
+cannot even be loaded gets a ``load`` failure file and the next model is tried.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import re
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from taskgen.registry import CATEGORIES
+
+from .metrics import METRICS
+from .protocol import BadOutput, check_output, describe, images_to_tensor
+from .results import read_fingerprint, write_rows
+from .samples import SampleWriter
+from .tracks import DEFAULT_MISMATCH_PAIRS, TRACKS
+
+log = logging.getLogger(__name__)
+
+RESULTS_FORMAT = 1  # bump when rows computed for the same inputs would change
+LOAD_FAILURE_NAME = "load.parquet"
+TRACK_NAMES = tuple(TRACKS)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    tracks: tuple[str, ...] = ("main",)
+    tasks: tuple[str, ...] | None = None      # None: every task of the split
+    limit: int | None = None                  # query images per task (all tracks)
+    batch_size: int = 8
+    robustness_prompts: int = 20              # K of paper Table 4
+    mismatch_pairs: tuple[tuple[str, str], ...] = DEFAULT_MISMATCH_PAIRS
+    latency_repeats: int = 10
+    latency_warmup: int = 2
+    flops_size: int = 256
+    seed: int = 0
+    # Outputs saved per main/mismatch unit for the report's figures. Not part of a unit's
+    # fingerprint (rows do not depend on it): a unit skipped on resume keeps the examples it has.
+    save_samples: int = 2
+
+    def __post_init__(self):
+        unknown = [t for t in self.tracks if t not in TRACKS]
+        if unknown:
+            raise ValueError(f"unknown track(s) {unknown}; tracks: {', '.join(TRACKS)}")
+        if self.batch_size < 1 or (self.limit is not None and self.limit < 1):
+            raise ValueError("batch_size and limit must be positive")
+        if self.save_samples < 0:
+            raise ValueError("save_samples must be 0 or more")
+
+
+@dataclass(frozen=True)
+class UnitOutcome:
+    model: str
+    track: str
+    unit: str
+    status: str            # "done", "skipped" (already there), "failed"
+    error: str = ""
+    seconds: float = 0.0
+    path: str = ""
+
+
+class PredictError(RuntimeError):
+    """predict() raised; the message names the generalist and the original error."""
+
+
+def slug(name: str) -> str:
+    """A model name -> a safe folder name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "model"
+
+
+def llvbench_version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("llvbench")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _device_label(device: str) -> str:
+    if device.startswith("cuda"):
+        import torch
+
+        if torch.cuda.is_available():
+            return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
+    return device
+
+
+def make_row(provenance: dict, *, track: str, task: str, category: str, metric: str, value,
+             convention: str = "", prompt_task: str = "*", sample_key: str = "", prompt_key: str = "",
+             prompt_rule: str = "", higher_is_better: bool | None = None, status: str = "ok",
+             error: str = "") -> dict:
+    """One result row (bench.results.COLUMNS): the run's provenance plus what was measured."""
+    if higher_is_better is None:
+        higher_is_better = METRICS[metric].higher_is_better if metric in METRICS else True
+    return {**provenance, "track": track, "task": task, "category": category, "prompt_task": prompt_task,
+            "sample_key": sample_key, "prompt_key": prompt_key, "prompt_rule": prompt_rule, "metric": metric,
+            "value": float(value), "higher_is_better": bool(higher_is_better), "convention": convention,
+            "status": status, "error": error, "time": _now()}
+
+
+@dataclass
+class EvalContext:
+    """Everything a track needs: the generalist, the split, settings, and the row factory."""
+
+    generalist: object
+    info: dict
+    split: object
+    config: EvalConfig
+    lookup: Callable
+    tasks: list[str]
+    available_tasks: list[str]
+    provenance: dict
+    log: logging.Logger = field(default=log)
+    examples: SampleWriter | None = None      # saves a few outputs for the report; None: none
+
+    def save_example(self, track: str, unit: str, position: int, sample_key: str, output: np.ndarray,
+                     images: dict, **meta) -> None:
+        """Save the output of the query at ``position`` of a unit if it is among the first few."""
+        if self.examples is not None and self.examples.wants(position):
+            meta.setdefault("data_manifest_sha256", self.provenance["data_manifest_sha256"])
+            self.examples.save(track, unit, sample_key, output, images, meta)
+
+    @property
+    def input_device(self) -> str:
+        return str(self.info.get("device") or "cpu")
+
+    def predict(self, queries, prompt_inputs, prompt_targets, check_values: bool = True) -> np.ndarray:
+        """uint8/uint16 HWC images -> checked float32 B×H×W×3 output of the generalist."""
+        import torch
+
+        device = self.input_device
+        q = images_to_tensor(queries, device)
+        p_in = images_to_tensor(prompt_inputs, device)
+        p_out = images_to_tensor(prompt_targets, device)
+        try:
+            with torch.inference_mode():
+                output = self.generalist.predict(q, p_in, p_out)
+        except Exception as err:
+            raise PredictError(f"{self.generalist.name}: predict() raised {type(err).__name__}: {err}") from err
+        return check_output(output, tuple(q.shape), who=self.generalist.name, check_values=check_values)
+
+    def row(self, **fields) -> dict:
+        return make_row(self.provenance, **fields)
+
+    def failure_row(self, track: str, unit: str, error: str) -> dict:
+        task, category, metric = "*", "*", "*"
+        if track in ("main", "robustness"):
+            try:
+                spec = self.lookup(unit)
+                task, category, metric = spec.name, spec.category, spec.metric
+            except KeyError:
+                task = unit
+        elif track == "mismatch":
+            task = unit.partition("__on__")[2]
+        return self.row(track=track, task=task, category=category, metric=metric, value=math.nan,
+                        status="failed", error=error)
+
+
+def _default_lookup(name: str):
+    import taskgen
+
+    return taskgen.get_task(name)
+
+
+def _select_tasks(split, requested, lookup) -> list[str]:
+    available = list(split.tasks)
+    if requested is None:
+        return available
+    chosen = []
+    for name in requested:
+        if name in CATEGORIES:
+            chosen += [t for t in available if lookup(t).category == name and t not in chosen]
+        elif name in available:
+            if name not in chosen:
+                chosen.append(name)
+        else:
+            raise ValueError(f"task {name!r} is not in the test split; it has: {', '.join(available)}")
+    return chosen
+
+
+def provenance(generalist_name: str, info: dict, split, run_id: str) -> dict:
+    return {
+        "run_id": run_id,
+        "model": generalist_name,
+        "checkpoint_sha256": str(info.get("checkpoint_sha256") or ""),
+        "data_manifest_sha256": str(getattr(split, "manifest_sha256", "") or ""),
+        "llvbench_version": llvbench_version(),
+        "device": _device_label(str(info.get("device") or "cpu")),
+    }
+
+
+def evaluate(generalist, split, out_dir: str | Path, config: EvalConfig = EvalConfig(), *,
+             lookup: Callable | None = None, run_id: str | None = None) -> list[UnitOutcome]:
+    """Run every unit of every configured track for one generalist; returns what happened to each."""
+    from taskgen.atomic import atomic_write_json
+
+    lookup = lookup or _default_lookup
+    run_id = run_id or uuid.uuid4().hex[:12]
+    info = describe(generalist)
+    prov = provenance(generalist.name, info, split, run_id)
+    examples = SampleWriter(Path(out_dir), slug(generalist.name), config.save_samples) if config.save_samples else None
+    ctx = EvalContext(generalist=generalist, info=info, split=split, config=config, lookup=lookup,
+                      tasks=_select_tasks(split, config.tasks, lookup), available_tasks=list(split.tasks),
+                      provenance=prov, examples=examples)
+    model_dir = Path(out_dir) / slug(generalist.name)
+    started = _now()
+    outcomes = []
+    for track_name in config.tracks:
+        track = TRACKS[track_name]
+        for unit in track.units(ctx):
+            outcomes.append(_run_unit(ctx, track, unit, model_dir / track_name / f"{unit}.parquet"))
+    atomic_write_json(model_dir / "run.json", {
+        "run_id": run_id, "model": generalist.name, "info": info, "config": asdict(config),
+        "provenance": prov, "started": started, "finished": _now(),
+        "units": [asdict(o) for o in outcomes],
+    })
+    return outcomes
+
+
+def _fingerprint(ctx: EvalContext, track, unit: str) -> dict:
+    return {"format": RESULTS_FORMAT, "model": ctx.provenance["model"],
+            "checkpoint_sha256": ctx.provenance["checkpoint_sha256"],
+            "data_manifest_sha256": ctx.provenance["data_manifest_sha256"], "device": ctx.provenance["device"],
+            "track": track.name, "unit": unit, "settings": track.settings(ctx.config)}
+
+
+def _run_unit(ctx: EvalContext, track, unit: str, path: Path) -> UnitOutcome:
+    fingerprint = _fingerprint(ctx, track, unit)
+    model = ctx.provenance["model"]
+    if read_fingerprint(path) == (fingerprint, "done"):
+        ctx.log.info("%s %s/%s: already evaluated, skipped", model, track.name, unit)
+        return UnitOutcome(model, track.name, unit, "skipped", path=str(path))
+    start = time.perf_counter()
+    try:
+        rows = track.run(ctx, unit)
+        status, error = "done", ""
+    except (PredictError, BadOutput) as err:
+        status, error = "failed", str(err)
+    except Exception as err:  # a bad plug-in or bad data must not stop the other units
+        status, error = "failed", f"{type(err).__name__}: {err}"
+    if status == "failed":
+        rows = [ctx.failure_row(track.name, unit, error)]
+        ctx.log.warning("%s %s/%s failed: %s", model, track.name, unit, error)
+    seconds = time.perf_counter() - start
+    write_rows(path, rows, fingerprint, status)
+    if status == "done":
+        ctx.log.info("%s %s/%s: %d rows in %.1f s", model, track.name, unit, len(rows), seconds)
+    return UnitOutcome(model, track.name, unit, status, error, round(seconds, 3), str(path))
+
+
+def evaluate_spec(spec: str, options: dict, split, out_dir: str | Path, config: EvalConfig = EvalConfig(),
+                  **kwargs) -> list[UnitOutcome]:
+    """Load a generalist by spec and evaluate it; a load failure is recorded, not raised."""
+    from .registry import load_generalist
+
+    failure_file = Path(out_dir) / slug(spec) / LOAD_FAILURE_NAME
+    try:
+        generalist = load_generalist(spec, **options)
+        describe(generalist)  # a broken info() is a load failure too
+    except Exception as err:
+        message = f"cannot load generalist {spec!r}: {type(err).__name__}: {err}"
+        log.error(message)
+        row = make_row(provenance(spec, {}, split, uuid.uuid4().hex[:12]), track="load", task="*",
+                       category="*", metric="*", value=math.nan, status="failed", error=message)
+        write_rows(failure_file, [row], {"format": RESULTS_FORMAT, "load": spec}, "failed")
+        return [UnitOutcome(spec, "load", "*", "failed", message, path=str(failure_file))]
+    failure_file.unlink(missing_ok=True)  # an earlier load failure no longer holds
+    return evaluate(generalist, split, out_dir, config, **kwargs)

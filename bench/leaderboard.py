@@ -1,0 +1,299 @@
+"""Leaderboards: aggregates of the per-image results, as parquet, Markdown and ``metrics.json``.
+
+Tables (one parquet each, every row labelled by model):
+
+- ``model_task``: main-track mean per (model, task, metric), with n and failures;
+- ``model_category``: mean over a category's tasks of the task means (headline metric);
+- ``overall``: mean rank across tasks (rank 1 = best on the task's headline metric; a failed
+  task ranks last among the models evaluated on it), tasks evaluated, tasks failed;
+- ``robustness``: per (model, task) the population standard deviation (ddof 0) of the K
+  per-prompt task means, as paper Table 4;
+- ``mismatch``: mean PSNR to the query and to the prompt task's recipe per (model, prompt task,
+  query task);
+- ``efficiency``: parameters, FLOPs, latency, peak memory;
+- ``failures``: every failed unit with its message.
+
+A task's headline metric is MAE when its rows have MAE (edges), else PSNR (bench.metrics).
+When one model name was run from several checkpoints, models are labelled ``name@sha[:8]``; when
+a row was computed twice (re-runs), the latest one counts.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from .metrics import METRICS
+
+# The paper's column labels (Tables 1–4); other tasks are shown by name.
+SHORT_NAMES = {
+    "gaussian_noise": "GN", "poisson_noise": "PN", "salt_pepper": "S&P", "gaussian_blur": "GB",
+    "jpeg": "JPEG", "ringing": "Ringing", "rl": "R-L", "inpainting": "Inpainting",
+    "rain_simple": "SimpleRain", "rain_complex": "ComplexRain", "haze": "Haze", "mixed": "Mixed",
+    "low_light": "LLE", "retouch": "Retouch", "local_laplacian": "LLF", "tone_multiscale": "MTM",
+    "underwater_contrast": "ICE", "underwater_color": "ICC", "sdr_to_hdr": "SDR→HDR", "hdr_to_sdr": "HDR→SDR",
+    "canny": "Canny", "laplacian": "Laplacian", "perceptual_edges": "PED",
+    "pencil": "PencilDraw", "photographic": "Photographic", "rtv": "RTV", "vermeer": "Vermeer", "jojo": "JOJO",
+    "raphael": "Raphael", "fauvism": "Fauvism", "divisionism": "Divisionism", "cloisonnism": "Cloisonnism",
+}
+# (title, categories, metric) of the paper-shaped tables.
+PAPER_TABLES = (
+    ("Table 1: restoration, PSNR↑ (dB)", ("restoration",), "psnr"),
+    ("Table 2: enhancement and stylization, PSNR↑ (dB)", ("enhancement", "stylization"), "psnr"),
+    ("Table 3: edge detection, MAE↓", ("edge",), "mae"),
+    ("Unseen tasks (held out of training), PSNR↑ (dB)", ("unseen",), "psnr"),
+)
+UNSEEN = "unseen"  # the category held-out tasks are reported under, whatever their own category
+DECIMALS = {"psnr": 2, "ssim": 4, "mae": 4, "std": 3}
+KEY = ["model", "track", "task", "prompt_task", "sample_key", "prompt_key", "metric"]
+
+
+@dataclass
+class Leaderboards:
+    model_task: object
+    model_category: object
+    overall: object
+    robustness: object
+    mismatch: object
+    efficiency: object
+    failures: object
+
+    def tables(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def _label_models(df):
+    """Model names, made unique per checkpoint when one name was run from several."""
+    df = df.copy()
+    counts = df.groupby("model")["checkpoint_sha256"].nunique()
+    several = df["model"].map(counts) > 1
+    df.loc[several, "model"] = df.loc[several, "model"] + "@" + df.loc[several, "checkpoint_sha256"].str[:8]
+    return df
+
+
+def _latest(df):
+    return df.sort_values("time", kind="stable").drop_duplicates(KEY, keep="last")
+
+
+def task_order(tasks) -> list[str]:
+    """Paper (canonical) order first, then any other tasks alphabetically."""
+    from taskgen.registry import CANONICAL_ORDER
+
+    known = [t for t in CANONICAL_ORDER if t in set(tasks)]
+    return known + sorted(set(tasks) - set(known))
+
+
+def headline_metrics(model_task) -> dict:
+    """{task: headline metric}: MAE where the task has MAE rows (edges), else PSNR."""
+    with_mae = set(model_task.loc[model_task["metric"] == "mae", "task"])
+    return {task: ("mae" if task in with_mae else "psnr") for task in model_task["task"].unique()}
+
+
+def _higher_is_better(metric: str) -> bool:
+    return METRICS[metric].higher_is_better if metric in METRICS else True
+
+
+def _model_task(main_ok, main_failed):
+    """Main-track means per (model, task, metric), plus one ``failed`` cell per failed unit."""
+    import pandas as pd
+
+    means = (main_ok.groupby(["model", "task", "category", "metric"], as_index=False)
+             .agg(mean=("value", "mean"), n=("value", "size"), higher_is_better=("higher_is_better", "first"),
+                  convention=("convention", "first"))
+             .assign(status="ok", error=""))
+    failures = (main_failed[["model", "task", "category", "metric", "error"]]
+                .assign(mean=math.nan, n=0, status="failed", convention="",
+                        higher_is_better=main_failed["metric"].map(_higher_is_better)))
+    frames = [f for f in (means, failures) if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else means
+
+
+def _mark_held_out(df):
+    """Report held-out tasks (TaskSpec.in_training_mix False) in their own 'unseen' category, so
+    they neither mix into the paper's category means nor into Tables 1-3."""
+    import taskgen
+
+    held_out = {s.name for s in taskgen.list_tasks() if not s.in_training_mix}
+    if not len(df) or not held_out:
+        return df
+    df = df.copy()
+    df.loc[df["task"].isin(held_out), "category"] = UNSEEN
+    return df
+
+
+def build_leaderboards(results) -> Leaderboards:
+    """The per-image results DataFrame (bench.results) -> every leaderboard table."""
+    df = _mark_held_out(_latest(_label_models(results)))
+    ok = df[df["status"] == "ok"]
+    failed = df[df["status"] == "failed"]
+    model_task = _model_task(ok[ok["track"] == "main"], failed[failed["track"] == "main"])
+    head = model_task[model_task["metric"] == model_task["task"].map(headline_metrics(model_task))]
+    model_category = (head[head["status"] == "ok"].groupby(["model", "category", "metric"], as_index=False)
+                      .agg(mean=("mean", "mean"), tasks=("task", "nunique")))
+    mismatch = (ok[ok["track"] == "mismatch"]
+                .pivot_table(index=["model", "prompt_task", "task"], columns="metric", values="value",
+                             aggfunc="mean").reset_index().rename_axis(columns=None))
+    eff = ok[ok["track"] == "efficiency"]
+    efficiency = (eff.pivot_table(index=["model", "device"], columns="metric", values="value", aggfunc="last",
+                                  dropna=False).reset_index().rename_axis(columns=None))
+    failures = failed[["model", "track", "task", "error", "time"]].reset_index(drop=True)
+    return Leaderboards(model_task, model_category, _overall(head), _robustness(ok[ok["track"] == "robustness"]),
+                        mismatch, efficiency, failures)
+
+
+def _overall(head):
+    """Mean rank across tasks on each task's headline metric; failed tasks rank last."""
+    import pandas as pd
+
+    if not len(head):
+        return pd.DataFrame(columns=["model", "mean_rank", "tasks", "failed_tasks", "rank"])
+    ranked = []
+    for task, group in head.groupby("task"):
+        group = group.copy()
+        score = group["mean"] if bool(group["higher_is_better"].iloc[0]) else -group["mean"]
+        group["task_rank"] = score.rank(ascending=False, method="average", na_option="bottom")
+        ranked.append(group)
+    ranked = pd.concat(ranked)
+    overall = (ranked.groupby("model", as_index=False)
+               .agg(mean_rank=("task_rank", "mean"), tasks=("task", "nunique"),
+                    failed_tasks=("status", lambda s: int((s == "failed").sum()))))
+    overall = overall.sort_values(["mean_rank", "model"]).reset_index(drop=True)
+    overall["rank"] = overall["mean_rank"].rank(method="min").astype(int)
+    return overall
+
+
+def _robustness(rows):
+    import pandas as pd
+
+    if not len(rows):
+        return pd.DataFrame(columns=["model", "task", "category", "metric", "std", "mean", "prompts", "queries"])
+    per_prompt = (rows.groupby(["model", "task", "category", "metric", "prompt_key"], as_index=False)
+                  .agg(task_mean=("value", "mean"), queries=("value", "size")))
+    return (per_prompt.groupby(["model", "task", "category", "metric"], as_index=False)
+            .agg(std=("task_mean", lambda s: float(s.std(ddof=0))), mean=("task_mean", "mean"),
+                 prompts=("task_mean", "size"), queries=("queries", "max")))
+
+
+# --------------------------------------------------------------------------------------------
+# Markdown
+
+def _fmt(value, decimals: int) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{decimals}f}"
+
+
+def markdown_table(cells: dict, rows: list[str], columns: list[str], *, higher_is_better: bool, decimals: int,
+                   labels: dict | None = None, failed: set | None = None) -> str:
+    """{(row, column): value} -> a Markdown table with the best value of each column in bold."""
+    labels = labels or {}
+    failed = failed or set()
+    head = "| model | " + " | ".join(labels.get(c, c) for c in columns) + " |"
+    lines = [head, "|" + "---|" * (len(columns) + 1)]
+    best = {}
+    for c in columns:
+        values = [cells[(r, c)] for r in rows if (r, c) in cells and not math.isnan(cells[(r, c)])]
+        if values:
+            best[c] = max(values) if higher_is_better else min(values)
+    for r in rows:
+        out = []
+        for c in columns:
+            if (r, c) in failed:
+                out.append("failed")
+                continue
+            value = cells.get((r, c), math.nan)
+            text = _fmt(value, decimals)
+            out.append(f"**{text}**" if c in best and not math.isnan(value) and value == best[c] else text)
+        lines.append(f"| {r} | " + " | ".join(out) + " |")
+    return "\n".join(lines)
+
+
+def plain_table(headers: list[str], rows: list[list]) -> str:
+    """A Markdown table without highlighting; cells are converted with str() and '|' escaped."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(v).replace("|", "/") for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _paper_tables(lb: Leaderboards) -> list[str]:
+    mt = lb.model_task
+    models = list(lb.overall["model"]) if len(lb.overall) else sorted(mt["model"].unique())
+    sections = []
+    for title, categories, metric in PAPER_TABLES:
+        part = mt[mt["category"].isin(categories) & (mt["metric"] == metric)]
+        if not len(part):
+            continue
+        cells = {(r.model, r.task): r.mean for r in part.itertuples() if r.status == "ok"}
+        failed = {(r.model, r.task) for r in part.itertuples() if r.status == "failed"}
+        table = markdown_table(cells, models, task_order(part["task"].unique()),
+                               higher_is_better=METRICS[metric].higher_is_better, decimals=DECIMALS[metric],
+                               labels=SHORT_NAMES, failed=failed)
+        sections += [f"## {title}", "", table, ""]
+    rb = lb.robustness
+    if len(rb):
+        cells = {(r.model, r.task): r.std for r in rb.itertuples()}
+        table = markdown_table(cells, sorted(rb["model"].unique()), task_order(rb["task"].unique()),
+                               higher_is_better=False, decimals=DECIMALS["std"], labels=SHORT_NAMES)
+        k = int(rb["prompts"].max())
+        sections += [f"## Table 4: standard deviation of the task mean across {k} prompts (headline metric)↓", "",
+                     table, ""]
+    return sections
+
+
+def to_markdown(lb: Leaderboards) -> str:
+    """The paper-shaped tables (1–4) plus overall rank, mismatch, efficiency and failures."""
+    sections = ["# llvbench leaderboard", ""] + _paper_tables(lb)
+    if len(lb.overall):
+        rows = [[r.rank, r.model, f"{r.mean_rank:.2f}", r.tasks, r.failed_tasks] for r in lb.overall.itertuples()]
+        sections += ["## Overall: mean rank across tasks (1 = best)", "",
+                     plain_table(["rank", "model", "mean rank", "tasks", "failed"], rows), ""]
+    if len(lb.mismatch):
+        rows = [[r["model"], r["prompt_task"], r["task"], _fmt(r.get("psnr_to_query", math.nan), 2),
+                 _fmt(r.get("psnr_to_prompt_task", math.nan), 2)] for r in lb.mismatch.to_dict("records")]
+        sections += ["## Mismatch: prompt of task A on queries of task B (mean PSNR, dB)", "",
+                     plain_table(["model", "prompt A", "queries B", "keeps the query", "applies A"], rows), ""]
+    if len(lb.efficiency):
+        flops = next((c for c in lb.efficiency.columns if c.startswith("flops_")), "flops")
+        rows = [[r["model"], _fmt(r.get("params", math.nan) / 1e6, 3), _fmt(r.get(flops, math.nan) / 1e9, 2),
+                 _fmt(r.get("latency_ms", math.nan), 2), _fmt(r.get("peak_memory_mib", math.nan), 0), r["device"]]
+                for r in lb.efficiency.to_dict("records")]
+        sections += ["## Efficiency", "", plain_table(["model", "params (M)", f"{flops} (GFLOP)", "latency (ms/image)",
+                                                       "peak memory (MiB)", "device"], rows), ""]
+    if len(lb.failures):
+        rows = [[r.model, r.track, r.task, str(r.error)[:300]] for r in lb.failures.itertuples()]
+        sections += ["## Failures", "", plain_table(["model", "track", "task", "error"], rows), ""]
+    sections.append("Scores: outputs clamped to [0, 1] and rounded like a saved image; PSNR/SSIM/MAE on RGB, "
+                    "all channels, no border crop (conventions in every result row).")
+    return "\n".join(sections) + "\n"
+
+
+def headline_numbers(lb: Leaderboards) -> dict:
+    """A few numbers per model for ``dvc metrics show``."""
+    out: dict = {}
+    for r in lb.overall.itertuples():
+        out.setdefault(r.model, {}).update(mean_rank=round(float(r.mean_rank), 4), tasks=int(r.tasks),
+                                           failed_tasks=int(r.failed_tasks))
+    for r in lb.model_category.itertuples():
+        out.setdefault(r.model, {})[f"{r.metric}_{r.category}"] = round(float(r.mean), 4)
+    for model, group in lb.robustness.groupby("model") if len(lb.robustness) else []:
+        out.setdefault(model, {})["robustness_std_mean"] = round(float(group["std"].mean()), 4)
+    for r in lb.efficiency.to_dict("records"):
+        for key in ("params", "latency_ms"):
+            value = r.get(key, math.nan)
+            if value == value:  # not NaN
+                out.setdefault(r["model"], {})[key] = round(float(value), 4)
+    return {"models": out}
+
+
+def write_leaderboards(results_paths, out_dir: str | Path) -> Leaderboards:
+    """Read result files/folders, write every table (parquet), leaderboard.md and metrics.json."""
+    from taskgen.atomic import atomic_path, atomic_write_json, atomic_write_text
+
+    from .results import read_results
+
+    lb = build_leaderboards(read_results(results_paths))
+    out_dir = Path(out_dir)
+    for name, table in lb.tables().items():
+        with atomic_path(out_dir / f"{name}.parquet") as tmp:
+            table.to_parquet(tmp, index=False)
+    atomic_write_text(out_dir / "leaderboard.md", to_markdown(lb))
+    atomic_write_json(out_dir / "metrics.json", headline_numbers(lb))
+    return lb

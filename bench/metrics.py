@@ -1,0 +1,229 @@
+"""Image-quality metrics on quantized images, batched, in float64: numpy (and one OpenCV filter), no torch.
+
+Conventions (DESIGN.md, as PromptGIP's evaluation scripts), recorded in every result row:
+
+- Images are compared as stored: RGB, all channels, no border crop, integer dtype. Model outputs
+  are clamped to [0, 1] and rounded to the target's dtype first (``quantize``), exactly as if they
+  had been saved to a PNG and read back.
+- ``psnr``: 10·log10(peak² / MSE) with peak 255 for uint8 and 65535 for uint16 (an HDR target is
+  therefore scored on [0, 1] from uint16). Identical images would give +inf; the value is capped
+  at ``PSNR_CAP_DB`` so that task means stay finite.
+- ``ssim``: Wang et al. 2004 with an 11×11 Gaussian window (σ = 1.5), K1 = 0.01, K2 = 0.03,
+  population (co)variances, computed per channel on the valid region (5 pixels from every border
+  are only used as filter support) and averaged — the same number as
+  ``skimage.metrics.structural_similarity(gaussian_weights=True, sigma=1.5,
+  use_sample_covariance=False, data_range=peak, channel_axis=-1)``.
+- ``mae``: mean absolute difference on [0, 1] (value / peak), all channels; used for edge maps.
+
+Every function takes ``pred`` and ``target`` of the same integer dtype and shape ``(H, W, 3)`` or
+a batch ``(B, H, W, 3)`` and returns one float64 per image (a 0-d array for a single image).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import cv2
+import numpy as np
+
+PSNR_CAP_DB = 100.0
+SSIM_WINDOW = 11
+SSIM_SIGMA = 1.5
+SSIM_K1, SSIM_K2 = 0.01, 0.03
+
+_PEAKS = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+
+
+class MetricInputError(ValueError):
+    """Arrays that cannot be compared: different shapes or dtypes, or not integer images."""
+
+
+def peak_value(dtype) -> float:
+    """Largest code value of an image dtype: 255 (uint8) or 65535 (uint16)."""
+    try:
+        return _PEAKS[np.dtype(dtype)]
+    except KeyError:
+        raise MetricInputError(f"metrics take uint8 or uint16 images, got {np.dtype(dtype)}") from None
+
+
+def quantize(image: np.ndarray, dtype=np.uint8) -> np.ndarray:
+    """float [0,1] (any shape) -> ``dtype`` after clamping to [0,1] and rounding half to even.
+
+    Computed in float32, as saving a float32 tensor would (float32 resolves 1/65535 steps).
+    """
+    peak = peak_value(dtype)
+    scaled = np.multiply(image, np.float32(peak), dtype=np.float32)
+    np.clip(scaled, 0.0, peak, out=scaled)
+    return np.rint(scaled, out=scaled).astype(dtype)
+
+
+def _check_pair(pred: np.ndarray, target: np.ndarray) -> float:
+    if pred.shape != target.shape:
+        raise MetricInputError(f"prediction shape {pred.shape} differs from target shape {target.shape}")
+    if pred.dtype != target.dtype:
+        raise MetricInputError(f"prediction dtype {pred.dtype} differs from target dtype {target.dtype}")
+    if pred.ndim not in (3, 4):
+        raise MetricInputError(f"expected (H, W, C) or (B, H, W, C) images, got shape {pred.shape}")
+    return peak_value(pred.dtype)
+
+
+def _as_batch(image: np.ndarray) -> np.ndarray:
+    return image[None] if image.ndim == 3 else image
+
+
+def _result(values: np.ndarray, single: bool) -> np.ndarray:
+    return values[0] if single else values
+
+
+def mse(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Integer images -> per-image mean squared error in code values² (float64)."""
+    _check_pair(pred, target)
+    single = pred.ndim == 3
+    diff = _as_batch(pred).astype(np.float64) - _as_batch(target)
+    return _result(np.einsum("bhwc,bhwc->b", diff, diff) / diff[0].size, single)
+
+
+def psnr(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Integer images -> per-image PSNR in dB on the dtype's full range, capped at PSNR_CAP_DB."""
+    peak = _check_pair(pred, target)
+    err = np.atleast_1d(mse(pred, target))
+    with np.errstate(divide="ignore"):
+        db = 10.0 * np.log10(peak * peak / err)
+    return _result(np.minimum(db, PSNR_CAP_DB), pred.ndim == 3)
+
+
+def mae(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Integer images -> per-image mean absolute error on [0, 1] (float64)."""
+    peak = _check_pair(pred, target)
+    single = pred.ndim == 3
+    diff = np.abs(_as_batch(pred).astype(np.int32) - _as_batch(target))  # exact integer differences
+    total = diff.reshape(diff.shape[0], -1).sum(axis=1, dtype=np.int64)
+    return _result(total / (diff[0].size * peak), single)
+
+
+def _gaussian_taps() -> np.ndarray:
+    radius = SSIM_WINDOW // 2
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    taps = np.exp(-(x * x) / (2.0 * SSIM_SIGMA * SSIM_SIGMA))
+    return taps / taps.sum()
+
+
+_TAPS = _gaussian_taps()
+
+
+def _blur_valid(image: np.ndarray) -> np.ndarray:
+    """(h, W, C) float64 -> Gaussian-filtered (h-10, W-10, C): only where the whole window fits."""
+    h, w = image.shape[:2]
+    r = SSIM_WINDOW // 2
+    out = cv2.sepFilter2D(image, cv2.CV_64F, _TAPS, _TAPS, borderType=cv2.BORDER_REFLECT)
+    return out.reshape(h, w, -1)[r:h - r, r:w - r]
+
+
+# Rows per strip: about 300 kB per float64 map, so the strip's maps stay in cache. Measured about
+# twice as fast as whole 256² images, more so when other processes compete for memory bandwidth.
+_STRIP_BYTES = 300_000
+
+
+def _ssim_sum(x: np.ndarray, y: np.ndarray, peak: float) -> float:
+    """(h, W, C) float64 strip -> sum of the SSIM map over its valid region.
+
+    Four filter passes instead of five: the denominator only needs var_x + var_y, which is
+    E[x² + y²] - mu_x² - mu_y². Arithmetic is in place to limit memory traffic.
+    """
+    c1 = (SSIM_K1 * peak) ** 2
+    c2 = (SSIM_K2 * peak) ** 2
+    mu_x = _blur_valid(x)
+    mu_y = _blur_valid(y)
+    e_sq = _blur_valid(x * x + y * y)
+    e_xy = _blur_valid(x * y)
+    mu_xy = mu_x * mu_y
+    mu_x *= mu_x
+    mu_x += mu_y * mu_y          # mu_x² + mu_y²
+    e_sq -= mu_x                 # var_x + var_y
+    e_xy -= mu_xy                # cov
+    mu_xy *= 2.0
+    mu_xy += c1
+    e_xy *= 2.0
+    e_xy += c2
+    mu_x += c1
+    e_sq += c2
+    mu_xy *= e_xy                # numerator
+    mu_x *= e_sq                 # denominator
+    mu_xy /= mu_x
+    return float(mu_xy.sum())
+
+
+def _ssim_one(x: np.ndarray, y: np.ndarray, peak: float) -> float:
+    """(H, W, C) integer pair -> mean SSIM over the valid region and channels, strip by strip.
+
+    Each strip carries a 5-row halo above and below, so its valid rows are exactly those of the
+    whole image; strips are converted to float64 one at a time.
+    """
+    h, w, c = x.shape
+    r = SSIM_WINDOW // 2
+    rows = max(8, _STRIP_BYTES // (w * c * 8))
+    total = 0.0
+    for top in range(0, h - 2 * r, rows):
+        bottom = min(top + rows + 2 * r, h)
+        total += _ssim_sum(x[top:bottom].astype(np.float64), y[top:bottom].astype(np.float64), peak)
+    return total / ((h - 2 * r) * (w - 2 * r) * c)
+
+
+def ssim(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Integer images -> per-image SSIM (Gaussian 11×11, σ 1.5, per channel, mean over channels)."""
+    peak = _check_pair(pred, target)
+    single = pred.ndim == 3
+    xs, ys = _as_batch(pred), _as_batch(target)
+    h, w = xs.shape[1:3]
+    if min(h, w) < SSIM_WINDOW:
+        raise MetricInputError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW}, got {h}x{w}")
+    values = np.array([_ssim_one(x, y, peak) for x, y in zip(xs, ys)], dtype=np.float64)
+    return _result(values, single)
+
+
+# --------------------------------------------------------------------------------------------
+# Metric registry: what each metric is called, which way is better, and its stated convention.
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    fn: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    higher_is_better: bool
+    convention: str  # "{dtype}" is filled with the compared images' dtype
+
+    def describe(self, dtype) -> str:
+        return self.convention.format(dtype=np.dtype(dtype).name, peak=int(peak_value(dtype)))
+
+
+_OUTPUT_RULE = "output clamped to [0,1] and rounded to {dtype}"
+METRICS: dict[str, MetricSpec] = {
+    "psnr": MetricSpec("psnr", psnr, True,
+                       "psnr: RGB {dtype}, all channels, no border crop, peak {peak}, "
+                       f"capped at {PSNR_CAP_DB:g} dB; " + _OUTPUT_RULE),
+    "ssim": MetricSpec("ssim", ssim, True,
+                       f"ssim: RGB {{dtype}}, Gaussian {SSIM_WINDOW}x{SSIM_WINDOW} sigma {SSIM_SIGMA}, "
+                       f"K1 {SSIM_K1} K2 {SSIM_K2}, per channel then mean, valid region "
+                       f"(border {SSIM_WINDOW // 2} px as support only), peak {{peak}}; " + _OUTPUT_RULE),
+    "mae": MetricSpec("mae", mae, False,
+                      "mae: mean |output - target| on [0,1] (= {dtype} / {peak}), RGB, all channels, "
+                      "no border crop; " + _OUTPUT_RULE),
+}
+
+# Which metrics are computed for a task, by its registered headline metric: the headline one
+# first (it is the leaderboard's), then the companions the issue asks for.
+METRICS_BY_HEADLINE = {
+    "psnr": ("psnr", "ssim"),
+    "mae": ("mae", "psnr"),
+}
+
+
+def get_metric(name: str) -> MetricSpec:
+    try:
+        return METRICS[name]
+    except KeyError:
+        raise KeyError(f"unknown metric {name!r}; known: {', '.join(METRICS)}") from None
+
+
+def score(pred: np.ndarray, target: np.ndarray, names=("psnr",)) -> dict[str, np.ndarray]:
+    """Integer images -> {metric name: per-image float64 values} for the named metrics."""
+    return {name: np.atleast_1d(get_metric(name).fn(pred, target)) for name in names}

@@ -1,0 +1,128 @@
+"""The generalist protocol (DESIGN.md) and the checks at the border between a model and the bench.
+
+A generalist is any object with
+
+- ``name``: a short label for result rows and leaderboards;
+- ``predict(query, prompt_input, prompt_target) -> output``: float RGB torch tensors in [0, 1] of
+  shape ``B×3×H×W`` (the three inputs share B; the prompt pair may have another H×W than the
+  query); the output has the query's shape. Size handling (padding, resizing, canvases) is the
+  generalist's own business and is stated in ``info()``;
+- optionally ``info() -> dict``: ``params`` (int), ``device`` (str: inputs are placed there),
+  ``size`` (how sizes are handled), ``checkpoint_sha256`` and anything else worth recording.
+
+The bench never trusts an output: ``check_output`` turns a wrong shape, dtype, NaN/inf or values
+far outside [0, 1] into a ``BadOutput`` with a message that says what to fix. Mild overshoot
+(normal for a network without a final clamp) is accepted and clamped when the output is quantized
+like a saved image. torch is imported inside the functions so that ``bench`` imports without it.
+"""
+from __future__ import annotations
+
+from typing import Any, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+# Values outside [HARD_MIN, HARD_MAX] anywhere, or outside [-SOFT_SLACK, 1 + SOFT_SLACK] in more
+# than SOFT_FRACTION of the values, mean the model is not returning [0, 1] images (0–255 or
+# [-1, 1] outputs are the usual mistakes); clipping those would hide a broken plug-in. The soft
+# rule tolerates the overshoot of a network without a final clamp, and the wide hard bounds the
+# odd far-off pixel of a briefly trained one (its score pays for it after clamping).
+HARD_MIN, HARD_MAX = -3.0, 4.0
+SOFT_SLACK = 0.1
+SOFT_FRACTION = 0.1
+
+DEFAULT_INFO = {"params": None, "device": "cpu", "size": "any size (no adapter)", "checkpoint_sha256": ""}
+
+
+@runtime_checkable
+class Generalist(Protocol):
+    name: str
+
+    def predict(self, query, prompt_input, prompt_target):  # pragma: no cover - protocol
+        ...
+
+
+class GeneralistError(RuntimeError):
+    """A generalist that cannot be found, built or described."""
+
+
+class BadOutput(ValueError):
+    """A prediction that breaks the protocol; the message names the problem and the fix."""
+
+
+def is_generalist(obj: Any) -> bool:
+    """True for an object (not a class) with a callable ``predict`` and a string ``name``."""
+    return (not isinstance(obj, type) and callable(getattr(obj, "predict", None))
+            and isinstance(getattr(obj, "name", None), str))
+
+
+def describe(generalist) -> dict:
+    """The generalist's ``info()`` over the defaults, JSON-friendly, with its ``name``."""
+    info = dict(DEFAULT_INFO)
+    extra = generalist.info() if callable(getattr(generalist, "info", None)) else {}
+    if not isinstance(extra, dict):
+        raise GeneralistError(f"{generalist.name}: info() must return a dict, got {type(extra).__name__}")
+    info.update(extra)
+    info["name"] = generalist.name
+    return {k: _jsonable(v) for k, v in info.items()}
+
+
+def _jsonable(value):
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return str(value)
+
+
+def images_to_tensor(images: Sequence[np.ndarray], device="cpu"):
+    """List of uint8 (÷255) or uint16 (÷65535) RGB HWC images of one shape -> float32 B×3×H×W."""
+    import torch
+
+    batch = np.stack(images)
+    if batch.dtype == np.uint8:
+        scale = 1.0 / 255.0
+    elif batch.dtype == np.uint16:
+        scale = 1.0 / 65535.0
+    else:
+        raise TypeError(f"images must be uint8 or uint16, got {batch.dtype}")
+    # Reorder while the data is still 1-2 bytes per value; float conversion then writes once.
+    tensor = torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous().to(device=device)
+    return tensor.float().mul_(scale)
+
+
+def check_output(output, expected_shape: tuple[int, int, int, int], who: str = "generalist",
+                 check_values: bool = True) -> np.ndarray:
+    """A predict() result -> float32 B×H×W×3 numpy array on the CPU, or ``BadOutput``.
+
+    Checks type, dtype, shape, then (``check_values``) finiteness and range, in that order, so the
+    first message is the most useful one. The values are returned unclamped; quantizing clamps them.
+    """
+    import torch
+
+    if not isinstance(output, torch.Tensor):
+        raise BadOutput(f"{who}: predict() must return a torch.Tensor, got {type(output).__name__}")
+    if not output.is_floating_point():
+        raise BadOutput(f"{who}: predict() returned dtype {output.dtype}; expected a float tensor in [0, 1] "
+                        "(convert with .float() / 255 if the model produces 0-255 integers)")
+    if tuple(output.shape) != tuple(expected_shape):
+        raise BadOutput(f"{who}: predict() returned shape {tuple(output.shape)}, expected {tuple(expected_shape)} "
+                        "(B×3×H×W at the query's size; resizing back is the adapter's job)")
+    values = np.ascontiguousarray(output.detach().float().cpu().permute(0, 2, 3, 1).numpy())
+    if not check_values:
+        return values
+    lo, hi = float(values.min()), float(values.max())  # NaN and inf show up in the extremes
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+        raise BadOutput(f"{who}: predict() returned {bad} NaN/inf values out of {values.size}")
+    outside = 0
+    if lo < -SOFT_SLACK or hi > 1.0 + SOFT_SLACK:
+        outside = int(np.count_nonzero((values < -SOFT_SLACK) | (values > 1.0 + SOFT_SLACK)))
+    if lo < HARD_MIN or hi > HARD_MAX or outside > SOFT_FRACTION * values.size:
+        raise BadOutput(f"{who}: predict() values span [{lo:.4g}, {hi:.4g}] with {outside} of {values.size} "
+                        f"outside [{-SOFT_SLACK}, {1 + SOFT_SLACK}]; expected [0, 1] "
+                        "(is the model returning 0-255 or [-1, 1] values?)")
+    return values

@@ -1,0 +1,156 @@
+"""Finding a generalist by name: built-ins, the ``llvbench.generalists`` entry points, or
+``package.module:attr``.
+
+A spec resolves, in this order, to
+
+1. a built-in (``identity``, ``prompt-target``, ``checkpoint``; see ``bench.builtins``);
+2. an entry point named ``spec`` in the group ``llvbench.generalists`` of any installed package;
+3. ``package.module:attr`` (``attr`` may be dotted): imported directly, nothing to install;
+4. a checkpoint path (a folder with ``config.json`` or ``model.safetensors``, or a
+   ``.safetensors`` file): the ``checkpoint`` built-in;
+5. with a ``checkpoint=`` option, an architecture name: the ``checkpoint`` built-in, which checks
+   that the folder's config names that architecture.
+
+The object found may be a generalist instance (used as is; options are then an error), or a class
+or factory called with the options (``checkpoint=PATH``, ``device=...``, plug-in specific ones).
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Callable
+
+from .protocol import GeneralistError, is_generalist
+
+ENTRY_POINT_GROUP = "llvbench.generalists"
+
+
+@dataclass(frozen=True)
+class BuiltinGeneralist:
+    name: str
+    factory: Callable
+    description: str
+
+
+_BUILTINS: dict[str, BuiltinGeneralist] = {}
+
+
+class GeneralistNotFound(GeneralistError, KeyError):
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+def register_generalist(name: str, description: str):
+    """Decorator registering a factory (usually a class) as the built-in generalist ``name``."""
+    def decorator(factory):
+        if name in _BUILTINS and _BUILTINS[name].factory is not factory:
+            raise ValueError(f"generalist {name!r} is registered twice")
+        _BUILTINS[name] = BuiltinGeneralist(name, factory, description)
+        return factory
+    return decorator
+
+
+def _builtins() -> dict[str, BuiltinGeneralist]:
+    importlib.import_module("bench.builtins")  # registers on first import
+    return _BUILTINS
+
+
+def _entry_points() -> dict:
+    return {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def available_generalists() -> dict[str, str]:
+    """{name: description} of the built-ins and of every installed entry point."""
+    found = {name: b.description for name, b in _builtins().items()}
+    for name, ep in _entry_points().items():
+        found.setdefault(name, f"entry point {ep.value}")
+    return found
+
+
+def _import_attr(spec: str):
+    module_name, _, attr_path = spec.partition(":")
+    if not module_name or not attr_path:
+        raise GeneralistNotFound(f"{spec!r}: expected 'package.module:attr'")
+    try:
+        obj = importlib.import_module(module_name)
+    except ImportError as err:
+        raise GeneralistNotFound(f"{spec!r}: cannot import {module_name!r} ({err})") from err
+    for part in attr_path.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise GeneralistNotFound(f"{spec!r}: module {module_name!r} has no attribute {attr_path!r}") from None
+    return obj
+
+
+def _is_checkpoint_path(path: Path) -> bool:
+    from .checkpoint import CONFIG_NAME, WEIGHTS_NAME
+
+    if path.is_dir():
+        return (path / CONFIG_NAME).is_file() or (path / WEIGHTS_NAME).is_file()
+    return path.is_file() and path.suffix == ".safetensors"
+
+
+def _resolve(spec: str, options: dict):
+    """spec -> (object to instantiate, options to pass, where it came from)."""
+    builtins = _builtins()
+    if spec in builtins:
+        return builtins[spec].factory, options, f"built-in {spec!r}"
+    entry = _entry_points().get(spec)
+    if entry is not None:
+        try:
+            return entry.load(), options, f"entry point {spec!r} ({entry.value})"
+        except Exception as err:
+            raise GeneralistError(f"entry point {spec!r} ({entry.value}) failed to load: "
+                                  f"{type(err).__name__}: {err}") from err
+    if ":" in spec:
+        return _import_attr(spec), options, spec
+    if _is_checkpoint_path(Path(spec)) and "checkpoint" not in options:
+        return builtins["checkpoint"].factory, {"checkpoint": spec, **options}, f"checkpoint folder {spec}"
+    if "checkpoint" in options:
+        return builtins["checkpoint"].factory, {"arch": spec, **options}, f"checkpoint of architecture {spec!r}"
+    known = ", ".join(sorted(available_generalists()))
+    raise GeneralistNotFound(f"unknown generalist {spec!r}; known: {known}; or give 'package.module:attr', "
+                             "a checkpoint folder, or an architecture name with --checkpoint")
+
+
+def load_generalist(spec, **options):
+    """A generalist from a spec string (see the module docstring) or a generalist object itself."""
+    if is_generalist(spec):
+        if options:
+            raise GeneralistError(f"{spec.name}: options {sorted(options)} given for a ready generalist object")
+        return spec
+    obj, options, where = _resolve(str(spec), options)
+    if is_generalist(obj):
+        if options:
+            raise GeneralistError(f"{where} is a ready generalist object; it takes no options "
+                                  f"(got {', '.join(sorted(options))})")
+        return obj
+    if not callable(obj):
+        raise GeneralistError(f"{where} is neither a generalist nor a factory (got {type(obj).__name__})")
+    try:
+        generalist = obj(**options)
+    except TypeError as err:
+        raise GeneralistError(f"{where} rejected the options {sorted(options)}: {err}") from err
+    if not is_generalist(generalist):
+        raise GeneralistError(f"{where} built a {type(generalist).__name__}, which lacks a string 'name' "
+                              "or a predict(query, prompt_input, prompt_target) method")
+    return generalist
+
+
+def parse_options(pairs: list[str] | None) -> dict:
+    """Command-line ``KEY=VALUE`` strings -> options; values parse as JSON when they can (1, 0.5, true)."""
+    import json
+
+    options = {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"option {pair!r} is not KEY=VALUE")
+        try:
+            options[key.replace("-", "_")] = json.loads(raw)
+        except json.JSONDecodeError:
+            options[key.replace("-", "_")] = raw
+    return options

@@ -1,0 +1,283 @@
+"""bench.evaluate on a tiny synthesized test split: scores, provenance, tracks, bad plug-ins, resume."""
+from __future__ import annotations
+
+import argparse
+import math
+
+import numpy as np
+import pytest
+from torch import nn
+
+import bench
+from bench import metrics as M
+from bench.evaluate import EvalConfig, evaluate, evaluate_spec
+from bench.results import read_results
+from taskgen.testset import TestSplit
+
+TASKS = "gaussian_noise,gaussian_blur,canny,sdr_to_hdr"
+MISMATCH = (("gaussian_blur", "clean"), ("canny", "gaussian_noise"))
+
+
+@pytest.fixture(scope="module")
+def split(tmp_path_factory):
+    from pipelines.synth import configure, read_params, run_synth
+
+    out = tmp_path_factory.mktemp("shards")
+    config = configure(read_params(None), {"out": str(out), "tasks": TASKS, "splits": "test", "n_test": 4,
+                                           "size": 64, "workers": 1, "summary": ""})
+    run_synth(config, progress=False)
+    return TestSplit(out)
+
+
+def rows_of(out, **where):
+    df = read_results([out])
+    for key, value in where.items():
+        df = df[df[key] == value]
+    return df
+
+
+class Identity:
+    name = "plain-identity"
+
+    def predict(self, query, prompt_input, prompt_target):
+        return query.clone()
+
+
+class FailsFirstCall(Identity):
+    name = "flaky"
+
+    def __init__(self):
+        self.calls = 0
+
+    def predict(self, query, prompt_input, prompt_target):
+        self.calls += 1
+        if self.calls == 1:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return query
+
+
+class InterruptAt(Identity):
+    def __init__(self, call):
+        self.call, self.calls = call, 0
+
+    def predict(self, query, prompt_input, prompt_target):
+        self.calls += 1
+        if self.calls == self.call:
+            raise KeyboardInterrupt
+        return query
+
+
+class Returns(Identity):
+    def __init__(self, name, fn):
+        self.name, self.fn = name, fn
+
+    def predict(self, query, prompt_input, prompt_target):
+        return self.fn(query)
+
+
+def test_identity_scores_equal_direct_metrics_and_rows_carry_provenance(split, tmp_path):
+    outcomes = evaluate(bench.load_generalist("identity"), split, tmp_path, EvalConfig(), run_id="run-1")
+    assert [o.status for o in outcomes] == ["done"] * len(split.tasks)
+    df = read_results([tmp_path])
+    assert set(df["task"]) == set(split.tasks) and (df["status"] == "ok").all()
+    for task in ("gaussian_noise", "gaussian_blur"):
+        pairs = {p.key: p for p in split.pairs(task)}
+        got = df[(df["task"] == task)].set_index(["sample_key", "metric"])["value"]
+        for key, p in pairs.items():
+            assert got[(key, "psnr")] == pytest.approx(float(M.psnr(p.input, p.target)), abs=1e-9)
+            assert got[(key, "ssim")] == pytest.approx(float(M.ssim(p.input, p.target)), abs=1e-9)
+    canny = df[df["task"] == "canny"]
+    assert set(canny["metric"]) == {"mae", "psnr"} and not canny[canny["metric"] == "mae"]["higher_is_better"].any()
+    # HDR target: the 8-bit query is scored on the uint16 scale (x/255 -> rint(x/255*65535) = 257x).
+    hdr = df[(df["task"] == "sdr_to_hdr") & (df["metric"] == "psnr")].set_index("sample_key")["value"]
+    for p in split.pairs("sdr_to_hdr"):
+        assert p.target.dtype == np.uint16
+        expected = M.psnr(p.input.astype(np.uint16) * 257, p.target)
+        assert hdr[p.key] == pytest.approx(float(expected), abs=1e-9)
+    assert df[df["task"] == "sdr_to_hdr"]["convention"].str.contains("uint16").all()
+    row = df.iloc[0]
+    assert row["model"] == "identity" and row["run_id"] == "run-1" and row["device"] == "cpu"
+    assert row["data_manifest_sha256"] == split.manifest_sha256 and row["llvbench_version"]
+    assert row["prompt_rule"].startswith("next-other-source") and row["prompt_key"] != row["sample_key"]
+    assert (tmp_path / "identity" / "run.json").is_file()
+
+
+def test_a_failing_plugin_is_recorded_and_the_run_goes_on(split, tmp_path):
+    outcomes = evaluate(FailsFirstCall(), split, tmp_path, EvalConfig())
+    status = {o.unit: o.status for o in outcomes}
+    first = split.tasks[0]
+    assert status[first] == "failed" and all(status[t] == "done" for t in split.tasks[1:])
+    failed = rows_of(tmp_path, task=first)
+    assert len(failed) == 1 and failed["status"].iloc[0] == "failed" and math.isnan(failed["value"].iloc[0])
+    assert "predict() raised RuntimeError: CUDA out of memory (simulated)" in failed["error"].iloc[0]
+
+
+@pytest.mark.parametrize("name, fn, message", [
+    ("wrong-shape", lambda q: q[..., :-1], "shape"),
+    ("nan", lambda q: q * float("nan"), "NaN"),
+    ("scale-255", lambda q: q * 255, "0-255"),
+    ("numpy", lambda q: q.numpy(), "torch.Tensor"),
+])
+def test_bad_outputs_fail_every_unit_without_a_score(split, tmp_path, name, fn, message):
+    outcomes = evaluate(Returns(name, fn), split, tmp_path, EvalConfig(tasks=("gaussian_noise", "canny")))
+    assert [o.status for o in outcomes] == ["failed", "failed"]
+    df = read_results([tmp_path])
+    assert (df["status"] == "failed").all() and df["value"].isna().all()
+    assert df["error"].str.contains(message).all()
+
+
+def test_failed_units_are_retried_on_the_next_run(split, tmp_path):
+    config = EvalConfig(tasks=("gaussian_noise", "canny"))
+    first = evaluate(FailsFirstCall(), split, tmp_path, config)
+    assert [o.status for o in first] == ["failed", "done"]
+    fixed = Identity()
+    fixed.name = "flaky"  # the same model, now working (say the GPU has memory again)
+    second = evaluate(fixed, split, tmp_path, config)
+    assert [o.status for o in second] == ["done", "skipped"]
+    assert (read_results([tmp_path])["status"] == "ok").all()
+
+
+def test_load_failures_are_recorded_and_cleared_by_a_later_load(split, tmp_path):
+    outcomes = evaluate_spec("no_such_module_abc:Model", {}, split, tmp_path)
+    assert outcomes[0].status == "failed" and "cannot import" in outcomes[0].error
+    df = read_results([tmp_path])
+    assert list(df["track"]) == ["load"] and df["error"].iloc[0].startswith("cannot load generalist")
+    assert evaluate_spec("identity", {"colour": "red"}, split, tmp_path)[0].status == "failed"
+    assert (tmp_path / "identity" / "load.parquet").is_file()
+    ok = evaluate_spec("identity", {}, split, tmp_path, EvalConfig(tasks=("canny",)))
+    assert ok[0].status == "done" and not (tmp_path / "identity" / "load.parquet").exists()
+
+
+def test_a_killed_run_resumes_where_it_stopped(split, tmp_path):
+    config = EvalConfig(tasks=("gaussian_noise", "gaussian_blur", "canny"))
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(InterruptAt(call=2), split, tmp_path, config)  # dies in the second task
+    done = sorted(p.name for p in (tmp_path / "plain-identity" / "main").glob("*.parquet"))
+    assert done == ["gaussian_noise.parquet"]
+    before = (tmp_path / "plain-identity" / "main" / "gaussian_noise.parquet").stat().st_mtime_ns
+    outcomes = evaluate(Identity(), split, tmp_path, config)
+    assert [(o.unit, o.status) for o in outcomes] == [
+        ("gaussian_noise", "skipped"), ("gaussian_blur", "done"), ("canny", "done")]
+    assert (tmp_path / "plain-identity" / "main" / "gaussian_noise.parquet").stat().st_mtime_ns == before
+    # Other settings answer another question: the unit is evaluated again.
+    again = evaluate(Identity(), split, tmp_path, EvalConfig(tasks=("gaussian_noise",), limit=2))
+    assert again[0].status == "done" and len(rows_of(tmp_path, task="gaussian_noise")) == 2 * 2
+
+
+def test_robustness_uses_the_same_queries_for_every_prompt(split, tmp_path):
+    config = EvalConfig(tracks=("robustness",), tasks=("gaussian_noise",), robustness_prompts=2)
+    evaluate(bench.load_generalist("identity"), split, tmp_path, config)
+    evaluate(bench.load_generalist("prompt-target"), split, tmp_path, config)
+    df = read_results([tmp_path])
+    photo = {p.key: p.source_image for p in split.pairs("gaussian_noise")}
+    for model, group in df.groupby("model"):
+        prompts = set(group["prompt_key"])
+        queries = [set(g["sample_key"]) for _, g in group.groupby("prompt_key")]
+        assert len(prompts) == 2 and all(q == queries[0] for q in queries) and queries[0]
+        assert not {photo[k] for k in prompts} & {photo[k] for k in queries[0]}  # no shared photo
+        assert set(group["metric"]) == {"psnr"}
+    per_prompt = df.groupby(["model", "prompt_key"])["value"].mean()
+    assert per_prompt["identity"].std() == 0.0  # ignores the prompt
+    assert per_prompt["prompt-target"].std() > 0.0  # copies it
+
+
+def test_robustness_plan_separates_photos_and_caps_k():
+    from types import SimpleNamespace
+
+    from bench.tracks import robustness_plan
+
+    photos = ["a", "b", "c", "d", "e", "f", "g"]
+    pairs = [SimpleNamespace(key=f"t/test/{i:06d}", source_image=photos[i % 7]) for i in range(16)]
+    prompts, queries, _ = robustness_plan(pairs, k=20, seed=0, task_index=3, limit=None)
+    assert 0 < len(prompts) < 16 and len({p.key for p in prompts}) == len(prompts)
+    assert queries and not {p.source_image for p in prompts} & {q.source_image for q in queries}
+    assert robustness_plan(pairs, 20, 0, 3, None) == (prompts, queries, _)  # seeded
+    one_photo = [SimpleNamespace(key=str(i), source_image="x") for i in range(5)]
+    prompts, queries, note = robustness_plan(one_photo, k=20, seed=0, task_index=3, limit=None)
+    assert len(prompts) == 3 and len(queries) == 2 and not {p.key for p in prompts} & {q.key for q in queries}
+    assert "one source photo" in note
+
+
+def test_mismatch_measures_keeping_the_query_and_applying_the_prompt(split, tmp_path):
+    config = EvalConfig(tracks=("mismatch",), mismatch_pairs=MISMATCH + (("jpeg", "gaussian_noise"),))
+    outcomes = evaluate(bench.load_generalist("identity"), split, tmp_path, config)
+    assert sorted(o.unit for o in outcomes) == ["canny__on__gaussian_noise", "gaussian_blur__on__clean"]  # no jpeg
+    df = read_results([tmp_path])
+    keeps = df[df["metric"] == "psnr_to_query"]
+    assert (keeps["value"] == M.PSNR_CAP_DB).all()  # identity keeps every query exactly
+    clean = df[df["task"] == "clean"]
+    # A deblurring prompt's reference on a clean image is the image itself: both numbers agree.
+    assert set(clean["prompt_task"]) == {"gaussian_blur"} and (clean["value"] == M.PSNR_CAP_DB).all()
+    edges = df[(df["prompt_task"] == "canny") & (df["metric"] == "psnr_to_prompt_task")]
+    assert len(edges) > 0 and (edges["value"] < 20).all()  # an unchanged photo is far from its edge map
+    prompt_keys = set(df["prompt_key"])
+    assert not prompt_keys & set(df["sample_key"])
+
+
+class Conv(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1, bias=False)
+        nn.init.dirac_(self.conv.weight)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+class ConvGeneralist:
+    name = "conv"
+
+    def __init__(self):
+        self.network = Conv()
+
+    def predict(self, query, prompt_input, prompt_target):
+        return self.network(query)
+
+
+def test_efficiency_counts_parameters_flops_and_latency(split, tmp_path):
+    config = EvalConfig(tracks=("efficiency",), latency_repeats=3, latency_warmup=1)
+    evaluate(ConvGeneralist(), split, tmp_path, config)
+    values = rows_of(tmp_path).set_index("metric")["value"]
+    assert values["params"] == 81
+    assert values["flops_256"] == 2 * 3 * 3 * 9 * 256 * 256  # one 3x3 conv, 3->3 channels, 256x256
+    assert 0 < values["latency_ms"] < 1000 and math.isnan(values["peak_memory_mib"])
+
+
+def test_eval_command_writes_results_and_leaderboards(split, tmp_path, capsys):
+    from pipelines.commands import eval as eval_cmd
+
+    parser = argparse.ArgumentParser()
+    eval_cmd.add_arguments(parser)
+    args = parser.parse_args(["--model", "identity", "--model", "no_such_module_abc:M", "--shards", str(split.root),
+                              "--tasks", "restoration", "--limit", "2", "--out", str(tmp_path / "res"),
+                              "--leaderboard", str(tmp_path / "lb"), "--strict"])
+    assert eval_cmd.run(args) == 1  # --strict: the broken plug-in makes the run fail
+    assert "identity: 2 done" in capsys.readouterr().out
+    df = read_results([tmp_path / "res"])
+    assert set(df[df["model"] == "identity"]["task"]) == {"gaussian_noise", "gaussian_blur"}
+    assert (tmp_path / "lb" / "leaderboard.md").is_file() and (tmp_path / "lb" / "metrics.json").is_file()
+    with pytest.raises(ValueError, match="not in the test split"):
+        eval_cmd.run(parser.parse_args(["--model", "identity", "--shards", str(split.root), "--tasks", "jpeg",
+                                        "--out", str(tmp_path / "res2")]))
+
+
+def test_dvc_stage_reads_params_and_writes_leaderboards(split, tmp_path):
+    from pipelines.evaluate import read_params, run_stage
+
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(f"""eval:
+  shards: {split.root}
+  out: {tmp_path / 'eval'}
+  leaderboard: {tmp_path / 'lb'}
+  models: [identity, {{spec: prompt-target}}]
+  tasks: canny,gaussian_noise
+  tracks: main,robustness
+  robustness_prompts: 2
+""")
+    outcomes = run_stage(read_params(params_file))
+    assert {(o.model, o.track) for o in outcomes} == {(m, t) for m in ("identity", "prompt-target")
+                                                      for t in ("main", "robustness")}
+    assert all(o.status == "done" for o in outcomes) and (tmp_path / "lb" / "metrics.json").is_file()
+    params_file.write_text("eval:\n  modles: [identity]\n")
+    with pytest.raises(ValueError, match="unknown eval setting"):
+        read_params(params_file)

@@ -1,0 +1,152 @@
+"""bench.leaderboard: aggregates, ranks, robustness std, paper-shaped Markdown, files."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench.evaluate import make_row
+from bench.leaderboard import build_leaderboards, markdown_table, to_markdown, write_leaderboards
+from bench.results import read_results, write_rows
+
+CATEGORY = {"gaussian_noise": "restoration", "rain_simple": "restoration", "rain_complex": "restoration",
+            "low_light": "enhancement", "pencil": "stylization", "canny": "edge"}
+
+
+def prov(model, sha="", time="2026-01-01T00:00:00+00:00"):
+    return {"run_id": "r", "model": model, "checkpoint_sha256": sha, "data_manifest_sha256": "m",
+            "llvbench_version": "0.1.0", "device": "cpu", "_time": time}
+
+
+def row(p, track="main", task="gaussian_noise", metric="psnr", value=30.0, sample="s0", prompt="p0", **kw):
+    time = p["_time"]
+    r = make_row({k: v for k, v in p.items() if k != "_time"}, track=track, task=task,
+                 category=CATEGORY.get(task, "*"), metric=metric, value=value, sample_key=sample, prompt_key=prompt,
+                 prompt_task=kw.pop("prompt_task", task), **kw)
+    r["time"] = time
+    return r
+
+
+def frame(rows):
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture
+def results():
+    a, b, c = prov("alpha"), prov("beta"), prov("gamma")
+    rows = []
+    # alpha: best at denoising, worse at edges; beta the opposite; gamma failed denoising.
+    for i, (va, vb) in enumerate([(30.0, 20.0), (32.0, 22.0)]):
+        rows += [row(a, value=va, sample=f"s{i}"), row(b, value=vb, sample=f"s{i}")]
+        rows += [row(a, task="canny", metric="mae", value=0.30, sample=f"s{i}"),
+                 row(b, task="canny", metric="mae", value=0.10, sample=f"s{i}"),
+                 row(c, task="canny", metric="mae", value=0.20, sample=f"s{i}")]
+        rows += [row(a, task="canny", metric="psnr", value=10.0, sample=f"s{i}")]
+    rows.append(row(c, metric="psnr", value=math.nan, sample="", prompt="", status="failed",
+                    error="gamma: predict() raised RuntimeError: boom"))
+    rows += [row(a, task="pencil", value=18.0), row(a, task="low_light", value=21.0),
+             row(a, task="rain_simple", value=25.0), row(a, task="rain_complex", value=23.0)]
+    # robustness: alpha's per-prompt task means 29 and 31 (std 1), beta flat.
+    for prompt, values in (("p1", (28.0, 30.0)), ("p2", (30.0, 32.0))):
+        for i, v in enumerate(values):
+            rows += [row(a, track="robustness", value=v, sample=f"s{i}", prompt=prompt),
+                     row(b, track="robustness", value=20.0, sample=f"s{i}", prompt=prompt)]
+    rows += [row(a, track="mismatch", task="clean", metric="psnr_to_query", value=40.0, prompt_task="gaussian_blur"),
+             row(a, track="mismatch", task="clean", metric="psnr_to_prompt_task", value=40.0,
+                 prompt_task="gaussian_blur")]
+    rows += [row(a, track="efficiency", task="*", metric="params", value=2e6, sample="", prompt="",
+                 higher_is_better=False),
+             row(a, track="efficiency", task="*", metric="latency_ms", value=12.5, sample="", prompt="",
+                 higher_is_better=False)]
+    return frame(rows)
+
+
+def test_means_ranks_and_failures(results):
+    lb = build_leaderboards(results)
+    mt = lb.model_task.set_index(["model", "task", "metric"])
+    assert mt.loc[("alpha", "gaussian_noise", "psnr"), "mean"] == 31.0
+    assert mt.loc[("alpha", "gaussian_noise", "psnr"), "n"] == 2
+    assert mt.loc[("gamma", "gaussian_noise", "psnr"), "status"] == "failed"
+    overall = lb.overall.set_index("model")
+    # GN: alpha 1, beta 2, gamma (failed) 3; canny MAE (lower is better): beta 1, gamma 2, alpha 3;
+    # alpha alone on its other tasks ranks 1 there.
+    assert overall.loc["beta", "mean_rank"] == pytest.approx(1.5)
+    assert overall.loc["gamma", "mean_rank"] == pytest.approx(2.5) and overall.loc["gamma", "failed_tasks"] == 1
+    assert overall.loc["alpha", "mean_rank"] == pytest.approx((1 + 3 + 1 + 1 + 1 + 1) / 6)
+    cat = lb.model_category.set_index(["model", "category"])
+    assert cat.loc[("alpha", "restoration"), "mean"] == pytest.approx((31 + 25 + 23) / 3)
+    assert cat.loc[("alpha", "edge"), "metric"] == "mae"  # the edge headline, not the companion PSNR
+    assert lb.failures["error"].str.contains("boom").all() and list(lb.failures["model"]) == ["gamma"]
+
+
+def test_robustness_std_is_population_std_of_per_prompt_means(results):
+    rb = build_leaderboards(results).robustness.set_index("model")
+    assert rb.loc["alpha", "std"] == pytest.approx(np.std([29.0, 31.0]))
+    assert rb.loc["alpha", "prompts"] == 2 and rb.loc["alpha", "queries"] == 2
+    assert rb.loc["beta", "std"] == 0.0
+
+
+def test_mismatch_and_efficiency_tables(results):
+    lb = build_leaderboards(results)
+    mm = lb.mismatch.iloc[0]
+    assert (mm["model"], mm["prompt_task"], mm["task"]) == ("alpha", "gaussian_blur", "clean")
+    assert mm["psnr_to_query"] == mm["psnr_to_prompt_task"] == 40.0
+    eff = lb.efficiency.set_index("model")
+    assert eff.loc["alpha", "params"] == 2e6 and eff.loc["alpha", "latency_ms"] == 12.5
+
+
+def test_reruns_keep_the_latest_row_and_checkpoints_get_labels():
+    old, new = prov("m", "aaaa1111", "2026-01-01T00:00:00+00:00"), prov("m", "aaaa1111", "2026-02-01T00:00:00+00:00")
+    other = prov("m", "bbbb2222")
+    lb = build_leaderboards(frame([row(old, value=10.0), row(new, value=12.0), row(other, value=11.0)]))
+    means = lb.model_task.set_index("model")["mean"]
+    assert means["m@aaaa1111"] == 12.0 and means["m@bbbb2222"] == 11.0
+
+
+def test_markdown_has_paper_tables_with_best_in_bold(results):
+    md = to_markdown(build_leaderboards(results))
+    table1 = md.split("## Table 1")[1].split("##")[0]
+    assert "| model | GN | SimpleRain | ComplexRain |" in table1
+    assert "| alpha | **31.00** |" in table1 and "| beta | 21.00 |" in table1 and "| gamma | failed |" in table1
+    table3 = md.split("## Table 3")[1].split("##")[0]
+    assert "MAE↓" in md and "| beta | **0.1000** |" in table3 and "| alpha | 0.3000 |" in table3
+    table4 = md.split("## Table 4")[1].split("##")[0]
+    assert "| beta | **0.000** |" in table4 and "| alpha | 1.000 |" in table4
+    assert "## Table 2" in md and "PencilDraw" in md and "LLE" in md
+    assert "## Failures" in md and "boom" in md
+
+
+def test_markdown_table_bolds_ties_and_leaves_missing_cells_blank():
+    cells = {("a", "x"): 1.0, ("b", "x"): 1.0, ("a", "y"): 2.0}
+    text = markdown_table(cells, ["a", "b"], ["x", "y"], higher_is_better=True, decimals=1)
+    assert "| a | **1.0** | **2.0** |" in text and "| b | **1.0** | – |" in text
+
+
+def test_written_files_and_command(results, tmp_path, capsys):
+    res_dir = tmp_path / "results"
+    for (model, task), group in results.groupby(["model", "task"]):
+        rows = [{k: v for k, v in r.items()} for r in group.to_dict("records")]
+        write_rows(res_dir / model / f"{task}.parquet", rows, {"unit": task})
+    lb_dir = tmp_path / "lb"
+    write_leaderboards([res_dir], lb_dir)
+    for name in ("model_task", "model_category", "overall", "robustness", "mismatch", "efficiency", "failures"):
+        assert len(pd.read_parquet(lb_dir / f"{name}.parquet").columns) > 0
+    metrics = json.loads((lb_dir / "metrics.json").read_text())["models"]
+    assert metrics["alpha"]["psnr_restoration"] == pytest.approx(26.3333, abs=1e-3)
+    assert metrics["alpha"]["robustness_std_mean"] == 1.0 and metrics["gamma"]["failed_tasks"] == 1
+    # Leaderboard parquet files next to results are not mistaken for results ...
+    assert len(read_results([tmp_path])) == len(results)
+    # ... but naming one explicitly is an error.
+    with pytest.raises(ValueError, match="not an llvbench results file"):
+        read_results([lb_dir / "overall.parquet"])
+
+    from pipelines.commands import leaderboard as lb_cmd
+
+    parser = argparse.ArgumentParser()
+    lb_cmd.add_arguments(parser)
+    assert lb_cmd.run(parser.parse_args([str(res_dir), "--out", str(tmp_path / "lb2")])) == 0
+    assert "## Table 1" in capsys.readouterr().out
