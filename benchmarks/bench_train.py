@@ -1,0 +1,179 @@
+"""Training throughput of an architecture: samples/s, peak memory, MFU, and inference ms at batch 1.
+
+    python benchmarks/bench_train.py --arch genlv-tiny --size 32 --batch 1,2 --steps 3 --threads 1   # CPU smoke
+    python benchmarks/bench_train.py --arch genlv-base --size 256 --batch 8,16,32,64 --bf16 --compile  # GPU
+
+One training step is exactly what ``llvbench train`` does per batch (``model.train.Trainer.step``:
+forward, L1 loss, backward, gradient clipping, fused AdamW, optional EMA) on random images that are
+already on the device, so data loading is not measured. FLOPs are the forward FLOPs of one sample
+counted by ``torch.utils.flop_counter.FlopCounterMode`` times 3 (forward + backward), because the
+counter overcounts the backward of grouped convolutions; MFU is against ``--peak-tflops`` (989 =
+H100/H200 dense bf16). Peak memory is the CUDA allocator's peak per batch size; on the CPU it is
+the process's peak resident set so far (it only grows). Writes a JSON that names the device.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import sys
+import time
+from datetime import datetime, timezone
+
+import torch
+
+from model.train import Trainer, TrainConfig, build_network, resolve_device
+
+
+def forward_flops(net: torch.nn.Module, size: int, device: torch.device) -> int:
+    """FLOPs of one forward pass at batch 1 (query and prompts ``size``²)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    images = [torch.rand(1, 3, size, size, device=device) for _ in range(3)]
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        net(*images)
+    return int(counter.get_total_flops())
+
+
+def random_batch(batch: int, size: int, device: torch.device) -> dict:
+    """uint8 images on the device, as the training loader delivers them (seeded, no global RNG)."""
+    generator = torch.Generator().manual_seed(batch)
+    return {k: torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, generator=generator).to(device)
+            for k in ("prompt_input", "prompt_target", "query", "target")}
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def peak_memory_gib(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**30
+
+
+def bench_batch(args, batch: int, device: torch.device, flops_per_sample: int) -> dict:
+    """Median step time over ``args.steps`` timed steps after ``args.warmup`` untimed ones."""
+    config = TrainConfig(arch=args.arch, batch=batch, size=args.size, bf16=args.bf16, compile=args.compile,
+                         ema=args.ema, steps=10**9, warmup=0, lr=1e-4)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    trainer = Trainer(build_network(config), config, device)
+    data = random_batch(batch, args.size, device)
+    t0 = time.perf_counter()
+    for _ in range(args.warmup):  # compilation, autotuning, allocator warm-up
+        trainer.step(data)
+    synchronize(device)
+    warmup_s = time.perf_counter() - t0
+    times = []
+    for _ in range(args.steps):
+        t = time.perf_counter()
+        trainer.step(data)  # ends with a host sync (the loss check)
+        times.append(time.perf_counter() - t)
+    step_s = statistics.median(times)
+    train_flops = 3 * flops_per_sample * batch
+    return {"batch": batch, "step_ms": 1000 * step_s, "step_ms_min": 1000 * min(times),
+            "samples_per_s": batch / step_s, "peak_memory_gib": peak_memory_gib(device),
+            "achieved_tflops": train_flops / step_s / 1e12,
+            "mfu": train_flops / step_s / (args.peak_tflops * 1e12), "warmup_s": warmup_s, "oom": False}
+
+
+def bench_inference(args, device: torch.device) -> dict:
+    """Median ms of one forward pass at batch 1 (eval mode, inference_mode, same bf16/compile)."""
+    config = TrainConfig(arch=args.arch, size=args.size, bf16=args.bf16, compile=args.compile)
+    net = build_network(config).to(device).eval()
+    runner = torch.compile(net) if args.compile else net
+    images = [torch.rand(1, 3, args.size, args.size, device=device) for _ in range(3)]
+    use_bf16 = args.bf16 and device.type == "cuda"
+    times = []
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+        for i in range(args.warmup + args.steps):
+            synchronize(device)
+            t = time.perf_counter()
+            runner(*images)
+            synchronize(device)
+            if i >= args.warmup:
+                times.append(time.perf_counter() - t)
+    return {"inference_ms_b1": 1000 * statistics.median(times), "inference_ms_b1_min": 1000 * min(times)}
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{cpu_name()} (CPU), {torch.get_num_threads()} torch thread(s)"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", default="genlv-tiny")
+    parser.add_argument("--size", type=int, default=64, help="prompt and query size in pixels")
+    parser.add_argument("--batch", default="1,2", help="comma list of batch sizes")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA only)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the network")
+    parser.add_argument("--ema", type=float, default=0.0, help="EMA decay (0 = off), to include its cost")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per batch size (median reported)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation happens here)")
+    parser.add_argument("--peak-tflops", type=float, default=989.0, help="device peak for MFU (989: H100/H200 bf16)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument("--json", help="output JSON (default: bench-train-ARCH-SIZE.json)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+
+    net = build_network(TrainConfig(arch=args.arch)).to(device)
+    flops = forward_flops(net, args.size, device)
+    params = sum(p.numel() for p in net.parameters())
+    del net
+    result = {"device": device_name(device), "torch": torch.__version__, "cuda": torch.version.cuda,
+              "arch": args.arch, "params": params, "size": args.size, "bf16": bool(args.bf16 and device.type == "cuda"),
+              "compile": args.compile, "ema": args.ema, "peak_tflops": args.peak_tflops,
+              "forward_gflops_per_sample": flops / 1e9, "timed_steps": args.steps, "warmup_steps": args.warmup,
+              "time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "rows": []}
+    print(f"{args.arch} ({params / 1e6:.2f} M params, {flops / 1e9:.1f} forward GFLOPs/sample at {args.size}²) "
+          f"on {result['device']}, bf16={result['bf16']}, compile={args.compile}")
+    print(f"{'batch':>5} {'samples/s':>10} {'step ms':>9} {'peak GiB':>9} {'TFLOP/s':>8} {'MFU':>7}")
+    for batch in [int(b) for b in args.batch.split(",") if b.strip()]:
+        try:
+            row = bench_batch(args, batch, device, flops)
+        except torch.cuda.OutOfMemoryError:
+            row = {"batch": batch, "oom": True}
+            torch.cuda.empty_cache()
+        result["rows"].append(row)
+        if row["oom"]:
+            print(f"{batch:>5} {'out of memory':>10}")
+        else:
+            print(f"{batch:>5} {row['samples_per_s']:>10.2f} {row['step_ms']:>9.1f} {row['peak_memory_gib']:>9.2f} "
+                  f"{row['achieved_tflops']:>8.3f} {100 * row['mfu']:>6.2f}%")
+    result.update(bench_inference(args, device))
+    print(f"inference at batch 1: {result['inference_ms_b1']:.1f} ms (median of {args.steps})")
+    path = args.json or f"bench-train-{args.arch}-{args.size}.json"
+    with open(path, "w") as fh:
+        json.dump(result, fh, indent=2)
+    print(f"wrote {path}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,802 @@
+"""The GenLV training loop as a library: ``train(TrainConfig(...)) -> summary dict``.
+
+Recipe (paper §4.1 "Implement details", where it is silent the official training script
+``extended_version/001_main_train_GenLV100_from_scratch.py``):
+
+* L1 loss between the network's output for the query and the query's target;
+* AdamW, β = (0.9, 0.99) and peak learning rate 1e-4 as the paper states (the official script
+  passes β2 = 0.95); weight decay 0.05 on weights with two or more dimensions, none on biases and
+  norm scales (the official script's rule);
+* per-step schedule: linear warm-up, then a half cosine down to ``min_lr`` at the last step;
+* gradient-norm clipping (the official script has none; 1.0 by default here, 0 turns it off);
+* bf16 autocast on CUDA (fp32 on CPU), optional ``torch.compile``, optional EMA of the weights;
+* DDP when launched by ``torchrun`` (RANK / WORLD_SIZE / LOCAL_RANK): NCCL on CUDA, gloo on CPU.
+  ``batch`` is the global batch, split evenly over the ranks.
+
+Data come from the train shards through :class:`model.data.TrainStream`. Batch ``j`` of a rank
+holds that rank's stream entries ``[j·b, (j+1)·b)``; DataLoader workers take every W-th batch, so
+the order of batches depends neither on the worker count nor on where a run was resumed, and the
+global batch of a step is the same for any world size that divides the epoch evenly.
+
+Checkpoint folder (``out``)::
+
+    config.json          {"arch", "overrides", "name", "weights", "step", ...}: what bench reads
+    model.safetensors    eval weights (the EMA when on), metadata from model.checkpoints.save_model
+    metrics.csv          step, loss, lr, samples_per_s, elapsed, grad_norm (for `dvc plots`)
+    summary.json         how the run ended, throughput, per-rank data accounting
+    state/               everything --resume needs, swapped in as a whole:
+        weights.safetensors   training weights
+        ema.safetensors       EMA weights (only with EMA)
+        optimizer.pt          optimizer state dict (tensors and numbers: loads with weights_only=True)
+        trainer.json          step, schedule, samples seen, elapsed time, the run's settings
+
+The state folder is written to a temporary folder and renamed into place, so a crash leaves either
+the previous or the new checkpoint. A non-finite loss or gradient norm stops the run before the
+optimizer step, names the step, and leaves the last checkpoint untouched.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from taskgen.atomic import atomic_path, atomic_write_json
+
+from . import registry
+from .checkpoints import read_safetensors, save_model, write_safetensors
+
+log = logging.getLogger(__name__)
+
+STATE_DIR = "state"
+WEIGHTS_NAME = "model.safetensors"          # bench.checkpoint reads these two names
+CONFIG_NAME = "config.json"
+METRICS_COLUMNS = ("step", "loss", "lr", "samples_per_s", "elapsed", "grad_norm")
+# Settings that decide the data order and the loss curve: a resumed run must keep them.
+RUN_IDENTITY = ("arch", "overrides", "batch", "size", "seed", "task_weights", "epoch_length")
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss or the gradient norm became NaN/inf; the run stopped before updating the weights."""
+
+    def __init__(self, message: str, step: int):
+        super().__init__(message)
+        self.step = step
+
+
+class TrainStateError(RuntimeError):
+    """The output folder holds a run that cannot be continued (or must not be overwritten)."""
+
+
+# ----------------------------------------------------------------------------- configuration
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run (params.yaml's ``train`` section uses these names)."""
+
+    arch: str = "genlv-tiny"
+    overrides: dict = field(default_factory=dict)   # model.build overrides of the arch config
+    shards: str = "data/shards"
+    out: str = "checkpoints/genlv-tiny"
+    steps: int = 1000                # optimizer updates of the whole schedule
+    batch: int = 8                   # global batch (all ranks together)
+    size: int = 64                   # crop size of prompt and query (a multiple of 32 for GenLV)
+    lr: float = 1e-4                 # peak learning rate (paper)
+    min_lr: float = 0.0              # learning rate at the last step
+    warmup: int = 100                # linear warm-up updates
+    weight_decay: float = 0.05
+    betas: tuple = (0.9, 0.99)       # paper
+    grad_clip: float = 1.0           # max global gradient norm; 0 = no clipping
+    ema: float = 0.0                 # EMA decay (e.g. 0.999); 0 = no EMA
+    bf16: bool = True                # bf16 autocast (CUDA only; CPU always trains in fp32)
+    compile: bool = False            # torch.compile the network
+    device: str = "auto"             # auto | cpu | cuda | cuda:N (under torchrun: cuda:LOCAL_RANK)
+    workers: int = 0                 # DataLoader worker processes per rank
+    seed: int = 0                    # weight init and data order
+    task_weights: Any = None         # None/"uniform", "genlv" or {task: weight} (model.data)
+    epoch_length: int | None = None  # samples per epoch over all ranks; None: every train sample once
+    log_every: int = 10              # metrics.csv row every N steps (mean loss of the window)
+    ckpt_every: int = 500            # checkpoint every N steps (and at the end)
+    stop_at: int | None = None       # stop after this step (the schedule still spans `steps`)
+    resume: bool = False             # continue the run in `out`
+    threads: int | None = None       # torch intra-op threads; None: torch's default
+    metrics: str | None = None       # CSV path; None: OUT/metrics.csv
+    summary: str | None = None       # JSON path; None: OUT/summary.json
+    name: str = ""                   # label in config.json; "" = the out folder's name
+
+    def __post_init__(self):
+        self.betas = tuple(float(b) for b in self.betas)
+        self.overrides = dict(self.overrides or {})
+
+    def as_dict(self) -> dict:
+        return json.loads(json.dumps(dataclasses.asdict(self)))  # tuples -> lists, JSON-safe
+
+    def validate(self) -> None:
+        problems = []
+        for name in ("steps", "batch", "size", "log_every", "ckpt_every"):
+            if int(getattr(self, name)) < 1:
+                problems.append(f"{name} must be >= 1 (got {getattr(self, name)})")
+        if self.warmup < 0 or self.workers < 0:
+            problems.append("warmup and workers must be >= 0")
+        if not 0.0 <= self.ema < 1.0:
+            problems.append(f"ema is a decay in [0, 1) (0 = off), got {self.ema}")
+        if self.lr <= 0 or self.min_lr < 0 or self.min_lr > self.lr:
+            problems.append(f"need 0 <= min_lr <= lr and lr > 0 (got lr {self.lr}, min_lr {self.min_lr})")
+        if self.grad_clip < 0:
+            problems.append(f"grad_clip must be >= 0 (0 = off), got {self.grad_clip}")
+        if self.stop_at is not None and self.stop_at < 1:
+            problems.append(f"stop_at must be >= 1, got {self.stop_at}")
+        if problems:
+            raise ValueError("invalid training settings: " + "; ".join(problems))
+
+    @property
+    def metrics_path(self) -> Path:
+        return Path(self.metrics) if self.metrics else Path(self.out) / "metrics.csv"
+
+    @property
+    def summary_path(self) -> Path:
+        return Path(self.summary) if self.summary else Path(self.out) / "summary.json"
+
+
+# ----------------------------------------------------------------------------- schedule, optimizer, EMA
+
+def learning_rate(step: int, *, peak: float, warmup: int, total: int, floor: float = 0.0) -> float:
+    """Learning rate of update ``step`` (0-based): linear warm-up to ``peak`` over ``warmup``
+    updates, then a half cosine from ``peak`` that reaches ``floor`` at update ``total``."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return floor + (peak - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def param_groups(net: nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW groups: decay on weights with >= 2 dims, none on biases and norm scales (1-D)."""
+    decay, no_decay = [], []
+    for name, param in net.named_parameters():
+        if not param.requires_grad:
+            continue
+        (no_decay if param.ndim <= 1 or name.endswith(".bias") else decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def make_optimizer(net: nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    # The fused CUDA kernel updates every tensor in one launch; CPU uses the foreach path.
+    return torch.optim.AdamW(param_groups(net, config.weight_decay), lr=config.lr, betas=config.betas,
+                             fused=device.type == "cuda")
+
+
+class EMA:
+    """Exponential moving average of a network's floating-point tensors (fp32 copies).
+
+    The decay ramps up as ``min(decay, (1 + t) / (10 + t))`` so early, random weights fade fast.
+    """
+
+    def __init__(self, net: nn.Module, decay: float):
+        self.decay = float(decay)
+        self.updates = 0
+        self.shadow = {k: v.detach().float().clone() for k, v in net.state_dict().items() if v.is_floating_point()}
+
+    @torch.no_grad()
+    def update(self, net: nn.Module) -> None:
+        decay = min(self.decay, (1.0 + self.updates) / (10.0 + self.updates))
+        for key, value in net.state_dict().items():
+            if key in self.shadow:
+                self.shadow[key].lerp_(value.detach().float(), 1.0 - decay)
+        self.updates += 1
+
+    def state_for(self, net: nn.Module) -> dict[str, torch.Tensor]:
+        """A full state dict of ``net`` with the averaged tensors in its dtypes."""
+        return {k: self.shadow[k].to(v.dtype) if k in self.shadow else v for k, v in net.state_dict().items()}
+
+    def load(self, state: Mapping[str, torch.Tensor], updates: int) -> None:
+        for key in self.shadow:
+            self.shadow[key].copy_(state[key])
+        self.updates = int(updates)
+
+
+# ----------------------------------------------------------------------------- distributed
+
+@dataclass
+class Distributed:
+    """This process's place in a torchrun job (rank 0 of 1 without one)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    owns_group: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_env(cls, device: torch.device) -> "Distributed":
+        """Join the process group torchrun describes in the environment (NCCL on CUDA, gloo on CPU)."""
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world <= 1:
+            return cls()
+        import torch.distributed as dist
+
+        owns = False
+        if not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+            owns = True
+        return cls(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), owns)
+
+    def mean_(self, tensor: torch.Tensor) -> torch.Tensor:
+        if self.enabled:
+            import torch.distributed as dist
+
+            dist.all_reduce(tensor)
+            tensor /= self.world_size
+        return tensor
+
+    def gather(self, obj) -> list:
+        if not self.enabled:
+            return [obj]
+        import torch.distributed as dist
+
+        out = [None] * self.world_size
+        dist.all_gather_object(out, obj)
+        return out
+
+    def barrier(self) -> None:
+        if self.enabled:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.owns_group:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA if present, else CPU; under torchrun on CUDA the LOCAL_RANK-th GPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return device
+
+
+# ----------------------------------------------------------------------------- data
+
+class StepBatches(IterableDataset):
+    """One rank's batches for steps ``start .. stop-1`` of a :class:`model.data.TrainStream`.
+
+    Batch ``j`` holds the rank's stream entries ``[j·b, (j+1)·b)`` (entry ``i`` is epoch
+    ``i // epoch_size``, global position ``rank + (i % epoch_size)·world_size``, as the stream
+    deals them). Worker ``w`` of ``W`` makes batches ``start + w, start + w + W, ...``, which the
+    DataLoader returns in step order; a resumed run starts at its step without reading the past.
+    """
+
+    def __init__(self, stream, batch_size: int, start: int, stop: int):
+        self.stream, self.batch_size, self.start, self.stop = stream, int(batch_size), int(start), int(stop)
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+    def entry(self, index: int, plans: dict) -> dict:
+        """Materialise the rank's ``index``-th stream entry (``plans`` caches one epoch plan)."""
+        s = self.stream
+        epoch = s.epoch + index // s.epoch_size
+        position = s.rank + (index % s.epoch_size) * s.world_size
+        if epoch not in plans:
+            plans.clear()  # one epoch at a time: a plan can hold millions of rows
+            plans[epoch] = s.epoch_plan(epoch)
+        return s.make_sample(epoch, position, plans[epoch][position % s.epoch_length])
+
+    def __iter__(self) -> Iterator[dict]:
+        from .data import collate_integer
+
+        worker = get_worker_info()
+        first, stride = (worker.id, worker.num_workers) if worker is not None else (0, 1)
+        plans: dict = {}
+        b = self.batch_size
+        for step in range(self.start + first, self.stop, stride):
+            batch = collate_integer([self.entry(i, plans) for i in range(step * b, (step + 1) * b)])
+            batch["step"] = step
+            yield batch
+
+
+def make_stream(config: TrainConfig, dist: Distributed):
+    """This rank's :class:`model.data.TrainStream` over the train shards, yielding integer images
+    (uint8, 4x fewer bytes than float32 between processes and to the GPU)."""
+    from .data import TrainStream
+
+    return TrainStream(config.shards, config.size, task_weights=config.task_weights, seed=config.seed,
+                       rank=dist.rank, world_size=dist.world_size, epoch_length=config.epoch_length, raw=True)
+
+
+def make_step_loader(stream, batch_size: int, start: int, stop: int, *, workers: int = 0,
+                     pin_memory: bool = False) -> DataLoader:
+    """DataLoader of a rank's batches for steps ``start .. stop-1`` (``batch_size`` per rank).
+
+    Workers start from a fork server, not a fork of this process: a fork inherits OpenCV's (and
+    OpenMP's) thread pools in a broken state and deadlocks if this process has used them (seen:
+    after synthesising shards in-process, the workers hang in ``cv2.setNumThreads``).
+    """
+    import multiprocessing
+
+    from .data import init_worker
+
+    context = None
+    if workers and "forkserver" in multiprocessing.get_all_start_methods():
+        context = "forkserver"
+    return DataLoader(StepBatches(stream, batch_size, start, stop), batch_size=None, num_workers=workers,
+                      pin_memory=pin_memory, worker_init_fn=init_worker if workers else None,
+                      multiprocessing_context=context)
+
+
+# ----------------------------------------------------------------------------- one training step
+
+@dataclass
+class StepResult:
+    loss: float        # L1 loss averaged over the global batch
+    grad_norm: float   # global gradient norm before clipping
+    lr: float
+
+
+def _on_device(batch: Mapping, device: torch.device) -> dict[str, torch.Tensor]:
+    """The four images of a batch as float32 [0, 1] on ``device`` (integer batches are moved, then scaled)."""
+    from .data import IMAGE_KEYS, batch_to_float
+
+    moved = {k: batch[k].to(device, non_blocking=True) for k in IMAGE_KEYS}
+    return moved if all(t.is_floating_point() for t in moved.values()) else batch_to_float(moved)
+
+
+class Trainer:
+    """Network, optimizer, EMA and step counter; ``step(batch)`` performs one update."""
+
+    def __init__(self, net: nn.Module, config: TrainConfig, device: torch.device, dist: Distributed | None = None):
+        self.config, self.device, self.dist = config, device, dist or Distributed()
+        self.net = net.to(device)
+        self.net.train()
+        model: nn.Module = self.net
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            model = DistributedDataParallel(self.net, device_ids=[device.index] if device.type == "cuda" else None)
+        if config.compile:
+            model = torch.compile(model)
+        self.model = model
+        self.optimizer = make_optimizer(self.net, config, device)
+        self.ema = EMA(self.net, config.ema) if config.ema > 0 else None
+        self.use_bf16 = bool(config.bf16) and device.type == "cuda"
+        self.step_count = 0  # optimizer updates done
+
+    def lr_at(self, step: int) -> float:
+        c = self.config
+        return learning_rate(step, peak=c.lr, warmup=c.warmup, total=c.steps, floor=c.min_lr)
+
+    def step(self, batch: Mapping[str, torch.Tensor]) -> StepResult:
+        """Forward, L1 loss, backward, clip, then the AdamW (and EMA) update — unless the loss or the
+        gradient norm is not finite, which raises NonFiniteLossError and leaves the weights as they were."""
+        lr = self.lr_at(self.step_count)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        images = _on_device(batch, self.device)
+        query, prompt_input, prompt_target, target = (
+            images[k] for k in ("query", "prompt_input", "prompt_target", "target"))
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16):
+            output = self.model(query, prompt_input, prompt_target)
+        loss = F.l1_loss(output.float(), target)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        max_norm = self.config.grad_clip if self.config.grad_clip > 0 else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), max_norm)
+        # One host sync per step: the rank-averaged loss and the (already rank-equal) gradient norm.
+        stats = self.dist.mean_(torch.stack([loss.detach().float(), grad_norm.detach().float()]))
+        loss_value, norm_value = stats.tolist()
+        step = self.step_count + 1
+        if not math.isfinite(loss_value) or not math.isfinite(norm_value):
+            what = f"loss is {loss_value}" if not math.isfinite(loss_value) else \
+                f"gradient norm is {norm_value} (loss {loss_value:.6g})"
+            tasks = sorted(set(batch.get("task", []))) if isinstance(batch.get("task"), list) else []
+            raise NonFiniteLossError(f"{what} at step {step}" + (f" (tasks in the batch: {', '.join(tasks)})"
+                                                                  if tasks else ""), step)
+        self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update(self.net)
+        self.step_count = step
+        return StepResult(loss_value, norm_value, lr)
+
+    # -- checkpoint ----------------------------------------------------------------------
+    def eval_state(self) -> dict[str, torch.Tensor]:
+        return self.ema.state_for(self.net) if self.ema is not None else self.net.state_dict()
+
+    def save_state(self, folder: Path) -> None:
+        """Write what resuming needs into ``folder`` (a fresh temporary folder)."""
+        write_safetensors(folder / "weights.safetensors", self.net.state_dict())
+        if self.ema is not None:
+            write_safetensors(folder / "ema.safetensors", self.ema.shadow)
+        torch.save(self.optimizer.state_dict(), folder / "optimizer.pt")
+
+    def load_state(self, folder: Path, trainer_info: Mapping) -> None:
+        weights, _ = read_safetensors(folder / "weights.safetensors")
+        self.net.load_state_dict(weights, strict=True)
+        optimizer_state = torch.load(folder / "optimizer.pt", map_location=self.device, weights_only=True)
+        self.optimizer.load_state_dict(optimizer_state)
+        if self.ema is not None:
+            ema_path = folder / "ema.safetensors"
+            if not ema_path.is_file():
+                raise TrainStateError(f"{folder}: EMA is on but the checkpoint has no ema.safetensors "
+                                      "(it was trained without EMA)")
+            self.ema.load(read_safetensors(ema_path)[0], trainer_info.get("ema_updates", trainer_info["step"]))
+        self.step_count = int(trainer_info["step"])
+
+
+# ----------------------------------------------------------------------------- checkpoint folder
+
+def _share(path: Path) -> Path:
+    """Give a file made by mkstemp/mkdtemp (private) the permissions the umask allows, like open() would."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
+    return path
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):  # not every platform can open a directory
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def state_folder(out: Path) -> Path | None:
+    """The state folder of the last complete checkpoint in ``out`` (None if there is none).
+
+    ``state.old`` only survives a crash between the two renames of a swap; it is then the latest.
+    """
+    for name in (STATE_DIR, STATE_DIR + ".old"):
+        folder = out / name
+        if (folder / "trainer.json").is_file():
+            return folder
+    return None
+
+
+def read_trainer_info(out: str | Path) -> dict | None:
+    folder = state_folder(Path(out))
+    return json.loads((folder / "trainer.json").read_text()) if folder else None
+
+
+def save_checkpoint(out: Path, trainer: Trainer, info: Mapping, export: Mapping) -> None:
+    """Write the state folder (swapped in whole), then the eval weights and config.json."""
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{STATE_DIR}.", suffix=".tmp", dir=out))
+    try:
+        trainer.save_state(tmp)
+        _share(atomic_write_json(tmp / "trainer.json", dict(info)))  # written last: marks the folder complete
+        _share(tmp)
+        _fsync_dir(tmp)
+        current, old = out / STATE_DIR, out / (STATE_DIR + ".old")
+        if current.exists():  # complete (only ever made by the rename below), so an old one is stale
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(current, old)
+        os.replace(tmp, current)
+        _fsync_dir(out)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    # write_safetensors (inside save_model) writes a temporary file and renames it.
+    save_model(_Weights(trainer.net, trainer.eval_state()), out / WEIGHTS_NAME, export["arch"],
+               train_step=str(info["step"]), weights=export["weights"])
+    _share(atomic_write_json(out / CONFIG_NAME, dict(export, step=int(info["step"]))))
+
+
+class _Weights:
+    """What ``save_model`` reads from a network (its config and a state dict), with other weights."""
+
+    def __init__(self, net: nn.Module, state: Mapping[str, torch.Tensor]):
+        self.config, self._state = getattr(net, "config", None), state
+
+    def state_dict(self) -> Mapping[str, torch.Tensor]:
+        return self._state
+
+
+def remove_temporaries(out: Path) -> None:
+    for path in out.glob(f".{STATE_DIR}.*.tmp"):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- metrics log
+
+class MetricsLog:
+    """``metrics.csv`` rows; a resumed run drops rows past its checkpoint, then appends."""
+
+    def __init__(self, path: Path, resume_step: int | None):
+        self.path = path
+        rows = self.read(path) if resume_step is not None and path.is_file() else []
+        kept = [r for r in rows if int(r["step"]) <= (resume_step or 0)]
+        with atomic_path(path) as tmp:
+            with open(tmp, "w", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=METRICS_COLUMNS)
+                writer.writeheader()
+                writer.writerows(kept)
+            _share(tmp)
+
+    @staticmethod
+    def read(path: str | Path) -> list[dict]:
+        with open(path, newline="") as fh:
+            return list(csv.DictReader(fh))
+
+    def append(self, row: Mapping) -> None:
+        with open(self.path, "a", newline="") as fh:
+            csv.DictWriter(fh, fieldnames=METRICS_COLUMNS).writerow({k: row[k] for k in METRICS_COLUMNS})
+
+
+# ----------------------------------------------------------------------------- the run
+
+def build_network(config: TrainConfig, builder: Callable | None = None) -> nn.Module:
+    """``model.build(arch, **overrides)`` with weights drawn from ``seed`` (global RNG left as it was)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        return (builder or registry.build)(config.arch, **config.overrides)
+
+
+def _check_sizes(net: nn.Module, config: TrainConfig, world_size: int) -> None:
+    net_config = getattr(net, "config", None)
+    multiple = int(getattr(net_config, "query_multiple", 1))
+    if config.size % multiple:
+        raise ValueError(f"--size {config.size}: {config.arch} needs crops that are multiples of {multiple}")
+    if config.batch % world_size:
+        raise ValueError(f"--batch {config.batch} (global) is not divisible by the {world_size} ranks")
+
+
+def _prepare_out(config: TrainConfig, dist: Distributed, manifest_sha: str) -> dict | None:
+    """The trainer.json of the run to continue (None: start fresh); refuses to overwrite a run."""
+    out = Path(config.out)
+    info = read_trainer_info(out)
+    if info is None:
+        if config.resume:
+            log.info("--resume: no checkpoint in %s yet, starting from step 0", out)
+        return None
+    if not config.resume:
+        raise TrainStateError(f"{out} already holds a run at step {info['step']}; pass --resume to continue it "
+                              "or choose another --out")
+    previous = info.get("config", {})
+    current = config.as_dict()
+    changed = [k for k in RUN_IDENTITY if previous.get(k) != current.get(k)]
+    if changed:
+        raise TrainStateError(f"{out}: cannot resume with different " + ", ".join(
+            f"{k} ({previous.get(k)!r} -> {current.get(k)!r})" for k in changed))
+    if info.get("data_manifest_sha256") != manifest_sha:
+        log.warning("resuming on different shards (manifest sha256 %s, the run started on %s): the data "
+                    "order is not the one of the first part", manifest_sha[:12],
+                    str(info.get("data_manifest_sha256"))[:12])
+    if info.get("world_size", 1) != dist.world_size:
+        log.warning("resuming a %s-rank run on %s ranks: the data order stays the same only if the epoch "
+                    "length is a multiple of both", info.get("world_size", 1), dist.world_size)
+    for key in ("steps", "lr", "min_lr", "warmup", "weight_decay", "betas", "grad_clip", "ema"):
+        if previous.get(key) != current.get(key):
+            log.warning("resuming with %s %r instead of %r: the run continues with a different recipe",
+                        key, current.get(key), previous.get(key))
+    return info
+
+
+def _manifest_sha(shards: str) -> str:
+    from taskgen.shards import manifest_sha256
+
+    return manifest_sha256(shards)
+
+
+def train(config: TrainConfig, *, builder: Callable | None = None, progress: bool = True) -> dict:
+    """Run (or continue) training as ``config`` says; returns the summary also written to summary.json.
+
+    ``builder(arch, **overrides)`` replaces ``model.build``. Raises NonFiniteLossError (a
+    RuntimeError) when the loss becomes NaN/inf, after writing the summary.
+    """
+    config.validate()
+    device = resolve_device(config.device)
+    dist = Distributed.from_env(device)
+    threads_before = torch.get_num_threads()
+    if config.threads:
+        torch.set_num_threads(int(config.threads))
+    try:
+        return _train(config, device, dist, builder, progress)
+    finally:
+        torch.set_num_threads(threads_before)
+        dist.close()
+
+
+def _train(config: TrainConfig, device: torch.device, dist: Distributed, builder, progress: bool) -> dict:
+    t_start = time.perf_counter()
+    out = Path(config.out)
+    stream = make_stream(config, dist)  # first: a missing or unsuitable shards folder fails fast
+    manifest_sha = _manifest_sha(config.shards)
+    info = _prepare_out(config, dist, manifest_sha)
+    dist.barrier()  # every rank has read the old state before rank 0 may replace it
+    if dist.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        remove_temporaries(out)
+    net = build_network(config, builder)
+    _check_sizes(net, config, dist.world_size)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    trainer = Trainer(net, config, device, dist)
+    elapsed_before, samples_before = 0.0, 0
+    if info is not None:
+        trainer.load_state(state_folder(out), info)
+        elapsed_before, samples_before = float(info.get("elapsed", 0.0)), int(info.get("samples_seen", 0))
+        log.info("resuming %s at step %d of %d", out, trainer.step_count, config.steps)
+    start = trainer.step_count
+    stop = max(start, min(config.steps, config.stop_at or config.steps))
+    if info is not None and start == stop and config.summary_path.is_file():
+        log.info("%s is already at step %d: nothing to train", out, start)
+        return json.loads(config.summary_path.read_text())
+    export = {"arch": config.arch, "overrides": dict(config.overrides), "name": config.name or out.name,
+              "weights": "ema" if trainer.ema is not None else "raw", "colour_order": "rgb",
+              "data_manifest_sha256": manifest_sha, "train": config.as_dict()}
+    metrics = MetricsLog(config.metrics_path, start if info is not None else None) if dist.is_main else None
+    run = _RunRecord(start=start, checkpoint_step=start if info is not None else None)
+
+    def checkpoint() -> None:
+        if dist.is_main:
+            info_now = {"step": trainer.step_count, "steps": config.steps,
+                        "samples_seen": samples_before + run.samples_global,
+                        "elapsed": elapsed_before + time.perf_counter() - t_start, "world_size": dist.world_size,
+                        "ema_updates": trainer.ema.updates if trainer.ema is not None else 0,
+                        "lr_next": trainer.lr_at(trainer.step_count), "data_manifest_sha256": manifest_sha,
+                        "config": config.as_dict()}
+            save_checkpoint(out, trainer, info_now, export)
+        run.checkpoint_step = trainer.step_count
+
+    loader = make_step_loader(stream, config.batch // dist.world_size, start, stop, workers=config.workers,
+                              pin_memory=device.type == "cuda")
+    bar = _progress_bar(progress and dist.is_main, start, config.steps)
+    window_loss, window_steps, window_t0 = 0.0, 0, time.perf_counter()
+    status, message = "failed", ""
+    try:
+        for batch in loader:
+            if batch["step"] != trainer.step_count:
+                raise RuntimeError(f"data order broken: got the batch of step {batch['step']} at step "
+                                   f"{trainer.step_count}")
+            result = trainer.step(batch)
+            run.record(result, batch["key"], config.batch)
+            window_loss += result.loss
+            window_steps += 1
+            step = trainer.step_count
+            if step % config.log_every == 0 or step == stop:
+                now = time.perf_counter()
+                row = {"step": step, "loss": window_loss / window_steps, "lr": result.lr,
+                       "samples_per_s": window_steps * config.batch / max(now - window_t0, 1e-9),
+                       "elapsed": elapsed_before + now - t_start, "grad_norm": result.grad_norm}
+                if metrics is not None:
+                    metrics.append(row)
+                    _report(bar, row, config.steps)
+                window_loss, window_steps, window_t0 = 0.0, 0, now
+            if bar is not None:
+                bar.update(1)
+            if step % config.ckpt_every == 0 and step != stop:
+                checkpoint()
+        if trainer.step_count != stop:
+            raise RuntimeError(f"the data ended at step {trainer.step_count}, before step {stop}")
+        if run.checkpoint_step != trainer.step_count:
+            checkpoint()
+        status = "completed" if stop >= config.steps else "stopped"
+        if status == "stopped":
+            message = f"stopped after step {stop} of {config.steps}; continue with --resume"
+    except NonFiniteLossError as err:
+        status = "nonfinite"
+        message = f"{err}; training stopped. " + (
+            f"The last good checkpoint in {out} is step {run.checkpoint_step}." if run.checkpoint_step is not None
+            else f"No checkpoint was written to {out}.")
+        err.args = (message,)
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+        # Collectives only when every rank got here the same way (a NaN is seen by all ranks at once).
+        collective = status != "failed"
+        ranks = dist.gather(run.rank_record(dist.rank)) if collective else [run.rank_record(dist.rank)]
+        summary = run.summary(status=status, message=message, config=config, trainer=trainer, device=device,
+                              dist=dist, ranks=ranks, samples_before=samples_before,
+                              elapsed=elapsed_before + time.perf_counter() - t_start,
+                              wall=time.perf_counter() - t_start, manifest_sha=manifest_sha)
+        if dist.is_main:
+            _share(atomic_write_json(config.summary_path, summary))
+        if collective:
+            dist.barrier()
+    return summary
+
+
+@dataclass
+class _RunRecord:
+    """What this process saw during the run: losses, samples, which keys (for the summary)."""
+
+    start: int
+    checkpoint_step: int | None
+    samples_rank: int = 0
+    samples_global: int = 0
+    first_loss: float | None = None
+    recent: list = field(default_factory=list)      # last 10 step losses
+    last_grad_norm: float | None = None
+    first_keys: list = field(default_factory=list)
+    keys_digest: Any = field(default_factory=hashlib.sha256)
+
+    def record(self, result: StepResult, keys: list[str], global_batch: int) -> None:
+        if self.first_loss is None:
+            self.first_loss, self.first_keys = result.loss, list(keys)
+        self.recent = (self.recent + [result.loss])[-10:]
+        self.last_grad_norm = result.grad_norm
+        for key in keys:
+            self.keys_digest.update(key.encode() + b"\n")
+        self.samples_rank += len(keys)
+        self.samples_global += global_batch
+
+    def rank_record(self, rank: int) -> dict:
+        return {"rank": rank, "samples": self.samples_rank, "keys_sha256": self.keys_digest.hexdigest(),
+                "first_keys": self.first_keys}
+
+    def summary(self, *, status, message, config, trainer, device, dist, ranks, samples_before, elapsed, wall,
+                manifest_sha) -> dict:
+        return {
+            "status": status, "message": message, "arch": config.arch,
+            "params": sum(p.numel() for p in trainer.net.parameters()),
+            "step": trainer.step_count, "steps": config.steps, "start_step": self.start,
+            "checkpoint_step": self.checkpoint_step, "first_loss": self.first_loss,
+            "final_loss": self.recent[-1] if self.recent else None,
+            "mean_loss_last_10": sum(self.recent) / len(self.recent) if self.recent else None,
+            "last_grad_norm": self.last_grad_norm, "samples_seen": samples_before + self.samples_global,
+            "samples_per_s": self.samples_global / max(wall, 1e-9), "elapsed": elapsed,
+            "device": _device_name(device), "world_size": dist.world_size, "global_batch": config.batch,
+            "bf16": trainer.use_bf16, "compile": bool(config.compile), "ema": config.ema, "out": str(config.out),
+            "data_manifest_sha256": manifest_sha, "ranks": ranks,
+            "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None,
+        }
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def _progress_bar(enabled: bool, start: int, total: int):
+    if not enabled:
+        return None
+    import sys
+
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=start, unit="step", desc="train", file=sys.stderr, dynamic_ncols=True)
+
+
+def _report(bar, row: Mapping, total: int) -> None:
+    if bar is not None:
+        bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.2e}", sps=f"{row['samples_per_s']:.1f}",
+                        refresh=False)
+    else:
+        log.info("step %d/%d loss %.5f lr %.3e %.1f samples/s", row["step"], total, row["loss"], row["lr"],
+                 row["samples_per_s"])

@@ -1,0 +1,89 @@
+"""`llvbench train`: train a model on the train shards (single process, or one per GPU via torchrun).
+
+    llvbench train --arch NAME [--shards DIR] [--steps N] [--batch B] [--size S] [--out DIR] [--resume]
+    torchrun --nproc-per-node 8 -m pipelines.cli train --arch genlv-base ...
+
+Values given here override the ``train`` section of the params file.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+DEFAULT_PARAMS = "params.yaml"
+
+
+def _key_value(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--params", help=f"params file (default: {DEFAULT_PARAMS} if it exists, else built-in defaults)")
+    p.add_argument("--arch", help="architecture name (model.build), e.g. genlv-tiny, genlv-s, genlv-base")
+    p.add_argument("--override", action="append", type=_key_value, metavar="KEY=VALUE",
+                   help="architecture config override, repeatable (e.g. --override dim=16)")
+    p.add_argument("--shards", help="shards directory with manifest.json (default: train.shards, data/shards)")
+    p.add_argument("--out", help="checkpoint folder (default: train.out)")
+    p.add_argument("--steps", type=int, help="optimizer steps of the whole schedule")
+    p.add_argument("--batch", type=int, help="global batch size (split evenly over torchrun ranks)")
+    p.add_argument("--size", type=int, help="crop size of prompt and query images (multiple of 32 for GenLV)")
+    p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=None,
+                   help="continue the run in --out (same data order and loss curve)")
+    p.add_argument("--stop-at", type=int, help="stop after this step (the schedule still spans --steps); "
+                                               "continue later with --resume")
+    p.add_argument("--lr", type=float, help="peak learning rate (paper: 1e-4)")
+    p.add_argument("--min-lr", type=float, help="learning rate at the end of the cosine")
+    p.add_argument("--warmup", type=int, help="linear warm-up steps")
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--grad-clip", type=float, help="max gradient norm (0 = no clipping)")
+    p.add_argument("--ema", type=float, nargs="?", const=0.999, help="keep an EMA of the weights with this "
+                   "decay (0.999 if no value; 0 = off); the EMA is saved as the eval weights")
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                   help="bf16 autocast on CUDA (default on; CPU always trains in fp32)")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the network")
+    p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--workers", type=int, help="DataLoader worker processes per rank")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--seed", type=int, help="weight init and data order")
+    p.add_argument("--task-weights", help="uniform, genlv (the paper's task mix) or a JSON object {task: weight}")
+    p.add_argument("--epoch-length", type=int, help="samples per epoch (default: every train sample once)")
+    p.add_argument("--log-every", type=int, help="metrics row every N steps")
+    p.add_argument("--ckpt-every", type=int, help="checkpoint every N steps (and at the end)")
+    p.add_argument("--metrics", help="metrics CSV (default: OUT/metrics.csv)")
+    p.add_argument("--summary", help="summary JSON (default: OUT/summary.json)")
+    p.add_argument("--name", help="label written to config.json (default: the --out folder's name)")
+    p.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
+
+
+def overrides_from(args) -> dict:
+    """Command-line values by TrainConfig field (None = not given)."""
+    return {
+        "arch": args.arch, "overrides": dict(args.override) if args.override else None, "shards": args.shards,
+        "out": args.out, "steps": args.steps, "batch": args.batch, "size": args.size, "resume": args.resume,
+        "stop_at": args.stop_at, "lr": args.lr, "min_lr": args.min_lr, "warmup": args.warmup,
+        "weight_decay": args.weight_decay, "grad_clip": args.grad_clip, "ema": args.ema, "bf16": args.bf16,
+        "compile": args.compile, "device": args.device, "workers": args.workers, "threads": args.threads,
+        "seed": args.seed, "task_weights": args.task_weights, "epoch_length": args.epoch_length,
+        "log_every": args.log_every, "ckpt_every": args.ckpt_every, "metrics": args.metrics,
+        "summary": args.summary, "name": args.name,
+    }
+
+
+def run(args) -> int:
+    from pipelines.train import configure, format_summary, read_params, run_train
+
+    params_path = args.params or (DEFAULT_PARAMS if Path(DEFAULT_PARAMS).is_file() else None)
+    config = configure(read_params(params_path, required=args.params is not None), overrides_from(args))
+    summary = run_train(config, progress=not args.no_progress)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(format_summary(summary), file=sys.stdout)
+    return 0

@@ -1,0 +1,281 @@
+"""Training loop: schedule, overfitting, exact resume, NaN stop, safe checkpoint files, CLI over
+params.yaml, worker/resume-independent data order, and DDP on two CPU processes (gloo)."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import model  # noqa: E402
+from model.checkpoints import load_model, read_safetensors  # noqa: E402
+from model.data import TrainStream  # noqa: E402
+from model.train import (EMA, Distributed, MetricsLog, NonFiniteLossError, Trainer,  # noqa: E402
+                         TrainConfig, TrainStateError, build_network, learning_rate, make_step_loader,
+                         make_stream, param_groups, train)
+from pipelines.synth import configure as synth_configure  # noqa: E402
+from pipelines.synth import read_params as synth_params  # noqa: E402
+from pipelines.synth import run_synth  # noqa: E402
+
+SIZE = 32  # GenLV's smallest query size (windows of 8 at 1, 1/2 and 1/4 scale)
+TASKS = "gaussian_noise,canny"
+N_TRAIN = 6  # per task: 12 train samples, an epoch that 1 and 2 ranks split evenly
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    out = tmp_path_factory.mktemp("train") / "shards"
+    params = synth_params(None)
+    params.update({"tasks": TASKS, "size": SIZE, "samples_per_shard": 8, "summary": None, "per_task": {},
+                   "counts": {"train": N_TRAIN, "test": 0, "unseen": 0}})
+    run_synth(synth_configure(params, {"out": str(out), "workers": 1}), progress=False)
+    return out
+
+
+@pytest.fixture
+def one_thread():
+    # Two shared cores: one torch thread per process is faster than two fighting ones.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def make_config(shards, out, **changes) -> TrainConfig:
+    settings = dict(shards=str(shards), out=str(out), steps=6, batch=2, size=SIZE, lr=1e-3, warmup=2,
+                    log_every=1, ckpt_every=3, threads=1, ema=0.9)
+    settings.update(changes)
+    return TrainConfig(**settings)
+
+
+def loss_curve(out) -> tuple[list[int], np.ndarray]:
+    rows = MetricsLog.read(Path(out) / "metrics.csv")
+    return [int(r["step"]) for r in rows], np.array([float(r["loss"]) for r in rows])
+
+
+@pytest.fixture(scope="module")
+def full_run(shards, tmp_path_factory):
+    """Six uninterrupted steps with EMA: the reference for resume, DDP and the checkpoint files."""
+    out = tmp_path_factory.mktemp("full") / "run"
+    summary = train(make_config(shards, out), progress=False)
+    return out, summary
+
+
+# ----------------------------------------------------------------------------- pieces
+
+def test_learning_rate_warms_up_linearly_then_decays_on_a_cosine_to_the_floor():
+    lr = [learning_rate(s, peak=1.0, warmup=4, total=14, floor=0.1) for s in range(16)]
+    assert lr[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert lr[4] == pytest.approx(1.0)
+    assert lr[9] == pytest.approx(0.55)  # halfway through the cosine: mean of peak and floor
+    assert all(a > b for a, b in zip(lr[4:14], lr[5:14]))
+    assert lr[13] > 0.1 and lr[14] == pytest.approx(0.1) and lr[15] == pytest.approx(0.1)
+
+
+def test_weight_decay_applies_to_weights_but_not_to_biases_and_norm_scales():
+    net = model.build("genlv-tiny")
+    decay, no_decay = param_groups(net, 0.05)
+    assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
+    assert {id(p) for p in decay["params"]} | {id(p) for p in no_decay["params"]} == {id(p) for p in net.parameters()}
+    assert all(p.ndim >= 2 for p in decay["params"])
+    assert all(p.ndim <= 1 for p in no_decay["params"]) and no_decay["params"]
+
+
+def test_ema_follows_the_weights_with_a_decay_that_warms_up():
+    net = torch.nn.Linear(2, 2, bias=False)
+    torch.nn.init.zeros_(net.weight)
+    ema = EMA(net, decay=0.9)
+    torch.nn.init.ones_(net.weight)
+    ema.update(net)  # decay min(0.9, 1/10): mostly the new weights
+    assert torch.allclose(ema.shadow["weight"], torch.full((2, 2), 0.9))
+    ema.update(net)  # decay min(0.9, 2/11)
+    assert torch.allclose(ema.shadow["weight"], torch.full((2, 2), 0.9 * 2 / 11 + 9 / 11))
+    for _ in range(200):
+        ema.update(net)
+    assert torch.allclose(ema.shadow["weight"], torch.ones(2, 2), atol=1e-6)
+
+
+def test_step_batches_follow_the_stream_whatever_the_workers_and_start(shards):
+    def keys(loader):
+        return [k for batch in loader for k in batch["key"]]
+
+    for rank, world in ((0, 1), (1, 2)):
+        stream = TrainStream(shards, SIZE, seed=5, rank=rank, world_size=world, raw=True)
+        # The stream's own order (epoch after epoch) is what the batches must deal out.
+        reference = [s["key"] for s, _ in zip(stream, range(20))]
+        assert keys(make_step_loader(stream, 2, 0, 10)) == reference
+        assert keys(make_step_loader(stream, 2, 4, 10)) == reference[8:]
+    stream = TrainStream(shards, SIZE, seed=5, raw=True)
+    batches = list(make_step_loader(stream, 3, 1, 7, workers=2))
+    assert [b["step"] for b in batches] == list(range(1, 7))
+    assert [k for b in batches for k in b["key"]] == keys(make_step_loader(stream, 3, 1, 7))
+    first = batches[0]
+    assert first["query"].shape == first["prompt_target"].shape == (3, 3, SIZE, SIZE)
+    assert first["query"].dtype == torch.uint8  # integers between processes, floats on the device
+
+
+def test_loss_decreases_when_overfitting_one_batch(shards, tmp_path, one_thread):
+    config = make_config(shards, tmp_path, steps=10_000, warmup=0, lr=2e-3, grad_clip=0.0, ema=0.0)
+    trainer = Trainer(build_network(config), config, torch.device("cpu"))
+    batch = next(iter(make_step_loader(make_stream(config, Distributed()), 2, 0, 1)))
+    losses = [trainer.step(batch).loss for _ in range(30)]
+    assert trainer.step_count == 30
+    assert np.mean(losses[-3:]) < 0.5 * losses[0], losses
+
+
+# ----------------------------------------------------------------------------- runs and checkpoints
+
+def test_resume_continues_with_the_same_data_and_loss_curve(shards, full_run, tmp_path):
+    full_out, full_summary = full_run
+    out = tmp_path / "run"
+    first = train(make_config(shards, out, stop_at=3), progress=False)
+    assert first["status"] == "stopped" and first["checkpoint_step"] == 3
+    with pytest.raises(TrainStateError, match="--resume"):
+        train(make_config(shards, out), progress=False)  # never overwrite a run by accident
+    with pytest.raises(TrainStateError, match="batch"):
+        train(make_config(shards, out, batch=4, resume=True), progress=False)
+    second = train(make_config(shards, out, resume=True), progress=False)
+
+    assert second["status"] == "completed" and second["start_step"] == 3 and second["step"] == 6
+    steps, losses = loss_curve(out)
+    full_steps, full_losses = loss_curve(full_out)
+    assert steps == full_steps == [1, 2, 3, 4, 5, 6]
+    np.testing.assert_allclose(losses, full_losses, rtol=1e-5)
+    assert len(set(losses.round(6))) > 1  # a real curve, not a constant
+    assert second["ranks"][0]["keys_sha256"] != full_summary["ranks"][0]["keys_sha256"]  # only steps 4-6
+    for name in ("model.safetensors", "state/weights.safetensors", "state/ema.safetensors"):
+        resumed, reference = read_safetensors(out / name)[0], read_safetensors(full_out / name)[0]
+        for key in reference:
+            torch.testing.assert_close(resumed[key], reference[key], rtol=1e-4, atol=1e-6)
+
+
+def test_checkpoint_files_load_without_unpickling_and_bench_reads_the_folder(full_run):
+    out, summary = full_run
+    assert summary["status"] == "completed" and summary["checkpoint_step"] == 6
+    optimizer = torch.load(out / "state" / "optimizer.pt", weights_only=True)
+    assert optimizer["state"] and all(int(s["step"]) == 6 for s in optimizer["state"].values())
+    info = json.loads((out / "state" / "trainer.json").read_text())
+    assert info["step"] == 6 and info["config"]["arch"] == "genlv-tiny"
+    config = json.loads((out / "config.json").read_text())
+    assert config["arch"] == "genlv-tiny" and config["weights"] == "ema" and config["step"] == 6
+
+    # The eval weights are the EMA, not the training weights.
+    net = load_model(out / "model.safetensors")
+    ema = read_safetensors(out / "state" / "ema.safetensors")[0]
+    raw = read_safetensors(out / "state" / "weights.safetensors")[0]
+    key = next(k for k, v in raw.items() if v.ndim >= 2)
+    torch.testing.assert_close(net.state_dict()[key], ema[key])
+    initial = build_network(TrainConfig(**{k: v for k, v in info["config"].items()}))
+    assert not torch.equal(ema[key], raw[key]) and not torch.equal(ema[key], initial.state_dict()[key])
+
+    import bench
+
+    generalist = bench.load_generalist("checkpoint", checkpoint=str(out), device="cpu")
+    query = torch.rand(1, 3, 40, 48)
+    output = generalist.predict(query, torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32))
+    assert output.shape == query.shape and torch.isfinite(output).all()
+    assert generalist.info()["arch"] == "genlv-tiny"
+
+
+def test_resume_after_a_crash_in_the_middle_of_a_checkpoint_swap(shards, full_run, tmp_path):
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(full_run[0], out)
+    # Crash between the two renames: only state.old holds the checkpoint; a half-written temp folder.
+    os.replace(out / "state", out / "state.old")
+    (out / ".state.abc.tmp").mkdir()
+    (out / ".state.abc.tmp" / "optimizer.pt").write_bytes(b"partial")
+    summary = train(make_config(shards, out, steps=7, resume=True), progress=False)
+    assert summary["start_step"] == 6 and summary["step"] == 7
+    assert json.loads((out / "state" / "trainer.json").read_text())["step"] == 7
+    assert not (out / "state.old").exists() and not (out / ".state.abc.tmp").exists()
+
+
+def _nan_from_call(n: int):
+    """A builder whose network returns NaN from its n-th forward call on (a diverged run)."""
+    def builder(arch, **overrides):
+        net = model.build(arch, **overrides)
+        calls = [0]
+
+        def poison(_module, _inputs, output):
+            calls[0] += 1
+            return output * float("nan") if calls[0] >= n else output
+
+        net.register_forward_hook(poison)
+        return net
+    return builder
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(shards, tmp_path):
+    out = tmp_path / "run"
+    config = make_config(shards, out, steps=8, ckpt_every=2)
+    with pytest.raises(NonFiniteLossError, match=r"loss is nan at step 5 .*last good checkpoint .* is step 4"):
+        train(config, builder=_nan_from_call(5), progress=False)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "nonfinite" and summary["step"] == 4 and "step 5" in summary["message"]
+    assert json.loads((out / "state" / "trainer.json").read_text())["step"] == 4
+    for name in ("model.safetensors", "state/weights.safetensors"):
+        assert all(torch.isfinite(t).all() for t in read_safetensors(out / name)[0].values())
+    assert max(s for s, _ in zip(*loss_curve(out))) == 4  # the NaN step was never logged as a result
+    assert issubclass(NonFiniteLossError, RuntimeError)  # `llvbench` exits 1 with the message
+
+
+def test_cli_values_override_params_yaml(shards, tmp_path):
+    from pipelines.commands import train as command
+    from pipelines.train import read_params
+
+    params = tmp_path / "params.yaml"
+    params.write_text(f"synth: {{size: 32}}\ntrain:\n  arch: genlv-tiny\n  steps: 50\n  batch: 2\n"
+                      f"  size: {SIZE}\n  lr: 0.0005\n  threads: 1\n  log_every: 1\n  shards: {shards}\n"
+                      f"  out: {tmp_path / 'from-params'}\n")
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    out = tmp_path / "from-cli"
+    args = parser.parse_args(["--params", str(params), "--steps", "2", "--out", str(out), "--ema",
+                              "--no-progress"])
+    assert command.run(args) == 0
+    config = json.loads((out / "config.json").read_text())["train"]
+    assert config["steps"] == 2 and config["ema"] == 0.999       # from the command line
+    assert config["lr"] == 0.0005 and config["batch"] == 2        # from params.yaml
+    assert loss_curve(out)[0] == [1, 2] and not (tmp_path / "from-params").exists()
+
+    params.write_text("train:\n  stepz: 3\n")
+    with pytest.raises(ValueError, match="stepz"):
+        read_params(params)
+
+
+# ----------------------------------------------------------------------------- DDP
+
+_DDP_SCRIPT = ("import json, sys\nfrom model.train import TrainConfig, train\n"
+               "train(TrainConfig(**json.loads(sys.argv[1])), progress=False)\n")
+
+
+@pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+                    reason="torch.distributed with gloo is needed")
+def test_ddp_on_two_cpu_processes_splits_each_global_batch_and_matches_one_process(shards, full_run, tmp_path):
+    full_out, full_summary = full_run
+    out = tmp_path / "ddp"
+    config = make_config(shards, out).as_dict()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               "--no-python", sys.executable, "-c", _DDP_SCRIPT, json.dumps(config)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["world_size"] == 2
+    ranks = summary["ranks"]
+    assert [r["rank"] for r in ranks] == [0, 1] and all(r["samples"] == 6 for r in ranks)
+    assert ranks[0]["keys_sha256"] != ranks[1]["keys_sha256"]
+    # Global batch 2 = one sample per rank: together they are the one-process run's first batch.
+    assert sorted(ranks[0]["first_keys"] + ranks[1]["first_keys"]) == sorted(full_summary["ranks"][0]["first_keys"])
+    # Averaged gradients of the same global batches: the same loss curve as one process.
+    np.testing.assert_allclose(loss_curve(out)[1], loss_curve(full_out)[1], rtol=1e-4)
