@@ -1,0 +1,30 @@
+"""`llvbench report --results DIR --out DIR [--train-logs PATH...]`: the HTML + Markdown report."""
+from __future__ import annotations
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--results", action="append", required=True, metavar="DIR",
+                   help="eval output folder (llvbench eval --out); repeat to combine several")
+    p.add_argument("--out", required=True, help="report folder: index.html, README.md, figures/, samples/, data/")
+    p.add_argument("--train-logs", nargs="+", action="extend", default=[], metavar="PATH",
+                   help="training runs for the loss curves: a run folder with metrics.csv (llvbench train --out), "
+                        "a folder of run folders, or a CSV file")
+    p.add_argument("--samples-per-task", type=int, default=2,
+                   help="example rows per task and mismatch pair (at most what eval saved; default 2)")
+    p.add_argument("--formats", default="png,svg", help="figure formats, comma list (default: png,svg)")
+    p.add_argument("--title", default="llvbench report")
+
+
+def run(args) -> int:
+    from bench.report import ReportConfig, build_report
+
+    formats = tuple(f.strip().lower() for f in args.formats.split(",") if f.strip())
+    if not formats:
+        raise ValueError("--formats needs at least one format (png, svg)")
+    if args.samples_per_task < 0:
+        raise ValueError("--samples-per-task must be 0 or more")
+    report = build_report(args.results, args.out, args.train_logs,
+                          ReportConfig(title=args.title, samples_per_task=args.samples_per_task, formats=formats))
+    print(f"report: {report.html} and {report.markdown} ({len(report.figures)} figure files, "
+          f"{len(report.images)} example images)")
+    return 0
