@@ -11,6 +11,12 @@ import sys
 COMMANDS = {
     "tasks": "list the registered tasks (name, category, target domain, metric, recipe)",
     "preview": "write a labelled contact sheet: source | input | target per task",
+    "synth": "synthesise the task datasets into deterministic WebDataset shards (Dask)",
+    "verify": "check every shard against the manifest (corrupt, missing, extra)",
+    "eval": "evaluate generalists on the test split (tracks: main, robustness, mismatch, efficiency)",
+    "leaderboard": "aggregate eval results into leaderboards (parquet, Markdown, metrics.json)",
+    "report": "write the HTML + Markdown report (paper tables, charts, visual comparisons) from eval results",
+    "train": "train a model (GenLV) on the train shards; CPU or GPU, torchrun for several GPUs",
 }
 
 
