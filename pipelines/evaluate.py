@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import sys
 from pathlib import Path
 
-import yaml
+
+from pipelines.params import read_section
 
 log = logging.getLogger(__name__)
 
@@ -41,15 +41,7 @@ DEFAULTS: dict = {
 
 def read_params(path: str | Path | None) -> dict:
     """The ``eval`` section of a params file over the defaults."""
-    params = json.loads(json.dumps(DEFAULTS))
-    if path is None or not Path(path).is_file():
-        return params
-    section = (yaml.safe_load(Path(path).read_text()) or {}).get("eval", {}) or {}
-    unknown = sorted(set(section) - set(DEFAULTS))
-    if unknown:
-        raise ValueError(f"{path}: unknown eval setting(s) {', '.join(unknown)}; known: {', '.join(DEFAULTS)}")
-    params.update(section)
-    return params
+    return read_section(path, "eval", DEFAULTS)
 
 
 def eval_config(params: dict):

@@ -8,12 +8,12 @@ are skipped, so the stage runs on a CPU profile that only evaluated the baseline
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
 
-import yaml
+
+from pipelines.params import read_section
 
 DEFAULTS: dict = {
     "results": ["results/eval"],   # eval output folders (llvbench eval --out)
@@ -27,14 +27,7 @@ DEFAULTS: dict = {
 
 def read_params(path: str | Path | None) -> dict:
     """The ``report`` section of a params file over the defaults."""
-    params = json.loads(json.dumps(DEFAULTS))
-    if path is None or not Path(path).is_file():
-        return params
-    section = (yaml.safe_load(Path(path).read_text()) or {}).get("report", {}) or {}
-    unknown = sorted(set(section) - set(DEFAULTS))
-    if unknown:
-        raise ValueError(f"{path}: unknown report setting(s) {', '.join(unknown)}; known: {', '.join(DEFAULTS)}")
-    params.update(section)
+    params = read_section(path, "report", DEFAULTS)
     for key in ("results", "train_logs", "formats"):  # a single string is a one-item list
         if isinstance(params[key], str):
             params[key] = [params[key]]

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-import yaml
 
 import taskgen
 from taskgen.atomic import atomic_write_json
@@ -33,6 +32,8 @@ from taskgen.shards import (PNG_COMPRESSION, ShardJob, ShardResult, build_manife
                             merge_manifests, plan_shards, remove_temporaries, reusable,
                             stale_shards, write_manifest, write_shard)
 from taskgen.sources import DEFAULT_SOURCES
+
+from pipelines.params import read_section
 
 log = logging.getLogger(__name__)
 
@@ -98,25 +99,7 @@ class SynthConfig:
 
 def read_params(path: str | Path | None, *, required: bool = False) -> dict:
     """The ``synth`` section of a params file over the defaults (missing optional file: defaults)."""
-    params = json.loads(json.dumps(DEFAULTS))  # deep copy
-    if path is None:
-        return params
-    path = Path(path)
-    if not path.is_file():
-        if required:
-            raise FileNotFoundError(f"params file {path} does not exist")
-        return params
-    loaded = yaml.safe_load(path.read_text()) or {}
-    section = loaded.get("synth", {}) or {}
-    unknown = sorted(set(section) - set(DEFAULTS))
-    if unknown:
-        raise ValueError(f"{path}: unknown synth setting(s) {', '.join(unknown)}; known: {', '.join(DEFAULTS)}")
-    for key, value in section.items():
-        if isinstance(params.get(key), dict) and isinstance(value, dict):
-            params[key] = {**params[key], **value}
-        else:
-            params[key] = value
-    return params
+    return read_section(path, "synth", DEFAULTS, required=required, merge_dicts=True)
 
 
 def _as_list(value) -> list[str]:

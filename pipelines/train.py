@@ -10,9 +10,10 @@ import json
 from pathlib import Path
 from typing import Mapping
 
-import yaml
 
 from model.train import TrainConfig, train
+
+from pipelines.params import read_section
 
 SECTION = "train"
 
@@ -23,20 +24,7 @@ def defaults() -> dict:
 
 def read_params(path: str | Path | None, *, required: bool = False) -> dict:
     """The ``train`` section of a params file over the defaults."""
-    params = defaults()
-    if path is None:
-        return params
-    path = Path(path)
-    if not path.is_file():
-        if required:
-            raise FileNotFoundError(f"params file {path} does not exist")
-        return params
-    section = (yaml.safe_load(path.read_text()) or {}).get(SECTION) or {}
-    unknown = sorted(set(section) - set(params))
-    if unknown:
-        raise ValueError(f"{path}: unknown {SECTION} setting(s) {', '.join(unknown)}; known: {', '.join(params)}")
-    params.update(section)
-    return params
+    return read_section(path, SECTION, defaults(), required=required)
 
 
 def parse_task_weights(value):

@@ -19,6 +19,7 @@ import numpy as np
 
 from .imageio import IMAGE_SUFFIXES, UnreadableImage, read_image
 from .images import random_crop_box, resize_short_side
+from .sources import first_usable
 
 log = logging.getLogger(__name__)
 
@@ -172,13 +173,9 @@ class PairedSource:
         return inp, tgt
 
     def sample(self, index: int, size: int, rng: np.random.Generator) -> PairedImage:
-        n = len(self.pairs)
-        for step in range(n):
-            pair = self.pairs[(index + step) % n]
-            loaded = self._load(pair, size)
-            if loaded is None:
-                continue
-            inp, tgt = loaded
+        found = first_usable(self.pairs, index, lambda pair: self._load(pair, size))
+        if found is not None:
+            pair, (inp, tgt) = found
             y, x = random_crop_box(inp.shape, size, rng)
             crop = (slice(y, y + size), slice(x, x + size))
             rel = pair[0].relative_to(self.input_dir).as_posix()

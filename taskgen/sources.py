@@ -144,6 +144,18 @@ class DeadLeavesSource:
 # --------------------------------------------------------------------------------------------
 # User folders
 
+def first_usable(items: list, index: int, load: Callable):
+    """``(item, load(item))`` for the first item at or after position ``index mod n`` whose load
+    is not None, or None. Skipping forward keeps a sample's choice a function of the files alone."""
+    n = len(items)
+    for step in range(n):
+        item = items[(index + step) % n]
+        loaded = load(item)
+        if loaded is not None:
+            return item, loaded
+    return None
+
+
 _DEPTH_SUFFIXES = ("_depth.png", "_depth.npy")
 
 
@@ -217,22 +229,15 @@ class FolderSource:
             if not self.upscale:
                 self._skip(path, f"smaller than the {size}px crop")
                 return None
-            scale_shape = image.shape[:2]
             image = resize_short_side(image, size)
-            if depth is not None and depth.shape != scale_shape:
-                depth = None
-            elif depth is not None:
+            if depth is not None:
                 depth = cv2.resize(depth, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
         return image, depth
 
     def sample(self, index: int, size: int, rng: np.random.Generator) -> SourceImage:
-        n = len(self.files)
-        for step in range(n):
-            path = self.files[(index + step) % n]
-            loaded = self._load(path, size)
-            if loaded is None:
-                continue
-            image, depth = loaded
+        found = first_usable(self.files, index, lambda path: self._load(path, size))
+        if found is not None:
+            path, (image, depth) = found
             y, x = random_crop_box(image.shape, size, rng)
             crop = np.ascontiguousarray(image[y:y + size, x:x + size])
             depth_crop = None if depth is None else np.ascontiguousarray(depth[y:y + size, x:x + size])
