@@ -119,3 +119,34 @@ register_architecture(
     "xrestormer", _GENLV,
     description="X-Restormer U-Net without prompt (VPIP ablation, paper Table 1); ignores the prompt images",
     dim=48, num_blocks=(2, 4, 4, 4), num_refinement_blocks=4, use_prompt=False, global_residual=True)
+
+# ----------------------------------------------------------------------------- baselines (issue 8)
+
+_PROMPTGIP = "model.promptgip:build_promptgip"
+_PROMPTGIP_WHAT = "PromptGIP: MAE ViT over a 4-image token sequence (answer masked) + CNN head"
+_PAINTER = "model.painter:build_painter"
+_PAINTER_WHAT = "Painter: ViT in-painting the bottom half of a 2×1 canvas (global rel-pos attention)"
+
+register_architecture(
+    "promptgip", _PROMPTGIP, description=f"{_PROMPTGIP_WHAT}; official ViT-L, 256² input",
+    official=OfficialWeights("promptgip.json", "pretrained_models/PromptGIP-checkpoint.pth",
+                             hf_repo="", colour_order="bgr"))  # released on Baidu Disk (code ycjg)
+register_architecture(
+    "promptgip-fixture", _PROMPTGIP,
+    description=f"{_PROMPTGIP_WHAT}; the config of shared/reference/fixtures/promptgip-tiny-official.npz",
+    embed_dim=64, depth=2, num_heads=4, decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=4)
+register_architecture(
+    "promptgip-s", _PROMPTGIP, description=f"{_PROMPTGIP_WHAT}; small (≈5.5 M) for equal-budget retraining",
+    embed_dim=256, depth=6, num_heads=8, decoder_embed_dim=128, decoder_depth=2, decoder_num_heads=4)
+register_architecture(
+    "painter", _PAINTER, description=f"{_PAINTER_WHAT}; official ViT-L, 896×448 canvas",
+    official=OfficialWeights("painter-vit-large.json", "painter_vit_large.pth",
+                             hf_repo="BAAI/Painter", colour_order="rgb"))
+register_architecture(
+    "painter-fixture", _PAINTER,
+    description=f"{_PAINTER_WHAT}; the config of shared/reference/fixtures/painter-tiny-official.npz",
+    embed_dim=32, depth=24, num_heads=2, decoder_embed_dim=16)
+register_architecture(
+    "painter-s", _PAINTER, description=f"{_PAINTER_WHAT}; small (≈10.8 M) on a 512×256 canvas for retraining",
+    img_size=(512, 256), embed_dim=256, depth=8, num_heads=8, decoder_embed_dim=16,
+    merge_index=1, out_indices=(1, 3, 5, 7))

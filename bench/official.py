@@ -1,0 +1,194 @@
+"""Generalists that run PromptGIP and Painter as their authors' inference code does.
+
+Both take the protocol's RGB ``B×3×H×W`` tensors in [0, 1] and return the query-sized prediction
+in [0, 1]; everything model-specific happens here (shared/reference/checkpoints/README.md):
+
+- ``promptgip``: every image resized to the model's square size (256), rounded to 8-bit levels
+  (the official test sets are 8-bit files stored at that size), RGB -> **BGR**, no normalisation;
+  the network sees the token sequence [prompt input, prompt target, query, answer] with the answer
+  masked and returns the CNN head's answer (official output ``[4]``), which is flipped back to
+  RGB, clamped and resized to the query size.
+- ``painter``: every image resized to the canvas half (448×448, bicubic with antialiasing like
+  PIL's default, rounded to 8-bit levels), **RGB**, ImageNet mean/std; canvas ``imgs`` = prompt
+  input above query, ``tgts`` = prompt target above prompt target (placeholder), the bottom half
+  of the patches masked; the bottom half of the prediction is de-normalised, resized back with
+  bicubic ``F.interpolate`` (the low-level evaluation scripts) and clamped.
+
+Weights: an official ``.pth`` (``{'model': state_dict}``, read with ``weights_only=True``) or one
+of our safetensors files, loaded strictly into ``model.build(arch)``; or a ready ``network``
+(tests, or weights already in memory). torch is imported on use.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .registry import register_generalist
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+# ----------------------------------------------------------------------------- pure helpers
+
+def resize_quantized(images, size: tuple[int, int], mode: str):
+    """B×3×H×W in [0, 1] -> B×3×size, antialiased ``mode`` resize, rounded to 8-bit levels as a saved image."""
+    import torch.nn.functional as F
+
+    if tuple(images.shape[-2:]) != tuple(size):
+        images = F.interpolate(images, size=size, mode=mode, align_corners=False, antialias=True)
+    return images.clamp(0, 1).mul(255).round().div(255)
+
+
+def resize_back(images, size: tuple[int, int]):
+    """Network answer -> query size (bilinear, antialiased), clamped to [0, 1]; no rounding."""
+    import torch.nn.functional as F
+
+    if tuple(images.shape[-2:]) != tuple(size):
+        images = F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=True)
+    return images.clamp(0, 1)
+
+
+def imagenet_normalize(images):
+    """RGB B×3×H×W in [0, 1] -> ImageNet-normalised (mean/std per channel)."""
+    mean, std = _imagenet_stats(images)
+    return (images - mean) / std
+
+
+def imagenet_denormalize(images):
+    """Inverse of :func:`imagenet_normalize`."""
+    mean, std = _imagenet_stats(images)
+    return images * std + mean
+
+
+def _imagenet_stats(images):
+    import torch
+
+    shape = (1, 3, 1, 1)
+    return (torch.tensor(IMAGENET_MEAN, dtype=images.dtype, device=images.device).view(shape),
+            torch.tensor(IMAGENET_STD, dtype=images.dtype, device=images.device).view(shape))
+
+
+def painter_canvases(query, prompt_input, prompt_target):
+    """Normalised square images -> (imgs, tgts): prompt above query, prompt target above itself."""
+    import torch
+
+    return torch.cat([prompt_input, query], dim=2), torch.cat([prompt_target, prompt_target], dim=2)
+
+
+def _resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+# ----------------------------------------------------------------------------- base
+
+class _OfficialGeneralist:
+    """Lazy network construction and ``info()`` shared by the two adapters."""
+
+    default_arch = ""
+
+    def __init__(self, checkpoint: str | Path | None = None, arch: str | None = None, device: str = "auto",
+                 name: str | None = None, network=None, trust_pickle: bool = False):
+        if checkpoint is None and network is None:
+            raise ValueError(f"{self.default_arch}: give checkpoint=PATH (official .pth or .safetensors) or network=")
+        self.arch = arch or self.default_arch
+        self.checkpoint = Path(checkpoint) if checkpoint is not None else None
+        self.name = name or (f"{self.arch}@{self.checkpoint.stem}" if self.checkpoint else self.arch)
+        self.device = device
+        self._trust_pickle = trust_pickle
+        self._network = network
+        self._placed = False
+        self._sha256 = None
+
+    @property
+    def network(self):
+        """The network with its weights, on its device, in eval mode (built on first access)."""
+        if self._network is None:
+            from model import build
+            from model.checkpoints import load_weights, read_state_dict
+
+            state = read_state_dict(self.checkpoint, trust_pickle=self._trust_pickle)
+            self._network = load_weights(build(self.arch), state)
+        if not self._placed:
+            self.device = _resolve_device(self.device)
+            self._network = self._network.to(self.device).eval()
+            self._placed = True
+        return self._network
+
+    def info(self) -> dict:
+        from taskgen.shards import file_sha256
+
+        if self._sha256 is None and self.checkpoint is not None:
+            self._sha256 = file_sha256(self.checkpoint)
+        network = self.network
+        return {"params": int(sum(p.numel() for p in network.parameters())), "device": str(self.device),
+                "arch": self.arch, "checkpoint": str(self.checkpoint or ""), "checkpoint_sha256": self._sha256 or "",
+                **self._interface()}
+
+    def _interface(self) -> dict:  # pragma: no cover - overridden
+        return {}
+
+
+# ----------------------------------------------------------------------------- PromptGIP
+
+@register_generalist("promptgip", "PromptGIP with official weights: 256² BGR, 4-image sequence, answer masked")
+class PromptGIPGeneralist(_OfficialGeneralist):
+    """Official PromptGIP inference (``evaluation_prompt.py``); ``bgr=False`` for weights trained on RGB."""
+
+    default_arch = "promptgip"
+
+    def __init__(self, *args, bgr: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.bgr = bgr
+
+    def predict(self, query, prompt_input, prompt_target):
+        import torch
+
+        network = self.network
+        side = network.config.img_size
+        flip = (lambda t: t.flip(1)) if self.bgr else (lambda t: t)
+        with torch.inference_mode():
+            q, p_in, p_out = (flip(resize_quantized(t.to(self.device).float(), (side, side), "bilinear"))
+                              for t in (query, prompt_input, prompt_target))
+            answer = flip(network(q, p_in, p_out)).clamp(0, 1)
+            return resize_back(answer, tuple(query.shape[-2:]))
+
+    def _interface(self) -> dict:
+        side = self.network.config.img_size
+        return {"size": f"prompt pair and query resized to {side}×{side} (bilinear, antialiased, 8-bit levels); "
+                        "output resized back to the query (bilinear, antialiased)",
+                "colour_order": "bgr" if self.bgr else "rgb", "normalisation": "none"}
+
+
+# ----------------------------------------------------------------------------- Painter
+
+@register_generalist("painter", "Painter with official weights: 896×448 canvas, prompt above query, bottom masked")
+class PainterGeneralist(_OfficialGeneralist):
+    """Official Painter low-level inference (``eval/{derain,lol,sidd}/painter_inference_*.py``)."""
+
+    default_arch = "painter"
+
+    def predict(self, query, prompt_input, prompt_target):
+        import torch
+        import torch.nn.functional as F
+
+        network = self.network
+        side = network.config.img_size[1]
+        with torch.inference_mode():
+            q, p_in, p_out = (imagenet_normalize(resize_quantized(t.to(self.device).float(), (side, side), "bicubic"))
+                              for t in (query, prompt_input, prompt_target))
+            imgs, tgts = painter_canvases(q, p_in, p_out)
+            pred = network(imgs, tgts, network.query_mask(imgs.shape[0], imgs.device))
+            answer = imagenet_denormalize(pred[..., side:, :])
+            # The official evaluation resizes back with plain bicubic interpolation (no antialiasing).
+            answer = F.interpolate(answer, size=tuple(query.shape[-2:]), mode="bicubic", align_corners=False)
+            return answer.clamp(0, 1)
+
+    def _interface(self) -> dict:
+        h, w = self.network.config.img_size
+        return {"size": f"each image resized to {w}×{w} (bicubic, antialiased, 8-bit levels); canvas {h}×{w} "
+                        "with the prompt above the query, bottom half masked; answer resized back bicubically",
+                "colour_order": "rgb", "normalisation": "imagenet"}
