@@ -17,6 +17,8 @@ COMMANDS = {
     "leaderboard": "aggregate eval results into leaderboards (parquet, Markdown, metrics.json)",
     "report": "write the HTML + Markdown report (paper tables, charts, visual comparisons) from eval results",
     "train": "train a model (GenLV) on the train shards; CPU or GPU, torchrun for several GPUs",
+    "apply": "apply a generalist to your own images with a prompt pair (full-resolution tiles or --resize)",
+    "models": "list every generalist the bench can load (built-ins, entry points, architectures) with sizes",
 }
 
 

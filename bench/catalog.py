@@ -1,0 +1,161 @@
+"""What ``llvbench models`` lists: every generalist the bench can load and where weights come from.
+
+Four kinds of rows: built-in generalists, installed entry points (group ``llvbench.generalists``),
+the architectures of ``model.registry`` (usable with ``--checkpoint``; parameter counts are
+computed on torch's meta device, so no memory is allocated and no weights are read; official
+releases are named with their Hugging Face location), and checkpoint folders found locally.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+HF_URL = "https://huggingface.co/{repo}/blob/main/{path}"
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    kind: str          # builtin | entry-point | architecture | checkpoint
+    name: str
+    description: str
+    params: int | None = None
+    weights: str = ""  # where usable weights come from
+    usage: str = ""    # the --model/--checkpoint to pass
+
+
+def count_parameters(arch: str, **overrides) -> int:
+    """Parameter count of ``model.build(arch, **overrides)``, built on the meta device (no memory, no weights)."""
+    import torch
+
+    from model import build
+
+    with torch.device("meta"):
+        network = build(arch, **overrides)
+    return int(sum(p.numel() for p in network.parameters()))
+
+
+def official_weights_text(official) -> str:
+    """Where an architecture's released weights are, or why there are none."""
+    if official is None:
+        return "none released (train it: llvbench train --arch NAME)"
+    if not official.checkpoint:
+        return f"none released by the authors ({official.hf_repo or 'their release'} has no checkpoint for this size)"
+    colour = f" ({official.colour_order.upper()}-trained)"
+    if not official.hf_repo:  # e.g. a release on a file-sharing service: name the file, not a made-up URL
+        return f"authors' release outside Hugging Face, file {official.checkpoint}{colour}"
+    return HF_URL.format(repo=official.hf_repo, path=official.checkpoint) + colour
+
+
+def safe_parameter_count(arch: str, **overrides) -> int | None:
+    """``count_parameters``, or None (logged) when the architecture cannot be built: one broken
+    plug-in architecture must not hide the rest of the listing."""
+    try:
+        return count_parameters(arch, **overrides)
+    except Exception as err:  # noqa: BLE001 - third-party factories raise anything
+        log.warning("cannot count the parameters of %s: %s: %s", arch, type(err).__name__, err)
+        return None
+
+
+# Built-ins without a network of their own; the others (checkpoint, official-weight adapters)
+# have the parameters of whatever they load, listed under the architectures.
+PARAMETER_FREE = ("identity", "prompt-target")
+
+
+def builtin_entries() -> list[CatalogEntry]:
+    from .registry import _builtins
+
+    entries = []
+    for b in _builtins().values():
+        needs_weights = b.name not in PARAMETER_FREE
+        entries.append(CatalogEntry("builtin", b.name, b.description, params=None if needs_weights else 0,
+                                    usage=f"--model {b.name}" + (" --checkpoint PATH" if needs_weights else "")))
+    return entries
+
+
+def entry_point_entries() -> list[CatalogEntry]:
+    from .registry import ENTRY_POINT_GROUP
+
+    return [CatalogEntry("entry-point", ep.name, f"{ep.value} (package {ep.dist.name if ep.dist else '?'})",
+                         usage=f"--model {ep.name}")
+            for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)]
+
+
+def architecture_entries(with_params: bool = True) -> list[CatalogEntry]:
+    from model import get_architecture, list_architectures
+
+    entries = []
+    for name in list_architectures():
+        spec = get_architecture(name)
+        entries.append(CatalogEntry("architecture", name, spec.description,
+                                    params=safe_parameter_count(name) if with_params else None,
+                                    weights=official_weights_text(spec.official),
+                                    usage=f"--model {name} --checkpoint PATH"))
+    return entries
+
+
+def checkpoint_entries(root: str | Path = "checkpoints", with_params: bool = True) -> list[CatalogEntry]:
+    """Checkpoint folders (config.json + model.safetensors) directly under ``root``."""
+    from model import list_architectures
+
+    from .checkpoint import CONFIG_NAME, WEIGHTS_NAME
+
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    entries = []
+    for folder in sorted(p for p in root.iterdir() if (p / CONFIG_NAME).is_file() and (p / WEIGHTS_NAME).is_file()):
+        try:
+            config = json.loads((folder / CONFIG_NAME).read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        step = config.get("step")
+        description = f"architecture {config.get('arch', '?')}" + (f", step {step}" if step is not None else "")
+        arch, overrides = config.get("arch"), config.get("overrides") or {}
+        params = (safe_parameter_count(arch, **overrides) if with_params and arch in list_architectures() else None)
+        entries.append(CatalogEntry("checkpoint", config.get("name") or folder.name, description, params=params,
+                                    weights=str(folder), usage=f"--model checkpoint --checkpoint {folder}"))
+    return entries
+
+
+def catalog(with_params: bool = True, checkpoints: str | Path = "checkpoints") -> list[CatalogEntry]:
+    """Every loadable generalist: built-ins, entry points, architectures, local checkpoints."""
+    return (builtin_entries() + entry_point_entries() + architecture_entries(with_params)
+            + checkpoint_entries(checkpoints, with_params))
+
+
+def catalog_rows(entries: list[CatalogEntry]) -> list[dict]:
+    return [asdict(e) for e in entries]
+
+
+def format_params(count: int | None) -> str:
+    """1234567 -> '1.23 M'; None -> '-'."""
+    if count is None:
+        return "-"
+    if count >= 1_000_000:
+        return f"{count / 1e6:.2f} M"
+    if count >= 1_000:
+        return f"{count / 1e3:.1f} k"
+    return str(count)
+
+
+def format_catalog(entries: list[CatalogEntry]) -> str:
+    """A plain-text listing grouped by kind."""
+    titles = {"builtin": "built-in generalists", "entry-point": "entry points (llvbench.generalists)",
+              "architecture": "architectures (need --checkpoint)", "checkpoint": "local checkpoints"}
+    lines = []
+    for kind, title in titles.items():
+        group = [e for e in entries if e.kind == kind]
+        lines.append(f"{title}:")
+        if not group:
+            lines.append("  (none)")
+        for e in group:
+            lines.append(f"  {e.name:<16} {format_params(e.params):>9}  {e.description}")
+            if e.weights:
+                lines.append(f"  {'':<16} {'':>9}  weights: {e.weights}")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
