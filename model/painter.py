@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .promptgip import Mlp
+from .promptgip import Block
 
 LAYERNORM_EPS = 1e-6
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -116,22 +116,6 @@ class RelPosAttention(nn.Module):
         return self.proj(out.transpose(1, 2).reshape(b, h, w, d))
 
 
-class Block(nn.Module):
-    """Pre-norm ViT block on B×H×W×D tokens (drop-path is training-only and omitted)."""
-
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, grid: tuple[int, int]):
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=LAYERNORM_EPS)
-        # Registered in the official attribute order (attn's rel_pos_* come before qkv in the keys).
-        self.attn = RelPosAttention(dim, num_heads, grid)
-        self.norm2 = nn.LayerNorm(dim, eps=LAYERNORM_EPS)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
-
-
 class LayerNorm2D(nn.Module):
     """LayerNorm over the channels of a B×C×H×W map (biased variance, eps 1e-6)."""
 
@@ -166,7 +150,9 @@ class Painter(nn.Module):
         self.segment_token_y = nn.Parameter(torch.zeros(1, 1, 1, c.embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, (c.pretrain_img_size // c.patch_size) ** 2 + 1, c.embed_dim))
         self.patch_embed = PatchEmbed(c.patch_size, c.in_chans, c.embed_dim)
-        self.blocks = nn.ModuleList(Block(c.embed_dim, c.num_heads, c.mlp_ratio, grid) for _ in range(c.depth))
+        self.blocks = nn.ModuleList(
+            Block(c.embed_dim, c.num_heads, c.mlp_ratio, attn=RelPosAttention(c.embed_dim, c.num_heads, grid))
+            for _ in range(c.depth))
         self.norm = nn.LayerNorm(c.embed_dim, eps=LAYERNORM_EPS)
         self.decoder_embed = nn.Linear(c.embed_dim * len(c.out_indices), c.patch_size ** 2 * c.decoder_embed_dim)
         self.decoder_pred = nn.Sequential(

@@ -111,12 +111,17 @@ class SelfAttention(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm ViT block: x + attn(LN(x)), then x + mlp(LN(x)) (timm ``Block`` keys)."""
+    """Pre-norm ViT block: x + attn(LN(x)), then x + mlp(LN(x)) (timm ``Block`` keys).
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float):
+    ``attn`` maps tokens to tokens of the same shape: PromptGIP's global ``SelfAttention`` by
+    default, Painter's relative-position attention on a B×H×W×D grid.
+    """
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, attn: nn.Module | None = None):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=LAYERNORM_EPS)
-        self.attn = SelfAttention(dim, num_heads)
+        # Registered in the official attribute order: norm1, attn, norm2, mlp.
+        self.attn = attn if attn is not None else SelfAttention(dim, num_heads)
         self.norm2 = nn.LayerNorm(dim, eps=LAYERNORM_EPS)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
