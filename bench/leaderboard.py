@@ -213,20 +213,39 @@ def plain_table(headers: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
-def _paper_tables(lb: Leaderboards) -> list[str]:
-    mt = lb.model_task
-    models = list(lb.overall["model"]) if len(lb.overall) else sorted(mt["model"].unique())
-    sections = []
+@dataclass(frozen=True)
+class PaperTable:
+    """One paper-shaped table's content: (model, task) -> mean, failed cells, task columns."""
+
+    title: str
+    metric: str
+    rows: object       # the model_task rows it is built from
+    cells: dict
+    failed: set
+    tasks: list
+
+
+def paper_tables(model_task) -> list[PaperTable]:
+    """The non-empty tables of PAPER_TABLES from the model_task leaderboard (Markdown and report)."""
+    out = []
     for title, categories, metric in PAPER_TABLES:
-        part = mt[mt["category"].isin(categories) & (mt["metric"] == metric)]
+        part = model_task[model_task["category"].isin(categories) & (model_task["metric"] == metric)]
         if not len(part):
             continue
         cells = {(r.model, r.task): r.mean for r in part.itertuples() if r.status == "ok"}
         failed = {(r.model, r.task) for r in part.itertuples() if r.status == "failed"}
-        table = markdown_table(cells, models, task_order(part["task"].unique()),
-                               higher_is_better=METRICS[metric].higher_is_better, decimals=DECIMALS[metric],
-                               labels=SHORT_NAMES, failed=failed)
-        sections += [f"## {title}", "", table, ""]
+        out.append(PaperTable(title, metric, part, cells, failed, task_order(part["task"].unique())))
+    return out
+
+
+def _paper_tables(lb: Leaderboards) -> list[str]:
+    mt = lb.model_task
+    models = list(lb.overall["model"]) if len(lb.overall) else sorted(mt["model"].unique())
+    sections = []
+    for t in paper_tables(mt):
+        table = markdown_table(t.cells, models, t.tasks, higher_is_better=METRICS[t.metric].higher_is_better,
+                               decimals=DECIMALS[t.metric], labels=SHORT_NAMES, failed=t.failed)
+        sections += [f"## {t.title}", "", table, ""]
     rb = lb.robustness
     if len(rb):
         cells = {(r.model, r.task): r.std for r in rb.itertuples()}

@@ -27,7 +27,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .leaderboard import DECIMALS, PAPER_TABLES, SHORT_NAMES, build_leaderboards, headline_numbers, task_order
+from .leaderboard import (DECIMALS, SHORT_NAMES, build_leaderboards, headline_numbers, paper_tables,
+                          task_order)
 from .metrics import METRICS
 from .samples import INPUT_ROLES, output_path, saved_examples, saved_units
 
@@ -421,18 +422,15 @@ class _Builder:
                     for r in self.lb.overall.itertuples()]
             self.add(Heading(3, "Overall: mean rank across tasks (1 = best)"),
                      Table(["rank", "model", "mean rank", "tasks", "failed"], plain_rows(rows)))
-        for title, categories, metric in PAPER_TABLES:
-            part = mt[mt["category"].isin(categories) & (mt["metric"] == metric)]
-            if not len(part):
-                continue
-            cells = {(r.model, r.task): r.mean for r in part.itertuples() if r.status == "ok"}
-            failed = {(r.model, r.task) for r in part.itertuples() if r.status == "failed"}
-            tasks = task_order(part["task"].unique())
-            n = part[part["status"] == "ok"].groupby("task")["n"].max()
-            caption = "queries per task: " + ", ".join(f"{SHORT_NAMES.get(t, t)} {int(n.get(t, 0))}" for t in tasks)
-            self.add(Heading(3, title),
-                     best_table(cells, self.models, tasks, higher_is_better=METRICS[metric].higher_is_better,
-                                decimals=DECIMALS[metric], labels=SHORT_NAMES, failed=failed, caption=caption))
+        for table in paper_tables(mt):
+            n = table.rows[table.rows["status"] == "ok"].groupby("task")["n"].max()
+            caption = "queries per task: " + ", ".join(f"{SHORT_NAMES.get(t, t)} {int(n.get(t, 0))}"
+                                                      for t in table.tasks)
+            self.add(Heading(3, table.title),
+                     best_table(table.cells, self.models, table.tasks,
+                                higher_is_better=METRICS[table.metric].higher_is_better,
+                                decimals=DECIMALS[table.metric], labels=SHORT_NAMES, failed=table.failed,
+                                caption=caption))
         self.robustness_table()
         self.category_table()
 
