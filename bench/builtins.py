@@ -124,4 +124,4 @@ class CheckpointGeneralist:
             "checkpoint": str(self.source.weights),
             "checkpoint_sha256": self.checkpoint_sha256(),
         }
-from . import official  # noqa: E402,F401 - registers the promptgip and painter adapters
+from . import official  # noqa: E402,F401 - registers the promptgip, painter and promptir adapters

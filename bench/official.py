@@ -1,6 +1,6 @@
-"""Generalists that run PromptGIP and Painter as their authors' inference code does.
+"""Generalists that run PromptGIP, Painter and PromptIR as their authors' inference code does.
 
-Both take the protocol's RGB ``B×3×H×W`` tensors in [0, 1] and return the query-sized prediction
+All three take the protocol's RGB ``B×3×H×W`` tensors in [0, 1] and return the query-sized prediction
 in [0, 1]; everything model-specific happens here (shared/reference/checkpoints/README.md):
 
 - ``promptgip``: every image resized to the model's square size (256), rounded to 8-bit levels
@@ -13,8 +13,12 @@ in [0, 1]; everything model-specific happens here (shared/reference/checkpoints/
   input above query, ``tgts`` = prompt target above prompt target (placeholder), the bottom half
   of the patches masked; the bottom half of the prediction is de-normalised, resized back with
   bicubic ``F.interpolate`` (the low-level evaluation scripts) and clamped.
+- ``promptir``: the prompt pair is ignored (PromptIR's prompts are learned); the query stays
+  **RGB** in [0, 1], not normalised, at its own size, reflect-padded on the bottom/right to a
+  multiple of 8 (``demo.py: pad_input``), and the output is cropped back and clamped.
 
-Weights: an official ``.pth`` (``{'model': state_dict}``, read with ``weights_only=True``) or one
+Weights: an official ``.pth`` (``{'model': state_dict}``, or PromptIR's Lightning
+``{'state_dict': {'net.' + key: ...}}``, read with ``weights_only=True``) or one
 of our safetensors files, loaded strictly into ``model.build(arch)``; or a ready ``network``
 (tests, or weights already in memory). torch is imported on use.
 """
@@ -192,3 +196,30 @@ class PainterGeneralist(_OfficialGeneralist):
         return {"size": f"each image resized to {w}×{w} (bicubic, antialiased, 8-bit levels); canvas {h}×{w} "
                         "with the prompt above the query, bottom half masked; answer resized back bicubically",
                 "colour_order": "rgb", "normalisation": "imagenet"}
+
+
+# ----------------------------------------------------------------------------- PromptIR
+
+@register_generalist("promptir", "PromptIR with official weights: RGB query only, reflect-padded to a multiple of 8")
+class PromptIRGeneralist(_OfficialGeneralist):
+    """Official PromptIR inference (``demo.py``): the visual prompt is not an input of the model."""
+
+    default_arch = "promptir"
+
+    def predict(self, query, prompt_input, prompt_target):
+        import torch
+
+        from .adapters import pad_to_multiple
+
+        network = self.network
+        with torch.inference_mode():
+            # The official test script centre-crops to a multiple of 16 instead; padding (the
+            # demo's rule) keeps every query pixel, which the bench scores.
+            padded, (h, w) = pad_to_multiple(query.to(self.device).float(), network.config.query_multiple)
+            return network(padded)[..., :h, :w].clamp(0, 1)
+
+    def _interface(self) -> dict:
+        multiple = self.network.config.query_multiple
+        return {"size": f"query reflect-padded bottom/right to a multiple of {multiple}, output cropped back; "
+                        "prompt images ignored",
+                "colour_order": "rgb", "normalisation": "none"}

@@ -150,3 +150,14 @@ register_architecture(
     "painter-s", _PAINTER, description=f"{_PAINTER_WHAT}; small (≈10.8 M) on a 512×256 canvas for retraining",
     img_size=(512, 256), embed_dim=256, depth=8, num_heads=8, decoder_embed_dim=16,
     merge_index=1, out_indices=(1, 3, 5, 7))
+
+_PROMPTIR = "model.promptir:build_promptir"
+_PROMPTIR_WHAT = "PromptIR: Restormer U-Net with learned prompts in the decoder (ignores the visual prompt)"
+
+register_architecture(
+    "promptir", _PROMPTIR, description=f"{_PROMPTIR_WHAT}; official all-in-one model, PromptIR(decoder=True)",
+    official=OfficialWeights("promptir.json", "ckpt/model.ckpt", hf_repo="", colour_order="rgb"))
+# Released as a GitHub release asset (va1shn9v/PromptIR v1.0) / Google Drive, a Lightning file.
+register_architecture(
+    "promptir-s", _PROMPTIR, description=f"{_PROMPTIR_WHAT}; small for equal-budget retraining",
+    dim=24, num_blocks=(2, 2, 2, 2), num_refinement_blocks=2, prompt_dims=(32, 64, 160), dead_convs=False)
