@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import struct
 import subprocess
 import sys
@@ -15,12 +14,10 @@ import torch.nn.functional as F
 
 import model
 from model import checkpoints
-from model.genlv import GenLV
 from model.layers import (ChannelAttention, ChannelNorm, OverlapWindowAttention, TokenAttention,
                           relative_index)
 
-REPO = Path(__file__).resolve().parents[1]
-REFERENCE = Path(os.environ.get("LLVBENCH_REFERENCE", REPO.parent / "shared" / "reference"))
+from reference_data import REFERENCE, REPO  # noqa: E402
 MANIFESTS = REFERENCE / "checkpoints"
 OFFICIAL_SIZES = ["genlv-base", "genlv-huge", "genlv-giant", "genlv101-base", "genlv101-large", "genlv101-huge"]
 

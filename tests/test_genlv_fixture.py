@@ -9,33 +9,23 @@ order plays no role inside the network (our RGB/BGR handling lives in ``BGRWeigh
 from __future__ import annotations
 
 import argparse
-import json
-import os
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 import model
 from model import checkpoints
 
-REPO = Path(__file__).resolve().parents[1]
-REFERENCE = Path(os.environ.get("LLVBENCH_REFERENCE", REPO.parent / "shared" / "reference"))
+from reference_data import REFERENCE, TOLERANCE, load_fixture  # noqa: E402
 FIXTURE = REFERENCE / "fixtures" / "genlv-tiny-official.npz"
-TOLERANCE = 1e-4  # the fixture README's float32 tolerance
 
 pytestmark = pytest.mark.skipif(not FIXTURE.exists(), reason=f"fixture {FIXTURE} not available")
 
 
 @pytest.fixture(scope="module")
 def fixture():
-    with np.load(FIXTURE) as z:
-        data = {k: z[k] for k in z.files}
-    meta = json.loads(bytes(data.pop("meta")))
-    params = {k[len("param:"):]: torch.from_numpy(v) for k, v in data.items() if k.startswith("param:")}
-    inputs = {k[len("input:"):]: torch.from_numpy(v) for k, v in data.items() if k.startswith("input:")}
-    return meta, params, inputs, torch.from_numpy(data["output:prediction"])
+    meta, params, inputs, outputs = load_fixture(FIXTURE)
+    return meta, params, inputs, outputs["prediction"]
 
 
 def _run(net, inputs):

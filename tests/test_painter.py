@@ -8,12 +8,8 @@ attention as the official factory builds it) and noisy weights; its inputs are r
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -25,25 +21,19 @@ from bench.protocol import check_output
 from model import checkpoints
 from model.painter import decomposed_rel_bias, painter_loss
 
-REPO = Path(__file__).resolve().parents[1]
-REFERENCE = Path(os.environ.get("LLVBENCH_REFERENCE", REPO.parent / "shared" / "reference"))
+from reference_data import REFERENCE, TOLERANCE, load_fixture  # noqa: E402
 MANIFEST = REFERENCE / "checkpoints" / "painter-vit-large.json"
 FIXTURE = REFERENCE / "fixtures" / "painter-tiny-official.npz"
-TOLERANCE = 1e-4
 
 needs_fixture = pytest.mark.skipif(not FIXTURE.exists(), reason=f"fixture {FIXTURE} not available")
 
 
 @pytest.fixture(scope="module")
 def fixture():
-    with np.load(FIXTURE) as z:
-        data = {k: z[k] for k in z.files}
-    meta = json.loads(bytes(data.pop("meta")))
-    params = {k[len("param:"):]: torch.from_numpy(v) for k, v in data.items() if k.startswith("param:")}
-    imgs = torch.from_numpy(data["input:canvas_uint8"]).float() / 255
-    tgts = torch.from_numpy(data["input:target_canvas_uint8"]).float() / 255
-    mask = torch.from_numpy(data["input:bool_masked_pos"])
-    return meta, params, (imgs, tgts, mask), torch.from_numpy(data["output:pred_image"]), float(data["output:loss"][0])
+    meta, params, inputs, outputs = load_fixture(FIXTURE)
+    imgs = inputs["canvas_uint8"].float() / 255
+    tgts = inputs["target_canvas_uint8"].float() / 255
+    return meta, params, (imgs, tgts, inputs["bool_masked_pos"]), outputs["pred_image"], float(outputs["loss"][0])
 
 
 @pytest.fixture(scope="module")

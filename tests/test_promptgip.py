@@ -8,12 +8,8 @@ on raw tensors (the official code feeds BGR; colour order plays no role inside t
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -23,23 +19,17 @@ from bench.official import PromptGIPGeneralist
 from bench.protocol import check_output
 from model import checkpoints, promptgip
 
-REPO = Path(__file__).resolve().parents[1]
-REFERENCE = Path(os.environ.get("LLVBENCH_REFERENCE", REPO.parent / "shared" / "reference"))
+from reference_data import REFERENCE, TOLERANCE, load_fixture  # noqa: E402
 MANIFEST = REFERENCE / "checkpoints" / "promptgip.json"
 FIXTURE = REFERENCE / "fixtures" / "promptgip-tiny-official.npz"
-TOLERANCE = 1e-4  # the fixture README's float32 tolerance
 
 needs_fixture = pytest.mark.skipif(not FIXTURE.exists(), reason=f"fixture {FIXTURE} not available")
 
 
 @pytest.fixture(scope="module")
 def fixture():
-    with np.load(FIXTURE) as z:
-        data = {k: z[k] for k in z.files}
-    meta = json.loads(bytes(data.pop("meta")))
-    params = {k[len("param:"):]: torch.from_numpy(v) for k, v in data.items() if k.startswith("param:")}
-    inputs = {k[len("input:"):]: torch.from_numpy(v) for k, v in data.items() if k.startswith("input:")}
-    return meta, params, inputs, torch.from_numpy(data["output:prediction"])
+    meta, params, inputs, outputs = load_fixture(FIXTURE)
+    return meta, params, inputs, outputs["prediction"]
 
 
 def _fixture_net(params):

@@ -6,7 +6,6 @@ so the network is checked against the reference manifest and by unit properties.
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import pytest
@@ -20,8 +19,7 @@ from bench.protocol import check_output
 from model import checkpoints
 from model.promptir import PromptGenBlock
 
-REPO = Path(__file__).resolve().parents[1]
-REFERENCE = Path(os.environ.get("LLVBENCH_REFERENCE", REPO.parent / "shared" / "reference"))
+from reference_data import REFERENCE  # noqa: E402
 MANIFEST = REFERENCE / "checkpoints" / "promptir.json"
 # Built by the official class, never called by its forward(); kept only for a strict load.
 DEAD_MODULES = ("chnl_reduce1", "chnl_reduce2", "chnl_reduce3",
