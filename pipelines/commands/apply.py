@@ -35,14 +35,9 @@ def run(args) -> int:
 
     from bench import load_generalist
     from bench.apply import Applier, ApplyConfig, apply_to_files, collect_jobs, read_prompt_pairs
-    from bench.registry import parse_options
+    from pipelines.commands.eval import model_options
 
-    options = parse_options(args.option)
-    if args.checkpoint:
-        options["checkpoint"] = args.checkpoint
-    if args.device:
-        options["device"] = args.device
-    generalist = load_generalist(args.model, **options)
+    generalist = load_generalist(args.model, **model_options(args))
     prompts = read_prompt_pairs(args.prompt_input, args.prompt_target, args.tile)
     for note in prompts.notes:
         print(f"note: {note}", file=sys.stderr)
