@@ -151,8 +151,9 @@ class EvalContext:
     def input_device(self) -> str:
         return str(self.info.get("device") or "cpu")
 
-    def predict(self, queries, prompt_inputs, prompt_targets, check_values: bool = True) -> np.ndarray:
-        """uint8/uint16 HWC images -> checked float32 B×H×W×3 output of the generalist."""
+    def predict(self, queries, prompt_inputs, prompt_targets, check_values: bool = True,
+                quantize_to=None) -> np.ndarray:
+        """uint8/uint16 HWC images -> checked B×H×W×3 output: float32, or quantized to ``quantize_to``."""
         import torch
 
         device = self.input_device
@@ -164,7 +165,8 @@ class EvalContext:
                 output = self.generalist.predict(q, p_in, p_out)
         except Exception as err:
             raise PredictError(f"{self.generalist.name}: predict() raised {type(err).__name__}: {err}") from err
-        return check_output(output, tuple(q.shape), who=self.generalist.name, check_values=check_values)
+        return check_output(output, tuple(q.shape), who=self.generalist.name, check_values=check_values,
+                            quantize_to=quantize_to)
 
     def row(self, **fields) -> dict:
         return make_row(self.provenance, **fields)

@@ -25,7 +25,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from .metrics import METRICS_BY_HEADLINE, get_metric, quantize, score
+from .metrics import METRICS_BY_HEADLINE, get_metric, score
 
 # The paper's mismatch (Fig. 7) and cross-domain (Fig. 6b) examples, as (prompt task, query task);
 # "clean" queries are the clean targets of the prompt task's own test pairs.
@@ -83,10 +83,9 @@ def _score_rows(ctx, track: str, spec, jobs: list, metrics) -> list[dict]:
     rows = []
     position = 0  # of the query in the unit, for saving the first few outputs (main track only)
     for batch in shape_batches(jobs, ctx.config.batch_size, key=lambda j: _shapes(j[0].input, j[1])):
-        output = ctx.predict([q.input for q, _, _ in batch], [p.input for _, p, _ in batch],
-                             [p.target for _, p, _ in batch])
         targets = np.stack([q.target for q, _, _ in batch])
-        pred = quantize(output, targets.dtype)
+        pred = ctx.predict([q.input for q, _, _ in batch], [p.input for _, p, _ in batch],
+                           [p.target for _, p, _ in batch], quantize_to=targets.dtype)
         values = score(pred, targets, metrics)
         for i, (query, prompt, rule) in enumerate(batch):
             if track == "main":
@@ -210,11 +209,10 @@ def run_mismatch(ctx, unit: str) -> list[dict]:
     rows = []
     for batch in shape_batches(list(enumerate(queries)), ctx.config.batch_size, key=lambda j: j[1][1].shape):
         images = [image for _, (_, image) in batch]
-        output = ctx.predict(images, [prompt.input] * len(batch), [prompt.target] * len(batch))
+        pred = ctx.predict(images, [prompt.input] * len(batch), [prompt.target] * len(batch), quantize_to=np.uint8)
         queried = np.stack(images)
         applied = np.stack([a_spec.generate(image, sample_rng(ctx.config.seed, prompt_task, MISMATCH_SPLIT, i))[1]
                             for i, (_, image) in batch])
-        pred = quantize(output, np.uint8)
         keeps = score(pred, queried)["psnr"]
         applies = score(pred, applied)["psnr"]
         for n, (position, (key, _)) in enumerate(batch):

@@ -124,7 +124,11 @@ def encode_png(image: np.ndarray, compression: int = 6) -> bytes:
     arr = image
     if arr.ndim == 3 and arr.shape[2] == 3:
         arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
-    ok, buf = cv2.imencode(".png", arr, [cv2.IMWRITE_PNG_COMPRESSION, compression])
+    params = [cv2.IMWRITE_PNG_COMPRESSION, compression]
+    if compression == 0:
+        # Row filters only help deflate; without it they cost 8x in encoding and 3x in decoding.
+        params += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE]
+    ok, buf = cv2.imencode(".png", arr, params)
     if not ok:
         raise ValueError(f"PNG encoding failed for an array of shape {image.shape} and dtype {image.dtype}")
     return buf.tobytes()

@@ -59,3 +59,11 @@ def test_truncated_jpeg_is_rejected(tmp_path):
     (tmp_path / "t.jpg").write_bytes(buf.tobytes()[: len(buf) // 2])
     with pytest.raises(UnreadableImage, match="truncated"):
         read_image(tmp_path / "t.jpg")
+
+
+@pytest.mark.parametrize("image", [_rgb(), np.arange(20 * 30 * 3, dtype=np.uint16).reshape(20, 30, 3) * 97])
+def test_stored_png_level_0_round_trips_without_row_filters(image):
+    data = encode_png(image, compression=0)
+    assert decode_png(data).tobytes() == image.tobytes()
+    assert data == encode_png(image, compression=0)
+    assert len(data) >= image.nbytes  # stored: no deflate, so no smaller than the raw pixels

@@ -117,3 +117,34 @@ def test_conventions_name_dtype_and_rules():
     assert M.METRICS_BY_HEADLINE["mae"][0] == "mae" and M.METRICS_BY_HEADLINE["psnr"] == ("psnr", "ssim")
     with pytest.raises(KeyError, match="known"):
         M.get_metric("lpips")
+
+
+def test_ssim_of_a_batch_is_the_same_on_worker_threads_and_sequentially():
+    import cv2
+
+    rng = np.random.default_rng(5)
+    base = rng.integers(0, 256, (6, 40, 52, 3), dtype=np.uint8)
+    other = noisy(base, 20.0, rng)
+    before = cv2.getNumThreads()
+    try:
+        cv2.setNumThreads(1)  # the metrics then run sequentially
+        sequential = M.ssim(other, base)
+        cv2.setNumThreads(4)
+        threaded = M.ssim(other, base)
+    finally:
+        cv2.setNumThreads(before)
+    np.testing.assert_array_equal(threaded, sequential)
+    np.testing.assert_allclose(sequential, [sk_ssim(other[i], base[i], 255) for i in range(6)], rtol=0, atol=1e-10)
+
+
+def test_mse_and_mae_equal_integer_sums():
+    rng = np.random.default_rng(6)
+    for peak, dtype in ((255, np.uint8), (65535, np.uint16)):
+        a = rng.integers(0, peak + 1, (2, 9, 11, 3), dtype=dtype)
+        b = rng.integers(0, peak + 1, (2, 9, 11, 3), dtype=dtype)
+        diff = a.astype(np.int64) - b
+        exact_mse = (diff ** 2).reshape(2, -1).sum(1) / diff[0].size
+        exact_mae = np.abs(diff).reshape(2, -1).sum(1) / (diff[0].size * float(peak))
+        np.testing.assert_allclose(M.mse(a, b), exact_mse, rtol=1e-15, atol=0)  # OpenCV sums in float64
+        np.testing.assert_allclose(M.mae(a, b), exact_mae, rtol=1e-15, atol=0)
+        assert M.mse(a[0][:, ::-1], b[0][:, ::-1]) == pytest.approx(M.mse(a[0], b[0]), rel=1e-15)  # strided views

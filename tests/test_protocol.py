@@ -250,3 +250,21 @@ def test_pad_to_multiple_reflects_and_reports_size():
     assert torch.equal(padded[..., 5, :7], x[..., 3, :])  # reflection, not zeros
     same, _ = pad_to_multiple(padded, 4)
     assert same is padded
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_quantized_outputs_equal_the_metric_quantizer(dtype):
+    from bench.metrics import quantize
+    from bench.protocol import quantize_tensor
+
+    g = torch.Generator().manual_seed(0)
+    out = torch.rand((3, 3, 17, 23), generator=g) * 1.16 - 0.08  # mild overshoot both ways
+    out[1, 2, 3, :3] = torch.tensor([-2.0, 3.0, 1.5])  # the odd far-off pixel
+    out[0, 0, 0, :5] = torch.tensor([0.5, 1.5, 2.5, 254.5, 127.5]) / 255  # halves round to even
+    expected = quantize(out.permute(0, 2, 3, 1).numpy(), dtype)
+    got = check_output(out, (3, 3, 17, 23), quantize_to=dtype)
+    assert got.dtype == np.dtype(dtype) and got.shape == (3, 17, 23, 3)
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(quantize_tensor(out.contiguous(memory_format=torch.channels_last), dtype), expected)
+    half = out.to(torch.bfloat16)
+    np.testing.assert_array_equal(quantize_tensor(half, dtype), quantize(half.float().permute(0, 2, 3, 1).numpy(), dtype))
