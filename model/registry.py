@@ -119,6 +119,27 @@ register_architecture(
     "xrestormer", _GENLV,
     description="X-Restormer U-Net without prompt (VPIP ablation, paper Table 1); ignores the prompt images",
     dim=48, num_blocks=(2, 4, 4, 4), num_refinement_blocks=4, use_prompt=False, global_residual=True)
+register_architecture(
+    "xrestormer-s", _GENLV,
+    description="X-Restormer U-Net without prompt at genlv-s size (equal-budget ablation); ignores the prompt images",
+    dim=24, num_blocks=(2, 2, 2, 2), num_refinement_blocks=2, use_prompt=False, global_residual=True)
+
+# Paper Table 1 backbone ablation: a ViT main network inside VPIP (vit-vpip) and without prompt
+# (vit). The paper gives no ViT details; model/vit.py states our reading.
+_VIT = "model.vit:build_vit"
+register_architecture(
+    "vit-vpip", _VIT, description="ViT main network + GenLV's prompt encoder and prompt cross-attention "
+                                  "(VPIP backbone ablation, paper Table 1); patch 8, 12 blocks of 384",
+    embed_dim=384, depth=12, num_heads=6, prompt_blocks=4, prompt_nf=64)
+register_architecture(
+    "vit", _VIT, description="ViT main network without prompt (paper Table 1 ablation); ignores the prompt images",
+    embed_dim=384, depth=12, num_heads=6, use_prompt=False)
+register_architecture(
+    "vit-vpip-s", _VIT, description="vit-vpip, small (≈4.5 M) for equal-budget runs",
+    embed_dim=192, depth=6, num_heads=3, prompt_blocks=2, prompt_nf=32, prompt_res_blocks=2)
+register_architecture(
+    "vit-s", _VIT, description="vit, small (≈2.7 M) for equal-budget runs; ignores the prompt images",
+    embed_dim=192, depth=6, num_heads=3, use_prompt=False)
 
 # ----------------------------------------------------------------------------- baselines (issue 8)
 
