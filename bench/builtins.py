@@ -5,7 +5,8 @@
 - ``prompt-target`` returns the prompt's target resized to the query: what copying the prompt
   scores (the failure mode of prompt-sensitive models).
 - ``checkpoint`` builds ``model.build(arch, **overrides)`` for a checkpoint (layouts in
-  ``bench.checkpoint``) and loads its weights on first use.
+  ``bench.checkpoint``) and loads its weights on first use. The network is fed as it was trained
+  (``model.objectives.predict``: PromptGIP's masked answer, Painter's normalised canvas).
 """
 from __future__ import annotations
 
@@ -68,11 +69,15 @@ def _resolve_device(device: str) -> str:
 class CheckpointGeneralist:
     """A network from ``model`` with checkpoint weights, built lazily on first use.
 
-    The network is called as ``network(query, prompt_input, prompt_target)``. Every input is
-    reflect-padded on the bottom/right to a multiple of ``size_multiple`` (option, config.json,
-    the network's ``config.query_multiple``, else 32 as GenLV's windowed attention needs) and the
-    output is cropped back to the query's size. ``builder(arch, **overrides)`` replaces
-    ``model.build`` (for architectures registered elsewhere).
+    The network is called through ``model.objectives.predict``: ``network(query, prompt_input,
+    prompt_target)`` for GenLV, PromptIR and PromptGIP, Painter's canvas for Painter. A network with
+    a fixed input size (``network.image_size``: PromptGIP's ``img_size``, Painter's half canvas, as
+    trained at ``--size``) gets every image resized to it (bilinear, antialiased) and its output
+    resized back to the query. Any other network gets every input reflect-padded on the
+    bottom/right to a multiple of ``size_multiple`` (option, config.json, the network's
+    ``config.query_multiple``, else 32 as GenLV's windowed attention needs) and the output cropped
+    back to the query's size. ``builder(arch, **overrides)`` replaces ``model.build`` (for
+    architectures registered elsewhere).
     """
 
     def __init__(self, checkpoint: str | Path, arch: str | None = None, device: str = "auto",
@@ -106,22 +111,43 @@ class CheckpointGeneralist:
     def predict(self, query, prompt_input, prompt_target):
         import torch
 
+        from model.objectives import predict
+
         network = self.network
-        multiple = self._size_multiple
+        images = [t.to(self.device) for t in (query, prompt_input, prompt_target)]
+        fixed = _fixed_size(network)
         with torch.inference_mode():
-            q, (h, w) = pad_to_multiple(query.to(self.device), multiple)
-            p_in, _ = pad_to_multiple(prompt_input.to(self.device), multiple)
-            p_out, _ = pad_to_multiple(prompt_target.to(self.device), multiple)
-            return network(q, p_in, p_out)[..., :h, :w]
+            if fixed is not None:
+                answer = predict(network, *(resize_to(t, fixed) for t in images))
+                return resize_to(answer, tuple(query.shape[-2:]))
+            q, (h, w) = pad_to_multiple(images[0], self._size_multiple)
+            p_in, _ = pad_to_multiple(images[1], self._size_multiple)
+            p_out, _ = pad_to_multiple(images[2], self._size_multiple)
+            return predict(network, q, p_in, p_out)[..., :h, :w]
 
     def info(self) -> dict:
+        from model.objectives import objective_for
+
         network = self.network
+        fixed = _fixed_size(network)
+        if fixed is not None:
+            size = (f"prompt pair and query resized to {fixed[0]}×{fixed[1]} (bilinear, antialiased), "
+                    "output resized back to the query (bilinear, antialiased)")
+        else:
+            size = f"reflect-pad bottom/right to a multiple of {self._size_multiple}, crop the output back"
         return {
             "params": int(sum(p.numel() for p in network.parameters())),
             "device": str(self.device),
-            "size": f"reflect-pad bottom/right to a multiple of {self._size_multiple}, crop the output back",
+            "size": size,
+            "interface": objective_for(network).inference,
             "arch": self.source.arch,
             "checkpoint": str(self.source.weights),
             "checkpoint_sha256": self.checkpoint_sha256(),
         }
+
+
+def _fixed_size(network) -> tuple[int, int] | None:
+    """H×W every image must have for ``network`` (None: any size, padded to a multiple)."""
+    size = getattr(network, "image_size", None)
+    return tuple(int(v) for v in size) if size is not None else None
 from . import official  # noqa: E402,F401 - registers the promptgip, painter and promptir adapters

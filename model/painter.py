@@ -132,6 +132,8 @@ class LayerNorm2D(nn.Module):
 class Painter(nn.Module):
     """``forward(imgs, tgts, bool_masked_pos) -> prediction``: canvases B×3×H×W -> B×3×H×W (normalised space)."""
 
+    training_objective = "painter"   # model.objectives: smooth-L1 on masked target patches
+
     def __init__(self, config: PainterConfig):
         super().__init__()
         self.config = c = config
@@ -177,6 +179,19 @@ class Painter(nn.Module):
     def num_patches(self) -> int:
         return self.grid[0] * self.grid[1]
 
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """H×W of each image of the canvas (a canvas is two of them stacked); the bench resizes to it."""
+        return (self.config.img_size[1], self.config.img_size[1])
+
+    def size_overrides(self, size: int) -> dict:
+        """Config overrides that make the canvas hold two ``size``×``size`` images (training crops)."""
+        p = self.config.patch_size
+        if size % p or size < p:
+            raise ValueError(f"takes images whose side is a multiple of its patch size {p} "
+                             f"(e.g. --size {max(p, size - size % p)})")
+        return {"img_size": [2 * size, size]}
+
     def query_mask(self, batch: int = 1, device=None) -> torch.Tensor:
         """The inference mask: B×N bool, True on the bottom half of the canvas (the answer)."""
         mask = torch.zeros(batch, self.num_patches, dtype=torch.bool, device=device)
@@ -218,17 +233,18 @@ class Painter(nn.Module):
 
 
 def painter_loss(pred: torch.Tensor, tgts: torch.Tensor, bool_masked_pos: torch.Tensor,
-                 valid: torch.Tensor, patch_size: int = 16) -> torch.Tensor:
+                 valid: torch.Tensor, patch_size: int = 16, ignore_sum: float = 300.0) -> torch.Tensor:
     """Official training loss: smooth-L1 (beta 0.01) on masked patches of ImageNet-normalised targets.
 
-    A sample whose unmasked target area is (nearly) black is ignored, as in the official code.
+    A sample whose unmasked target values (de-normalised, [0, 1]) sum below ``ignore_sum`` is
+    ignored, as in the official code (300 there, on 896×448 canvases with half the patches unmasked).
     """
     b, _, h, w = tgts.shape
     mask = bool_masked_pos.reshape(b, 1, h // patch_size, w // patch_size).to(pred.dtype)
     mask = mask.repeat_interleave(patch_size, 2).repeat_interleave(patch_size, 3).expand(-1, 3, -1, -1)
     mean = torch.tensor(IMAGENET_MEAN, device=tgts.device).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=tgts.device).view(1, 3, 1, 1)
-    ignore = ((tgts * std + mean) * (1 - mask)).sum((1, 2, 3)) < 100 * 3
+    ignore = ((tgts * std + mean) * (1 - mask)).sum((1, 2, 3)) < ignore_sum
     valid = valid * (~ignore).to(valid.dtype).view(b, 1, 1, 1)
     mask = mask * valid
     loss = F.smooth_l1_loss(pred, tgts, reduction="none", beta=0.01)

@@ -15,6 +15,11 @@ The official encoder shuffles the kept tokens randomly before the blocks; attent
 permutation-equivariant and the decoder unshuffles, so keeping the natural order computes the
 same function without the shuffle.  The network is colour-agnostic: the official weights expect
 BGR in [0, 1] without normalisation, which ``bench.official`` supplies.
+
+Training (``model.objectives``, official ``train_mode=True``): all four images are embedded, the
+prompt input and the query are always kept, and a given set of prompt-target and answer tokens is
+masked; ``forward(..., answer=, masked=)`` returns the patch predictions of the whole sequence and
+the CNN head's prompt target and answer, which the masked-patch MSE and the L1 read.
 """
 from __future__ import annotations
 
@@ -149,6 +154,8 @@ class SimpleHead(nn.Module):
 class PromptGIP(nn.Module):
     """``forward(query, prompt_input, prompt_target) -> answer``: B×3×S×S tensors, S = ``img_size``."""
 
+    training_objective = "promptgip"   # model.objectives: masked-patch MSE + CNN-head L1
+
     def __init__(self, config: PromptGIPConfig):
         super().__init__()
         self.config = config
@@ -178,6 +185,19 @@ class PromptGIP(nn.Module):
     def num_patches(self) -> int:
         return (self.config.img_size // self.config.patch_size) ** 2
 
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """H×W that every image must have (the bench resizes to it)."""
+        return (self.config.img_size, self.config.img_size)
+
+    def size_overrides(self, size: int) -> dict:
+        """Config overrides that make the network take ``size``×``size`` images (training crops)."""
+        p = self.config.patch_size
+        if size % p or not p <= size <= POS_TABLE_SIDE:
+            raise ValueError(f"takes images whose side is a multiple of its patch size {p} and at most "
+                             f"{POS_TABLE_SIDE} (e.g. --size {max(p, min(POS_TABLE_SIDE, size - size % p))})")
+        return {"img_size": size}
+
     def _init_weights(self) -> None:
         """MAE initialisation: xavier-uniform linears (patch embed as a linear), N(0, 0.02) tokens."""
         for module in self.modules():
@@ -199,21 +219,38 @@ class PromptGIP(nn.Module):
         x = tokens.reshape(b, side, side, p, p, -1).permute(0, 5, 1, 3, 2, 4)
         return x.reshape(b, -1, side * p, side * p)
 
-    def encode(self, images: list[torch.Tensor]) -> torch.Tensor:
-        """The first three images (all tokens kept) -> encoder features B×(1+3L)×D, cls first."""
-        tokens = [self.patch_embed(img) + self._positions(self.pos_table, k) for k, img in enumerate(images)]
-        cls = (self.cls_token + self.pos_table[:1]).expand(tokens[0].shape[0], -1, -1)
-        x = torch.cat([cls, *tokens], dim=1)
+    def embed(self, images: list[torch.Tensor]) -> torch.Tensor:
+        """Images 0.. of the sequence -> their tokens with positions, B×(k·L)×D in sequence order."""
+        return torch.cat([self.patch_embed(img) + self._positions(self.pos_table, k) for k, img in enumerate(images)],
+                         dim=1)
+
+    def encode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Kept tokens B×K×D -> encoder features B×(1+K)×D, cls first."""
+        cls = (self.cls_token + self.pos_table[:1]).expand(tokens.shape[0], -1, -1)
+        x = torch.cat([cls, tokens], dim=1)
         for block in self.blocks:
             x = block(x)
         return self.norm(x)
 
-    def decode(self, latent: torch.Tensor) -> torch.Tensor:
-        """Encoder features -> patch predictions for all four images, B×4L×(p²·3) (no cls)."""
+    def encode(self, images: list[torch.Tensor]) -> torch.Tensor:
+        """The first three images (all tokens kept) -> encoder features B×(1+3L)×D, cls first."""
+        return self.encode_tokens(self.embed(images))
+
+    def decode(self, latent: torch.Tensor, kept: torch.Tensor | None = None) -> torch.Tensor:
+        """Encoder features -> patch predictions for all four images, B×4L×(p²·3) (no cls).
+
+        ``kept`` (B×K int64) gives the sequence positions of the K encoded tokens; None means the
+        first K positions (inference: the answer is the masked tail).
+        """
         x = self.decoder_embed(latent)
         b, n = x.shape[0], self.num_patches
-        masked = self.mask_token.expand(b, NUM_IMAGES * n + 1 - x.shape[1], -1)
-        x = torch.cat([x, masked], dim=1)
+        if kept is None:
+            masked = self.mask_token.expand(b, NUM_IMAGES * n + 1 - x.shape[1], -1)
+            x = torch.cat([x, masked], dim=1)
+        else:
+            body = self.mask_token.expand(b, NUM_IMAGES * n, -1).to(x.dtype)
+            body = body.scatter(1, kept[..., None].expand(-1, -1, x.shape[-1]), x[:, 1:])
+            x = torch.cat([x[:, :1], body], dim=1)
         table = self.decoder_pos_table
         positions = torch.cat([table[:1], *(self._positions(table, k) for k in range(NUM_IMAGES))])
         x = x + positions
@@ -227,7 +264,43 @@ class PromptGIP(nn.Module):
         self._check_size(query, prompt_input, prompt_target)
         return self.decode(self.encode([prompt_input, prompt_target, query]))
 
-    def forward(self, query: torch.Tensor, prompt_input: torch.Tensor, prompt_target: torch.Tensor) -> torch.Tensor:
+    def forward_masked(self, query: torch.Tensor, prompt_input: torch.Tensor, prompt_target: torch.Tensor,
+                       answer: torch.Tensor, masked: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Training pass: (patch predictions B×4L×(p²·3), CNN-head prompt target, CNN-head answer).
+
+        ``masked`` is B×2L bool over the prompt-target tokens then the answer tokens (True = hidden
+        from the encoder); every sample must hide the same number, as the official fixed ratio does.
+        """
+        self._check_size(query, prompt_input, prompt_target, answer)
+        b, n = query.shape[0], self.num_patches
+        if tuple(masked.shape) != (b, 2 * n):
+            raise ValueError(f"masked must be B×2L = {b}×{2 * n} (prompt-target then answer tokens), "
+                             f"got {tuple(masked.shape)}")
+        counts = masked.sum(1)
+        if not bool((counts == counts[0]).all()):
+            raise ValueError("every sample must mask the same number of tokens")
+        keep = torch.zeros(b, NUM_IMAGES * n, dtype=torch.bool, device=query.device)
+        keep[:, :n] = True                                  # prompt input
+        keep[:, n:2 * n] = ~masked[:, :n].to(keep.device)   # prompt target
+        keep[:, 2 * n:3 * n] = True                         # query
+        keep[:, 3 * n:] = ~masked[:, n:].to(keep.device)    # answer
+        # Kept positions in sequence order: a stable sort puts every kept (0) before every hidden (1).
+        kept = torch.argsort((~keep).to(torch.uint8), dim=1, stable=True)[:, :NUM_IMAGES * n - int(counts[0])]
+        tokens = self.embed([prompt_input, prompt_target, query, answer])
+        latent = self.encode_tokens(torch.gather(tokens, 1, kept[..., None].expand(-1, -1, tokens.shape[-1])))
+        pred = self.decode(latent, kept)
+        images = torch.cat([self.unpatchify(pred[:, n:2 * n]), self.unpatchify(pred[:, 3 * n:])]).float()
+        heads = self.CNN_Head(images)
+        return pred, heads[:b], heads[b:]
+
+    def forward(self, query: torch.Tensor, prompt_input: torch.Tensor, prompt_target: torch.Tensor,
+                answer: torch.Tensor | None = None, masked: torch.Tensor | None = None):
+        """The answer B×3×S×S (inference, answer fully masked); with ``answer`` and ``masked``, the
+        training outputs of :meth:`forward_masked` (so that DDP and torch.compile see one forward)."""
+        if masked is not None:
+            if answer is None:
+                raise ValueError("a training pass (masked=...) needs the answer image")
+            return self.forward_masked(query, prompt_input, prompt_target, answer, masked)
         pred = self.forward_patches(query, prompt_input, prompt_target)
         answer = self.unpatchify(pred[:, 3 * self.num_patches:]).float()
         return self.CNN_Head(answer)

@@ -100,6 +100,8 @@ class PromptIR(nn.Module):
     """Four-level Restormer U-Net; after the latent and decoder levels 3 and 2 a prompt is
     concatenated, fused by one Restormer block and projected back (the official 'noise_level' blocks)."""
 
+    training_objective = "l1"   # model.objectives: the authors' train.py uses nn.L1Loss on the output
+
     def __init__(self, config: PromptIRConfig | None = None):
         super().__init__()
         cfg = self.config = config or PromptIRConfig()

@@ -3,7 +3,12 @@
 Recipe (paper §4.1 "Implement details", where it is silent the official training script
 ``extended_version/001_main_train_GenLV100_from_scratch.py``):
 
-* L1 loss between the network's output for the query and the query's target;
+* L1 loss between the network's output for the query and the query's target — the objective of
+  GenLV, PromptIR and anything else; PromptGIP and Painter train with their authors' masked losses
+  (``model.objectives``, chosen by the network class's ``training_objective``), their masks drawn
+  from a generator reseeded from (seed, step, rank) so that ``--resume`` redraws the same ones;
+* networks with a fixed input size (PromptGIP's ``img_size``, Painter's canvas) are built for the
+  crop ``size`` of the run; config.json records those overrides so that the bench rebuilds them;
 * AdamW, β = (0.9, 0.99) and peak learning rate 1e-4 as the paper states (the official script
   passes β2 = 0.95); weight decay 0.05 on weights with two or more dimensions, none on biases and
   norm scales (the official script's rule);
@@ -51,14 +56,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from taskgen.atomic import atomic_path, atomic_write_json
 
-from . import registry
+from . import objectives, registry
 from .checkpoints import read_safetensors, save_model, write_safetensors
 
 log = logging.getLogger(__name__)
@@ -357,7 +362,7 @@ def make_step_loader(stream, batch_size: int, start: int, stop: int, *, workers:
 
 @dataclass
 class StepResult:
-    loss: float        # L1 loss averaged over the global batch
+    loss: float        # training objective (L1 for GenLV) averaged over the global batch
     grad_norm: float   # global gradient norm before clipping
     lr: float
 
@@ -388,15 +393,22 @@ class Trainer:
         self.optimizer = make_optimizer(self.net, config, device)
         self.ema = EMA(self.net, config.ema) if config.ema > 0 else None
         self.use_bf16 = bool(config.bf16) and device.type == "cuda"
+        self.objective = objectives.objective_for(self.net)
+        self.mask_generator = torch.Generator()  # CPU: the same masks on any device
         self.step_count = 0  # optimizer updates done
 
     def lr_at(self, step: int) -> float:
         c = self.config
         return learning_rate(step, peak=c.lr, warmup=c.warmup, total=c.steps, floor=c.min_lr)
 
+    def masks_for(self, step: int) -> torch.Generator:
+        """The mask generator, reseeded for ``step`` from the run's seed and this rank (resume redraws the same)."""
+        seed = np.random.SeedSequence((int(self.config.seed), int(step), self.dist.rank)).generate_state(1, np.uint64)
+        return self.mask_generator.manual_seed(int(seed[0]))
+
     def step(self, batch: Mapping[str, torch.Tensor]) -> StepResult:
-        """Forward, L1 loss, backward, clip, then the AdamW (and EMA) update — unless the loss or the
-        gradient norm is not finite, which raises NonFiniteLossError and leaves the weights as they were."""
+        """Forward and training objective, backward, clip, then the AdamW (and EMA) update — unless the
+        loss or the gradient norm is not finite, which raises NonFiniteLossError and leaves the weights as they were."""
         lr = self.lr_at(self.step_count)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -404,8 +416,9 @@ class Trainer:
         query, prompt_input, prompt_target, target = (
             images[k] for k in ("query", "prompt_input", "prompt_target", "target"))
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16):
-            output = self.model(query, prompt_input, prompt_target)
-        loss = F.l1_loss(output.float(), target)
+            loss, _ = self.objective.loss(self.model, query, prompt_input, prompt_target, target,
+                                          generator=self.masks_for(self.step_count))
+        loss = loss.float()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         max_norm = self.config.grad_clip if self.config.grad_clip > 0 else float("inf")
@@ -556,11 +569,36 @@ class MetricsLog:
 
 # ----------------------------------------------------------------------------- the run
 
-def build_network(config: TrainConfig, builder: Callable | None = None) -> nn.Module:
-    """``model.build(arch, **overrides)`` with weights drawn from ``seed`` (global RNG left as it was)."""
+def network_overrides(config: TrainConfig, builder: Callable | None = None) -> dict:
+    """The run's overrides plus what the architecture needs to take ``size`` crops (its
+    ``size_overrides(size)``: PromptGIP's ``img_size``, Painter's canvas); {} added for the others.
+
+    The network is probed on the meta device (no memory, no weights). Raises ValueError naming the
+    architecture and a --size that works, or the --override that contradicts --size.
+    """
+    with torch.device("meta"):
+        probe = (builder or registry.build)(config.arch, **config.overrides)
+    size_rule = getattr(probe, "size_overrides", None)
+    if size_rule is None:
+        return dict(config.overrides)
+    try:
+        wanted = size_rule(int(config.size))
+    except ValueError as err:
+        raise ValueError(f"--size {config.size}: {config.arch} {err}") from None
+    for key, value in wanted.items():
+        if key in config.overrides and json.dumps(config.overrides[key]) != json.dumps(value):
+            raise ValueError(f"--override {key}={json.dumps(config.overrides[key])} contradicts --size {config.size}: "
+                             f"{config.arch} is built for the crop size ({key}={json.dumps(value)}); drop the override")
+    return {**config.overrides, **wanted}
+
+
+def build_network(config: TrainConfig, builder: Callable | None = None, overrides: dict | None = None) -> nn.Module:
+    """``model.build(arch, **network_overrides(config))``, weights drawn from ``seed`` (global RNG left as it was)."""
+    if overrides is None:
+        overrides = network_overrides(config, builder)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        return (builder or registry.build)(config.arch, **config.overrides)
+        return (builder or registry.build)(config.arch, **overrides)
 
 
 def _check_sizes(net: nn.Module, config: TrainConfig, world_size: int) -> None:
@@ -632,13 +670,14 @@ def _train(config: TrainConfig, device: torch.device, dist: Distributed, builder
     t_start = time.perf_counter()
     out = Path(config.out)
     stream = make_stream(config, dist)  # first: a missing or unsuitable shards folder fails fast
+    overrides = network_overrides(config, builder)  # a --size the architecture cannot take fails fast too
     manifest_sha = _manifest_sha(config.shards)
     info = _prepare_out(config, dist, manifest_sha)
     dist.barrier()  # every rank has read the old state before rank 0 may replace it
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
         remove_temporaries(out)
-    net = build_network(config, builder)
+    net = build_network(config, builder, overrides)
     _check_sizes(net, config, dist.world_size)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -655,7 +694,8 @@ def _train(config: TrainConfig, device: torch.device, dist: Distributed, builder
     if info is not None and start == stop and config.summary_path.is_file():
         log.info("%s is already at step %d: nothing to train", out, start)
         return json.loads(config.summary_path.read_text())
-    export = {"arch": config.arch, "overrides": dict(config.overrides), "name": config.name or out.name,
+    export = {"arch": config.arch, "overrides": overrides, "name": config.name or out.name,
+              "objective": trainer.objective.name,
               "weights": "ema" if trainer.ema is not None else "raw", "colour_order": "rgb",
               "data_manifest_sha256": manifest_sha, "train": config.as_dict()}
     metrics = MetricsLog(config.metrics_path, start if info is not None else None) if dist.is_main else None
