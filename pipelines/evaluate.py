@@ -40,7 +40,7 @@ DEFAULTS: dict = {
 
 
 def read_params(path: str | Path | None) -> dict:
-    """The ``eval`` section of a params file over the defaults."""
+    """The ``eval`` section of a params file and its profile overlay over the defaults."""
     return read_section(path, "eval", DEFAULTS)
 
 
@@ -81,8 +81,39 @@ def run_stage(params: dict) -> list:
             if entry.get("checkpoint"):
                 options["checkpoint"] = entry["checkpoint"]
             outcomes += evaluate_spec(entry["spec"], options, split, params["out"], config)
+    removed = prune_stale_units(params["out"], [o.path for o in outcomes if o.path])
+    if removed:
+        log.info("removed %d result files that the current params no longer produce "
+                 "(other models, data or settings)", removed)
     write_leaderboards([params["out"]], params["leaderboard"])
     return outcomes
+
+
+def prune_stale_units(out: str | Path, kept: list[str]) -> int:
+    """Delete the result files under ``out`` that this run neither wrote nor kept; returns how many.
+
+    ``out`` persists between runs so that a killed stage resumes, but a model dropped from
+    ``eval.models`` or units of another profile's data would otherwise stay in the leaderboard and
+    the report. Folders of models that no longer have results go too (their run.json, samples).
+    """
+    import shutil
+
+    out = Path(out)
+    keep = {Path(p).resolve() for p in kept}
+    removed = 0
+    for path in sorted(out.glob("*/**/*.parquet")):
+        if path.resolve() not in keep and not path.relative_to(out).parts[0] == "samples":
+            path.unlink()
+            removed += 1
+    live = {Path(p).resolve().relative_to(out.resolve()).parts[0] for p in keep}
+    for folder in sorted(out.iterdir()) if out.is_dir() else []:
+        if folder.is_dir() and folder.name not in live and folder.name != "samples":
+            shutil.rmtree(folder)
+    samples = out / "samples"
+    for folder in sorted(samples.iterdir()) if samples.is_dir() else []:
+        if folder.is_dir() and not folder.name.startswith("_") and folder.name not in live:
+            shutil.rmtree(folder)
+    return removed
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,18 +1,103 @@
-"""Reading one section of params.yaml over a stage's defaults (shared by every stage)."""
+"""Reading one section of params.yaml over a stage's defaults (shared by every stage).
+
+Layers, later ones win: the stage's defaults, the params file's section, the section of the
+profile overlay the params file selects (top-level ``profile: NAME`` ->
+``profiles/NAME.yaml`` next to the params file; ``cpu`` means no overlay), then the command
+line (applied by each stage's ``configure``).
+"""
 from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import Mapping
 
 import yaml
+
+PROFILE_KEY = "profile"
+NO_OVERLAY = "cpu"           # the params file itself is the CPU profile
+PROFILES_DIR = "profiles"
+# Paths that dvc.yaml interpolates (${eval.out}, ...) or names as stage outputs. DVC resolves
+# them from params.yaml alone, so a profile that moved them would write where DVC does not look.
+DVC_FIXED_KEYS = ("out", "leaderboard", "summary", "metrics")
+
+
+def load_yaml_mapping(path: Path) -> dict:
+    """The YAML file at ``path`` as a dict (empty file: {}); anything else is an error naming it."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML: {err}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def available_profiles(params_path: str | Path) -> list[str]:
+    """Profile names a params file may select: ``cpu`` and every ``profiles/*.yaml`` next to it."""
+    folder = Path(params_path).parent / PROFILES_DIR
+    found = sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+    return [NO_OVERLAY] + [name for name in found if name != NO_OVERLAY]
+
+
+def profile_path(params_path: str | Path, profile) -> Path | None:
+    """The overlay file of ``profile`` (None for ``cpu`` or no profile); unknown names are an error."""
+    if profile in (None, NO_OVERLAY):
+        return None
+    known = available_profiles(params_path)
+    if not isinstance(profile, str) or profile not in known:
+        raise ValueError(f"{params_path}: unknown profile {profile!r}; available: {', '.join(known)} "
+                         f"({NO_OVERLAY} = no overlay, others are {Path(params_path).parent / PROFILES_DIR}/NAME.yaml)")
+    return Path(params_path).parent / PROFILES_DIR / f"{profile}.yaml"
+
+
+def check_overlay(overlay_path: Path, overlay: Mapping, params: Mapping) -> None:
+    """Reject an overlay that names a section the params file lacks or sets what DVC fixes."""
+    sections = [key for key in params if key != PROFILE_KEY]
+    unknown = sorted(set(overlay) - set(sections))
+    if unknown:
+        raise ValueError(f"{overlay_path}: unknown section(s) {', '.join(map(str, unknown))}; "
+                         f"known (the params file's): {', '.join(sections)}")
+    for section, values in overlay.items():
+        if values is None:
+            continue
+        if not isinstance(values, dict):
+            raise ValueError(f"{overlay_path}: section {section} must be a mapping, got {type(values).__name__}")
+        fixed = [key for key in DVC_FIXED_KEYS if key in values]
+        if fixed:
+            raise ValueError(f"{overlay_path}: sets {', '.join(f'{section}.{k}' for k in fixed)}; output paths "
+                             f"stay in params.yaml because dvc.yaml reads them from there (${{{section}.{fixed[0]}}}) "
+                             f"and would track the wrong files")
+        new_tasks = sorted(set(values.get("per_task") or {}) - set((params.get(section) or {}).get("per_task") or {}))
+        if new_tasks:
+            raise ValueError(f"{overlay_path}: {section}.per_task adds task(s) {', '.join(new_tasks)} that params.yaml "
+                             f"does not list; dvc.yaml makes one stage per params.yaml entry (foreach), so add "
+                             f"them there (an overlay may only change existing entries)")
+
+
+def _update(params: dict, values: Mapping, merge_dicts: bool) -> None:
+    for key, value in values.items():
+        if merge_dicts and isinstance(params.get(key), dict) and isinstance(value, dict):
+            params[key] = {**params[key], **value}
+        else:
+            params[key] = value
+
+
+def _check_keys(source: Path, section: str, values: Mapping, defaults: Mapping) -> None:
+    unknown = sorted(set(values) - set(defaults))
+    if unknown:
+        raise ValueError(f"{source}: unknown {section} setting(s) {', '.join(unknown)}; "
+                         f"known: {', '.join(defaults)}")
 
 
 def read_section(path: str | Path | None, section: str, defaults: dict, *, required: bool = False,
                  merge_dicts: bool = False) -> dict:
-    """``defaults`` updated by the file's ``section``; unknown keys are an error naming the file.
+    """``defaults`` updated by the file's ``section``, then by its profile overlay's ``section``.
 
-    A missing file gives the defaults unless ``required``. With ``merge_dicts`` a dict value
-    updates the default dict instead of replacing it (e.g. ``sources: {test: ...}``).
+    Unknown keys are an error naming the file (params or overlay). A missing file gives the
+    defaults unless ``required``. With ``merge_dicts`` a dict value updates the dict below it
+    instead of replacing it (e.g. ``sources: {test: ...}``), in both layers.
     """
     params = copy.deepcopy(defaults)
     if path is None:
@@ -22,14 +107,15 @@ def read_section(path: str | Path | None, section: str, defaults: dict, *, requi
         if required:
             raise FileNotFoundError(f"params file {path} does not exist")
         return params
-    values = (yaml.safe_load(path.read_text()) or {}).get(section) or {}
-    unknown = sorted(set(values) - set(defaults))
-    if unknown:
-        raise ValueError(f"{path}: unknown {section} setting(s) {', '.join(unknown)}; "
-                         f"known: {', '.join(defaults)}")
-    for key, value in values.items():
-        if merge_dicts and isinstance(params.get(key), dict) and isinstance(value, dict):
-            params[key] = {**params[key], **value}
-        else:
-            params[key] = value
+    everything = load_yaml_mapping(path)
+    values = everything.get(section) or {}
+    _check_keys(path, section, values, defaults)
+    _update(params, values, merge_dicts)
+    overlay_path = profile_path(path, everything.get(PROFILE_KEY))
+    if overlay_path is not None:
+        overlay = load_yaml_mapping(overlay_path)
+        check_overlay(overlay_path, overlay, everything)
+        overlay_values = overlay.get(section) or {}
+        _check_keys(overlay_path, section, overlay_values, defaults)
+        _update(params, overlay_values, merge_dicts)
     return params

@@ -26,7 +26,7 @@ DEFAULTS: dict = {
 
 
 def read_params(path: str | Path | None) -> dict:
-    """The ``report`` section of a params file over the defaults."""
+    """The ``report`` section of a params file and its profile overlay over the defaults."""
     params = read_section(path, "report", DEFAULTS)
     for key in ("results", "train_logs", "formats"):  # a single string is a one-item list
         if isinstance(params[key], str):

@@ -98,7 +98,7 @@ class SynthConfig:
 
 
 def read_params(path: str | Path | None, *, required: bool = False) -> dict:
-    """The ``synth`` section of a params file over the defaults (missing optional file: defaults)."""
+    """The ``synth`` section of a params file and its profile overlay over the defaults (no file: defaults)."""
     return read_section(path, "synth", DEFAULTS, required=required, merge_dicts=True)
 
 

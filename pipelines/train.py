@@ -23,7 +23,7 @@ def defaults() -> dict:
 
 
 def read_params(path: str | Path | None, *, required: bool = False) -> dict:
-    """The ``train`` section of a params file over the defaults."""
+    """The ``train`` section of a params file and its profile overlay over the defaults."""
     return read_section(path, SECTION, defaults(), required=required)
 
 

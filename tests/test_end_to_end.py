@@ -33,7 +33,7 @@ def _run(*argv) -> None:
 
 
 def test_cli_end_to_end(tmp_path: Path):
-    shards, ckpt, results, board, report = (tmp_path / n for n in ("shards", "genlv-tiny", "results", "board",
+    shards, ckpt, results, board, report = (tmp_path / n for n in ("shards", "pipeline", "results", "board",
                                                                   "report"))
     empty_params = tmp_path / "params.yaml"  # keep the repository's params.yaml out of the test
     empty_params.write_text("{}\n")
@@ -46,7 +46,7 @@ def test_cli_end_to_end(tmp_path: Path):
     assert set(manifest["tasks"]) == {"gaussian_noise", "canny", "sepia"}
 
     _run("train", "--params", empty_params, "--arch", "genlv-tiny", "--shards", shards, "--steps", 3,
-         "--batch", 2, "--size", 32, "--workers", 0, "--out", ckpt, "--no-progress",
+         "--batch", 2, "--size", 32, "--workers", 0, "--out", ckpt, "--name", "genlv-tiny", "--no-progress",
          "--metrics", tmp_path / "train.csv", "--summary", tmp_path / "train.json")
     summary = json.loads((tmp_path / "train.json").read_text())
     assert summary["status"] == "completed" and summary["step"] == 3
@@ -59,7 +59,7 @@ def test_cli_end_to_end(tmp_path: Path):
     _run("eval", "--model", "identity", "--split", "unseen", "--shards", shards, "--out", results)
     _run("leaderboard", results, "--out", board)
 
-    model_task = pd.read_parquet(board / "model_task.parquet")
+    model_task = pd.read_parquet(board / "model_task.parquet")  # the name comes from config.json, not the folder
     assert {"identity", "prompt-target", "genlv-tiny"} <= set(model_task["model"])
     assert set(model_task["task"]) == {"gaussian_noise", "canny", "sepia"}
     baselines = model_task[model_task["model"] != "genlv-tiny"]

@@ -5,6 +5,7 @@ import argparse
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from torch import nn
 
@@ -278,6 +279,18 @@ def test_dvc_stage_reads_params_and_writes_leaderboards(split, tmp_path):
     assert {(o.model, o.track) for o in outcomes} == {(m, t) for m in ("identity", "prompt-target")
                                                       for t in ("main", "robustness")}
     assert all(o.status == "done" for o in outcomes) and (tmp_path / "lb" / "metrics.json").is_file()
+
+    # Dropping a model and a task: their results leave the persisted folder and the leaderboard.
+    params_file.write_text(params_file.read_text().replace("models: [identity, {spec: prompt-target}]",
+                                                           "models: [identity]").replace("canny,", ""))
+    outcomes = run_stage(read_params(params_file))
+    assert {o.status for o in outcomes} == {"skipped"}  # kept units are reused, not recomputed
+    assert not (tmp_path / "eval" / "prompt-target").exists()
+    assert sorted(p.name for p in (tmp_path / "eval" / "identity").rglob("*.parquet")) == \
+        ["gaussian_noise.parquet", "gaussian_noise.parquet"]  # main + robustness
+    models = set(pd.read_parquet(tmp_path / "lb" / "model_task.parquet")["model"])
+    assert models == {"identity"}
+
     params_file.write_text("eval:\n  modles: [identity]\n")
     with pytest.raises(ValueError, match="unknown eval setting"):
         read_params(params_file)

@@ -4,7 +4,7 @@
                    [--n-train N] [--n-test N] [--size S] [--seed K] [--workers W]
                    [--scheduler tcp://host:8786] [--train-dir DIR] [--test-dir DIR]
 
-Values given here override the ``synth`` section of the params file.
+Values given here override the ``synth`` section of the params file and its profile overlay.
 """
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ DEFAULT_PARAMS = "params.yaml"
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--params", help=f"params file (default: {DEFAULT_PARAMS} if it exists, else built-in defaults)")
+    p.add_argument("--params", help=f"params file (default: {DEFAULT_PARAMS} if it exists, else built-in defaults); "
+                                    "its `profile` key adds profiles/PROFILE.yaml over it (docs/profiles.md)")
     p.add_argument("--out", help="shards directory (default: synth.out, data/shards)")
     p.add_argument("--tasks", help="comma list of task names or categories, or 'all'")
     p.add_argument("--splits", help="comma list of splits (train,test,unseen)")

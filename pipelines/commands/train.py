@@ -3,7 +3,7 @@
     llvbench train --arch NAME [--shards DIR] [--steps N] [--batch B] [--size S] [--out DIR] [--resume]
     torchrun --nproc-per-node 8 -m pipelines.cli train --arch genlv-base ...
 
-Values given here override the ``train`` section of the params file.
+Values given here override the ``train`` section of the params file and its profile overlay.
 """
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ def _key_value(text: str) -> tuple[str, object]:
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--params", help=f"params file (default: {DEFAULT_PARAMS} if it exists, else built-in defaults)")
+    p.add_argument("--params", help=f"params file (default: {DEFAULT_PARAMS} if it exists, else built-in defaults); "
+                                    "its `profile` key adds profiles/PROFILE.yaml over it (docs/profiles.md)")
     p.add_argument("--arch", help="architecture name (model.build), e.g. genlv-tiny, genlv-s, genlv-base")
     p.add_argument("--override", action="append", type=_key_value, metavar="KEY=VALUE",
                    help="architecture config override, repeatable (e.g. --override dim=16)")

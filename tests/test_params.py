@@ -1,0 +1,176 @@
+"""Params files and profiles: the overlay layer of pipelines.params, its guards against moving
+what dvc.yaml fixes, the command line winning over both, and the repository's real gpu profile."""
+from __future__ import annotations
+
+import argparse
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+import taskgen
+from pipelines import evaluate, report, synth, train
+from pipelines.params import available_profiles, read_section
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGE_READERS = {"synth": synth.read_params, "train": train.read_params, "eval": evaluate.read_params,
+                 "report": report.read_params}
+
+
+def _write(folder: Path, params: str, **profiles: str) -> Path:
+    """A params.yaml in ``folder`` and profiles/NAME.yaml files next to it; returns the params path."""
+    path = folder / "params.yaml"
+    path.write_text(textwrap.dedent(params))
+    if profiles:
+        (folder / "profiles").mkdir()
+    for name, text in profiles.items():
+        (folder / "profiles" / f"{name}.yaml").write_text(textwrap.dedent(text))
+    return path
+
+
+PARAMS = """
+    profile: big
+    synth:
+      out: data/shards
+      size: 64
+      counts: {train: 8, test: 4, unseen: 4}
+      per_task:
+        gaussian_noise: {}
+        canny: {train: 3}
+    train:
+      arch: genlv-tiny
+      out: checkpoints/pipeline
+      steps: 300
+"""
+
+
+def test_overlay_updates_the_params_file_with_the_same_merge_rules(tmp_path):
+    path = _write(tmp_path, PARAMS, big="""
+        synth:
+          size: 256
+          counts: {train: 2048}
+          per_task:
+            canny: {train: 5, test: 1}
+        train:
+          arch: genlv-base
+    """)
+    params = synth.read_params(path)
+    assert params["size"] == 256 and params["out"] == "data/shards"
+    assert params["counts"] == {"train": 2048, "test": 4, "unseen": 4}     # merged key by key
+    assert params["per_task"] == {"gaussian_noise": {}, "canny": {"train": 5, "test": 1}}
+    config = synth.configure(params, {"tasks": "gaussian_noise,canny"})
+    assert config.counts == {"gaussian_noise": {"train": 2048, "test": 4}, "canny": {"train": 5, "test": 1}}
+    assert {k: train.read_params(path)[k] for k in ("arch", "steps")} == {"arch": "genlv-base", "steps": 300}
+
+
+def test_cpu_profile_and_a_missing_profile_key_mean_no_overlay(tmp_path):
+    path = _write(tmp_path, PARAMS.replace("profile: big", "profile: cpu"), big="train: {steps: 9}\n")
+    assert train.read_params(path)["steps"] == 300
+    path.write_text(PARAMS.replace("profile: big", ""))
+    assert train.read_params(path)["steps"] == 300
+    assert available_profiles(path) == ["cpu", "big"]
+
+
+def test_unknown_profile_is_an_error_listing_the_available_ones(tmp_path):
+    path = _write(tmp_path, PARAMS.replace("profile: big", "profile: gpuu"), big="train: {steps: 9}\n",
+                  small="train: {steps: 1}\n")
+    with pytest.raises(ValueError, match=r"unknown profile 'gpuu'; available: cpu, big, small"):
+        train.read_params(path)
+
+
+@pytest.mark.parametrize("section,key,value", [
+    ("synth", "out", "/scratch/shards"), ("synth", "summary", "m.json"), ("train", "out", "ckpt/base"),
+    ("train", "metrics", "m.csv"), ("eval", "leaderboard", "board"), ("report", "out", "r"),
+])
+def test_overlay_may_not_move_paths_that_dvc_yaml_reads(tmp_path, section, key, value):
+    path = _write(tmp_path, PARAMS + "    eval: {}\n    report: {}\n", big=f"{section}:\n  {key}: {value}\n")
+    with pytest.raises(ValueError, match=rf"big\.yaml: sets {section}\.{key}; .*dvc\.yaml"):
+        train.read_params(path)  # any stage refuses the file, not only the one whose section it is
+
+
+def test_overlay_may_not_add_per_task_entries(tmp_path):
+    path = _write(tmp_path, PARAMS, big="synth:\n  per_task:\n    gaussian_noise: {train: 2}\n    jpeg: {}\n")
+    with pytest.raises(ValueError, match=r"per_task adds task\(s\) jpeg .*foreach"):
+        synth.read_params(path)
+
+
+def test_overlay_typos_name_the_overlay_file(tmp_path):
+    path = _write(tmp_path, PARAMS, big="train:\n  stepz: 3\n")
+    with pytest.raises(ValueError, match=r"profiles/big\.yaml: unknown train setting\(s\) stepz"):
+        train.read_params(path)
+    (tmp_path / "profiles" / "big.yaml").write_text("trian:\n  steps: 3\n")
+    with pytest.raises(ValueError, match=r"profiles/big\.yaml: unknown section\(s\) trian; known .*synth, train"):
+        synth.read_params(path)
+
+
+def test_command_line_beats_overlay_beats_params_file(tmp_path):
+    from pipelines.commands import train as train_command
+
+    path = _write(tmp_path, PARAMS, big="""
+        synth: {size: 256, counts: {train: 2048}}
+        train: {steps: 50000, batch: 16, lr: 0.0001}
+    """)
+    parser = argparse.ArgumentParser()
+    train_command.add_arguments(parser)
+    args = parser.parse_args(["--params", str(path), "--steps", "7"])
+    config = train.configure(train.read_params(path, required=True), train_command.overrides_from(args))
+    assert (config.steps, config.batch, config.arch) == (7, 16, "genlv-tiny")  # CLI, overlay, params file
+    config = synth.configure(synth.read_params(path), {"size": 96, "n_train": 5, "tasks": "gaussian_noise"})
+    assert config.size == 96 and config.counts["gaussian_noise"]["train"] == 5
+
+
+def test_section_without_a_params_file_is_the_defaults(tmp_path):
+    assert read_section(None, "train", {"steps": 1}) == {"steps": 1}
+    assert read_section(tmp_path / "absent.yaml", "train", {"steps": 1}) == {"steps": 1}
+    with pytest.raises(FileNotFoundError, match="absent.yaml"):
+        read_section(tmp_path / "absent.yaml", "train", {"steps": 1}, required=True)
+
+
+# ----------------------------------------------------------------------------- the repository's files
+
+
+@pytest.fixture()
+def gpu_params(tmp_path) -> Path:
+    """The repository's params.yaml switched to the gpu profile, with the real profiles/ folder."""
+    text = (ROOT / "params.yaml").read_text()
+    assert "\nprofile: cpu\n" in text
+    (tmp_path / "params.yaml").write_text(text.replace("\nprofile: cpu\n", "\nprofile: gpu\n"))
+    shutil.copytree(ROOT / "profiles", tmp_path / "profiles")
+    return tmp_path / "params.yaml"
+
+
+def test_real_gpu_profile_loads_for_every_section(gpu_params):
+    sections = {name: read(gpu_params) for name, read in STAGE_READERS.items()}
+    base = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert sections["synth"]["size"] == 256 and sections["synth"]["out"] == base["synth"]["out"]
+    assert sections["train"]["arch"] == "genlv-base" and sections["train"]["size"] == 256
+    assert sections["train"]["out"] == base["train"]["out"] == "checkpoints/pipeline"
+    assert sections["eval"]["limit"] is None and sections["eval"]["robustness_prompts"] == 20
+    checkpoints = [m["checkpoint"] for m in sections["eval"]["models"] if m.get("checkpoint")]
+    assert checkpoints == [base["train"]["out"]]  # evaluates what the train stage wrote
+    train.configure(sections["train"]).validate()
+
+    # The tasks of the DVC synth stages (--tasks KEY each); other test modules may register more.
+    config = synth.configure(sections["synth"], {"tasks": ",".join(base["synth"]["per_task"])})
+    held_out = {spec.name for spec in config.tasks if not spec.in_training_mix}
+    assert len(held_out) == 6 and len(config.counts) == len(base["synth"]["per_task"]) == 38
+    for task, counts in config.counts.items():  # one `counts:` entry raised every training task
+        assert counts == ({"unseen": 64} if task in held_out else {"train": 2048, "test": 64}), task
+
+
+def test_real_cpu_profile_counts_come_from_the_defaults():
+    params = synth.read_params(ROOT / "params.yaml")
+    config = synth.configure(params, {"tasks": ",".join(params["per_task"])})
+    assert sum(sum(c.values()) for c in config.counts.values()) == 2656  # docs/shards.md's CPU profile
+    assert set(params["per_task"]) <= set(taskgen.task_names())
+
+
+def test_every_dvc_stage_tracks_the_profile():
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        body = stage.get("do", stage)
+        assert "profile" in body["params"], name
+        assert "profiles" in body["deps"], name
+    assert "synth.counts" in stages["synth_task"]["do"]["params"]
