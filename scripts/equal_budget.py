@@ -1,0 +1,247 @@
+"""Equal-budget comparison: train every model of a plan the same way, evaluate all, summarise.
+
+    python scripts/equal_budget.py --plan cpu                       # results/equal-budget-cpu/
+    python scripts/equal_budget.py --plan gpu --shards data/shards --device cuda
+    python scripts/equal_budget.py --plan cpu --only genlv-tiny,vit-tiny --work /tmp/eb
+
+Plans live in scripts/equal_budget.yaml. For each model: ``llvbench train`` with the plan's
+budget (a run that already finished is kept; an interrupted one resumes), then one
+``llvbench eval`` of all checkpoints and the reference generalists on the same test queries,
+``llvbench leaderboard`` into ``--out``, and ``--out``/README.md: what ran (device, commit,
+commands, budget), each model's training figures, the leaderboard tables and the paper's
+claims checked against these numbers. Re-running after a crash redoes only what is missing.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+PLANS = REPO / "scripts" / "equal_budget.yaml"
+RESTORATION_CLAIMS = (  # paper Table 1: (better, worse, what the paper says)
+    ("genlv", "xrestormer", "VPIP beats the same backbone without prompt (GenLV vs X-Restormer)"),
+    ("vit-vpip", "vit", "VPIP beats the same backbone without prompt (ViT-VPIP vs ViT)"),
+    ("genlv", "vit-vpip", "the X-Restormer backbone beats ViT inside VPIP (GenLV vs ViT-VPIP)"),
+    ("genlv", "promptir", "GenLV beats PromptIR retrained on the same setting"),
+)
+ALL_TASK_CLAIMS = (  # paper Tables 1-3: GenLV over the MAE-style generalists on every task
+    ("genlv", "promptgip", "GenLV beats PromptGIP on (almost) every task"),
+    ("genlv", "painter", "GenLV beats Painter on (almost) every task"),
+    ("vit-vpip", "promptgip", "ViT-VPIP beats PromptGIP when all tasks are trained together"),
+)
+
+
+def shown(cmd: list[str]) -> str:
+    """A command as a reader reruns it from the repository root (relative paths, ``python``)."""
+    words = ["python" if c == sys.executable else c.replace(f"{REPO}/", "") for c in cmd]
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def run(cmd: list[str], log: list[str]) -> None:
+    """Run a command from the repository root, echoing it; a failure stops the script with its status."""
+    line = shown(cmd)
+    print(f"$ {line}", flush=True)
+    log.append(line)
+    result = subprocess.run(cmd, cwd=REPO)
+    if result.returncode:
+        sys.exit(f"equal_budget: command failed with status {result.returncode}: {line}")
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def train_command(model: dict, plan: dict, work: Path, shards: str, device: str | None) -> list[str]:
+    out = work / model["name"]
+    cmd = [sys.executable, "-m", "pipelines.cli", "train", "--params", str(work / "params.yaml"),
+           "--arch", model["arch"], "--shards", shards, "--out", str(out), "--name", model["name"],
+           "--metrics", str(out / "metrics.csv"), "--summary", str(out / "summary.json"), "--no-progress"]
+    for key, value in (model.get("overrides") or {}).items():
+        cmd += ["--override", f"{key}={json.dumps(value)}"]
+    if device:
+        cmd += ["--device", device]
+    if (out / "state").exists():
+        cmd.append("--resume")
+    return cmd
+
+
+def family(name: str) -> str:
+    """A model name of the plan -> its family for the claims ("genlv-tiny" -> "genlv")."""
+    for prefix in ("vit-vpip", "vit", "genlv", "xrestormer", "promptgip", "painter", "promptir"):
+        if name.startswith(prefix):
+            return prefix
+    return name
+
+
+def claims_table(leaderboard: Path) -> list[str]:
+    """The paper's comparative claims, checked on the per-task means of this run."""
+    import pandas as pd
+
+    table = pd.read_parquet(leaderboard / "model_task.parquet")
+    headline = table[table["metric"].isin(["psnr", "mae"]) & (table["status"] == "ok")]
+    headline = headline[~((headline["category"] == "edge") & (headline["metric"] == "psnr"))]
+    families = {family(m): m for m in headline["model"].unique()}
+    lines = ["| claim (paper) | tasks | better here | mean Δ | holds here |", "|---|---|---|---|---|"]
+    for claims, categories in ((RESTORATION_CLAIMS, {"restoration"}), (ALL_TASK_CLAIMS, None)):
+        for better, worse, text in claims:
+            if better not in families or worse not in families:
+                continue
+            a = headline[headline["model"] == families[better]].set_index("task")
+            b = headline[headline["model"] == families[worse]].set_index("task")
+            tasks = a.index.intersection(b.index)
+            if categories:
+                tasks = [t for t in tasks if a.loc[t, "category"] in categories]
+            if not len(tasks):
+                continue
+            sign = a.loc[tasks, "higher_is_better"].map({True: 1.0, False: -1.0})
+            diff = (a.loc[tasks, "mean"] - b.loc[tasks, "mean"]) * sign
+            psnr_tasks = [t for t in tasks if a.loc[t, "metric"] == "psnr"]
+            wins = int((diff > 0).sum())
+            delta = diff.loc[psnr_tasks].mean() if psnr_tasks else float("nan")
+            verdict = "yes" if wins > len(tasks) / 2 and (delta > 0 or delta != delta) else "no"
+            lines.append(f"| {text} | {len(tasks)} | {wins}/{len(tasks)} | {delta:+.2f} dB (PSNR tasks) | {verdict} |")
+    return lines
+
+
+def device_label(device: str | None) -> str:
+    import torch
+
+    if (device or "").startswith("cuda") or (device in (None, "auto") and torch.cuda.is_available()):
+        return f"{torch.cuda.get_device_name(0)} (torch {torch.__version__})"
+    return f"CPU: {platform.processor() or platform.machine()}, torch {torch.__version__}"
+
+
+def git_commit() -> str:
+    result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                           capture_output=True, text=True).stdout.strip()
+    return (result.stdout.strip() or "unknown") + (" (with uncommitted changes)" if dirty else "")
+
+
+def write_summary(args, plan: dict, models: list[dict], work: Path, out: Path, commands: list[str]) -> Path:
+    from taskgen.atomic import atomic_write_text
+
+    rows = ["| model | arch | overrides | parameters | train s | samples/s | first → last-10 loss |",
+            "|---|---|---|---|---|---|---|"]
+    for model in models:
+        summary = read_json(work / model["name"] / "summary.json")
+        rows.append(f"| {model['name']} | `{model['arch']}` | `{json.dumps(model.get('overrides') or {})}` | "
+                    f"{summary.get('params', 0):,} | {summary.get('elapsed', float('nan')):.0f} | "
+                    f"{summary.get('samples_per_s', float('nan')):.1f} | "
+                    f"{summary.get('first_loss', float('nan')):.3f} → {summary.get('mean_loss_last_10', float('nan')):.3f} |")
+    budget = plan["train"]
+    text = "\n".join([
+        f"# Equal-budget comparison: plan `{args.plan}`",
+        "",
+        " ".join(plan.get("description", "").split()),
+        "",
+        f"- **Budget (the same for every model):** {budget['steps']} steps × batch {budget['batch']} = "
+        f"{budget['steps'] * budget['batch']:,} samples at {budget['size']} px, lr {budget['lr']} with "
+        f"{budget.get('warmup', 0)} warm-up steps then cosine, seed {budget.get('seed', 0)}; each model "
+        "with its authors' loss (model/objectives.py).",
+        f"- **Data:** `{args.shards}` (train split for training, test split for evaluation: "
+        f"{plan['eval'].get('limit') or 'all'} queries per task, tracks {', '.join(plan['eval']['tracks'])}).",
+        f"- **Device:** {device_label(args.device)}.",
+        f"- **Commit:** {git_commit()}.",
+        f"- **Rerun:** `python scripts/equal_budget.py --plan {args.plan}"
+        + (f" --shards {args.shards}" if args.shards != "data/shards" else "")
+        + (f" --device {args.device}" if args.device else "") + "`",
+        "",
+        "## Training",
+        "",
+        *rows,
+        "",
+        "## The paper's claims on these numbers",
+        "",
+        "Per-task means of the headline metric (PSNR, MAE for edges); 'better here' counts the tasks",
+        "where the first model wins; a claim holds when it wins on most tasks with a positive mean PSNR gap.",
+        "",
+        *claims_table(out),
+        "",
+        "## Leaderboard",
+        "",
+        (out / "leaderboard.md").read_text().split("\n", 1)[1].strip(),
+        "",
+        "## Commands",
+        "",
+        "```",
+        *commands,
+        "```",
+        "",
+    ])
+    path = out / "README.md"
+    atomic_write_text(path, text)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--plan", required=True, help="a plan of scripts/equal_budget.yaml (cpu, gpu)")
+    parser.add_argument("--plans", default=str(PLANS), help="the plans file")
+    parser.add_argument("--shards", default="data/shards")
+    parser.add_argument("--work", help="checkpoints and raw results (default: out/equal-budget-PLAN, git-ignored)")
+    parser.add_argument("--out", help="leaderboard and README (default: results/equal-budget-PLAN)")
+    parser.add_argument("--only", help="comma list of model names of the plan")
+    parser.add_argument("--device", help="training and evaluation device (default: auto)")
+    parser.add_argument("--steps", type=int, help="override the plan's steps (quick checks)")
+    args = parser.parse_args(argv)
+
+    plans = yaml.safe_load(Path(args.plans).read_text())["plans"]
+    if args.plan not in plans:
+        parser.error(f"unknown plan {args.plan!r}; plans: {', '.join(plans)}")
+    plan = plans[args.plan]
+    if args.steps:
+        plan["train"] = {**plan["train"], "steps": args.steps, "ckpt_every": args.steps}
+    models = plan["models"]
+    if args.only:
+        wanted = args.only.split(",")
+        unknown = sorted(set(wanted) - {m["name"] for m in models})
+        if unknown:
+            parser.error(f"--only names models the plan lacks: {', '.join(unknown)}")
+        models = [m for m in models if m["name"] in wanted]
+    work = Path(args.work or REPO / "out" / f"equal-budget-{args.plan}")
+    out = Path(args.out or REPO / "results" / f"equal-budget-{args.plan}")
+    work.mkdir(parents=True, exist_ok=True)
+    # The budget as a params file of its own: neither params.yaml nor its profile leaks into it.
+    (work / "params.yaml").write_text(yaml.safe_dump({"train": plan["train"]}, sort_keys=True))
+
+    commands: list[str] = []
+    for model in models:
+        summary = read_json(work / model["name"] / "summary.json")
+        if summary.get("status") == "completed" and summary.get("step") == plan["train"]["steps"]:
+            print(f"{model['name']}: already trained ({summary['step']} steps), kept", flush=True)
+            commands.append(shown(train_command(model, plan, work, args.shards, args.device)))
+            continue
+        run(train_command(model, plan, work, args.shards, args.device), commands)
+
+    eval_cfg = plan["eval"]
+    cmd = [sys.executable, "-m", "pipelines.cli", "eval", "--shards", args.shards, "--out", str(work / "eval"),
+           "--tracks", ",".join(eval_cfg["tracks"]), "--batch-size", str(eval_cfg.get("batch_size", 8)),
+           "--save-samples", "0"]
+    if eval_cfg.get("limit"):
+        cmd += ["--limit", str(eval_cfg["limit"])]
+    if args.device:
+        cmd += ["--device", args.device]
+    for reference in plan.get("references", []):
+        cmd += ["--model", reference]
+    for model in models:
+        cmd += ["--model", str(work / model["name"])]
+    run(cmd, commands)
+    run([sys.executable, "-m", "pipelines.cli", "leaderboard", str(work / "eval"), "--out", str(out), "--quiet"],
+        commands)
+    print(f"wrote {write_summary(args, plan, models, work, out, commands)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
