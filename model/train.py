@@ -118,6 +118,8 @@ class TrainConfig:
     log_every: int = 10              # metrics.csv row every N steps (mean loss of the window)
     ckpt_every: int = 500            # checkpoint every N steps (and at the end)
     stop_at: int | None = None       # stop after this step (the schedule still spans `steps`)
+    max_minutes: float | None = None  # wall-clock budget of this process: stop (resumable) when spent
+    init: str = ""                   # weights to start a new run from: a checkpoint folder or .safetensors
     resume: bool = False             # continue the run in `out`
     threads: int | None = None       # torch intra-op threads; None: torch's default
     metrics: str | None = None       # CSV path; None: OUT/metrics.csv
@@ -146,6 +148,11 @@ class TrainConfig:
             problems.append(f"grad_clip must be >= 0 (0 = off), got {self.grad_clip}")
         if self.stop_at is not None and self.stop_at < 1:
             problems.append(f"stop_at must be >= 1, got {self.stop_at}")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            problems.append(f"max_minutes must be > 0, got {self.max_minutes}")
+        if self.init and not init_weights_path(self.init).is_file():
+            problems.append(f"init: no weights at {self.init} (a checkpoint folder with "
+                            f"{WEIGHTS_NAME}, or a .safetensors file)")
         if problems:
             raise ValueError("invalid training settings: " + "; ".join(problems))
 
@@ -156,6 +163,25 @@ class TrainConfig:
     @property
     def summary_path(self) -> Path:
         return Path(self.summary) if self.summary else Path(self.out) / "summary.json"
+
+
+def init_weights_path(init: str | os.PathLike) -> Path:
+    """``--init``: a checkpoint folder (its eval weights) or a weights file itself."""
+    path = Path(init)
+    return path / WEIGHTS_NAME if path.is_dir() else path
+
+
+def load_init_weights(net: nn.Module, init: str | os.PathLike) -> str:
+    """Strictly load ``init``'s weights into ``net`` (any float dtype, cast); returns their sha256."""
+    from .checkpoints import load_weights, read_state_dict
+
+    path = init_weights_path(init)
+    state = read_state_dict(path)
+    try:
+        load_weights(net, state)
+    except ValueError as err:
+        raise ValueError(f"--init {init}: {err}") from None
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 # ----------------------------------------------------------------------------- schedule, optimizer, EMA
@@ -683,6 +709,10 @@ def _train(config: TrainConfig, device: torch.device, dist: Distributed, builder
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+    init_sha = ""
+    if config.init and info is None:  # a resumed run has its own weights
+        init_sha = load_init_weights(net, config.init)
+        log.info("initialised the weights from %s", config.init)
     trainer = Trainer(net, config, device, dist)
     elapsed_before, samples_before = 0.0, 0
     if info is not None:
@@ -698,6 +728,8 @@ def _train(config: TrainConfig, device: torch.device, dist: Distributed, builder
               "objective": trainer.objective.name,
               "weights": "ema" if trainer.ema is not None else "raw", "colour_order": "rgb",
               "data_manifest_sha256": manifest_sha, "train": config.as_dict()}
+    if init_sha:
+        export["init_sha256"] = init_sha
     metrics = MetricsLog(config.metrics_path, start if info is not None else None) if dist.is_main else None
     run = _RunRecord(start=start, checkpoint_step=start if info is not None else None)
 
@@ -717,6 +749,7 @@ def _train(config: TrainConfig, device: torch.device, dist: Distributed, builder
     bar = _progress_bar(progress and dist.is_main, start, config.steps)
     window_loss, window_steps, window_t0 = 0.0, 0, time.perf_counter()
     status, message = "failed", ""
+    out_of_time = False
     try:
         for batch in loader:
             if batch["step"] != trainer.step_count:
@@ -740,12 +773,19 @@ def _train(config: TrainConfig, device: torch.device, dist: Distributed, builder
                 bar.update(1)
             if step % config.ckpt_every == 0 and step != stop:
                 checkpoint()
-        if trainer.step_count != stop:
+            if config.max_minutes and step != stop and step % config.log_every == 0 and \
+                    _time_is_up(t_start, config.max_minutes, dist, device):
+                out_of_time = True
+                break
+        if not out_of_time and trainer.step_count != stop:
             raise RuntimeError(f"the data ended at step {trainer.step_count}, before step {stop}")
         if run.checkpoint_step != trainer.step_count:
             checkpoint()
-        status = "completed" if stop >= config.steps else "stopped"
-        if status == "stopped":
+        status = "completed" if trainer.step_count >= config.steps else "stopped"
+        if out_of_time:
+            message = (f"the {config.max_minutes:g}-minute budget ran out after step {trainer.step_count} of "
+                       f"{config.steps}; continue with --resume")
+        elif status == "stopped":
             message = f"stopped after step {stop} of {config.steps}; continue with --resume"
     except NonFiniteLossError as err:
         status = "nonfinite"
@@ -769,6 +809,12 @@ def _train(config: TrainConfig, device: torch.device, dist: Distributed, builder
         if collective:
             dist.barrier()
     return summary
+
+
+def _time_is_up(t_start: float, max_minutes: float, dist: Distributed, device: torch.device) -> bool:
+    """Has this run spent its wall-clock budget? Every rank gets the same answer (any rank's clock)."""
+    spent = torch.tensor([float(time.perf_counter() - t_start >= 60.0 * max_minutes)], device=device)
+    return bool(dist.mean_(spent).item() > 0)
 
 
 @dataclass

@@ -279,3 +279,36 @@ def test_ddp_on_two_cpu_processes_splits_each_global_batch_and_matches_one_proce
     assert sorted(ranks[0]["first_keys"] + ranks[1]["first_keys"]) == sorted(full_summary["ranks"][0]["first_keys"])
     # Averaged gradients of the same global batches: the same loss curve as one process.
     np.testing.assert_allclose(loss_curve(out)[1], loss_curve(full_out)[1], rtol=1e-4)
+
+
+def test_time_budget_stops_with_a_checkpoint_that_resumes_to_the_end(shards, tmp_path, monkeypatch):
+    import model.train as T
+
+    clock = iter(range(0, 10**6, 30))  # every reading of the clock advances 30 s
+    monkeypatch.setattr(T.time, "perf_counter", lambda: float(next(clock)))
+    out = tmp_path / "run"
+    first = train(make_config(shards, out, max_minutes=1.0, log_every=2), progress=False)
+    assert first["status"] == "stopped" and 2 <= first["checkpoint_step"] < 6
+    assert "1-minute budget ran out" in first["message"] and "--resume" in first["message"]
+    monkeypatch.undo()
+    second = train(make_config(shards, out, resume=True), progress=False)
+    assert second["status"] == "completed" and second["step"] == 6
+    with pytest.raises(ValueError, match="max_minutes must be > 0"):
+        make_config(shards, out, max_minutes=0).validate()
+
+
+def test_init_starts_a_new_run_from_given_weights(shards, full_run, tmp_path):
+    full_out, _ = full_run
+    out = tmp_path / "finetune"
+    # lr ~0: after one update the weights are still the ones --init gave
+    train(make_config(shards, out, init=str(full_out), steps=1, lr=1e-12, min_lr=0.0, warmup=0, ema=0.0,
+                      weight_decay=0.0), progress=False)
+    started, given = read_safetensors(out / "model.safetensors")[0], read_safetensors(full_out / "model.safetensors")[0]
+    for key in given:
+        torch.testing.assert_close(started[key], given[key], rtol=0, atol=1e-9)
+    config = json.loads((out / "config.json").read_text())
+    assert len(config["init_sha256"]) == 64
+    with pytest.raises(ValueError, match="init: no weights at"):
+        make_config(shards, tmp_path / "x", init=str(tmp_path / "missing")).validate()
+    with pytest.raises(ValueError, match="--init .*does not fit"):
+        train(make_config(shards, tmp_path / "other", init=str(full_out), overrides={"dim": 16}), progress=False)

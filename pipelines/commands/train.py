@@ -41,6 +41,10 @@ def add_arguments(p) -> None:
                    help="continue the run in --out (same data order and loss curve)")
     p.add_argument("--stop-at", type=int, help="stop after this step (the schedule still spans --steps); "
                                                "continue later with --resume")
+    p.add_argument("--max-minutes", type=float, help="wall-clock budget of this process: stop with a checkpoint "
+                                                     "when it is spent (continue later with --resume)")
+    p.add_argument("--init", help="start a new run from these weights (a checkpoint folder or .safetensors; "
+                                  "same architecture), with a fresh optimizer and schedule")
     p.add_argument("--lr", type=float, help="peak learning rate (paper: 1e-4)")
     p.add_argument("--min-lr", type=float, help="learning rate at the end of the cosine")
     p.add_argument("--warmup", type=int, help="linear warm-up steps")
@@ -75,7 +79,7 @@ def overrides_from(args) -> dict:
         "compile": args.compile, "device": args.device, "workers": args.workers, "threads": args.threads,
         "seed": args.seed, "task_weights": args.task_weights, "epoch_length": args.epoch_length,
         "log_every": args.log_every, "ckpt_every": args.ckpt_every, "metrics": args.metrics,
-        "summary": args.summary, "name": args.name,
+        "summary": args.summary, "name": args.name, "max_minutes": args.max_minutes, "init": args.init,
     }
 
 
