@@ -24,16 +24,18 @@ from datetime import datetime, timezone
 
 import torch
 
+from model.objectives import predict
 from model.train import Trainer, TrainConfig, build_network, resolve_device
 
 
 def forward_flops(net: torch.nn.Module, size: int, device: torch.device) -> int:
-    """FLOPs of one forward pass at batch 1 (query and prompts ``size``²)."""
+    """FLOPs of one forward pass at batch 1 (query and prompts ``size``²), as the bench calls the
+    network (``model.objectives.predict``: Painter's canvas, PromptGIP's token sequence)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     images = [torch.rand(1, 3, size, size, device=device) for _ in range(3)]
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        net(*images)
+        predict(net, *images)
     return int(counter.get_total_flops())
 
 
@@ -95,7 +97,7 @@ def bench_inference(args, device: torch.device) -> dict:
         for i in range(args.warmup + args.steps):
             synchronize(device)
             t = time.perf_counter()
-            runner(*images)
+            predict(runner, *images)
             synchronize(device)
             if i >= args.warmup:
                 times.append(time.perf_counter() - t)
@@ -142,7 +144,7 @@ def main(argv: list[str] | None = None) -> dict:
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
 
-    net = build_network(TrainConfig(arch=args.arch)).to(device)
+    net = build_network(TrainConfig(arch=args.arch, size=args.size)).to(device)
     flops = forward_flops(net, args.size, device)
     params = sum(p.numel() for p in net.parameters())
     del net
