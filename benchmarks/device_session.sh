@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# One prepared GPU lease (device tool): the figures issues #6, #8 and #10 need from a GPU.
+#
+#   STAGES=speed   bash benchmarks/device_session.sh   # ~6 min: genlv-base sweep (compiled + eager),
+#                                                      # the official-size baselines, attention cost
+#   STAGES=genlv-s bash benchmarks/device_session.sh   # ~9 min: synthesise a train set on all cores,
+#                                                      # train genlv-s for MINUTES, evaluate, export
+#   SMOKE=1 STAGES=speed,genlv-s bash benchmarks/device_session.sh   # CPU check of this script
+#
+# Run from the repository root. On the device machine dask and webdataset are missing: carry
+# .whl/ (see /work/.library/device/README.md; this script installs them into /tmp/site). Results
+# go to $OUT (the device tool's folder, else out/device): figures.tar.gz (every JSON/CSV/Markdown
+# figure) and session.log, plus for genlv-s the checkpoint folder genlv-s/ (config.json and bf16
+# model.safetensors, ~10 MB). A checkpoints/genlv-s folder in the tree is carried forward: training
+# starts from its weights (--init), so successive leases keep improving the shipped model.
+#
+# Knobs (environment): MINUTES (genlv-s training budget, default 6), STEPS (its schedule, 6000),
+# BATCH (32), SIZE (128), N_TRAIN (pairs per task, 1024), LIMIT (eval queries per task, 16).
+set -euo pipefail
+
+OUT=${OUT:-out/device}
+WORK=${WORK:-/tmp/llvbench-session}
+STAGES=${STAGES:-speed}
+SMOKE=${SMOKE:-0}
+mkdir -p "$OUT" "$WORK/figures"
+exec > >(tee -a "$OUT/session.log") 2>&1
+started=$(date +%s)
+stamp() { echo "[$(($(date +%s) - started)) s] $*"; }
+
+if ! python3 -c "import dask, distributed, webdataset" 2>/dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+    export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+PY=${PY:-python3}
+FIG=$WORK/figures
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no GPU (CPU run)"
+$PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.is_available())"
+
+if [ "$SMOKE" = 1 ]; then  # the same commands at sizes a CPU finishes in a minute or two
+    BASE="--arch genlv-tiny --size 32 --steps 2 --warmup 1"
+    COMPILED_BATCHES=1,2; EAGER_BATCHES=1,2; PEER_STEPS="--steps 2 --warmup 1"
+    PEERS=("--arch promptgip-fixture --size 32 --batch 2" "--arch promptir-s --size 32 --batch 2"
+           "--arch painter-fixture --size 32 --batch 2")
+    ATTN="--sizes 256 --repeats 1 --warmup 0"
+    MINUTES=${MINUTES:-0.3} STEPS=${STEPS:-4} BATCH=${BATCH:-2} SIZE=${SIZE:-32} N_TRAIN=${N_TRAIN:-8} LIMIT=${LIMIT:-2}
+    TASKS="--tasks gaussian_noise,canny"; ARCH=genlv-tiny; WORKERS=1; DEV=cpu
+else
+    BASE="--arch genlv-base --size 256 --bf16"
+    COMPILED_BATCHES=8,16,32,64; EAGER_BATCHES=8,16; PEER_STEPS=""
+    # The official code's settings in shared/reference/peer-throughput.md (batch, canvas).
+    PEERS=("--arch promptgip --size 256 --batch 8 --bf16" "--arch promptir --size 256 --batch 16 --bf16"
+           "--arch painter --size 448 --batch 4 --bf16")
+    ATTN="--sizes 256,512 --device cuda"
+    MINUTES=${MINUTES:-6} STEPS=${STEPS:-6000} BATCH=${BATCH:-32} SIZE=${SIZE:-128} N_TRAIN=${N_TRAIN:-1024} LIMIT=${LIMIT:-16}
+    TASKS=""; ARCH=genlv-s; WORKERS=8; DEV=cuda
+fi
+COMPILE_TIMEOUT=${COMPILE_TIMEOUT:-240}  # a compile that hangs must not eat the lease
+
+if [[ ",$STAGES," == *",speed,"* ]]; then
+    stamp "genlv-base: compiled sweep (issue #6 targets: >=105 samples/s, >=25 % MFU, <=10 ms b=1, compile <2 min)"
+    timeout "$COMPILE_TIMEOUT" $PY benchmarks/bench_train.py $BASE --batch "$COMPILED_BATCHES" --compile \
+        --json "$FIG/bench-train-compiled.json" || echo "compiled sweep failed or ran past ${COMPILE_TIMEOUT} s"
+    stamp "genlv-base: eager at the official batch sizes (the official code: 10.5 samples/s at batch 8)"
+    $PY benchmarks/bench_train.py $BASE --batch "$EAGER_BATCHES" --json "$FIG/bench-train-eager.json" \
+        || echo "eager sweep failed"
+    for peer in "${PEERS[@]}"; do
+        name=$(echo "$peer" | awk '{print $2}')
+        stamp "peer $name (official-size; shared/reference/peer-throughput.md)"
+        $PY benchmarks/bench_train.py $peer $PEER_STEPS --json "$FIG/bench-train-$name.json" \
+            || echo "peer $name failed"
+    done
+    stamp "attention cost (paper Fig. 4)"
+    $PY benchmarks/bench_attention.py $ATTN --json "$FIG/attention-cost.json" || echo "attention benchmark failed"
+fi
+
+if [[ ",$STAGES," == *",genlv-s,"* ]]; then
+    stamp "synthesis: $N_TRAIN train pairs per task at $SIZE px on all cores"
+    $PY -m pipelines.cli synth --out "$WORK/shards" --splits train,test --n-train "$N_TRAIN" --n-test 16 \
+        --size "$SIZE" $TASKS --summary "$FIG/synth.json" --no-progress
+    echo "train: {}" > "$WORK/empty-params.yaml"
+    INIT=()
+    if [ -f checkpoints/genlv-s/model.safetensors ]; then INIT=(--init checkpoints/genlv-s); fi
+    stamp "train $ARCH for at most $MINUTES min (${INIT[*]:-from scratch})"
+    $PY -m pipelines.cli train --params "$WORK/empty-params.yaml" --arch "$ARCH" --shards "$WORK/shards" \
+        --size "$SIZE" --batch "$BATCH" --steps "$STEPS" --lr 4e-4 --warmup 200 --ema 0.999 \
+        --max-minutes "$MINUTES" --workers "$WORKERS" --device "$DEV" --log-every 50 --ckpt-every 100000 \
+        --out "$WORK/$ARCH" --name genlv-s "${INIT[@]}" --metrics "$FIG/train-metrics.csv" \
+        --summary "$FIG/train-summary.json" --no-progress
+    stamp "evaluate on the test split ($LIMIT queries per task), with identity as the floor"
+    $PY -m pipelines.cli eval --model identity --model "$WORK/$ARCH" --shards "$WORK/shards" --limit "$LIMIT" \
+        --tracks main,efficiency --device "$DEV" --save-samples 0 --out "$WORK/eval" --leaderboard "$WORK/lb"
+    cp "$WORK/lb/leaderboard.md" "$FIG/genlv-s-leaderboard.md"
+    cp "$WORK/lb/model_task.parquet" "$FIG/genlv-s-model_task.parquet"
+    stamp "export genlv-s as bf16 safetensors"
+    $PY - "$WORK/$ARCH" "$OUT/genlv-s" <<'EOF'
+import json, shutil, sys
+from pathlib import Path
+import torch
+from model.checkpoints import read_safetensors, write_safetensors
+src, dst = Path(sys.argv[1]), Path(sys.argv[2])
+dst.mkdir(parents=True, exist_ok=True)
+state, meta = read_safetensors(src / "model.safetensors")
+write_safetensors(dst / "model.safetensors", {k: v.to(torch.bfloat16) if v.is_floating_point() else v
+                                              for k, v in state.items()}, meta)
+config = json.loads((src / "config.json").read_text())
+config["stored_dtype"] = "bfloat16"
+(dst / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+print(f"{dst / 'model.safetensors'}: {(dst / 'model.safetensors').stat().st_size / 2**20:.1f} MiB")
+EOF
+fi
+
+tar -czf "$OUT/figures.tar.gz" -C "$WORK" figures
+stamp "done; figures in $OUT/figures.tar.gz"
