@@ -160,10 +160,12 @@ class OverlapWindowAttention(nn.Module):
         # Queries: non-overlapping windows -> (B·nh·nw, heads, ws², d).
         q = (q.reshape(b, heads, d, nh, ws, nw, ws).permute(0, 3, 5, 1, 4, 6, 2)
              .reshape(b * nh * nw, heads, ws * ws, d))
-        # Keys/values: span×span halo windows at stride ws over the zero-padded map (one copy, no loop).
-        kv = F.pad(kv, (self.pad,) * 4).unfold(2, span, ws).unfold(3, span, ws)  # (b, 2·heads·d, nh, nw, span, span)
-        # Permute the strided view first so the one copy lands with d contiguous (fast SDPA kernels need it).
-        kv = (kv.unflatten(1, (2, heads, d)).permute(1, 0, 4, 5, 2, 6, 7, 3)
+        # Keys/values: span×span halo windows at stride ws over the zero-padded map (im2col, no loop).
+        # F.unfold rather than Tensor.unfold on a padded map: same values, and torch.compile's CPU
+        # backward of the strided-view version corrupts memory for some head widths (16: genlv).
+        kv = F.unfold(kv, kernel_size=span, stride=ws, padding=self.pad)  # (b, 2·heads·d·span², nh·nw)
+        # Reorder so d lands contiguous (fast SDPA kernels need it).
+        kv = (kv.view(b, 2, heads, d, span * span, nh * nw).permute(1, 0, 5, 2, 4, 3)
               .reshape(2, b * nh * nw, heads, span * span, d))
         k, v = kv.unbind(0)
         scale = d ** -0.5

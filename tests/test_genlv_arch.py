@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import struct
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -333,3 +334,17 @@ def test_xrestormer_ablation_ignores_prompt_and_adds_the_query():
             net(torch.rand(1, 3, 96, 96))
         net.output.weight.zero_()
         torch.testing.assert_close(net(query), query)  # global residual: zero head -> identity
+
+
+@pytest.mark.skipif(not (shutil.which("c++") or shutil.which("g++")),
+                    reason="torch.compile on the CPU needs a C++ compiler")
+def test_overlap_window_attention_compiles_and_its_backward_matches_eager():
+    # Regression: the strided-view halo (Tensor.unfold on a padded map) made torch.compile's CPU
+    # backward corrupt memory at head width 16, GenLV's; F.unfold does not.
+    torch.manual_seed(11)
+    attn = OverlapWindowAttention(12, 8, 1, 16, False, 0.5)
+    x = torch.rand(1, 12, 16, 24, requires_grad=True)
+    attn(x).square().mean().backward()
+    eager_grad, x.grad = x.grad.clone(), None
+    torch.compile(attn)(x).square().mean().backward()
+    torch.testing.assert_close(x.grad, eager_grad, rtol=1e-4, atol=1e-6)
