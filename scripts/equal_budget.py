@@ -220,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
         summary = read_json(work / model["name"] / "summary.json")
         if summary.get("status") == "completed" and summary.get("step") == plan["train"]["steps"]:
             print(f"{model['name']}: already trained ({summary['step']} steps), kept", flush=True)
-            commands.append(shown(train_command(model, plan, work, args.shards, args.device)))
+            commands.append(shown([c for c in train_command(model, plan, work, args.shards, args.device)
+                                   if c != "--resume"]))
             continue
         run(train_command(model, plan, work, args.shards, args.device), commands)
 
