@@ -272,10 +272,14 @@ def to_markdown(lb: Leaderboards) -> str:
     if len(lb.efficiency):
         flops = next((c for c in lb.efficiency.columns if c.startswith("flops_")), "flops")
         rows = [[r["model"], _fmt(r.get("params", math.nan) / 1e6, 3), _fmt(r.get(flops, math.nan) / 1e9, 2),
-                 _fmt(r.get("latency_ms", math.nan), 2), _fmt(r.get("peak_memory_mib", math.nan), 0), r["device"]]
+                 _fmt(r.get("latency_ms", math.nan), 2), _fmt(r.get("peak_memory_mib", math.nan), 0), r["device"],
+                 _fmt(r.get("official_latency_ms", math.nan), 1)]
                 for r in lb.efficiency.to_dict("records")]
         sections += ["## Efficiency", "", plain_table(["model", "params (M)", f"{flops} (GFLOP)", "latency (ms/image)",
-                                                       "peak memory (MiB)", "device"], rows), ""]
+                                                       "peak memory (MiB)", "device",
+                                                       "official code (ms/image, H200)"], rows), "",
+                     "The last column is the authors' implementation of the same network measured on one "
+                     "NVIDIA H200 (reference data, bench/peers.py); compare it with ours only on that GPU.", ""]
     if len(lb.failures):
         rows = [[r.model, r.track, r.task, str(r.error)[:300]] for r in lb.failures.itertuples()]
         sections += ["## Failures", "", plain_table(["model", "track", "task", "error"], rows), ""]

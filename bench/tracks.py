@@ -14,7 +14,8 @@ stores one file per unit and records failures.
   the two numbers coincide: applying a restoration prompt to an image without that degradation
   should change nothing, which is the paper's ideal.
 - ``efficiency``: parameters, forward FLOPs of one 256² query (``torch.utils.flop_counter``),
-  latency (median ms per image at batch 1, test size) and peak memory on CUDA.
+  latency (median ms per image at batch 1, test size) and peak memory on CUDA; for a network
+  whose official code was measured (``bench.peers``), that code's latency too.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from .metrics import METRICS_BY_HEADLINE, get_metric, score
+from .peers import SOURCE, peer_for
 
 # The paper's mismatch (Fig. 7) and cross-domain (Fig. 6b) examples, as (prompt task, query task);
 # "clean" queries are the clean targets of the prompt task's own test pairs.
@@ -298,6 +300,11 @@ def run_efficiency(ctx, unit: str = EFFICIENCY_UNIT) -> list[dict]:
                                 f"and shape check, on {ctx.provenance['device']}"),
         ("peak_memory_mib", peak, "torch.cuda.max_memory_allocated during the latency calls (MiB); NaN on CPU"),
     )
+    peer = peer_for(ctx.info.get("arch"))
+    if peer is not None:  # the bar to beat: the authors' code on the same network
+        measures += (("official_latency_ms", peer.inference_ms_b1,
+                      f"{peer.code}: inference ms at batch 1, 256², {SOURCE}; compare with latency_ms only "
+                      f"when this run's device is an {peer.device}"),)
     return [ctx.row(track="efficiency", task="*", category="*", prompt_task="*", sample_key="", prompt_key="",
                     prompt_rule="", metric=name, value=value, convention=convention, higher_is_better=False)
             for name, value, convention in measures]

@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 
 import torch
 
+from bench.peers import peer_for, same_device_kind
 from model.objectives import predict
 from model.train import Trainer, TrainConfig, build_network, resolve_device
 
@@ -170,6 +171,19 @@ def main(argv: list[str] | None = None) -> dict:
                   f"{row['achieved_tflops']:>8.3f} {100 * row['mfu']:>6.2f}%")
     result.update(bench_inference(args, device))
     print(f"inference at batch 1: {result['inference_ms_b1']:.1f} ms (median of {args.steps})")
+    peer = peer_for(args.arch)
+    if peer is not None:
+        result["peer"] = peer.as_dict()
+        best = max((r for r in result["rows"] if not r["oom"]), key=lambda r: r["samples_per_s"], default=None)
+        same = same_device_kind(result["device"], peer)
+        if best is not None:
+            result["vs_peer"] = {"same_device_kind": same,
+                                 "train_speedup": best["samples_per_s"] / peer.train_samples_per_s,
+                                 "inference_speedup": peer.inference_ms_b1 / result["inference_ms_b1"]}
+            print(f"official code on {peer.device}: {peer.train_samples_per_s} samples/s (batch {peer.batch}), "
+                  f"{peer.inference_ms_b1} ms at batch 1 -> ours {result['vs_peer']['train_speedup']:.2f}x training, "
+                  f"{result['vs_peer']['inference_speedup']:.2f}x inference"
+                  + ("" if same else f" (NOT comparable: measured on {result['device']})"))
     path = args.json or f"bench-train-{args.arch}-{args.size}.json"
     with open(path, "w") as fh:
         json.dump(result, fh, indent=2)

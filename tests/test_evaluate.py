@@ -242,6 +242,26 @@ def test_efficiency_counts_parameters_flops_and_latency(split, tmp_path):
     assert values["params"] == 81
     assert values["flops_256"] == 2 * 3 * 3 * 9 * 256 * 256  # one 3x3 conv, 3->3 channels, 256x256
     assert 0 < values["latency_ms"] < 1000 and math.isnan(values["peak_memory_mib"])
+    assert "official_latency_ms" not in values  # no official code measured for this network
+
+
+class PainterLikeGeneralist(ConvGeneralist):
+    name = "painter-reimplementation"
+
+    def info(self):
+        return {"arch": "painter"}
+
+
+def test_efficiency_reports_the_official_codes_latency_next_to_ours(split, tmp_path):
+    from bench.leaderboard import build_leaderboards, to_markdown
+    from bench.peers import PEERS
+
+    evaluate(PainterLikeGeneralist(), split, tmp_path, EvalConfig(tracks=("efficiency",), latency_repeats=1))
+    rows = rows_of(tmp_path).set_index("metric")
+    assert rows.loc["official_latency_ms", "value"] == PEERS["painter"].inference_ms_b1
+    assert "H200" in rows.loc["official_latency_ms", "convention"]
+    text = to_markdown(build_leaderboards(read_results([tmp_path])))
+    assert "official code (ms/image, H200)" in text and f"| {PEERS['painter'].inference_ms_b1:.1f} |" in text
 
 
 def test_eval_command_writes_results_and_leaderboards(split, tmp_path, capsys):
