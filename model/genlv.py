@@ -31,6 +31,7 @@ from torch import nn
 
 from .layers import (ChannelAttention, ChannelNorm, GatedDconvFFN, OverlapWindowAttention,
                      TokenAttention)
+from .registry import config_from
 
 LEVELS = 4  # resolution levels of the U-Net: 1, 1/2, 1/4, 1/8
 
@@ -336,8 +337,4 @@ class GenLV(nn.Module):
 
 def build_genlv(**config) -> GenLV:
     """Factory used by the registry: GenLV from GenLVConfig fields."""
-    fields = {f.name for f in dataclasses.fields(GenLVConfig)}
-    unknown = sorted(set(config) - fields)
-    if unknown:
-        raise TypeError(f"unknown GenLV config field(s) {unknown}; valid: {sorted(fields)}")
-    return GenLV(GenLVConfig(**config))
+    return GenLV(config_from(GenLVConfig, "GenLV", config))

@@ -65,6 +65,17 @@ def list_architectures() -> list[str]:
     return list(_REGISTRY)
 
 
+def config_from(config_class, family: str, config: Mapping[str, Any]):
+    """A config dataclass from keyword arguments; unknown names are a TypeError listing the valid ones."""
+    import dataclasses
+
+    fields = {f.name for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(config) - fields)
+    if unknown:
+        raise TypeError(f"unknown {family} config field(s) {unknown}; valid: {sorted(fields)}")
+    return config_class(**config)
+
+
 def build(name: str, **overrides):
     """Instantiate architecture ``name``; ``overrides`` replace fields of its registered config."""
     spec = get_architecture(name)

@@ -31,6 +31,7 @@ from torch import nn
 
 from .genlv import SharedPromptEncoder
 from .layers import TokenAttention
+from .registry import config_from
 
 PROMPT_SCALE = 8  # the shared prompt encoder's tokens are at 1/8 scale (three PixelUnshuffles)
 
@@ -193,9 +194,4 @@ def _init_weights(module: nn.Module) -> None:
 
 def build_vit(**config) -> ViTMainNetwork:
     """Factory used by the registry: the ViT main network from ViTConfig fields."""
-    fields = {f.name for f in dataclasses.fields(ViTConfig)}
-    unknown = sorted(set(config) - fields)
-    if unknown:
-        raise TypeError(f"unknown ViT config field(s) {unknown}; valid: {sorted(fields)}")
-    return ViTMainNetwork(ViTConfig(**config))
-
+    return ViTMainNetwork(config_from(ViTConfig, "ViT", config))
