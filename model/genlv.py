@@ -232,6 +232,39 @@ class SharedPromptEncoder(nn.Module):
         return keys, values
 
 
+# ----------------------------------------------------------------------------- input checks
+
+def check_vpip_inputs(cfg, query: torch.Tensor, prompt_input: torch.Tensor | None,
+                      prompt_target: torch.Tensor | None, query_rule: str) -> None:
+    """Shapes a VPIP network (GenLV, ViT-VPIP) can process, else ValueError saying what to fix.
+
+    ``cfg`` has ``in_channels``, ``use_prompt``, ``query_multiple`` and ``prompt_multiple``;
+    ``query_rule`` says why the query multiple is what it is.
+    """
+    if query.dim() != 4 or query.shape[1] != cfg.in_channels:
+        raise ValueError(f"query must be B×{cfg.in_channels}×H×W, got {tuple(query.shape)}")
+    qh, qw = query.shape[-2:]
+    if qh % cfg.query_multiple or qw % cfg.query_multiple:
+        raise ValueError(f"query H and W must be multiples of {cfg.query_multiple} ({query_rule}), "
+                         f"got {qh}×{qw}; pad or resize first")
+    if not cfg.use_prompt:
+        return
+    if prompt_input is None or prompt_target is None:
+        raise ValueError("this model needs prompt_input and prompt_target")
+    for name, t in (("prompt_input", prompt_input), ("prompt_target", prompt_target)):
+        if t.dim() != 4 or t.shape[1] != cfg.in_channels:
+            raise ValueError(f"{name} must be B×{cfg.in_channels}×H×W, got {tuple(t.shape)}")
+    if prompt_input.shape != prompt_target.shape:
+        raise ValueError(f"prompt_input {tuple(prompt_input.shape)} and prompt_target "
+                         f"{tuple(prompt_target.shape)} must have the same shape")
+    if prompt_input.shape[0] != query.shape[0]:
+        raise ValueError(f"batch sizes differ: query {query.shape[0]}, prompt {prompt_input.shape[0]}")
+    ph, pw = prompt_input.shape[-2:]
+    if ph % cfg.prompt_multiple or pw % cfg.prompt_multiple:
+        raise ValueError(f"prompt H and W must be multiples of {cfg.prompt_multiple} (three "
+                         f"PixelUnshuffles), got {ph}×{pw}; pad or resize first")
+
+
 # ----------------------------------------------------------------------------- GenLV
 
 class GenLV(nn.Module):
@@ -281,28 +314,8 @@ class GenLV(nn.Module):
                     prompt_target: torch.Tensor | None) -> None:
         """Raise ValueError unless the inputs have shapes this network can process."""
         cfg = self.config
-        if query.dim() != 4 or query.shape[1] != cfg.in_channels:
-            raise ValueError(f"query must be B×{cfg.in_channels}×H×W, got {tuple(query.shape)}")
-        qh, qw = query.shape[-2:]
-        if qh % cfg.query_multiple or qw % cfg.query_multiple:
-            raise ValueError(f"query H and W must be multiples of {cfg.query_multiple} (window "
-                             f"{cfg.window_size} at every windowed scale), got {qh}×{qw}; pad or resize first")
-        if not cfg.use_prompt:
-            return
-        if prompt_input is None or prompt_target is None:
-            raise ValueError("this model needs prompt_input and prompt_target")
-        for name, t in (("prompt_input", prompt_input), ("prompt_target", prompt_target)):
-            if t.dim() != 4 or t.shape[1] != cfg.in_channels:
-                raise ValueError(f"{name} must be B×{cfg.in_channels}×H×W, got {tuple(t.shape)}")
-        if prompt_input.shape != prompt_target.shape:
-            raise ValueError(f"prompt_input {tuple(prompt_input.shape)} and prompt_target "
-                             f"{tuple(prompt_target.shape)} must have the same shape")
-        if prompt_input.shape[0] != query.shape[0]:
-            raise ValueError(f"batch sizes differ: query {query.shape[0]}, prompt {prompt_input.shape[0]}")
-        ph, pw = prompt_input.shape[-2:]
-        if ph % cfg.prompt_multiple or pw % cfg.prompt_multiple:
-            raise ValueError(f"prompt H and W must be multiples of {cfg.prompt_multiple} (three "
-                             f"PixelUnshuffles), got {ph}×{pw}; pad or resize first")
+        check_vpip_inputs(cfg, query, prompt_input, prompt_target,
+                          f"window {cfg.window_size} at every windowed scale")
 
     def encode_prompt(self, prompt_input: torch.Tensor, prompt_target: torch.Tensor):
         """Prompt tokens (keys from the prompt input, values from the prompt target), B×N×8·dim each."""

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .genlv import SharedPromptEncoder
+from .genlv import SharedPromptEncoder, check_vpip_inputs
 from .layers import TokenAttention
 from .registry import config_from
 
@@ -146,21 +146,7 @@ class ViTMainNetwork(nn.Module):
     def check_sizes(self, query: torch.Tensor, prompt_input: torch.Tensor | None,
                     prompt_target: torch.Tensor | None) -> None:
         """Raise ValueError unless the inputs have shapes this network can process."""
-        cfg = self.config
-        if query.dim() != 4 or query.shape[1] != cfg.in_channels:
-            raise ValueError(f"query must be B×{cfg.in_channels}×H×W, got {tuple(query.shape)}")
-        if query.shape[-2] % cfg.patch_size or query.shape[-1] % cfg.patch_size:
-            raise ValueError(f"query H and W must be multiples of the patch size {cfg.patch_size}, "
-                             f"got {tuple(query.shape[-2:])}; pad or resize first")
-        if not cfg.use_prompt:
-            return
-        if prompt_input is None or prompt_target is None:
-            raise ValueError("this model needs prompt_input and prompt_target")
-        if prompt_input.shape != prompt_target.shape or prompt_input.shape[0] != query.shape[0]:
-            raise ValueError(f"prompt_input {tuple(prompt_input.shape)} and prompt_target "
-                             f"{tuple(prompt_target.shape)} must have one shape and the query's batch size")
-        if prompt_input.shape[-2] % PROMPT_SCALE or prompt_input.shape[-1] % PROMPT_SCALE:
-            raise ValueError(f"prompt H and W must be multiples of {PROMPT_SCALE}, got {tuple(prompt_input.shape[-2:])}")
+        check_vpip_inputs(self.config, query, prompt_input, prompt_target, "whole patches")
 
     def forward(self, query: torch.Tensor, prompt_input: torch.Tensor | None = None,
                 prompt_target: torch.Tensor | None = None) -> torch.Tensor:

@@ -71,7 +71,7 @@ def test_no_prompt_ablation_ignores_the_prompt():
 
 def test_size_rules_raise_clear_errors():
     net = build_vit(**TINY)
-    with pytest.raises(ValueError, match="multiples of the patch size 8"):
+    with pytest.raises(ValueError, match="multiples of 8 \\(whole patches\\)"):
         net(torch.rand(1, 3, 20, 24), torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16))
     with pytest.raises(ValueError, match="prompt H and W must be multiples of 8"):
         net(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 12, 16), torch.rand(1, 3, 12, 16))
