@@ -513,11 +513,14 @@ class _Builder:
                            "psnr": float(mean_psnr.get(r["model"], math.nan))})
             rows.append([r["model"], _fmt(params / 1e6, 3), _fmt(r.get(flops, math.nan) / 1e9, 2) if flops else "–",
                          _fmt(latency, 2), _fmt(r.get("peak_memory_mib", math.nan), 0),
-                         _fmt(mean_psnr.get(r["model"], math.nan), 2), r["device"]])
+                         _fmt(mean_psnr.get(r["model"], math.nan), 2), r["device"],
+                         _fmt(r.get("official_latency_ms", math.nan), 1)])
         headers = ["model", "params (M)", f"{flops or 'flops'} (GFLOP)", "latency (ms/image)", "peak memory (MiB)",
-                   "mean PSNR (dB)", "device"]
+                   "mean PSNR (dB)", "device", "official code (ms/image, H200)"]
         self.add(Table(headers, [[Cell(v, numeric=_looks_numeric(v)) for v in row] for row in rows],
-                       caption=f"mean PSNR over the {len(common)} tasks with a PSNR mean for every model"))
+                       caption=f"mean PSNR over the {len(common)} tasks with a PSNR mean for every model; the "
+                               "last column is the authors' implementation of the same network on one NVIDIA "
+                               "H200 (reference data, bench/peers.py): compare it with ours on that GPU only"))
         import pandas as pd
 
         points = pd.DataFrame(points)
