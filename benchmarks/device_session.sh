@@ -5,7 +5,9 @@
 #                                                      # the official-size baselines, attention cost
 #   STAGES=genlv-s bash benchmarks/device_session.sh   # ~9 min: synthesise a train set on all cores,
 #                                                      # train genlv-s for MINUTES, evaluate, export
-#   SMOKE=1 STAGES=speed,genlv-s bash benchmarks/device_session.sh   # CPU check of this script
+#   STAGES=equal-budget bash benchmarks/device_session.sh  # issue #8: scripts/equal_budget.py --plan gpu
+#                                                      # (EB_ONLY=a,b for a subset when a lease is short)
+#   SMOKE=1 STAGES=speed,genlv-s,equal-budget bash benchmarks/device_session.sh   # CPU check of this script
 #
 # Run from the repository root. On the device machine dask and webdataset are missing: carry
 # .whl/ (see /work/.library/device/README.md; this script installs them into /tmp/site). Results
@@ -26,6 +28,8 @@ mkdir -p "$OUT" "$WORK/figures"
 exec > >(tee -a "$OUT/session.log") 2>&1
 started=$(date +%s)
 stamp() { echo "[$(($(date +%s) - started)) s] $*"; }
+# Whatever happens, what was measured comes back.
+trap 'tar -czf "$OUT/figures.tar.gz" -C "$WORK" figures && echo "figures in $OUT/figures.tar.gz"' EXIT
 
 if ! python3 -c "import dask, distributed, webdataset" 2>/dev/null; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
@@ -74,10 +78,16 @@ if [[ ",$STAGES," == *",speed,"* ]]; then
     $PY benchmarks/bench_attention.py $ATTN --json "$FIG/attention-cost.json" || echo "attention benchmark failed"
 fi
 
+synthesise() {  # once per lease: the genlv-s and equal-budget stages share the shards
+    if [ ! -f "$WORK/shards/manifest.json" ]; then
+        stamp "synthesis: $N_TRAIN train pairs per task at $SIZE px on all cores"
+        $PY -m pipelines.cli synth --out "$WORK/shards" --splits train,test --n-train "$N_TRAIN" --n-test 16 \
+            --size "$SIZE" $TASKS --summary "$FIG/synth.json" --no-progress
+    fi
+}
+
 if [[ ",$STAGES," == *",genlv-s,"* ]]; then
-    stamp "synthesis: $N_TRAIN train pairs per task at $SIZE px on all cores"
-    $PY -m pipelines.cli synth --out "$WORK/shards" --splits train,test --n-train "$N_TRAIN" --n-test 16 \
-        --size "$SIZE" $TASKS --summary "$FIG/synth.json" --no-progress
+    synthesise
     echo "train: {}" > "$WORK/empty-params.yaml"
     INIT=()
     if [ -f checkpoints/genlv-s/model.safetensors ]; then INIT=(--init checkpoints/genlv-s); fi
@@ -110,5 +120,16 @@ print(f"{dst / 'model.safetensors'}: {(dst / 'model.safetensors').stat().st_size
 EOF
 fi
 
-tar -czf "$OUT/figures.tar.gz" -C "$WORK" figures
-stamp "done; figures in $OUT/figures.tar.gz"
+if [[ ",$STAGES," == *",equal-budget,"* ]]; then
+    # Issue #8's equal-budget comparison (scripts/equal_budget.yaml): the same sample budget for
+    # every model, so it cannot be capped by time; EB_ONLY picks models when a lease is short.
+    synthesise
+    EB_PLAN=${EB_PLAN:-gpu}; EB_ARGS=()
+    if [ "$SMOKE" = 1 ]; then EB_PLAN=cpu; EB_ARGS=(--steps 2 --size "$SIZE" --only "${EB_ONLY:-vit-tiny,vit-vpip-tiny}"); fi
+    if [ -n "${EB_ONLY:-}" ] && [ "$SMOKE" != 1 ]; then EB_ARGS=(--only "$EB_ONLY"); fi
+    stamp "equal-budget comparison, plan $EB_PLAN ${EB_ARGS[*]}"
+    $PY scripts/equal_budget.py --plan "$EB_PLAN" --shards "$WORK/shards" --device "$DEV" --work "$WORK/eb" \
+        --out "$FIG/equal-budget-$EB_PLAN" "${EB_ARGS[@]}" || echo "equal-budget comparison failed"
+fi
+
+stamp "done"

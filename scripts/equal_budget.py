@@ -194,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="comma list of model names of the plan")
     parser.add_argument("--device", help="training and evaluation device (default: auto)")
     parser.add_argument("--steps", type=int, help="override the plan's steps (quick checks)")
+    parser.add_argument("--size", type=int, help="override the plan's crop size (quick checks on small shards)")
     args = parser.parse_args(argv)
 
     plans = yaml.safe_load(Path(args.plans).read_text())["plans"]
@@ -202,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     plan = plans[args.plan]
     if args.steps:
         plan["train"] = {**plan["train"], "steps": args.steps, "ckpt_every": args.steps}
+    if args.size:
+        plan["train"] = {**plan["train"], "size": args.size}
     models = plan["models"]
     if args.only:
         wanted = args.only.split(",")
