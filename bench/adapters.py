@@ -1,7 +1,7 @@
-"""Size helpers for adapters: the protocol leaves size handling to the generalist (DESIGN.md).
+"""Helpers for adapters: the protocol leaves size handling and placement to the generalist (DESIGN.md).
 
-Third-party adapters may use them too: pad a query to what a network accepts and crop back, or
-resize a prompt to the query's size. Tensors are B×C×H×W; torch is imported on use.
+Third-party adapters may use them too: pad a query to what a network accepts and crop back,
+resize a prompt to the query's size, pick the device. Tensors are B×C×H×W; torch is imported on use.
 """
 from __future__ import annotations
 
@@ -26,3 +26,12 @@ def pad_to_multiple(images, multiple: int):
     # Reflection needs the pad to be smaller than the side; replicate covers tiny images.
     mode = "reflect" if pad_h < h and pad_w < w else "replicate"
     return F.pad(images, (0, pad_w, 0, pad_h), mode=mode), (h, w)
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> "cuda" when a GPU is present, else "cpu"; any other name unchanged."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device

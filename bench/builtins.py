@@ -15,7 +15,7 @@ from typing import Callable
 
 from taskgen.shards import file_sha256
 
-from .adapters import pad_to_multiple, resize_to
+from .adapters import pad_to_multiple, resize_to, resolve_device
 from .checkpoint import CheckpointSource, resolve_checkpoint
 from .registry import register_generalist
 
@@ -25,7 +25,7 @@ class IdentityGeneralist:
     name = "identity"
 
     def __init__(self, device: str = "cpu"):
-        self.device = _resolve_device(device)  # where the bench places inputs (--device for every model)
+        self.device = resolve_device(device)  # where the bench places inputs (--device for every model)
 
     def predict(self, query, prompt_input, prompt_target):
         return query
@@ -54,14 +54,6 @@ def _build_network(source: CheckpointSource, builder):
         return load_official(source.arch, source.weights)  # RGB in and out (BGR weights wrapped)
     network = (builder or build)(source.arch, **source.overrides)
     return load_weights(network, read_state_dict(source.weights))
-
-
-def _resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 @register_generalist("checkpoint", "a trained llvbench model: --checkpoint FOLDER|FILE.safetensors "
@@ -96,7 +88,7 @@ class CheckpointGeneralist:
         """The network with its weights loaded, on its device (built on first access)."""
         if self._network is None:
             network = _build_network(self.source, self._builder)
-            self.device = _resolve_device(self.device)
+            self.device = resolve_device(self.device)
             if self._size_multiple is None:
                 config = getattr(network, "config", None) or getattr(getattr(network, "net", None), "config", None)
                 self._size_multiple = int(getattr(config, "query_multiple", 32))

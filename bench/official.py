@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .adapters import resolve_device
 from .registry import register_generalist
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -79,14 +80,6 @@ def painter_canvases(query, prompt_input, prompt_target):
     return torch.cat([prompt_input, query], dim=2), torch.cat([prompt_target, prompt_target], dim=2)
 
 
-def _resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
 # ----------------------------------------------------------------------------- base
 
 class _OfficialGeneralist:
@@ -117,7 +110,7 @@ class _OfficialGeneralist:
             state = read_state_dict(self.checkpoint, trust_pickle=self._trust_pickle)
             self._network = load_weights(build(self.arch), state)
         if not self._placed:
-            self.device = _resolve_device(self.device)
+            self.device = resolve_device(self.device)
             self._network = self._network.to(self.device).eval()
             self._placed = True
         return self._network
