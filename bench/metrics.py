@@ -48,15 +48,25 @@ def peak_value(dtype) -> float:
         raise MetricInputError(f"metrics take uint8 or uint16 images, got {np.dtype(dtype)}") from None
 
 
-def quantize(image: np.ndarray, dtype=np.uint8) -> np.ndarray:
+def quantize(image: np.ndarray, dtype=np.uint8, *, out: np.ndarray | None = None,
+             in_place: bool = False) -> np.ndarray:
     """float [0,1] (any shape) -> ``dtype`` after clamping to [0,1] and rounding half to even.
 
     Computed in float32, as saving a float32 tensor would (float32 resolves 1/65535 steps).
+    ``out`` receives the result instead of a new array; ``in_place`` lets a float32 ``image`` serve
+    as the scratch buffer (it is overwritten), so a caller looping over images allocates nothing.
     """
     peak = peak_value(dtype)
-    scaled = np.multiply(image, np.float32(peak), dtype=np.float32)
+    if in_place and image.dtype == np.float32:
+        scaled = np.multiply(image, np.float32(peak), out=image)
+    else:
+        scaled = np.multiply(image, np.float32(peak), dtype=np.float32)
     np.clip(scaled, 0.0, peak, out=scaled)
-    return np.rint(scaled, out=scaled).astype(dtype)
+    np.rint(scaled, out=scaled)
+    if out is None:
+        return scaled.astype(dtype)
+    np.copyto(out, scaled, casting="unsafe")
+    return out
 
 
 def _check_pair(pred: np.ndarray, target: np.ndarray) -> float:
