@@ -26,7 +26,7 @@ import torch
 
 from bench.peers import peer_for, same_device_kind
 from model.objectives import predict
-from model.train import Trainer, TrainConfig, build_network, resolve_device
+from model.train import Trainer, TrainConfig, build_network, compile_network, resolve_device
 
 
 def forward_flops(net: torch.nn.Module, size: int, device: torch.device) -> int:
@@ -63,6 +63,7 @@ def bench_batch(args, batch: int, device: torch.device, flops_per_sample: int) -
     """Median step time over ``args.steps`` timed steps after ``args.warmup`` untimed ones."""
     config = TrainConfig(arch=args.arch, batch=batch, size=args.size, bf16=args.bf16, compile=args.compile,
                          ema=args.ema, steps=10**9, warmup=0, lr=1e-4)
+    torch._dynamo.reset()  # each batch size pays its own compilation: warmup_s is the compile time
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
@@ -86,23 +87,65 @@ def bench_batch(args, batch: int, device: torch.device, flops_per_sample: int) -
             "mfu": train_flops / step_s / (args.peak_tflops * 1e12), "warmup_s": warmup_s, "oom": False}
 
 
+def time_calls(fn, device: torch.device, warmup: int, steps: int) -> list[float]:
+    """Seconds per call of ``fn()`` after ``warmup`` untimed calls (synchronized on CUDA)."""
+    times = []
+    for i in range(warmup + steps):
+        synchronize(device)
+        t = time.perf_counter()
+        fn()
+        synchronize(device)
+        if i >= warmup:
+            times.append(time.perf_counter() - t)
+    return times
+
+
+def graphed(fn, device: torch.device):
+    """``fn`` (no arguments, fixed input tensors) captured once as a CUDA graph; returns the replay.
+
+    At batch 1 a network of this many small kernels is bound by launch overhead, which a graph
+    replay removes; the inputs must stay the same tensors (copy new data into them)."""
+    stream = torch.cuda.Stream(device)
+    stream.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(stream):
+        for _ in range(3):  # warm-up on a side stream, as capture requires
+            fn()
+    torch.cuda.current_stream(device).wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    return graph.replay
+
+
 def bench_inference(args, device: torch.device) -> dict:
-    """Median ms of one forward pass at batch 1 (eval mode, inference_mode, same bf16/compile)."""
+    """Median ms of one forward pass at batch 1 (eval mode, inference_mode, same bf16/compile), and
+    on CUDA the same forward replayed as a CUDA graph."""
     config = TrainConfig(arch=args.arch, size=args.size, bf16=args.bf16, compile=args.compile)
     net = build_network(config).to(device).eval()
-    runner = torch.compile(net) if args.compile else net
+    runner = compile_network(net, args.compile)
     images = [torch.rand(1, 3, args.size, args.size, device=device) for _ in range(3)]
     use_bf16 = args.bf16 and device.type == "cuda"
-    times = []
+    result = {}
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-        for i in range(args.warmup + args.steps):
-            synchronize(device)
-            t = time.perf_counter()
-            predict(runner, *images)
-            synchronize(device)
-            if i >= args.warmup:
-                times.append(time.perf_counter() - t)
-    return {"inference_ms_b1": 1000 * statistics.median(times), "inference_ms_b1_min": 1000 * min(times)}
+        def forward():
+            return predict(runner, *images)
+
+        times = time_calls(forward, device, args.warmup, args.steps)
+        result.update(inference_ms_b1=1000 * statistics.median(times), inference_ms_b1_min=1000 * min(times),
+                      inference_method="compiled" if args.compile else "eager")
+        if device.type == "cuda":
+            try:
+                replay = graphed(forward, device)
+                graph_times = time_calls(replay, device, 2, max(args.steps, 20))
+                result["inference_ms_b1_cuda_graph"] = 1000 * statistics.median(graph_times)
+                if result["inference_ms_b1_cuda_graph"] < result["inference_ms_b1"]:
+                    result.update(inference_ms_b1=result["inference_ms_b1_cuda_graph"],
+                                  inference_ms_b1_min=1000 * min(graph_times),
+                                  inference_method=result["inference_method"] + " + CUDA graph")
+            except Exception as exc:  # a graph break or host sync inside the forward: report, keep eager
+                result["cuda_graph_error"] = f"{type(exc).__name__}: {exc}"[:300]
+                print(f"CUDA graph capture failed: {result['cuda_graph_error']}")
+    return result
 
 
 def cpu_name() -> str:
@@ -128,7 +171,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--size", type=int, default=64, help="prompt and query size in pixels")
     parser.add_argument("--batch", default="1,2", help="comma list of batch sizes")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA only)")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the network")
+    parser.add_argument("--compile", nargs="?", const="regional", default="", choices=("regional", "full"),
+                        help="torch.compile: regional (default when given alone; each repeated block) or full")
     parser.add_argument("--ema", type=float, default=0.0, help="EMA decay (0 = off), to include its cost")
     parser.add_argument("--steps", type=int, default=10, help="timed steps per batch size (median reported)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation happens here)")
@@ -156,7 +200,7 @@ def main(argv: list[str] | None = None) -> dict:
               "time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "rows": []}
     print(f"{args.arch} ({params / 1e6:.2f} M params, {flops / 1e9:.1f} forward GFLOPs/sample at {args.size}²) "
           f"on {result['device']}, bf16={result['bf16']}, compile={args.compile}")
-    print(f"{'batch':>5} {'samples/s':>10} {'step ms':>9} {'peak GiB':>9} {'TFLOP/s':>8} {'MFU':>7}")
+    print(f"{'batch':>5} {'samples/s':>10} {'step ms':>9} {'peak GiB':>9} {'TFLOP/s':>8} {'MFU':>7} {'warm-up s':>9}")
     for batch in [int(b) for b in args.batch.split(",") if b.strip()]:
         try:
             row = bench_batch(args, batch, device, flops)
@@ -168,9 +212,10 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"{batch:>5} {'out of memory':>10}")
         else:
             print(f"{batch:>5} {row['samples_per_s']:>10.2f} {row['step_ms']:>9.1f} {row['peak_memory_gib']:>9.2f} "
-                  f"{row['achieved_tflops']:>8.3f} {100 * row['mfu']:>6.2f}%")
+                  f"{row['achieved_tflops']:>8.3f} {100 * row['mfu']:>6.2f}% {row['warmup_s']:>9.1f}")
     result.update(bench_inference(args, device))
-    print(f"inference at batch 1: {result['inference_ms_b1']:.1f} ms (median of {args.steps})")
+    print(f"inference at batch 1: {result['inference_ms_b1']:.2f} ms ({result['inference_method']}, median of "
+          f"{args.steps})")
     peer = peer_for(args.arch)
     if peer is not None:
         result["peer"] = peer.as_dict()

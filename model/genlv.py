@@ -274,6 +274,9 @@ class GenLV(nn.Module):
     ``config.prompt_multiple`` (8); the prompt size may differ from the query size.
     """
 
+    # Repeated blocks that ``torch.compile`` handles one at a time (model.train.compile_network).
+    compile_regions = (DualAttentionBlock, PromptCrossAttentionBlock, ResidualBlock)
+
     def __init__(self, config: GenLVConfig | None = None, **overrides):
         super().__init__()
         cfg = dataclasses.replace(config or GenLVConfig(), **overrides)

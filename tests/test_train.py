@@ -312,3 +312,43 @@ def test_init_starts_a_new_run_from_given_weights(shards, full_run, tmp_path):
         make_config(shards, tmp_path / "x", init=str(tmp_path / "missing")).validate()
     with pytest.raises(ValueError, match="--init .*does not fit"):
         train(make_config(shards, tmp_path / "other", init=str(full_out), overrides={"dim": 16}), progress=False)
+
+
+# ----------------------------------------------------------------------------- torch.compile modes
+
+def test_compile_setting_accepts_booleans_and_mode_names_and_rejects_others():
+    from model.train import compile_mode
+
+    assert [compile_mode(v) for v in (False, None, "off", "", True, "regional", "full")] == \
+        ["", "", "", "", "regional", "regional", "full"]
+    assert TrainConfig(compile=True).compile == "regional"
+    with pytest.raises(ValueError, match="compile must be one of"):
+        compile_mode("max-autotune")
+
+
+def test_regional_compile_compiles_each_repeated_genlv_block_in_place(monkeypatch):
+    # Compiling for real takes a minute on two cores: record which modules would be compiled.
+    from model.genlv import DualAttentionBlock, PromptCrossAttentionBlock, ResidualBlock
+    from model.train import compile_network
+
+    compiled = []
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **kw: compiled.append((type(self), kw)))
+    net = model.build("genlv-tiny")
+    keys = list(net.state_dict())
+    assert compile_network(net, "regional") is net  # in place: no wrapper, state_dict names unchanged
+    assert list(net.state_dict()) == keys
+    counts = {cls: sum(1 for c, _ in compiled if c is cls)
+              for cls in (DualAttentionBlock, PromptCrossAttentionBlock, ResidualBlock)}
+    expected = {cls: sum(1 for m in net.modules() if type(m) is cls) for cls in counts}
+    assert counts == expected and all(n > 0 for n in counts.values())
+    assert all(kw == {"dynamic": False} for _, kw in compiled)
+
+
+def test_regional_compile_falls_back_to_whole_network_compile_without_declared_regions(monkeypatch):
+    from model.train import compile_network
+
+    calls = []
+    monkeypatch.setattr(torch, "compile", lambda m, **kw: calls.append(m) or m)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 3, 1))
+    assert compile_network(net, "regional") is net and calls == [net]
+    assert compile_network(net, "") is net and calls == [net]  # off: untouched

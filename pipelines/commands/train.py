@@ -54,7 +54,9 @@ def add_arguments(p) -> None:
                    "decay (0.999 if no value; 0 = off); the EMA is saved as the eval weights")
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
                    help="bf16 autocast on CUDA (default on; CPU always trains in fp32)")
-    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the network")
+    p.add_argument("--compile", nargs="?", const="regional", choices=("off", "regional", "full"),
+                   help="torch.compile: regional (the default when given alone: each repeated block, fast "
+                        "to compile), full (the whole network) or off")
     p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--workers", type=int, help="DataLoader worker processes per rank")
     p.add_argument("--threads", type=int, help="torch CPU threads")
