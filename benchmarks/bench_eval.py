@@ -12,7 +12,6 @@ image. Figures, not a test: exits 0 regardless.
 """
 from __future__ import annotations
 
-import os
 
 import argparse  # noqa: E402
 import statistics  # noqa: E402

@@ -53,7 +53,6 @@ def time_parts(stream: TrainStream, n: int) -> dict[str, float]:
         for ref in refs:
             fd = stream._fd(ref.shard)
             blobs += [os.pread(fd, ref.input[1], ref.input[0]), os.pread(fd, ref.target[1], ref.target[0])]
-        t1 = time.perf_counter()
         images = [decode_png(b) for b in blobs]
         t2 = time.perf_counter()
         c = stream.size

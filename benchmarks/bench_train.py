@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import statistics
@@ -62,6 +63,7 @@ def peak_memory_gib(device: torch.device) -> float:
 def bench_batch(args, batch: int, device: torch.device, flops_per_sample: int) -> dict:
     """Median step time over ``args.steps`` timed steps after ``args.warmup`` untimed ones."""
     config = TrainConfig(arch=args.arch, batch=batch, size=args.size, bf16=args.bf16, compile=args.compile,
+                         channels_last=args.channels_last, checkpointing=args.checkpointing,
                          ema=args.ema, steps=10**9, warmup=0, lr=1e-4)
     torch._dynamo.reset()  # each batch size pays its own compilation: warmup_s is the compile time
     if device.type == "cuda":
@@ -122,8 +124,11 @@ def bench_inference(args, device: torch.device) -> dict:
     on CUDA the same forward replayed as a CUDA graph."""
     config = TrainConfig(arch=args.arch, size=args.size, bf16=args.bf16, compile=args.compile)
     net = build_network(config).to(device).eval()
+    layout = torch.channels_last if args.channels_last else torch.contiguous_format
+    net.to(memory_format=layout)
     runner = compile_network(net, args.compile)
-    images = [torch.rand(1, 3, args.size, args.size, device=device) for _ in range(3)]
+    images = [torch.rand(1, 3, args.size, args.size, device=device).contiguous(memory_format=layout)
+              for _ in range(3)]
     use_bf16 = args.bf16 and device.type == "cuda"
     result = {}
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
@@ -146,6 +151,14 @@ def bench_inference(args, device: torch.device) -> dict:
                 result["cuda_graph_error"] = f"{type(exc).__name__}: {exc}"[:300]
                 print(f"CUDA graph capture failed: {result['cuda_graph_error']}")
     return result
+
+
+def write_json(path: str, result: dict) -> None:
+    """Write atomically (temp + rename), so a killed run leaves the last complete version."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as fh:
+        json.dump(result, fh, indent=2)
+    os.replace(tmp, path)
 
 
 def cpu_name() -> str:
@@ -173,6 +186,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA only)")
     parser.add_argument("--compile", nargs="?", const="regional", default="", choices=("regional", "full"),
                         help="torch.compile: regional (default when given alone; each repeated block) or full")
+    parser.add_argument("--channels-last", action="store_true", help="NHWC weights and inputs")
+    parser.add_argument("--checkpointing", action="store_true", help="activation checkpointing in training")
+    parser.add_argument("--no-inference", action="store_true", help="skip the batch-1 inference timing")
     parser.add_argument("--ema", type=float, default=0.0, help="EMA decay (0 = off), to include its cost")
     parser.add_argument("--steps", type=int, default=10, help="timed steps per batch size (median reported)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation happens here)")
@@ -195,11 +211,14 @@ def main(argv: list[str] | None = None) -> dict:
     del net
     result = {"device": device_name(device), "torch": torch.__version__, "cuda": torch.version.cuda,
               "arch": args.arch, "params": params, "size": args.size, "bf16": bool(args.bf16 and device.type == "cuda"),
-              "compile": args.compile, "ema": args.ema, "peak_tflops": args.peak_tflops,
+              "compile": args.compile, "channels_last": args.channels_last, "checkpointing": args.checkpointing,
+              "ema": args.ema, "peak_tflops": args.peak_tflops,
               "forward_gflops_per_sample": flops / 1e9, "timed_steps": args.steps, "warmup_steps": args.warmup,
               "time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "rows": []}
     print(f"{args.arch} ({params / 1e6:.2f} M params, {flops / 1e9:.1f} forward GFLOPs/sample at {args.size}²) "
-          f"on {result['device']}, bf16={result['bf16']}, compile={args.compile}")
+          f"on {result['device']}, bf16={result['bf16']}, compile={args.compile or 'off'}, "
+          f"channels_last={args.channels_last}, checkpointing={args.checkpointing}")
+    path = args.json or f"bench-train-{args.arch}-{args.size}.json"
     print(f"{'batch':>5} {'samples/s':>10} {'step ms':>9} {'peak GiB':>9} {'TFLOP/s':>8} {'MFU':>7} {'warm-up s':>9}")
     for batch in [int(b) for b in args.batch.split(",") if b.strip()]:
         try:
@@ -213,6 +232,10 @@ def main(argv: list[str] | None = None) -> dict:
         else:
             print(f"{batch:>5} {row['samples_per_s']:>10.2f} {row['step_ms']:>9.1f} {row['peak_memory_gib']:>9.2f} "
                   f"{row['achieved_tflops']:>8.3f} {100 * row['mfu']:>6.2f}% {row['warmup_s']:>9.1f}")
+        write_json(path, result)  # after every row: a run cut short keeps what it measured
+    if args.no_inference:
+        write_json(path, result)
+        return result
     result.update(bench_inference(args, device))
     print(f"inference at batch 1: {result['inference_ms_b1']:.2f} ms ({result['inference_method']}, median of "
           f"{args.steps})")
@@ -229,9 +252,7 @@ def main(argv: list[str] | None = None) -> dict:
                   f"{peer.inference_ms_b1} ms at batch 1 -> ours {result['vs_peer']['train_speedup']:.2f}x training, "
                   f"{result['vs_peer']['inference_speedup']:.2f}x inference"
                   + ("" if same else f" (NOT comparable: measured on {result['device']})"))
-    path = args.json or f"bench-train-{args.arch}-{args.size}.json"
-    with open(path, "w") as fh:
-        json.dump(result, fh, indent=2)
+    write_json(path, result)
     print(f"wrote {path}")
     return result
 

@@ -9,6 +9,8 @@
 #                                                      # during the speed stage; training gets what is left
 #   STAGES=equal-budget bash benchmarks/device_session.sh  # issue #8: scripts/equal_budget.py --plan gpu
 #                                                      # (EB_ONLY=a,b for a subset when a lease is short)
+#   STAGES=speed-variants DEADLINE_S=240 bash ...     # genlv-base with regional compile + channels_last,
+#                                                      # and activation checkpointing at batch 64
 #   SMOKE=1 STAGES=speed,genlv-s,equal-budget bash benchmarks/device_session.sh   # CPU check of this script
 #
 # Run from the repository root. On the device machine dask and webdataset are missing: carry
@@ -51,7 +53,7 @@ if [ "$SMOKE" = 1 ]; then  # the same commands at sizes a CPU finishes in a minu
     PEERS=("--arch promptgip-fixture --size 32 --batch 2" "--arch promptir-s --size 32 --batch 2"
            "--arch painter-fixture --size 32 --batch 2")
     ATTN="--sizes 256 --repeats 1 --warmup 0"
-    MINUTES=${MINUTES:-0.3} STEPS=${STEPS:-4} COMPILED_BATCHES=2 BATCH=${BATCH:-2} SIZE=${SIZE:-32} N_TRAIN=${N_TRAIN:-8} LIMIT=${LIMIT:-2}
+    MINUTES=${MINUTES:-0.3} STEPS=${STEPS:-4} COMPILED_BATCHES=2 VARIANT_BATCH=2 CKPT_BATCH=2 BATCH=${BATCH:-2} SIZE=${SIZE:-32} N_TRAIN=${N_TRAIN:-8} LIMIT=${LIMIT:-2}
     TASKS="--tasks gaussian_noise,canny"; ARCH=genlv-tiny; WORKERS=1; DEV=cpu
 else
     BASE="--arch genlv-base --size 256 --bf16 --steps 8 --warmup 2"
@@ -66,6 +68,8 @@ else
 fi
 COMPILE_TIMEOUT=${COMPILE_TIMEOUT:-170}  # a compile that hangs must not eat the lease
 DEADLINE_S=${DEADLINE_S:-100000}; EVAL_RESERVE_S=${EVAL_RESERVE_S:-70}
+
+remaining() { echo $((DEADLINE_S - ($(date +%s) - started))); }
 
 synthesise() {  # once per lease: the genlv-s and equal-budget stages share the shards
     if [ ! -f "$WORK/shards/manifest.json" ]; then
@@ -101,6 +105,23 @@ if [[ ",$STAGES," == *",speed,"* ]]; then
     $PY benchmarks/bench_attention.py $ATTN --json "$FIG/attention-cost.json" || echo "attention benchmark failed"
 fi
 
+
+if [[ ",$STAGES," == *",speed-variants,"* ]]; then
+    # Where the eager step's time goes, then the layouts and memory savers beside the plain eager
+    # sweep: regional compile with NHWC (compile time = warm-up s), and activation checkpointing
+    # at batch 64 (issue #6: batch 64 at 256² in 80 GiB).
+    stamp "genlv-base: profile of one eager training step at batch ${PROFILE_BATCH:-8}"
+    timeout "$(remaining)" $PY benchmarks/profile_step.py ${BASE%% --steps*} --batch "${PROFILE_BATCH:-8}" \
+        --warmup 1 --steps 1 --rows 40 --out "$FIG/profile-step.txt" | tail -n 42 || echo "profile failed"
+    stamp "genlv-base: regional compile + channels_last at batch ${VARIANT_BATCH:-16}"
+    timeout "$(( $(remaining) - 60 < COMPILE_TIMEOUT ? $(remaining) - 60 : COMPILE_TIMEOUT ))" \
+        $PY benchmarks/bench_train.py $BASE --batch "${VARIANT_BATCH:-16}" --compile regional --channels-last \
+        --json "$FIG/bench-train-compiled-nhwc.json" || echo "compiled NHWC run failed or ran out of time"
+    stamp "genlv-base: eager + channels_last + activation checkpointing at batch ${CKPT_BATCH:-64}"
+    timeout "$(remaining)" $PY benchmarks/bench_train.py ${BASE%% --steps*} --steps 3 --warmup 1 \
+        --batch "${CKPT_BATCH:-64}" --channels-last --checkpointing --no-inference \
+        --json "$FIG/bench-train-eager-ckpt.json" || echo "eager checkpointed run failed or ran out of time"
+fi
 
 wait_synthesis() {
     if [ -n "$SYNTH_PID" ]; then

@@ -110,6 +110,8 @@ class TrainConfig:
     ema: float = 0.0                 # EMA decay (e.g. 0.999); 0 = no EMA
     bf16: bool = True                # bf16 autocast (CUDA only; CPU always trains in fp32)
     compile: Any = ""                # torch.compile: "" (off), "regional" (each repeated block), "full"
+    channels_last: bool = False      # NHWC weights and inputs (cuDNN's fast bf16 convolution layout)
+    checkpointing: bool = False      # recompute block activations in backward (less memory, ~1/3 more compute)
     device: str = "auto"             # auto | cpu | cuda | cuda:N (under torchrun: cuda:LOCAL_RANK)
     workers: int = 0                 # DataLoader worker processes per rank
     seed: int = 0                    # weight init and data order
@@ -423,6 +425,18 @@ def compile_regions(net: nn.Module) -> list[nn.Module]:
     return [m for m in bare.modules() if classes and isinstance(m, classes)]
 
 
+def enable_activation_checkpointing(net: nn.Module) -> int:
+    """Turn on activation checkpointing in every block that supports it (``checkpointed``
+    attribute); returns how many. ValueError if the architecture has none."""
+    blocks = [m for m in objectives.unwrap(net).modules() if hasattr(type(m), "checkpointed")]
+    if not blocks:
+        raise ValueError(f"{type(objectives.unwrap(net)).__name__} has no blocks that support activation "
+                         "checkpointing (checkpointing: true); turn it off for this architecture")
+    for block in blocks:
+        block.checkpointed = True
+    return len(blocks)
+
+
 def compile_network(model: nn.Module, mode: str) -> nn.Module:
     """Apply ``torch.compile`` as ``mode`` says; returns the module to call.
 
@@ -455,6 +469,10 @@ class Trainer:
     def __init__(self, net: nn.Module, config: TrainConfig, device: torch.device, dist: Distributed | None = None):
         self.config, self.device, self.dist = config, device, dist or Distributed()
         self.net = net.to(device)
+        if config.channels_last:
+            self.net.to(memory_format=torch.channels_last)
+        if config.checkpointing:
+            enable_activation_checkpointing(self.net)
         self.net.train()
         model: nn.Module = self.net
         if self.dist.enabled:
@@ -486,6 +504,8 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         images = _on_device(batch, self.device)
+        if self.config.channels_last:
+            images = {k: v.contiguous(memory_format=torch.channels_last) for k, v in images.items()}
         query, prompt_input, prompt_target, target = (
             images[k] for k in ("query", "prompt_input", "prompt_target", "target"))
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16):

@@ -352,3 +352,49 @@ def test_regional_compile_falls_back_to_whole_network_compile_without_declared_r
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 3, 1))
     assert compile_network(net, "regional") is net and calls == [net]
     assert compile_network(net, "") is net and calls == [net]  # off: untouched
+
+
+def _loss_and_grads(net, images):
+    net.zero_grad(set_to_none=True)
+    loss = net(*images[:3]).sub(images[3]).abs().mean()
+    loss.backward()
+    return loss.item(), {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
+
+
+def test_activation_checkpointing_and_channels_last_leave_loss_and_gradients_unchanged():
+    from model.train import enable_activation_checkpointing
+
+    generator = torch.Generator().manual_seed(3)
+    images = [torch.rand(2, 3, 32, 32, generator=generator) for _ in range(4)]
+    net = model.build("genlv-tiny")
+    ref_loss, ref_grads = _loss_and_grads(net, images)
+    assert enable_activation_checkpointing(net) > 0
+    for variant in ("checkpointed", "checkpointed + channels_last"):
+        if variant.endswith("channels_last"):
+            net.to(memory_format=torch.channels_last)
+            images = [t.contiguous(memory_format=torch.channels_last) for t in images]
+        loss, grads = _loss_and_grads(net, images)
+        assert loss == pytest.approx(ref_loss, rel=1e-5), variant
+        assert grads.keys() == ref_grads.keys()
+        for name, grad in grads.items():
+            torch.testing.assert_close(grad, ref_grads[name], rtol=1e-4, atol=1e-6, msg=f"{variant}: {name}")
+
+
+def test_activation_checkpointing_names_an_architecture_without_checkpointable_blocks():
+    from model.train import enable_activation_checkpointing
+
+    with pytest.raises(ValueError, match="Sequential has no blocks"):
+        enable_activation_checkpointing(torch.nn.Sequential(torch.nn.Conv2d(3, 3, 1)))
+
+
+def test_trainer_steps_with_channels_last_and_checkpointing():
+    config = TrainConfig(arch="genlv-tiny", batch=2, size=32, steps=2, warmup=0,
+                         channels_last=True, checkpointing=True)
+    trainer = Trainer(build_network(config), config, torch.device("cpu"))
+    generator = torch.Generator().manual_seed(0)
+    batch = {k: torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8, generator=generator)
+             for k in ("prompt_input", "prompt_target", "query", "target")}
+    result = trainer.step(batch)
+    assert np.isfinite(result.loss) and np.isfinite(result.grad_norm)
+    conv = next(m for m in trainer.net.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
