@@ -157,6 +157,8 @@ def _ssim_strip_sum(x: np.ndarray, y: np.ndarray, maps: np.ndarray, peak: float)
     """(h, W, C) integer strip with a 5-row halo -> sum of the SSIM map over its valid region.
 
     Four filter passes: the denominator only needs var_x + var_y = E[x² + y²] - mu_x² - mu_y².
+    For uint8 the products are formed exactly in uint16 (xy and (x - y)² are at most 255²) and
+    filtered from there, E[x² + y²] = E[(x - y)²] + 2 E[xy]; uint16 images form them in float64.
     The covariance and variance differences are formed in float64 before anything else, where the
     cancellation happens; everything is in place on the workspace maps.
     """
@@ -164,16 +166,25 @@ def _ssim_strip_sum(x: np.ndarray, y: np.ndarray, maps: np.ndarray, peak: float)
     c2 = (SSIM_K2 * peak) ** 2
     h, w = x.shape[:2]
     xf, yf, mu_x, mu_y, e_sq, e_xy = maps[:, :h]
-    np.copyto(xf, x)
-    np.copyto(yf, y)
     _blur(x, mu_x)
     _blur(y, mu_y)
-    np.multiply(xf, yf, out=e_sq)
-    _blur(e_sq, e_xy)                      # E[xy]
-    np.multiply(xf, xf, out=xf)
-    np.multiply(yf, yf, out=yf)
-    xf += yf
-    _blur(xf, e_sq)                        # E[x² + y²]
+    if x.dtype == np.uint8:
+        products = _product_buffers(h, w, x.shape[2])
+        np.multiply(x, y, out=products[0], dtype=np.uint16)
+        _blur(products[0], e_xy)                       # E[xy]
+        diff = cv2.absdiff(x, y)
+        np.multiply(diff, diff, out=products[1], dtype=np.uint16)
+        _blur(products[1], e_sq)
+        cv2.scaleAdd(e_xy, 2.0, e_sq, dst=e_sq)        # E[(x - y)²] + 2 E[xy] = E[x² + y²]
+    else:
+        np.copyto(xf, x)
+        np.copyto(yf, y)
+        np.multiply(xf, yf, out=e_sq)
+        _blur(e_sq, e_xy)                              # E[xy]
+        np.multiply(xf, xf, out=xf)
+        np.multiply(yf, yf, out=yf)
+        xf += yf
+        _blur(xf, e_sq)                                # E[x² + y²]
     rows = slice(_RADIUS, h - _RADIUS)     # valid rows stay contiguous; columns are cut at the sum
     mu_x, mu_y, e_sq, e_xy, mu_xy = mu_x[rows], mu_y[rows], e_sq[rows], e_xy[rows], xf[rows]
     np.multiply(mu_x, mu_y, out=mu_xy)
@@ -182,13 +193,21 @@ def _ssim_strip_sum(x: np.ndarray, y: np.ndarray, maps: np.ndarray, peak: float)
     mu_x += mu_y                           # mu_x² + mu_y²
     cv2.addWeighted(e_xy, 2.0, mu_xy, -2.0, c2, dst=e_xy)   # 2 cov + c2
     cv2.addWeighted(e_sq, 1.0, mu_x, -1.0, c2, dst=e_sq)    # var_x + var_y + c2
-    mu_xy *= 2.0
-    mu_xy += c1
+    cv2.addWeighted(mu_xy, 2.0, mu_xy, 0.0, c1, dst=mu_xy)  # 2 mu_x mu_y + c1
     mu_xy *= e_xy                          # numerator
     mu_x += c1
     mu_x *= e_sq                           # denominator
     mu_xy /= mu_x
     return float(mu_xy[:, _RADIUS:w - _RADIUS].sum())
+
+
+def _product_buffers(rows: int, width: int, channels: int) -> np.ndarray:
+    """Two uint16 (rows, width, channels) maps from this thread's workspace (grown on demand)."""
+    buf = getattr(_workspace, "products", None)
+    if buf is None or buf.shape[2:] != (width, channels) or buf.shape[1] < rows:
+        buf = np.empty((2, rows, width, channels), dtype=np.uint16)
+        _workspace.products = buf
+    return buf[:, :rows]
 
 
 def _ssim_one(x: np.ndarray, y: np.ndarray, peak: float) -> float:
