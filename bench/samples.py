@@ -70,7 +70,9 @@ class SampleWriter:
         """Write one output (integer RGB HWC) and its input images ({role: array}) atomically.
 
         A failed write is logged, not raised: examples are for the report and must not fail a
-        unit whose scores are fine.
+        unit whose scores are fine. They are renamed into place but not fsynced (half their cost,
+        and its most variable half on shared disks): after an operating-system crash, delete the
+        model's folder under the results folder and evaluate again to rewrite them.
         """
         from taskgen.atomic import atomic_write_bytes, atomic_write_json
         from taskgen.imageio import encode_png
@@ -82,10 +84,10 @@ class SampleWriter:
             if _read_json(folder / SAMPLE_META) != record:
                 # sample.json last: when it is there, the images it describes are complete.
                 for role, image in images.items():
-                    atomic_write_bytes(folder / f"{role}.png", encode_png(image, PNG_COMPRESSION))
-                atomic_write_json(folder / SAMPLE_META, record)
+                    atomic_write_bytes(folder / f"{role}.png", encode_png(image, PNG_COMPRESSION), durable=False)
+                atomic_write_json(folder / SAMPLE_META, record, durable=False)
             atomic_write_bytes(output_path(self.root, self.model_dir, track, unit, sample_key),
-                               encode_png(output, PNG_COMPRESSION))
+                               encode_png(output, PNG_COMPRESSION), durable=False)
         except OSError as err:
             log.warning("could not save the example %s of %s/%s: %s", sample_key, track, unit, err)
 

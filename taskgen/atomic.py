@@ -1,4 +1,9 @@
-"""Atomic file writes: a temporary file in the same folder, fsync, then rename."""
+"""Atomic file writes: a temporary file in the same folder, fsync, then rename.
+
+The rename alone makes a write atomic for every reader and against a killed process; the fsync
+before it also makes it survive an operating-system crash. Files that are cheap to regenerate and
+only illustrate (example images) skip the fsync (``durable=False``): it is most of their cost.
+"""
 from __future__ import annotations
 
 import json
@@ -27,20 +32,21 @@ def atomic_path(path: str | Path):
         raise
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+def atomic_write_bytes(path: str | Path, data: bytes, durable: bool = True) -> Path:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
     return Path(path)
 
 
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_text(path: str | Path, text: str, durable: bool = True) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"), durable)
 
 
-def atomic_write_json(path: str | Path, obj, **kwargs) -> Path:
+def atomic_write_json(path: str | Path, obj, durable: bool = True, **kwargs) -> Path:
     kwargs.setdefault("indent", 2)
     kwargs.setdefault("sort_keys", True)
-    return atomic_write_text(path, json.dumps(obj, **kwargs) + "\n")
+    return atomic_write_text(path, json.dumps(obj, **kwargs) + "\n", durable)
