@@ -92,10 +92,13 @@ class ChannelAttention(nn.Module):
         # Tokens are channels here: each head attends over its C/heads channels, features = H*W pixels.
         qkv = self.qkv_dwconv(self.qkv(x)).reshape(b, 3, self.num_heads, c // self.num_heads, h * w)
         q, k, v = qkv.unbind(1)
-        # Folding the per-head temperature into q turns softmax(q̂k̂ᵀ·t)v into plain SDPA with scale 1.
-        q = F.normalize(q, dim=-1) * self.temperature
+        # Plain matmuls, not SDPA: the "head width" here is H·W pixels, beyond every fused SDPA
+        # kernel, and SDPA's fallback upcasts bf16 to fp32 (fp32 FFMA GEMMs and extra copies in
+        # the H200 profile, results/gpu-h200). The C/heads × C/heads logits are tiny.
+        q = F.normalize(q, dim=-1)
         k = F.normalize(k, dim=-1)
-        out = F.scaled_dot_product_attention(q, k, v, scale=1.0)
+        attn = (torch.matmul(q, k.transpose(-2, -1)) * self.temperature).softmax(dim=-1)
+        out = torch.matmul(attn.to(v.dtype), v)
         return self.project_out(out.reshape(b, c, h, w))
 
 

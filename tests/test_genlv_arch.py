@@ -120,6 +120,18 @@ def test_channel_attention_equals_plain_mdta_formula():
     torch.testing.assert_close(attn(x), plain, atol=1e-5, rtol=1e-5)
 
 
+def test_channel_attention_under_bf16_autocast_stays_within_bf16_tolerance():
+    # The mixed-precision path (bf16 matmuls, fp32 softmax) against the fp32 result.
+    torch.manual_seed(1)
+    attn = _randomise(ChannelAttention(dim=16, num_heads=4, bias=False))
+    x = torch.randn(2, 16, 8, 12)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = attn(x)
+    assert mixed.dtype == torch.bfloat16
+    ref = attn(x)
+    assert ((mixed.float() - ref).norm() / ref.norm()).item() < 1e-2
+
+
 def _pad_reshape_rel_to_abs(logits):
     """HaloNet's relative->absolute conversion by padding and reshaping, (B, L, 2R-1) -> (B, L, R)."""
     b, length, m = logits.shape
