@@ -26,6 +26,8 @@ without one it is ``"l1"``. Objectives follow the authors' training code:
 """
 from __future__ import annotations
 
+import functools
+
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -116,17 +118,24 @@ def masked_patch_mse(pred: torch.Tensor, target: torch.Tensor, masked: torch.Ten
     return (per_patch * weight).sum() / weight.sum().clamp_min(1.0)
 
 
+@functools.lru_cache(maxsize=16)
+def imagenet_stats(device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """ImageNet mean and std as 1×3×1×1 tensors on ``device``, made once per device and dtype:
+    a fresh host-to-device copy on every call would also break CUDA graph capture."""
+    mean = torch.tensor(IMAGENET_MEAN, dtype=dtype).view(1, 3, 1, 1).to(device)
+    std = torch.tensor(IMAGENET_STD, dtype=dtype).view(1, 3, 1, 1).to(device)
+    return mean, std
+
+
 def imagenet_normalize(images: torch.Tensor) -> torch.Tensor:
     """RGB [0, 1] -> ImageNet-normalised (per-channel mean/std), same shape and dtype."""
-    mean = images.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = images.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    mean, std = imagenet_stats(images.device, images.dtype)
     return (images - mean) / std
 
 
 def imagenet_denormalize(images: torch.Tensor) -> torch.Tensor:
     """Inverse of :func:`imagenet_normalize`."""
-    mean = images.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = images.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    mean, std = imagenet_stats(images.device, images.dtype)
     return images * std + mean
 
 

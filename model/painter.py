@@ -26,8 +26,6 @@ from torch import nn
 from .promptgip import Block
 
 LAYERNORM_EPS = 1e-6
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
@@ -242,9 +240,9 @@ def painter_loss(pred: torch.Tensor, tgts: torch.Tensor, bool_masked_pos: torch.
     b, _, h, w = tgts.shape
     mask = bool_masked_pos.reshape(b, 1, h // patch_size, w // patch_size).to(pred.dtype)
     mask = mask.repeat_interleave(patch_size, 2).repeat_interleave(patch_size, 3).expand(-1, 3, -1, -1)
-    mean = torch.tensor(IMAGENET_MEAN, device=tgts.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=tgts.device).view(1, 3, 1, 1)
-    ignore = ((tgts * std + mean) * (1 - mask)).sum((1, 2, 3)) < ignore_sum
+    from .objectives import imagenet_denormalize
+
+    ignore = (imagenet_denormalize(tgts) * (1 - mask)).sum((1, 2, 3)) < ignore_sum
     valid = valid * (~ignore).to(valid.dtype).view(b, 1, 1, 1)
     mask = mask * valid
     loss = F.smooth_l1_loss(pred, tgts, reduction="none", beta=0.01)
