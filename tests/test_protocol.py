@@ -112,6 +112,18 @@ def test_images_to_tensor_scales_by_dtype():
     assert images_to_tensor([img16])[0].min() == 1.0
 
 
+def test_images_to_tensor_puts_each_channel_in_its_plane_and_rejects_mixed_batches():
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (6, 5, 3), dtype=np.uint8) for _ in range(2)]
+    tensor = images_to_tensor([images[0], images[1][:, ::-1]])  # a strided view is fine too
+    expected = np.stack([images[0], images[1][:, ::-1]]).transpose(0, 3, 1, 2) / 255.0
+    np.testing.assert_allclose(tensor.numpy(), expected, rtol=1e-6)
+    with pytest.raises(TypeError, match="share a dtype"):
+        images_to_tensor([images[0], images[0].astype(np.uint16)])
+    with pytest.raises(ValueError, match="share a shape"):
+        images_to_tensor([images[0], images[0][:5]])
+
+
 @pytest.mark.parametrize("output, message", [
     (np.zeros((2, 3, 16, 24), np.float32), "must return a torch.Tensor"),
     (torch.zeros((2, 3, 16, 24), dtype=torch.uint8), "float tensor"),
