@@ -1,6 +1,6 @@
 """Evaluation overhead outside the model: milliseconds per query image on one core.
 
-    python benchmarks/bench_eval.py                       # 256x256, gaussian_noise + canny, 16 each
+    python benchmarks/bench_eval.py                       # 256x256, every task, 16 images each
     python benchmarks/bench_eval.py --size 256 --n 32 --repeats 5 --tasks jpeg,canny
 
 Synthesizes a small test split in a temporary folder (not timed), then runs the ``identity``
@@ -36,7 +36,7 @@ def median_ms(fn, repeats: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", default="gaussian_noise,canny")
+    parser.add_argument("--tasks", default="all", help="comma list of tasks or categories (default: all)")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--n", type=int, default=16, help="test images per task")
     parser.add_argument("--batch-size", type=int, default=8)
