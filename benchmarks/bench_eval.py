@@ -1,6 +1,6 @@
 """Evaluation overhead outside the model: milliseconds per query image on one core.
 
-    python benchmarks/bench_eval.py                       # 256x256, every task, 16 images each
+    python benchmarks/bench_eval.py                       # 256x256, every task, 32 images each
     python benchmarks/bench_eval.py --size 256 --n 32 --repeats 5 --tasks jpeg,canny
 
 Synthesizes a small test split in a temporary folder (not timed), then runs the ``identity``
@@ -38,7 +38,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default="all", help="comma list of tasks or categories (default: all)")
     parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--n", type=int, default=16, help="test images per task")
+    parser.add_argument("--n", type=int, default=32, help="test images per task")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1,
