@@ -187,7 +187,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--compile", nargs="?", const="regional", default="", choices=("regional", "full"),
                         help="torch.compile: regional (default when given alone; each repeated block) or full")
     parser.add_argument("--channels-last", action="store_true", help="NHWC weights and inputs")
-    parser.add_argument("--checkpointing", action="store_true", help="activation checkpointing in training")
+    parser.add_argument("--checkpointing", nargs="?", const="sublayer", default="", choices=("sublayer", "block"),
+                        help="activation checkpointing in training: sublayer (default when given alone) or block")
     parser.add_argument("--no-inference", action="store_true", help="skip the batch-1 inference timing")
     parser.add_argument("--ema", type=float, default=0.0, help="EMA decay (0 = off), to include its cost")
     parser.add_argument("--steps", type=int, default=10, help="timed steps per batch size (median reported)")

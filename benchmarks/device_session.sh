@@ -117,9 +117,9 @@ if [[ ",$STAGES," == *",speed-variants,"* ]]; then
     timeout "$(( $(remaining) - 60 < COMPILE_TIMEOUT ? $(remaining) - 60 : COMPILE_TIMEOUT ))" \
         $PY benchmarks/bench_train.py $BASE --batch "${VARIANT_BATCH:-16}" --compile regional --channels-last \
         --json "$FIG/bench-train-compiled-nhwc.json" || echo "compiled NHWC run failed or ran out of time"
-    stamp "genlv-base: eager + channels_last + activation checkpointing at batch ${CKPT_BATCH:-64}"
+    stamp "genlv-base: eager + channels_last + block activation checkpointing at batch ${CKPT_BATCH:-64}"
     timeout "$(remaining)" $PY benchmarks/bench_train.py ${BASE%% --steps*} --steps 3 --warmup 1 \
-        --batch "${CKPT_BATCH:-64}" --channels-last --checkpointing --no-inference \
+        --batch "${CKPT_BATCH:-64}" --channels-last --checkpointing block --no-inference \
         --json "$FIG/bench-train-eager-ckpt.json" || echo "eager checkpointed run failed or ran out of time"
 fi
 

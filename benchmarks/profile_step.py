@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--channels-last", action="store_true")
-    parser.add_argument("--checkpointing", action="store_true")
+    parser.add_argument("--checkpointing", nargs="?", const="sublayer", default="", choices=("sublayer", "block"))
     parser.add_argument("--cudnn-benchmark", action="store_true", help="let cuDNN time its algorithms first")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--steps", type=int, default=2)

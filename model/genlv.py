@@ -111,14 +111,21 @@ class DualAttentionBlock(nn.Module):
         self.channel_ffn = GatedDconvFFN(dim, cfg.ffn_expansion_factor, cfg.bias)
         self.spatial_ffn = GatedDconvFFN(dim, cfg.ffn_expansion_factor, cfg.bias)
 
-    # Set by model.train.enable_activation_checkpointing: recompute each sub-layer in backward.
-    checkpointed = False
+    # Set by model.train.enable_activation_checkpointing: "" (off), "sublayer" (recompute each
+    # sub-layer in backward: 4 stored inputs per block) or "block" (store only the block's input;
+    # its recomputation checkpoints the sub-layers again, so peak memory is one sub-layer's).
+    checkpointed = ""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + pre_norm_sublayer(self.channel_attn, self.norm1, x, self.checkpointed)
-        x = x + pre_norm_sublayer(self.channel_ffn, self.norm2, x, self.checkpointed)
-        x = x + pre_norm_sublayer(self.spatial_attn, self.norm3, x, self.checkpointed)
-        return x + pre_norm_sublayer(self.spatial_ffn, self.norm4, x, self.checkpointed)
+        if self.checkpointed == "block" and torch.is_grad_enabled():
+            return activation_checkpoint(self._sublayers, x, True, use_reentrant=False)
+        return self._sublayers(x, self.checkpointed == "sublayer")
+
+    def _sublayers(self, x: torch.Tensor, checkpoint_each: bool) -> torch.Tensor:
+        x = x + pre_norm_sublayer(self.channel_attn, self.norm1, x, checkpoint_each)
+        x = x + pre_norm_sublayer(self.channel_ffn, self.norm2, x, checkpoint_each)
+        x = x + pre_norm_sublayer(self.spatial_attn, self.norm3, x, checkpoint_each)
+        return x + pre_norm_sublayer(self.spatial_ffn, self.norm4, x, checkpoint_each)
 
 
 class PromptCrossAttentionBlock(nn.Module):
@@ -193,7 +200,7 @@ class ResidualBlock(nn.Module):
         self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
         self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
 
-    checkpointed = False  # see DualAttentionBlock
+    checkpointed = ""  # see DualAttentionBlock; either level recomputes the residual branch
 
     def _branch(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv2(F.relu(self.conv1(x)))

@@ -111,7 +111,8 @@ class TrainConfig:
     bf16: bool = True                # bf16 autocast (CUDA only; CPU always trains in fp32)
     compile: Any = ""                # torch.compile: "" (off), "regional" (each repeated block), "full"
     channels_last: bool = False      # NHWC weights and inputs (cuDNN's fast bf16 convolution layout)
-    checkpointing: bool = False      # recompute block activations in backward (less memory, ~1/3 more compute)
+    checkpointing: Any = ""          # activation checkpointing: "" (off), "sublayer" (~1/3 more compute),
+                                     # "block" (least memory, ~2/3 more compute); True = "sublayer"
     device: str = "auto"             # auto | cpu | cuda | cuda:N (under torchrun: cuda:LOCAL_RANK)
     workers: int = 0                 # DataLoader worker processes per rank
     seed: int = 0                    # weight init and data order
@@ -132,6 +133,7 @@ class TrainConfig:
         self.betas = tuple(float(b) for b in self.betas)
         self.overrides = dict(self.overrides or {})
         self.compile = compile_mode(self.compile)
+        self.checkpointing = checkpointing_level(self.checkpointing)
 
     def as_dict(self) -> dict:
         return json.loads(json.dumps(dataclasses.asdict(self)))  # tuples -> lists, JSON-safe
@@ -425,15 +427,30 @@ def compile_regions(net: nn.Module) -> list[nn.Module]:
     return [m for m in bare.modules() if classes and isinstance(m, classes)]
 
 
-def enable_activation_checkpointing(net: nn.Module) -> int:
-    """Turn on activation checkpointing in every block that supports it (``checkpointed``
-    attribute); returns how many. ValueError if the architecture has none."""
+CHECKPOINTING_LEVELS = ("", "sublayer", "block")
+
+
+def checkpointing_level(value: Any) -> str:
+    """Normalise a checkpointing setting: False/None/"off" -> "", True -> "sublayer", else a level."""
+    if value in (None, False, "", "off", "none", "false"):
+        return ""
+    if value is True or value == "true":
+        return "sublayer"
+    if value not in CHECKPOINTING_LEVELS:
+        raise ValueError(f"checkpointing must be one of off, sublayer, block (or true/false), got {value!r}")
+    return value
+
+
+def enable_activation_checkpointing(net: nn.Module, level: str = "sublayer") -> int:
+    """Turn on activation checkpointing at ``level`` ("sublayer" or "block") in every block that
+    supports it (a ``checkpointed`` attribute); returns how many. ValueError if there are none."""
+    level = checkpointing_level(level) or "sublayer"
     blocks = [m for m in objectives.unwrap(net).modules() if hasattr(type(m), "checkpointed")]
     if not blocks:
         raise ValueError(f"{type(objectives.unwrap(net)).__name__} has no blocks that support activation "
-                         "checkpointing (checkpointing: true); turn it off for this architecture")
+                         "checkpointing; turn checkpointing off for this architecture")
     for block in blocks:
-        block.checkpointed = True
+        block.checkpointed = level
     return len(blocks)
 
 
@@ -472,7 +489,7 @@ class Trainer:
         if config.channels_last:
             self.net.to(memory_format=torch.channels_last)
         if config.checkpointing:
-            enable_activation_checkpointing(self.net)
+            enable_activation_checkpointing(self.net, config.checkpointing)
         self.net.train()
         model: nn.Module = self.net
         if self.dist.enabled:

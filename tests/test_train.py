@@ -361,14 +361,17 @@ def _loss_and_grads(net, images):
     return loss.item(), {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
 
 
-def test_activation_checkpointing_and_channels_last_leave_loss_and_gradients_unchanged():
+@pytest.mark.parametrize("level", ["sublayer", "block"])
+def test_activation_checkpointing_and_channels_last_leave_loss_and_gradients_unchanged(level):
+    from model.genlv import DualAttentionBlock
     from model.train import enable_activation_checkpointing
 
     generator = torch.Generator().manual_seed(3)
     images = [torch.rand(2, 3, 32, 32, generator=generator) for _ in range(4)]
     net = model.build("genlv-tiny")
     ref_loss, ref_grads = _loss_and_grads(net, images)
-    assert enable_activation_checkpointing(net) > 0
+    assert enable_activation_checkpointing(net, level) > 0
+    assert all(m.checkpointed == level for m in net.modules() if isinstance(m, DualAttentionBlock))
     for variant in ("checkpointed", "checkpointed + channels_last"):
         if variant.endswith("channels_last"):
             net.to(memory_format=torch.channels_last)
@@ -380,6 +383,40 @@ def test_activation_checkpointing_and_channels_last_leave_loss_and_gradients_unc
             torch.testing.assert_close(grad, ref_grads[name], rtol=1e-4, atol=1e-6, msg=f"{variant}: {name}")
 
 
+def test_checkpointing_levels_store_fewer_activations():
+    # What autograd keeps for backward, counted by storage, at each level (block < sublayer < off).
+    from model.train import enable_activation_checkpointing
+
+    def saved_bytes(level):
+        net = model.build("genlv-tiny")
+        if level:
+            enable_activation_checkpointing(net, level)
+        seen, total = set(), [0]
+
+        def pack(t):
+            if t.untyped_storage().data_ptr() not in seen:
+                seen.add(t.untyped_storage().data_ptr())
+                total[0] += t.untyped_storage().nbytes()
+            return t
+
+        images = [torch.rand(1, 3, 32, 32) for _ in range(3)]
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            net(*images)
+        return total[0]
+
+    off, sublayer, block = saved_bytes(""), saved_bytes("sublayer"), saved_bytes("block")
+    assert block < sublayer < off / 3
+
+
+def test_checkpointing_setting_accepts_booleans_and_levels():
+    from model.train import checkpointing_level
+
+    assert [checkpointing_level(v) for v in (False, "off", True, "sublayer", "block")] == \
+        ["", "", "sublayer", "sublayer", "block"]
+    with pytest.raises(ValueError, match="checkpointing must be one of"):
+        TrainConfig(checkpointing="layer")
+
+
 def test_activation_checkpointing_names_an_architecture_without_checkpointable_blocks():
     from model.train import enable_activation_checkpointing
 
@@ -389,7 +426,7 @@ def test_activation_checkpointing_names_an_architecture_without_checkpointable_b
 
 def test_trainer_steps_with_channels_last_and_checkpointing():
     config = TrainConfig(arch="genlv-tiny", batch=2, size=32, steps=2, warmup=0,
-                         channels_last=True, checkpointing=True)
+                         channels_last=True, checkpointing="block")
     trainer = Trainer(build_network(config), config, torch.device("cpu"))
     generator = torch.Generator().manual_seed(0)
     batch = {k: torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8, generator=generator)

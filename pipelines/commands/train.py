@@ -59,9 +59,9 @@ def add_arguments(p) -> None:
                         "to compile), full (the whole network) or off")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                    help="NHWC weights and inputs (faster bf16 convolutions on GPU)")
-    p.add_argument("--checkpointing", action=argparse.BooleanOptionalAction, default=None,
-                   help="activation checkpointing: recompute block activations in backward "
-                        "(larger batches fit; about a third more compute)")
+    p.add_argument("--checkpointing", nargs="?", const="sublayer", choices=("off", "sublayer", "block"),
+                   help="activation checkpointing: sublayer (the default when given alone; about a third "
+                        "more compute) or block (least memory; about two thirds more) or off")
     p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--workers", type=int, help="DataLoader worker processes per rank")
     p.add_argument("--threads", type=int, help="torch CPU threads")
