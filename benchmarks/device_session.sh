@@ -177,6 +177,16 @@ if [[ ",$STAGES," == *",equal-budget,"* ]]; then
     stamp "equal-budget comparison, plan $EB_PLAN ${EB_ARGS[*]}"
     $PY scripts/equal_budget.py --plan "$EB_PLAN" --shards "$WORK/shards" --device "$DEV" --work "$WORK/eb" \
         --out "$FIG/equal-budget-$EB_PLAN" "${EB_ARGS[@]}" || echo "equal-budget comparison failed"
+    # What a later `equal_budget.py --summarise` needs, without the weights: unpack eb-work/ from
+    # figures.tar.gz into out/equal-budget-PLAN (the work folder) next to earlier leases' models.
+    mkdir -p "$FIG/eb-work"
+    [ -d "$WORK/eb/eval" ] && cp -r "$WORK/eb/eval" "$FIG/eb-work/"
+    for run in "$WORK"/eb/*/; do
+        if [ -f "$run/summary.json" ]; then
+            mkdir -p "$FIG/eb-work/$(basename "$run")"
+            cp "$run"/summary.json "$run"/config.json "$run"/metrics.csv "$FIG/eb-work/$(basename "$run")/" 2>/dev/null || true
+        fi
+    done
 fi
 
 stamp "done"

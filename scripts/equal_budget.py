@@ -3,6 +3,7 @@
     python scripts/equal_budget.py --plan cpu                       # results/equal-budget-cpu/
     python scripts/equal_budget.py --plan gpu --shards data/shards --device cuda
     python scripts/equal_budget.py --plan cpu --only genlv-tiny,vit-tiny --work /tmp/eb
+    python scripts/equal_budget.py --plan gpu --summarise   # results gathered one model per lease
 
 Plans live in scripts/equal_budget.yaml. For each model: ``llvbench train`` with the plan's
 budget (a run that already finished is kept; an interrupted one resumes), then one
@@ -10,6 +11,9 @@ budget (a run that already finished is kept; an interrupted one resumes), then o
 ``llvbench leaderboard`` into ``--out``, and ``--out``/README.md: what ran (device, commit,
 commands, budget), each model's training figures, the leaderboard tables and the paper's
 claims checked against these numbers. Re-running after a crash redoes only what is missing.
+``--summarise`` only rebuilds the leaderboard and README from the work folder: for a plan too
+long for one machine session, run it with ``--only`` one model at a time, keep (or bring back)
+each model's summary.json and its eval results in the same work folder, then summarise.
 """
 from __future__ import annotations
 
@@ -121,6 +125,12 @@ def device_label(device: str | None) -> str:
     return f"CPU: {platform.processor() or platform.machine()}, torch {torch.__version__}"
 
 
+def trained_on(models: list[dict], work: Path) -> str:
+    """The devices the models' training summaries name (a summarised run may span several machines)."""
+    devices = sorted({str(read_json(work / m["name"] / "summary.json").get("device", "unknown")) for m in models})
+    return "training on " + ", ".join(devices) + " (from the models' summary.json)"
+
+
 def git_commit() -> str:
     result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
@@ -151,7 +161,7 @@ def write_summary(args, plan: dict, models: list[dict], work: Path, out: Path, c
         "with its authors' loss (model/objectives.py).",
         f"- **Data:** `{args.shards}` (train split for training, test split for evaluation: "
         f"{plan['eval'].get('limit') or 'all'} queries per task, tracks {', '.join(plan['eval']['tracks'])}).",
-        f"- **Device:** {device_label(args.device)}.",
+        f"- **Device:** {trained_on(models, work) if getattr(args, 'summarise', False) else device_label(args.device)}.",
         f"- **Commit:** {git_commit()}.",
         f"- **Rerun:** `python scripts/equal_budget.py --plan {args.plan}"
         + (f" --shards {args.shards}" if args.shards != "data/shards" else "")
@@ -184,6 +194,21 @@ def write_summary(args, plan: dict, models: list[dict], work: Path, out: Path, c
     return path
 
 
+def summarise(args, plan: dict, models: list[dict], work: Path, out: Path) -> int:
+    """Leaderboard and README from the work folder alone (results gathered over several runs)."""
+    missing = [m["name"] for m in models
+               if read_json(work / m["name"] / "summary.json").get("status") != "completed"]
+    if missing or not (work / "eval").is_dir():
+        sys.exit(f"equal_budget --summarise: {work} lacks "
+                 + (f"a completed training summary for {', '.join(missing)}" if missing else "the eval results")
+                 + "; train and evaluate those first (or name the others with --only)")
+    commands: list[str] = []
+    run([sys.executable, "-m", "pipelines.cli", "leaderboard", str(work / "eval"), "--out", str(out), "--quiet"],
+        commands)
+    print(f"wrote {write_summary(args, plan, models, work, out, commands)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--plan", required=True, help="a plan of scripts/equal_budget.yaml (cpu, gpu)")
@@ -195,6 +220,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", help="training and evaluation device (default: auto)")
     parser.add_argument("--steps", type=int, help="override the plan's steps (quick checks)")
     parser.add_argument("--size", type=int, help="override the plan's crop size (quick checks on small shards)")
+    parser.add_argument("--summarise", action="store_true",
+                        help="no training and no evaluation: build the leaderboard and README from what --work "
+                             "already holds (each model's summary.json and the eval results), e.g. gathered "
+                             "one model per device lease")
     args = parser.parse_args(argv)
 
     plans = yaml.safe_load(Path(args.plans).read_text())["plans"]
@@ -217,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     # The budget as a params file of its own: neither params.yaml nor its profile leaks into it.
     (work / "params.yaml").write_text(yaml.safe_dump({"train": plan["train"]}, sort_keys=True))
+
+    if args.summarise:
+        return summarise(args, plan, models, work, out)
 
     commands: list[str] = []
     for model in models:

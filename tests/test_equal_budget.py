@@ -64,3 +64,36 @@ def test_commands_are_shown_relative_to_the_repository(script):
 
     line = script.shown([sys.executable, "-m", "pipelines.cli", "train", "--out", f"{REPO}/out/x", "--name", "a b"])
     assert line == "python -m pipelines.cli train --out out/x --name 'a b'"
+
+
+def test_a_plan_run_in_two_parts_is_summarised_from_the_work_folder(script, tmp_path):
+    # One model per run (as one device lease each), then --summarise builds the comparison.
+    from pipelines.synth import configure, read_params, run_synth
+
+    shards = tmp_path / "shards"
+    params = read_params(None)
+    params.update({"tasks": ["gaussian_noise", "canny"], "size": 64, "samples_per_shard": 8, "summary": None,
+                   "per_task": {}, "counts": {"train": 8, "test": 2, "unseen": 0}})
+    run_synth(configure(params, {"out": str(shards), "workers": 1}), progress=False)
+    plans = tmp_path / "plans.yaml"
+    plans.write_text(yaml.safe_dump({"plans": {"tiny": {
+        "description": "two tiny models", "references": ["identity"],
+        "train": {"steps": 1, "batch": 2, "size": 64, "lr": 0.001, "warmup": 0, "seed": 0, "threads": 1,
+                  "log_every": 1, "ckpt_every": 1},
+        "eval": {"limit": 1, "tracks": ["main"], "batch_size": 2},
+        "models": [{"name": "genlv-tiny", "arch": "genlv-tiny"},
+                   {"name": "xrestormer-tiny", "arch": "xrestormer-s",
+                    "overrides": {"dim": 12, "num_blocks": [1, 1, 1, 1], "num_refinement_blocks": 1}}]}}}))
+    work, out = tmp_path / "work", tmp_path / "out"
+    common = ["--plan", "tiny", "--plans", str(plans), "--shards", str(shards), "--work", str(work),
+              "--out", str(out), "--device", "cpu"]
+    assert script.main(common + ["--only", "genlv-tiny"]) == 0
+    with pytest.raises(SystemExit, match="xrestormer-tiny"):  # not trained yet: named, nothing written
+        script.main(common + ["--summarise"])
+    assert script.main(common + ["--only", "xrestormer-tiny"]) == 0
+    (out / "README.md").unlink()
+    assert script.main(common + ["--summarise"]) == 0
+    readme = (out / "README.md").read_text()
+    assert "training on cpu" in readme and "genlv-tiny" in readme and "xrestormer-tiny" in readme
+    board = pd.read_parquet(out / "model_task.parquet")
+    assert {"identity", "genlv-tiny", "xrestormer-tiny"} <= set(board["model"])
