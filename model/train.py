@@ -409,15 +409,22 @@ def _on_device(batch: Mapping, device: torch.device) -> dict[str, torch.Tensor]:
 COMPILE_MODES = ("", "regional", "full")
 
 
-def compile_mode(value: Any) -> str:
-    """Normalise a compile setting: False/None/"off" -> "", True -> "regional", else a COMPILE_MODES name."""
+def _choice(setting: str, value: Any, choices: tuple[str, ...], when_true: str) -> str:
+    """Normalise an on/off-or-named setting: False/None/"off" -> "", True -> ``when_true``, else one
+    of ``choices`` (ValueError naming the setting otherwise)."""
     if value in (None, False, "", "off", "none", "false"):
         return ""
     if value is True or value == "true":
-        return "regional"
-    if value not in COMPILE_MODES:
-        raise ValueError(f"compile must be one of off, regional, full (or true/false), got {value!r}")
+        return when_true
+    if value not in choices:
+        names = ", ".join(c or "off" for c in choices)
+        raise ValueError(f"{setting} must be one of {names} (or true/false), got {value!r}")
     return value
+
+
+def compile_mode(value: Any) -> str:
+    """Normalise a compile setting: off -> "", True -> "regional", else a COMPILE_MODES name."""
+    return _choice("compile", value, COMPILE_MODES, "regional")
 
 
 def compile_regions(net: nn.Module) -> list[nn.Module]:
@@ -431,14 +438,8 @@ CHECKPOINTING_LEVELS = ("", "sublayer", "block")
 
 
 def checkpointing_level(value: Any) -> str:
-    """Normalise a checkpointing setting: False/None/"off" -> "", True -> "sublayer", else a level."""
-    if value in (None, False, "", "off", "none", "false"):
-        return ""
-    if value is True or value == "true":
-        return "sublayer"
-    if value not in CHECKPOINTING_LEVELS:
-        raise ValueError(f"checkpointing must be one of off, sublayer, block (or true/false), got {value!r}")
-    return value
+    """Normalise a checkpointing setting: off -> "", True -> "sublayer", else a level."""
+    return _choice("checkpointing", value, CHECKPOINTING_LEVELS, "sublayer")
 
 
 def enable_activation_checkpointing(net: nn.Module, level: str = "sublayer") -> int:
