@@ -14,8 +14,6 @@ the process's peak resident set so far (it only grows). Writes a JSON that names
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import platform
 import resource
 import statistics
@@ -28,6 +26,7 @@ import torch
 from bench.peers import peer_for, same_device_kind
 from model.objectives import predict
 from model.train import Trainer, TrainConfig, build_network, compile_network, resolve_device
+from taskgen.atomic import atomic_write_json
 
 
 def forward_flops(net: torch.nn.Module, size: int, device: torch.device) -> int:
@@ -153,14 +152,6 @@ def bench_inference(args, device: torch.device) -> dict:
     return result
 
 
-def write_json(path: str, result: dict) -> None:
-    """Write atomically (temp + rename), so a killed run leaves the last complete version."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as fh:
-        json.dump(result, fh, indent=2)
-    os.replace(tmp, path)
-
-
 def cpu_name() -> str:
     try:
         with open("/proc/cpuinfo") as fh:
@@ -233,9 +224,9 @@ def main(argv: list[str] | None = None) -> dict:
         else:
             print(f"{batch:>5} {row['samples_per_s']:>10.2f} {row['step_ms']:>9.1f} {row['peak_memory_gib']:>9.2f} "
                   f"{row['achieved_tflops']:>8.3f} {100 * row['mfu']:>6.2f}% {row['warmup_s']:>9.1f}")
-        write_json(path, result)  # after every row: a run cut short keeps what it measured
+        atomic_write_json(path, result)  # after every row: a run cut short keeps what it measured
     if args.no_inference:
-        write_json(path, result)
+        print(f"wrote {path}")
         return result
     result.update(bench_inference(args, device))
     print(f"inference at batch 1: {result['inference_ms_b1']:.2f} ms ({result['inference_method']}, median of "
@@ -253,7 +244,7 @@ def main(argv: list[str] | None = None) -> dict:
                   f"{peer.inference_ms_b1} ms at batch 1 -> ours {result['vs_peer']['train_speedup']:.2f}x training, "
                   f"{result['vs_peer']['inference_speedup']:.2f}x inference"
                   + ("" if same else f" (NOT comparable: measured on {result['device']})"))
-    write_json(path, result)
+    atomic_write_json(path, result)
     print(f"wrote {path}")
     return result
 

@@ -11,7 +11,6 @@ run), with their share of the total; ``--out`` also saves that table as text. Th
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -22,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train import device_name, random_batch, synchronize  # noqa: E402
 
 from model.train import Trainer, TrainConfig, build_network, resolve_device  # noqa: E402
+from taskgen.atomic import atomic_write_text  # noqa: E402
 
 
 def compact_table(prof, device: torch.device, rows: int) -> str:
@@ -81,9 +81,7 @@ def main(argv: list[str] | None = None) -> str:
     text = header + "\n" + compact_table(prof, device, args.rows) + "\n\n" + table
     print(header + "\n" + compact_table(prof, device, args.rows))
     if args.out:
-        tmp = f"{args.out}.tmp"
-        Path(tmp).write_text(text)
-        os.replace(tmp, args.out)
+        atomic_write_text(args.out, text)
     return text
 
 
