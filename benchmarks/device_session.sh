@@ -150,21 +150,7 @@ if [[ ",$STAGES," == *",genlv-s,"* ]]; then
     cp "$WORK/lb/leaderboard.md" "$FIG/genlv-s-leaderboard.md"
     cp "$WORK/lb/model_task.parquet" "$FIG/genlv-s-model_task.parquet"
     stamp "export genlv-s as bf16 safetensors"
-    $PY - "$WORK/$ARCH" "$OUT/genlv-s" <<'EOF'
-import json, shutil, sys
-from pathlib import Path
-import torch
-from model.checkpoints import read_safetensors, write_safetensors
-src, dst = Path(sys.argv[1]), Path(sys.argv[2])
-dst.mkdir(parents=True, exist_ok=True)
-state, meta = read_safetensors(src / "model.safetensors")
-write_safetensors(dst / "model.safetensors", {k: v.to(torch.bfloat16) if v.is_floating_point() else v
-                                              for k, v in state.items()}, meta)
-config = json.loads((src / "config.json").read_text())
-config["stored_dtype"] = "bfloat16"
-(dst / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-print(f"{dst / 'model.safetensors'}: {(dst / 'model.safetensors').stat().st_size / 2**20:.1f} MiB")
-EOF
+    $PY scripts/export_checkpoint.py "$WORK/$ARCH" "$OUT/genlv-s"
 fi
 
 if [[ ",$STAGES," == *",equal-budget,"* ]]; then

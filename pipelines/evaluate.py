@@ -24,7 +24,8 @@ DEFAULTS: dict = {
     "shards": "data/shards",
     "out": "results/eval",
     "leaderboard": "results/leaderboard",
-    # [{spec: NAME, checkpoint: PATH?, options: {...}?}, ...]
+    # [{spec: NAME, checkpoint: PATH?, options: {...}?, tracks: [...]?}, ...]; a model's own
+    # `tracks` narrows the tracks below for that model (e.g. main and efficiency only for a slow one)
     "models": [{"spec": "identity"}, {"spec": "prompt-target"}],
     "tasks": "all",
     "tracks": ["main", "robustness", "mismatch", "efficiency"],
@@ -66,6 +67,7 @@ def run_stage(params: dict) -> list:
     from taskgen.testset import TestSplit
 
     config = eval_config(params)
+    entries = [model_entry(entry) for entry in params["models"]]  # every typo reported before any work
     outcomes = []
     for split_name in params["splits"]:
         split = TestSplit(params["shards"], split=split_name)
@@ -75,18 +77,45 @@ def run_stage(params: dict) -> list:
                 continue
             # Held-out tasks: does the prompt alone carry the model to a new mapping? (main track)
             config = dataclasses.replace(eval_config(params), tracks=("main",), tasks=None)
-        for entry in params["models"]:
-            entry = {"spec": entry} if isinstance(entry, str) else dict(entry)
+        for entry in entries:
             options = dict(entry.get("options") or {})
             if entry.get("checkpoint"):
                 options["checkpoint"] = entry["checkpoint"]
-            outcomes += evaluate_spec(entry["spec"], options, split, params["out"], config)
+            model_config = config
+            if entry.get("tracks") is not None:
+                model_config = dataclasses.replace(config, tracks=tuple(t for t in config.tracks if t in entry["tracks"]))
+                if not model_config.tracks:
+                    continue
+            outcomes += evaluate_spec(entry["spec"], options, split, params["out"], model_config)
     removed = prune_stale_units(params["out"], [o.path for o in outcomes if o.path])
     if removed:
         log.info("removed %d result files that the current params no longer produce "
                  "(other models, data or settings)", removed)
     write_leaderboards([params["out"]], params["leaderboard"])
     return outcomes
+
+
+MODEL_KEYS = ("spec", "checkpoint", "options", "tracks")
+
+
+def model_entry(entry) -> dict:
+    """One ``eval.models`` item as a dict; a typo in its keys or tracks is a ValueError naming the model."""
+    from bench.evaluate import TRACK_NAMES
+    from pipelines.commands.eval import parse_tracks
+
+    entry = {"spec": entry} if isinstance(entry, str) else dict(entry)
+    unknown = sorted(set(entry) - set(MODEL_KEYS))
+    if unknown or "spec" not in entry:
+        raise ValueError(f"eval.models entry {entry}: needs `spec`; allowed keys {list(MODEL_KEYS)}, "
+                         f"unknown {unknown}")
+    tracks = entry.get("tracks")
+    if tracks is not None:
+        parsed = parse_tracks(tracks if isinstance(tracks, str) else ",".join(tracks))
+        if not parsed or set(parsed) - set(TRACK_NAMES):
+            raise ValueError(f"eval.models entry {entry['spec']}: tracks {tracks!r}; known tracks "
+                             f"{list(TRACK_NAMES)}")
+        entry["tracks"] = parsed
+    return entry
 
 
 def prune_stale_units(out: str | Path, kept: list[str]) -> int:

@@ -311,6 +311,18 @@ def test_dvc_stage_reads_params_and_writes_leaderboards(split, tmp_path):
     models = set(pd.read_parquet(tmp_path / "lb" / "model_task.parquet")["model"])
     assert models == {"identity"}
 
+    # A model's own tracks narrow the stage's: prompt-target gets the main track only.
+    params_file.write_text(params_file.read_text().replace(
+        "models: [identity]", "models: [identity, {spec: prompt-target, tracks: [main, mismatch]}]"))
+    outcomes = run_stage(read_params(params_file))
+    assert {(o.model, o.track) for o in outcomes if o.status == "done"} == {("prompt-target", "main")}
+    for bad in ("{spec: identity, tracks: [mian]}", "{spec: identity, track: [main]}", "{checkpoint: x}"):
+        params_file.write_text(params_file.read_text().replace(
+            "{spec: prompt-target, tracks: [main, mismatch]}", bad))
+        with pytest.raises(ValueError, match="eval.models entry"):
+            run_stage(read_params(params_file))
+        params_file.write_text(params_file.read_text().replace(bad, "{spec: prompt-target, tracks: [main, mismatch]}"))
+
     params_file.write_text("eval:\n  modles: [identity]\n")
     with pytest.raises(ValueError, match="unknown eval setting"):
         read_params(params_file)

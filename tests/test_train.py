@@ -314,6 +314,33 @@ def test_init_starts_a_new_run_from_given_weights(shards, full_run, tmp_path):
         train(make_config(shards, tmp_path / "other", init=str(full_out), overrides={"dim": 16}), progress=False)
 
 
+def test_bf16_export_is_a_checkpoint_the_bench_and_init_read(shards, full_run, tmp_path):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from export_checkpoint import main as export_main
+
+    import bench
+
+    full_out, _ = full_run
+    out = tmp_path / "shipped"
+    out.mkdir()
+    (out / "README.md").write_text("model card")
+    assert export_main([str(full_out), str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "metrics.csv", "model.safetensors",
+                                                      "summary.json"]  # the card stays, no optimizer state
+    exported, fp32 = read_safetensors(out / "model.safetensors")[0], read_safetensors(full_out / "model.safetensors")[0]
+    assert all(exported[k].dtype == torch.bfloat16 and exported[k].shape == v.shape for k, v in fp32.items())
+    assert json.loads((out / "config.json").read_text())["stored_dtype"] == "bfloat16"
+
+    images = [torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(i)) for i in range(3)]
+    outputs = [bench.load_generalist("checkpoint", checkpoint=str(folder), device="cpu").predict(*images)
+               for folder in (full_out, out)]
+    torch.testing.assert_close(outputs[1], outputs[0], rtol=0, atol=0.05)  # bf16 weights: close, not equal
+    assert not torch.equal(outputs[1], outputs[0])
+
+    train(make_config(shards, tmp_path / "continued", init=str(out), steps=1), progress=False)
+    assert export_main([str(tmp_path / "no-run"), str(tmp_path / "x")]) == 2
+
+
 # ----------------------------------------------------------------------------- torch.compile modes
 
 def test_compile_setting_accepts_booleans_and_mode_names_and_rejects_others():

@@ -1,0 +1,82 @@
+"""Export a training run's eval weights as a small checkpoint folder to ship or carry forward.
+
+    python scripts/export_checkpoint.py RUN_FOLDER checkpoints/genlv-s            # bf16 weights
+    python scripts/export_checkpoint.py RUN_FOLDER OUT --dtype float32
+
+RUN_FOLDER is what ``llvbench train --out`` leaves (config.json + model.safetensors, the EMA when
+the run kept one). The export holds config.json (plus ``stored_dtype``), model.safetensors with the
+floating-point tensors cast to ``--dtype``, and the run's metrics.csv and summary.json when present;
+no optimizer state. The bench and ``llvbench train --init`` load it like the run folder (weights are
+cast back to the network's fp32 on load). Written to a temporary folder and renamed into place, so
+an existing export is replaced whole or not at all; other files already in OUT (a model card) stay.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from model.checkpoints import read_safetensors, write_safetensors
+
+CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
+RUN_LOGS = ("metrics.csv", "summary.json")
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+
+def export_checkpoint(run: str | Path, out: str | Path, dtype: str = "bfloat16") -> Path:
+    """Write ``out`` (config, weights cast to ``dtype``, run logs) from the run folder ``run``; returns the weights path."""
+    run, out = Path(run), Path(out)
+    if dtype not in DTYPES:
+        raise ValueError(f"--dtype {dtype!r}: choose one of {sorted(DTYPES)}")
+    missing = [name for name in (CONFIG_NAME, WEIGHTS_NAME) if not (run / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{run}: not a training run folder (missing {', '.join(missing)})")
+    state, metadata = read_safetensors(run / WEIGHTS_NAME)
+    state = {k: v.to(DTYPES[dtype]) if v.is_floating_point() else v for k, v in state.items()}
+    config = json.loads((run / CONFIG_NAME).read_text())
+    config["stored_dtype"] = dtype
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        if out.is_dir():  # keep what else lives there (the model card)
+            for item in out.iterdir():
+                if item.is_file() and item.name not in (CONFIG_NAME, WEIGHTS_NAME, *RUN_LOGS):
+                    shutil.copy2(item, staging / item.name)
+        write_safetensors(staging / WEIGHTS_NAME, state, metadata)
+        (staging / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        for name in RUN_LOGS:
+            if (run / name).is_file():
+                shutil.copy2(run / name, staging / name)
+        old = out.with_name(f".{out.name}.old")
+        if out.exists():
+            out.rename(old)
+        staging.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out / WEIGHTS_NAME
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", help="training run folder (llvbench train --out)")
+    parser.add_argument("out", help="export folder, e.g. checkpoints/genlv-s")
+    parser.add_argument("--dtype", default="bfloat16", choices=sorted(DTYPES))
+    args = parser.parse_args(argv)
+    try:
+        weights = export_checkpoint(args.run, args.out, args.dtype)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"export_checkpoint: {err}", file=sys.stderr)
+        return 2
+    print(f"{weights}: {weights.stat().st_size / 2**20:.1f} MiB ({args.dtype})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
