@@ -89,6 +89,29 @@ def headline_metrics(model_task) -> dict:
     return {task: ("mae" if task in with_mae else "psnr") for task in model_task["task"].unique()}
 
 
+def versus_baseline(model_task, model: str, baseline: str = "identity"):
+    """Per task, ``model`` against ``baseline`` on the task's headline metric: a DataFrame of task,
+    category, metric, the two means, ``margin`` (positive = ``model`` better: dB for PSNR, MAE
+    points for edges) and ``beats``; tasks either lacks or failed get NaN and beats False."""
+    import pandas as pd
+
+    head = model_task[model_task["metric"] == model_task["task"].map(headline_metrics(model_task))]
+    missing = [m for m in (model, baseline) if m not in set(head["model"])]
+    if missing:
+        raise ValueError(f"no main-track results for {missing} (models: {sorted(set(head['model']))})")
+    wide = (head[head["model"].isin([model, baseline])]
+            .groupby(["task", "category", "metric", "model"], sort=False)["mean"].first()
+            .unstack("model").reset_index())
+    wide = wide.rename(columns={model: "model_mean", baseline: "baseline_mean"})
+    sign = wide["metric"].map(lambda m: 1.0 if _higher_is_better(m) else -1.0)
+    out = pd.DataFrame({"task": wide["task"], "category": wide["category"], "metric": wide["metric"],
+                        model: wide["model_mean"], baseline: wide["baseline_mean"],
+                        "margin": sign * (wide["model_mean"] - wide["baseline_mean"])})
+    out["beats"] = out["margin"] > 0
+    order = {t: i for i, t in enumerate(task_order(out["task"]))}
+    return out.sort_values("task", key=lambda c: c.map(order)).reset_index(drop=True)
+
+
 def _higher_is_better(metric: str) -> bool:
     return METRICS[metric].higher_is_better if metric in METRICS else True
 

@@ -150,3 +150,34 @@ def test_written_files_and_command(results, tmp_path, capsys):
     lb_cmd.add_arguments(parser)
     assert lb_cmd.run(parser.parse_args([str(res_dir), "--out", str(tmp_path / "lb2")])) == 0
     assert "## Table 1" in capsys.readouterr().out
+
+
+def test_versus_baseline_compares_headline_metrics_with_the_right_sign_and_counts_failures(tmp_path):
+    import sys
+    from pathlib import Path
+
+    from bench.leaderboard import versus_baseline
+
+    rows = [("m", "jpeg", "restoration", "psnr", 31.0), ("identity", "jpeg", "restoration", "psnr", 30.0),
+            ("m", "jpeg", "restoration", "ssim", 0.5), ("identity", "jpeg", "restoration", "ssim", 0.9),
+            ("m", "canny", "edge", "mae", 0.30), ("identity", "canny", "edge", "mae", 0.20),
+            ("m", "canny", "edge", "psnr", 40.0), ("identity", "canny", "edge", "psnr", 10.0),
+            ("m", "haze", "restoration", "psnr", float("nan")), ("identity", "haze", "restoration", "psnr", 14.0),
+            ("other", "haze", "restoration", "psnr", 99.0)]
+    model_task = pd.DataFrame(rows, columns=["model", "task", "category", "metric", "mean"])
+    table = versus_baseline(model_task, "m")
+    assert list(table["task"]) == ["jpeg", "haze", "canny"]  # the paper's order, headline metric only
+    by_task = table.set_index("task")
+    assert by_task.loc["jpeg", "margin"] == pytest.approx(1.0) and by_task.loc["jpeg", "beats"]
+    # MAE: lower is better, so a higher MAE is a negative margin even though its PSNR is higher.
+    assert by_task.loc["canny", "metric"] == "mae" and by_task.loc["canny", "margin"] == pytest.approx(-0.1)
+    assert not by_task.loc["canny", "beats"] and not by_task.loc["haze", "beats"]  # failed: not a win
+    with pytest.raises(ValueError, match="no main-track results for \\['nobody'\\]"):
+        versus_baseline(model_task, "nobody")
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from model_card import card_tables
+
+    model_task.to_parquet(tmp_path / "model_task.parquet")
+    card = card_tables(tmp_path, "m")
+    assert "| restoration | 1 / 2 | +1.00 | +1.00 |" in card  # the failed task counts as lost, has no margin and "| canny | edge | mae | 0.3 | 0.2 | -0.1 | no |" in card
