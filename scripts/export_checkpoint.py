@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -43,6 +44,9 @@ def export_checkpoint(run: str | Path, out: str | Path, dtype: str = "bfloat16")
 
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; the export is an ordinary folder
     try:
         if out.is_dir():  # keep what else lives there (the model card)
             for item in out.iterdir():
