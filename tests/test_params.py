@@ -149,7 +149,8 @@ def test_real_gpu_profile_loads_for_every_section(gpu_params):
     assert sections["train"]["out"] == base["train"]["out"] == "checkpoints/pipeline"
     assert sections["eval"]["limit"] is None and sections["eval"]["robustness_prompts"] == 20
     checkpoints = [m["checkpoint"] for m in sections["eval"]["models"] if m.get("checkpoint")]
-    assert checkpoints == [base["train"]["out"]]  # evaluates what the train stage wrote
+    # what the train stage wrote, and the shipped genlv-s
+    assert checkpoints == [base["train"]["out"], "checkpoints/genlv-s"]
     train.configure(sections["train"]).validate()
 
     # The tasks of the DVC synth stages (--tasks KEY each); other test modules may register more.
