@@ -23,8 +23,7 @@ from pathlib import Path
 import torch
 
 from model.checkpoints import read_safetensors, write_safetensors
-
-CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
+from model.train import CONFIG_NAME, WEIGHTS_NAME
 RUN_LOGS = ("metrics.csv", "summary.json")
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 

@@ -1,22 +1,19 @@
 """scripts/equal_budget.py: its plans build, and the paper's claims are checked on real numbers."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
+from conftest import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("equal_budget", REPO / "scripts" / "equal_budget.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("equal_budget")
 
 
 PLANS = yaml.safe_load((REPO / "scripts" / "equal_budget.yaml").read_text())["plans"]

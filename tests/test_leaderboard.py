@@ -153,10 +153,8 @@ def test_written_files_and_command(results, tmp_path, capsys):
 
 
 def test_versus_baseline_compares_headline_metrics_with_the_right_sign_and_counts_failures(tmp_path):
-    import sys
-    from pathlib import Path
-
     from bench.leaderboard import versus_baseline
+    from conftest import load_script
 
     rows = [("m", "jpeg", "restoration", "psnr", 31.0), ("identity", "jpeg", "restoration", "psnr", 30.0),
             ("m", "jpeg", "restoration", "ssim", 0.5), ("identity", "jpeg", "restoration", "ssim", 0.9),
@@ -175,9 +173,7 @@ def test_versus_baseline_compares_headline_metrics_with_the_right_sign_and_count
     with pytest.raises(ValueError, match="no main-track results for \\['nobody'\\]"):
         versus_baseline(model_task, "nobody")
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-    from model_card import card_tables
-
+    card_tables = load_script("model_card").card_tables
     model_task.to_parquet(tmp_path / "model_task.parquet")
     card = card_tables(tmp_path, "m")
     assert "| restoration | 1 / 2 | +1.00 | +1.00 |" in card  # the failed task counts as lost, has no margin and "| canny | edge | mae | 0.3 | 0.2 | -0.1 | no |" in card

@@ -15,6 +15,7 @@ torch = pytest.importorskip("torch")
 import bench  # noqa: E402
 import taskgen  # noqa: E402
 from bench.metrics import psnr  # noqa: E402
+from bench.protocol import images_to_tensor, quantize_tensor  # noqa: E402
 from model.checkpoints import read_safetensors  # noqa: E402
 from model.objectives import predict  # noqa: E402
 from model.train import TrainConfig, build_network  # noqa: E402
@@ -47,21 +48,21 @@ def test_the_default_pipeline_evaluates_it():
 
 
 def _pair(task, index: int):
+    """(input, target) of one photo as uint8 HWC arrays."""
     rng = np.random.default_rng(index)
     image = PhotoSource().sample(index, SIZE, rng).image
     model_input, target, _ = taskgen.get_task(task).generate(image, rng)
-    return (torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float() / 255
-            for a in (model_input, target))
+    return model_input, target
 
 
 def test_trained_weights_denoise_a_photo_far_better_than_untrained_ones():
-    prompt_input, prompt_target = _pair("gaussian_noise", 0)
+    prompt_input, prompt_target = (images_to_tensor([a]) for a in _pair("gaussian_noise", 0))
     query, target = _pair("gaussian_noise", 1)
+    query = images_to_tensor([query])
     shipped = bench.load_generalist("checkpoint", checkpoint=str(SHIPPED), device="cpu")
     untrained = build_network(TrainConfig(arch="genlv-s")).eval()
     with torch.no_grad():
         ours = shipped.predict(query, prompt_input, prompt_target)
-        initial = predict(untrained, query, prompt_input, prompt_target).clamp(0, 1)
-    to_uint8 = lambda t: (t[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)  # noqa: E731
-    ours_db, initial_db = (float(psnr(to_uint8(out), to_uint8(target))) for out in (ours, initial))
+        initial = predict(untrained, query, prompt_input, prompt_target)
+    ours_db, initial_db = (float(psnr(quantize_tensor(out)[0], target)) for out in (ours, initial))
     assert ours_db > initial_db + 5, (ours_db, initial_db)

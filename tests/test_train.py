@@ -315,10 +315,10 @@ def test_init_starts_a_new_run_from_given_weights(shards, full_run, tmp_path):
 
 
 def test_bf16_export_is_a_checkpoint_the_bench_and_init_read(shards, full_run, tmp_path):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-    from export_checkpoint import main as export_main
-
     import bench
+    from conftest import load_script
+
+    export_main = load_script("export_checkpoint").main
 
     full_out, _ = full_run
     out = tmp_path / "shipped"
