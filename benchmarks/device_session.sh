@@ -17,8 +17,10 @@
 # .whl/ (see /work/.library/device/README.md; this script installs them into /tmp/site). Results
 # go to $OUT (the device tool's folder, else out/device): figures.tar.gz (every JSON/CSV/Markdown
 # figure) and session.log, plus for genlv-s the checkpoint folder genlv-s/ (config.json and bf16
-# model.safetensors, ~10 MB). A checkpoints/genlv-s folder in the tree is carried forward: training
-# starts from its weights (--init), so successive leases keep improving the shipped model.
+# model.safetensors, ~10 MB, with the run's metrics.csv and summary.json). A checkpoints/genlv-s
+# folder in the tree is carried forward: training starts from its weights (--init), so successive
+# leases keep improving the shipped model. Back home, ship it with its curve appended:
+#   python scripts/export_checkpoint.py FILES_AT/genlv-s checkpoints/genlv-s --continues
 #
 # Knobs (environment): DEADLINE_S (seconds from the start by which everything must be done; the
 # training budget is what remains minus EVAL_RESERVE_S), MINUTES (caps the training budget),
@@ -142,8 +144,9 @@ if [[ ",$STAGES," == *",genlv-s,"* ]]; then
     $PY -m pipelines.cli train --params "$WORK/empty-params.yaml" --arch "$ARCH" --shards "$WORK/shards" \
         --size "$SIZE" --batch "$BATCH" --steps "$STEPS" --lr 4e-4 --warmup 200 --ema 0.999 \
         --max-minutes "$MINUTES" --workers "$WORKERS" --device "$DEV" --log-every 50 --ckpt-every 100000 \
-        --out "$WORK/$ARCH" --name genlv-s "${INIT[@]}" --metrics "$FIG/train-metrics.csv" \
-        --summary "$FIG/train-summary.json" --no-progress
+        --out "$WORK/$ARCH" --name genlv-s "${INIT[@]}" --no-progress
+    cp "$WORK/$ARCH/metrics.csv" "$FIG/train-metrics.csv"
+    cp "$WORK/$ARCH/summary.json" "$FIG/train-summary.json"
     stamp "evaluate on the test split ($LIMIT queries per task), with identity as the floor"
     $PY -m pipelines.cli eval --model identity --model "$WORK/$ARCH" --shards "$WORK/shards" --limit "$LIMIT" \
         --tracks main,efficiency --device "$DEV" --save-samples 0 --out "$WORK/eval" --leaderboard "$WORK/lb"

@@ -9,10 +9,16 @@ floating-point tensors cast to ``--dtype``, and the run's metrics.csv and summar
 no optimizer state. The bench and ``llvbench train --init`` load it like the run folder (weights are
 cast back to the network's fp32 on load). Written to a temporary folder and renamed into place, so
 an existing export is replaced whole or not at all; other files already in OUT (a model card) stay.
+
+``--continues``: the run was started with ``--init OUT``, so OUT's metrics.csv is kept and the run's
+rows are appended after it, their step and elapsed shifted past its last row: the shipped curve
+(drawn by the report) then covers every run that trained these weights.
 """
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import os
 import shutil
@@ -28,9 +34,31 @@ RUN_LOGS = ("metrics.csv", "summary.json")
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
-def export_checkpoint(run: str | Path, out: str | Path, dtype: str = "bfloat16") -> Path:
+def chain_metrics(earlier: str, later: str, where: str = "metrics.csv") -> str:
+    """Two metrics.csv texts -> one curve: ``later``'s rows follow ``earlier``'s, step and elapsed shifted."""
+    first, second = list(csv.DictReader(io.StringIO(earlier))), list(csv.DictReader(io.StringIO(later)))
+    if not first:
+        return later
+    if second and list(second[0]) != list(first[0]):
+        raise ValueError(f"{where}: the run logs columns {list(second[0])}, the export {list(first[0])}; "
+                         "cannot chain the curves")
+    step, elapsed = int(first[-1]["step"]), float(first[-1]["elapsed"])
+    for row in second:
+        row["step"], row["elapsed"] = str(int(row["step"]) + step), repr(float(row["elapsed"]) + elapsed)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(first[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(first + second)
+    return text.getvalue()
+
+
+def export_checkpoint(run: str | Path, out: str | Path, dtype: str = "bfloat16", continues: bool = False) -> Path:
     """Write ``out`` (config, weights cast to ``dtype``, run logs) from the run folder ``run``; returns the weights path."""
     run, out = Path(run), Path(out)
+    if continues and not (out / "metrics.csv").is_file():
+        raise FileNotFoundError(f"--continues: {out} has no metrics.csv to continue")
+    if continues and not (run / "metrics.csv").is_file():
+        raise FileNotFoundError(f"--continues: {run} has no metrics.csv to append")
     if dtype not in DTYPES:
         raise ValueError(f"--dtype {dtype!r}: choose one of {sorted(DTYPES)}")
     missing = [name for name in (CONFIG_NAME, WEIGHTS_NAME) if not (run / name).is_file()]
@@ -56,6 +84,9 @@ def export_checkpoint(run: str | Path, out: str | Path, dtype: str = "bfloat16")
         for name in RUN_LOGS:
             if (run / name).is_file():
                 shutil.copy2(run / name, staging / name)
+        if continues:
+            (staging / "metrics.csv").write_text(chain_metrics(
+                (out / "metrics.csv").read_text(), (run / "metrics.csv").read_text(), str(run / "metrics.csv")))
         old = out.with_name(f".{out.name}.old")
         if out.exists():
             out.rename(old)
@@ -71,9 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run", help="training run folder (llvbench train --out)")
     parser.add_argument("out", help="export folder, e.g. checkpoints/genlv-s")
     parser.add_argument("--dtype", default="bfloat16", choices=sorted(DTYPES))
+    parser.add_argument("--continues", action="store_true",
+                        help="the run continued OUT (--init OUT): append its loss curve to OUT's metrics.csv")
     args = parser.parse_args(argv)
     try:
-        weights = export_checkpoint(args.run, args.out, args.dtype)
+        weights = export_checkpoint(args.run, args.out, args.dtype, args.continues)
     except (FileNotFoundError, ValueError) as err:
         print(f"export_checkpoint: {err}", file=sys.stderr)
         return 2

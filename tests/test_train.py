@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -337,8 +338,18 @@ def test_bf16_export_is_a_checkpoint_the_bench_and_init_read(shards, full_run, t
     torch.testing.assert_close(outputs[1], outputs[0], rtol=0, atol=0.05)  # bf16 weights: close, not equal
     assert not torch.equal(outputs[1], outputs[0])
 
-    train(make_config(shards, tmp_path / "continued", init=str(out), steps=1), progress=False)
+    train(make_config(shards, tmp_path / "continued", init=str(out), steps=2, log_every=1), progress=False)
     assert export_main([str(tmp_path / "no-run"), str(tmp_path / "x")]) == 2
+
+    # --continues: the shipped curve grows by the continuation's rows, steps and time shifted past its end
+    earlier = pd.read_csv(out / "metrics.csv")
+    assert export_main([str(tmp_path / "continued"), str(out), "--continues"]) == 0
+    chained, later = pd.read_csv(out / "metrics.csv"), pd.read_csv(tmp_path / "continued" / "metrics.csv")
+    assert len(chained) == len(earlier) + len(later) and list(chained.columns) == list(earlier.columns)
+    assert chained["step"].tolist() == earlier["step"].tolist() + (later["step"] + earlier["step"].iloc[-1]).tolist()
+    assert chained["elapsed"].is_monotonic_increasing
+    assert (out / "README.md").read_text() == "model card"
+    assert export_main([str(tmp_path / "continued"), str(tmp_path / "fresh"), "--continues"]) == 2
 
 
 # ----------------------------------------------------------------------------- torch.compile modes
