@@ -350,6 +350,9 @@ def test_bf16_export_is_a_checkpoint_the_bench_and_init_read(shards, full_run, t
     assert chained["elapsed"].is_monotonic_increasing
     assert (out / "README.md").read_text() == "model card"
     assert export_main([str(tmp_path / "continued"), str(tmp_path / "fresh"), "--continues"]) == 2
+    assert export_main([str(tmp_path / "continued"), str(out), "--continues"]) == 2  # out holds other weights now
+    assert export_main([str(full_out), str(out), "--continues"]) == 2  # not started from out at all
+    assert len(pd.read_csv(out / "metrics.csv")) == len(chained)  # refused exports leave it whole
 
 
 # ----------------------------------------------------------------------------- torch.compile modes
