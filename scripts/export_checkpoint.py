@@ -11,14 +11,14 @@ cast back to the network's fp32 on load). Written to a temporary folder and rena
 an existing export is replaced whole or not at all; other files already in OUT (a model card) stay.
 
 ``--continues``: the run was started with ``--init OUT`` (checked: the run's init_sha256 must be
-OUT's weights), so OUT's metrics.csv is kept and the run's rows are appended after it, their step and elapsed shifted past its last row: the shipped curve
-(drawn by the report) then covers every run that trained these weights.
+OUT's weights), so OUT's metrics.csv is kept and the run's rows are appended after it, their step
+and elapsed shifted past its last row: the shipped curve (drawn by the report) then covers every
+run that trained these weights.
 """
 from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import io
 import json
 import os
@@ -31,6 +31,7 @@ import torch
 
 from model.checkpoints import read_safetensors, write_safetensors
 from model.train import CONFIG_NAME, WEIGHTS_NAME
+from taskgen.shards import file_sha256
 RUN_LOGS = ("metrics.csv", "summary.json")
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
@@ -53,20 +54,24 @@ def chain_metrics(earlier: str, later: str, where: str = "metrics.csv") -> str:
     return text.getvalue()
 
 
+def check_continuation(run: Path, out: Path) -> None:
+    """Raise unless ``run`` started from ``out``'s weights (its init_sha256) and both have a metrics.csv."""
+    for folder, what in ((out, "to continue"), (run, "to append")):
+        if not (folder / "metrics.csv").is_file():
+            raise FileNotFoundError(f"--continues: {folder} has no metrics.csv {what}")
+    started_from = json.loads((run / CONFIG_NAME).read_text()).get("init_sha256", "") \
+        if (run / CONFIG_NAME).is_file() else ""
+    shipped = file_sha256(out / WEIGHTS_NAME) if (out / WEIGHTS_NAME).is_file() else ""
+    if not started_from or started_from != shipped:
+        raise ValueError(f"--continues: {run} did not start from {out / WEIGHTS_NAME} "
+                         f"(its init_sha256 is {started_from[:12] or 'absent'}, the file's {shipped[:12] or 'absent'})")
+
+
 def export_checkpoint(run: str | Path, out: str | Path, dtype: str = "bfloat16", continues: bool = False) -> Path:
     """Write ``out`` (config, weights cast to ``dtype``, run logs) from the run folder ``run``; returns the weights path."""
     run, out = Path(run), Path(out)
-    if continues and not (out / "metrics.csv").is_file():
-        raise FileNotFoundError(f"--continues: {out} has no metrics.csv to continue")
-    if continues and not (run / "metrics.csv").is_file():
-        raise FileNotFoundError(f"--continues: {run} has no metrics.csv to append")
-    if continues:  # chain only a run that really started from these weights
-        started_from = json.loads((run / CONFIG_NAME).read_text()).get("init_sha256", "") \
-            if (run / CONFIG_NAME).is_file() else ""
-        shipped = hashlib.sha256((out / WEIGHTS_NAME).read_bytes()).hexdigest() if (out / WEIGHTS_NAME).is_file() else ""
-        if not started_from or started_from != shipped:
-            raise ValueError(f"--continues: {run} did not start from {out / WEIGHTS_NAME} "
-                             f"(its init_sha256 is {started_from[:12] or 'absent'}, the file's {shipped[:12] or 'absent'})")
+    if continues:
+        check_continuation(run, out)
     if dtype not in DTYPES:
         raise ValueError(f"--dtype {dtype!r}: choose one of {sorted(DTYPES)}")
     missing = [name for name in (CONFIG_NAME, WEIGHTS_NAME) if not (run / name).is_file()]
