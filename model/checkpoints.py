@@ -189,15 +189,30 @@ def write_safetensors(path: str | os.PathLike, state: Mapping[str, torch.Tensor]
 
 
 def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """``(state, metadata)`` of a safetensors file, tensors on CPU."""
-    data = Path(path).read_bytes()
-    (head_len,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + head_len])
+    """``(state, metadata)`` of a safetensors file (or a checkpoint folder's model.safetensors), tensors on CPU."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / "model.safetensors").is_file():
+            raise CheckpointError(f"{path}: a folder without model.safetensors")
+        path = path / "model.safetensors"
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    data = path.read_bytes()
+    head_len = struct.unpack("<Q", data[:8])[0] if len(data) >= 8 else -1
+    try:
+        if not 0 < head_len <= len(data) - 8:
+            raise ValueError(f"header length {head_len} in a {len(data)}-byte file")
+        header = json.loads(data[8:8 + head_len])
+    except ValueError as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise CheckpointError(f"{path}: not a safetensors file (truncated or another format): {err}") from None
     metadata = header.pop("__metadata__", {}) or {}
     buffer = bytearray(data[8 + head_len:])  # writable, so torch.frombuffer does not warn
     state = {}
     for key, info in header.items():
         begin, end = info["data_offsets"]
+        if info["dtype"] not in _ST_NAMES or end > len(buffer):
+            raise CheckpointError(f"{path}: tensor {key!r} has dtype {info['dtype']} or ends at byte {end} "
+                                  f"of {len(buffer)}: truncated or unsupported safetensors file")
         dtype = _ST_NAMES[info["dtype"]]
         flat = torch.frombuffer(buffer, dtype=torch.uint8, count=end - begin, offset=begin) if end > begin \
             else torch.empty(0, dtype=torch.uint8)
@@ -213,7 +228,7 @@ def save_model(model: nn.Module, path: str | os.PathLike, arch: str, **extra_met
 
 
 def load_model(path: str | os.PathLike) -> nn.Module:
-    """Rebuild and strictly load a model written by ``save_model``."""
+    """Rebuild and strictly load a model written by ``save_model`` (its file, or the folder holding it)."""
     state, metadata = read_safetensors(path)
     if "llvbench_arch" not in metadata:
         raise CheckpointError(f"{path}: no llvbench_arch in the safetensors metadata; "

@@ -312,6 +312,25 @@ def test_safetensors_mixed_dtypes_roundtrip(tmp_path):
         assert back[key].dtype == state[key].dtype and torch.equal(back[key], state[key]), key
 
 
+def test_load_model_takes_the_checkpoint_folder_and_names_bad_files(tmp_path):
+    net = model.build("genlv-tiny", dim=8).eval()
+    checkpoints.save_model(net, tmp_path / "model.safetensors", arch="genlv-tiny")
+    assert checkpoints.load_model(tmp_path).config == net.config
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(checkpoints.CheckpointError, match="empty: a folder without model.safetensors"):
+        checkpoints.load_model(tmp_path / "empty")
+    with pytest.raises(checkpoints.CheckpointError, match="gone.safetensors: no such checkpoint file"):
+        checkpoints.read_safetensors(tmp_path / "gone.safetensors")
+    raw = (tmp_path / "model.safetensors").read_bytes()
+    for name, data in (("short", raw[:5]), ("cut-header", raw[:40]), ("text", b"not a checkpoint at all")):
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(checkpoints.CheckpointError, match=f"{name}: not a safetensors file"):
+            checkpoints.read_safetensors(tmp_path / name)
+    (tmp_path / "cut-data").write_bytes(raw[:-100])
+    with pytest.raises(checkpoints.CheckpointError, match="cut-data: tensor .* truncated"):
+        checkpoints.read_safetensors(tmp_path / "cut-data")
+
+
 def test_safetensors_package_reads_our_files(tmp_path):
     safetensors_torch = pytest.importorskip("safetensors.torch")
     state = {"w": torch.randn(4, 5), "i": torch.arange(3)}
