@@ -476,3 +476,26 @@ def test_trainer_steps_with_channels_last_and_checkpointing():
     assert np.isfinite(result.loss) and np.isfinite(result.grad_norm)
     conv = next(m for m in trainer.net.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_passthrough_probe_scores_a_trained_model_on_its_shards(shards, tmp_path, capsys):
+    from conftest import load_script
+    from model import checkpoints
+
+    probe = load_script("passthrough_probe")
+    net = model.build("genlv-tiny").eval()
+    checkpoints.save_model(net, tmp_path / "model.safetensors", arch="genlv-tiny")
+    assert probe.main([str(tmp_path), "--shards", str(shards), "--split", "train", "--tasks", TASKS,
+                       "--queries", "3", "--threads", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "| task | model | identity | pass-through |" and len(lines) == 2 + 2 + 1
+    samples = probe.task_samples(shards, "train", "gaussian_noise", 4)
+    row = probe.probe(net, samples)
+    assert [line.split(" | ")[1:] for line in lines if line.startswith("| gaussian_noise")] == \
+        [[f"{row['model']:.2f}", f"{row['identity']:.2f}", f"{row['pass_through']:.2f} |"]]
+    # identity here is the real PSNR of the noisy input, well below the cap
+    assert 10 < row["identity"] < 40 and row["model"] > 0
+    # too few samples for the probe: a clear error, exit status 2
+    assert probe.main([str(tmp_path), "--shards", str(shards), "--split", "train", "--tasks", "canny",
+                       "--queries", str(N_TRAIN)]) == 2
+    assert f"task 'canny' has {N_TRAIN} samples" in capsys.readouterr().err

@@ -1,0 +1,102 @@
+"""Fidelity probe of a trained GenLV on its own shards: task PSNR, identity PSNR and pass-through PSNR.
+
+    python scripts/passthrough_probe.py checkpoints/genlv-s --shards /work/genlvs/shards
+    python scripts/passthrough_probe.py RUN_DIR --shards DIR --tasks jpeg,ringing --queries 8 --split test
+
+For each task, the first sample of the split is the prompt and the next ``--queries`` are queries.
+Three mean PSNRs (dB, on the target's integer range): the model's output against the target, the
+input against the target (identity), and pass-through: the prompt pair (t, t) made of the prompt's
+own target with a query's target as the query, the output scored against that query target. A
+model that cannot reproduce an image it is told to leave alone scores below identity on every mild
+degradation, which is what the pass-through column measures.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DEFAULT_TASKS = "jpeg,ringing,rl,poisson_noise,gaussian_blur,local_laplacian"
+
+
+def task_samples(shards: Path, split: str, task: str, count: int) -> list:
+    """The first ``count`` samples of TASK's SPLIT shards, in shard and archive order."""
+    from taskgen.shards import iter_shard
+
+    paths = sorted((shards / split).glob(f"{task}-*.tar"))
+    samples = []
+    for path in paths:
+        for sample in iter_shard(path):
+            samples.append(sample)
+            if len(samples) == count:
+                return samples
+    raise ValueError(f"{shards / split}: task {task!r} has {len(samples)} samples in {len(paths)} shard(s), "
+                     f"the probe needs {count} (one prompt and {count - 1} queries)")
+
+
+def probe(net, samples: list) -> dict[str, float]:
+    """Mean model, identity and pass-through PSNR over the queries samples[1:] with samples[0] as prompt."""
+    import numpy as np
+    import torch
+
+    from bench.metrics import psnr
+    from model.data import to_chw_float
+
+    def run(query, prompt_input, prompt_target, out_dtype):
+        batch = [to_chw_float(image)[None] for image in (query, prompt_input, prompt_target)]
+        with torch.no_grad():
+            out = net(*batch).clamp(0, 1)[0].permute(1, 2, 0).numpy()
+        peak = np.iinfo(out_dtype).max  # the target's range: uint16 for an HDR target
+        return np.round(out * peak).astype(out_dtype)
+
+    def score(pred, target):
+        return float(np.mean(psnr(pred, target)))
+
+    prompt = samples[0]
+    scores = {"model": [], "identity": [], "pass_through": []}
+    for query in samples[1:]:
+        dtype = query.target.dtype
+        scores["model"].append(score(run(query.input, prompt.input, prompt.target, dtype), query.target))
+        if query.input.dtype == dtype:  # identity is undefined across bit depths (SDR -> HDR)
+            scores["identity"].append(score(query.input, query.target))
+        scores["pass_through"].append(score(run(query.target, prompt.target, prompt.target, dtype), query.target))
+    return {name: float(np.mean(values)) if values else float("nan") for name, values in scores.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint", help="model.safetensors written by llvbench, or the folder holding it")
+    parser.add_argument("--shards", required=True, help="shard root (holding SPLIT/TASK-00000.tar)")
+    parser.add_argument("--tasks", default=DEFAULT_TASKS, help=f"comma-separated (default {DEFAULT_TASKS})")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--queries", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    if args.queries < 1:
+        parser.error("--queries must be >= 1")
+
+    import torch
+
+    from model.checkpoints import CheckpointError, load_model
+
+    torch.set_num_threads(args.threads)
+    try:
+        net = load_model(args.checkpoint).float().eval()
+        rows = {task: probe(net, task_samples(Path(args.shards), args.split, task, args.queries + 1))
+                for task in args.tasks.split(",")}
+    except (CheckpointError, ValueError) as err:
+        print(f"passthrough_probe: {err}", file=sys.stderr)
+        return 2
+    print("| task | model | identity | pass-through |\n|---|---|---|---|")
+    for task, row in rows.items():
+        print(f"| {task} | {row['model']:.2f} | {row['identity']:.2f} | {row['pass_through']:.2f} |")
+    means = {}
+    for name in ("model", "identity", "pass_through"):
+        values = [row[name] for row in rows.values() if row[name] == row[name]]  # NaN: no identity score
+        means[name] = sum(values) / len(values) if values else float("nan")
+    print(f"| mean | {means['model']:.2f} | {means['identity']:.2f} | {means['pass_through']:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
