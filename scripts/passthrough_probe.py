@@ -20,34 +20,30 @@ DEFAULT_TASKS = "jpeg,ringing,rl,poisson_noise,gaussian_blur,local_laplacian"
 
 
 def task_samples(shards: Path, split: str, task: str, count: int) -> list:
-    """The first ``count`` samples of TASK's SPLIT shards, in shard and archive order."""
-    from taskgen.shards import iter_shard
+    """The first ``count`` samples (index order) of TASK in the SPLIT of a shard root, read via its manifest."""
+    from taskgen.testset import TestSplit
 
-    paths = sorted((shards / split).glob(f"{task}-*.tar"))
-    samples = []
-    for path in paths:
-        for sample in iter_shard(path):
-            samples.append(sample)
-            if len(samples) == count:
-                return samples
-    raise ValueError(f"{shards / split}: task {task!r} has {len(samples)} samples in {len(paths)} shard(s), "
-                     f"the probe needs {count} (one prompt and {count - 1} queries)")
+    pairs = TestSplit(shards, split).pairs(task)
+    if len(pairs) < count:
+        raise ValueError(f"{shards}: task {task!r} has {len(pairs)} samples in its {split} split, the probe needs {count} "
+                         f"(one prompt and {count - 1} queries)")
+    return pairs[:count]
 
 
-def probe(net, samples: list) -> dict[str, float]:
-    """Mean model, identity and pass-through PSNR over the queries samples[1:] with samples[0] as prompt."""
+def probe(generalist, samples: list) -> dict[str, float]:
+    """Mean model, identity and pass-through PSNR over the queries samples[1:] with samples[0] as prompt.
+
+    ``generalist`` follows the bench protocol (``bench.builtins.CheckpointGeneralist`` for a checkpoint),
+    so the network sees exactly what the leaderboard feeds it (padding, device, quantisation).
+    """
     import numpy as np
-    import torch
 
     from bench.metrics import psnr
-    from model.data import to_chw_float
+    from bench.protocol import images_to_tensor, quantize_tensor
 
     def run(query, prompt_input, prompt_target, out_dtype):
-        batch = [to_chw_float(image)[None] for image in (query, prompt_input, prompt_target)]
-        with torch.no_grad():
-            out = net(*batch).clamp(0, 1)[0].permute(1, 2, 0).numpy()
-        peak = np.iinfo(out_dtype).max  # the target's range: uint16 for an HDR target
-        return np.round(out * peak).astype(out_dtype)
+        output = generalist.predict(*(images_to_tensor([image]) for image in (query, prompt_input, prompt_target)))
+        return quantize_tensor(output, out_dtype)[0]  # the target's range: uint16 for an HDR target
 
     def score(pred, target):
         return float(np.mean(psnr(pred, target)))
@@ -66,34 +62,34 @@ def probe(net, samples: list) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", help="model.safetensors written by llvbench, or the folder holding it")
-    parser.add_argument("--shards", required=True, help="shard root (holding SPLIT/TASK-00000.tar)")
+    parser.add_argument("--shards", required=True, help="shard root (the folder holding manifest.json)")
     parser.add_argument("--tasks", default=DEFAULT_TASKS, help=f"comma-separated (default {DEFAULT_TASKS})")
     parser.add_argument("--split", default="test")
     parser.add_argument("--queries", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     args = parser.parse_args(argv)
     if args.queries < 1:
         parser.error("--queries must be >= 1")
 
+    import numpy as np
     import torch
 
-    from model.checkpoints import CheckpointError, load_model
+    from bench.builtins import CheckpointGeneralist
 
     torch.set_num_threads(args.threads)
     try:
-        net = load_model(args.checkpoint).float().eval()
-        rows = {task: probe(net, task_samples(Path(args.shards), args.split, task, args.queries + 1))
+        generalist = CheckpointGeneralist(args.checkpoint, device=args.device)
+        rows = {task: probe(generalist, task_samples(Path(args.shards), args.split, task, args.queries + 1))
                 for task in args.tasks.split(",")}
-    except (CheckpointError, ValueError) as err:
+    except (FileNotFoundError, KeyError, ValueError) as err:  # CheckpointError is a ValueError
         print(f"passthrough_probe: {err}", file=sys.stderr)
         return 2
     print("| task | model | identity | pass-through |\n|---|---|---|---|")
     for task, row in rows.items():
         print(f"| {task} | {row['model']:.2f} | {row['identity']:.2f} | {row['pass_through']:.2f} |")
-    means = {}
-    for name in ("model", "identity", "pass_through"):
-        values = [row[name] for row in rows.values() if row[name] == row[name]]  # NaN: no identity score
-        means[name] = sum(values) / len(values) if values else float("nan")
+    means = {name: np.nanmean([row[name] for row in rows.values()])  # NaN: no identity score (SDR -> HDR)
+             for name in ("model", "identity", "pass_through")}
     print(f"| mean | {means['model']:.2f} | {means['identity']:.2f} | {means['pass_through']:.2f} |")
     return 0
 

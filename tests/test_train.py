@@ -490,7 +490,9 @@ def test_passthrough_probe_scores_a_trained_model_on_its_shards(shards, tmp_path
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "| task | model | identity | pass-through |" and len(lines) == 2 + 2 + 1
     samples = probe.task_samples(shards, "train", "gaussian_noise", 4)
-    row = probe.probe(net, samples)
+    from bench.builtins import CheckpointGeneralist
+
+    row = probe.probe(CheckpointGeneralist(tmp_path, device="cpu"), samples)
     assert [line.split(" | ")[1:] for line in lines if line.startswith("| gaussian_noise")] == \
         [[f"{row['model']:.2f}", f"{row['identity']:.2f}", f"{row['pass_through']:.2f} |"]]
     # identity here is the real PSNR of the noisy input, well below the cap
