@@ -39,11 +39,14 @@ def probe(generalist, samples: list) -> dict[str, float]:
     import numpy as np
 
     from bench.metrics import psnr
-    from bench.protocol import images_to_tensor, quantize_tensor
+    from bench.protocol import check_output, images_to_tensor
 
     def run(query, prompt_input, prompt_target, out_dtype):
-        output = generalist.predict(*(images_to_tensor([image]) for image in (query, prompt_input, prompt_target)))
-        return quantize_tensor(output, out_dtype)[0]  # the target's range: uint16 for an HDR target
+        tensors = [images_to_tensor([image]) for image in (query, prompt_input, prompt_target)]
+        output = generalist.predict(*tensors)
+        # the bench's own check: a NaN or misshapen output is a BadOutput, not a clamped number;
+        # quantised to the target's range (uint16 for an HDR target)
+        return check_output(output, tuple(tensors[0].shape), who=generalist.name, quantize_to=out_dtype)[0]
 
     def score(pred, target):
         return float(np.mean(psnr(pred, target)))
@@ -76,13 +79,14 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from bench.builtins import CheckpointGeneralist
+    from bench.protocol import BadOutput
 
     torch.set_num_threads(args.threads)
     try:
         generalist = CheckpointGeneralist(args.checkpoint, device=args.device)
         rows = {task: probe(generalist, task_samples(Path(args.shards), args.split, task, args.queries + 1))
                 for task in args.tasks.split(",")}
-    except (FileNotFoundError, KeyError, ValueError) as err:  # CheckpointError is a ValueError
+    except (FileNotFoundError, KeyError, ValueError, BadOutput) as err:  # CheckpointError is a ValueError
         print(f"passthrough_probe: {err}", file=sys.stderr)
         return 2
     print("| task | model | identity | pass-through |\n|---|---|---|---|")
