@@ -24,8 +24,8 @@
 #
 # Knobs (environment): DEADLINE_S (seconds from the start by which everything must be done; the
 # training budget is what remains minus EVAL_RESERVE_S), MINUTES (caps the training budget),
-# STEPS (its schedule, 3000), BATCH (64), SIZE (128), N_TRAIN (pairs per task, 1024), LIMIT (eval
-# queries per task, 16).
+# STEPS (its schedule, 3000; auto: sized to the budget from a timed step), LR (4e-4), WARMUP (200),
+# BATCH (64), SIZE (128), N_TRAIN (pairs per task, 1024), LIMIT (eval queries per task, 16).
 set -euo pipefail
 
 OUT=${OUT:-out/device}
@@ -133,17 +133,43 @@ wait_synthesis() {
     synthesise
 }
 
+CALIBRATE_PID=""
+if [[ ",$STAGES," == *",genlv-s,"* && "$STEPS" == auto ]]; then
+    # STEPS=auto: time the training step on the GPU while synthesis keeps the CPU busy, so the
+    # cosine schedule can be sized to end at the budget instead of being cut off mid-way.
+    if [ -z "$SYNTH_PID" ]; then synthesise > "$WORK/synth.log" 2>&1 & SYNTH_PID=$!; fi
+    stamp "calibrate: $ARCH training step at batch $BATCH, $SIZE px"
+    $PY benchmarks/bench_train.py --arch "$ARCH" --size "$SIZE" --batch "$BATCH" $([ "$DEV" = cuda ] && echo --bf16) \
+        --ema 0.999 --steps 6 --warmup 2 --no-inference --json "$FIG/calibrate-$ARCH.json" > "$WORK/calibrate.log" 2>&1 &
+    CALIBRATE_PID=$!
+fi
+
 if [[ ",$STAGES," == *",genlv-s,"* ]]; then
     wait_synthesis
     left=$((DEADLINE_S - ($(date +%s) - started) - EVAL_RESERVE_S))
     MINUTES=$(python3 -c "print(round(max(0.5, min($MINUTES, $left / 60)), 2))")
+    if [ -n "$CALIBRATE_PID" ]; then
+        wait "$CALIBRATE_PID" || echo "calibration failed"
+        cat "$WORK/calibrate.log"
+        # steps that fit: the timed rate, less LOADER_MARGIN (data loading, logging) and START_S of
+        # loader start-up and cuDNN autotuning; 3000 when the calibration wrote nothing.
+        STEPS=$(python3 -c "
+import json, sys
+try:
+    rate = json.load(open('$FIG/calibrate-$ARCH.json'))['rows'][0]['samples_per_s']
+except (OSError, KeyError, IndexError, ValueError):
+    print(3000); sys.exit()
+seconds = max(30.0, $MINUTES * 60 - ${START_S:-25})
+print(max(2, int(rate * ${LOADER_MARGIN:-0.85} * seconds / $BATCH)))")
+        stamp "schedule sized to the budget: $STEPS steps"
+    fi
     echo "train: {}" > "$WORK/empty-params.yaml"
     INIT=()
     # the shipped weights carry forward; a SMOKE run trains genlv-tiny, which they do not fit
     if [ "$ARCH" = genlv-s ] && [ -f checkpoints/genlv-s/model.safetensors ]; then INIT=(--init checkpoints/genlv-s); fi
     stamp "train $ARCH for at most $MINUTES min (${INIT[*]:-from scratch})"
     $PY -m pipelines.cli train --params "$WORK/empty-params.yaml" --arch "$ARCH" --shards "$WORK/shards" \
-        --size "$SIZE" --batch "$BATCH" --steps "$STEPS" --lr 4e-4 --warmup 200 --ema 0.999 \
+        --size "$SIZE" --batch "$BATCH" --steps "$STEPS" --lr "${LR:-4e-4}" --warmup "${WARMUP:-200}" --ema 0.999 \
         --max-minutes "$MINUTES" --workers "$WORKERS" --device "$DEV" --log-every 50 --ckpt-every 100000 \
         --out "$WORK/$ARCH" --name genlv-s "${INIT[@]}" --no-progress
     cp "$WORK/$ARCH/metrics.csv" "$FIG/train-metrics.csv"
