@@ -138,6 +138,25 @@ class RelativePositionTables(nn.Module):
         return bias.flatten(-4, -3).flatten(-2, -1)
 
 
+# The fused CUDA attention kernels put the batch on a grid axis capped at 65,535 blocks: with a
+# bias that needs a gradient, a larger batch returned a 65,535-row bias gradient (genlv-base at
+# batch 64, 256²: 65,536 windows; H200, torch 2.11). A power of two keeps the chunks even.
+SDPA_MAX_BATCH = 32768
+
+
+def chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor,
+                      scale: float, max_batch: int | None = None) -> torch.Tensor:
+    """``F.scaled_dot_product_attention`` over (N, heads, L, d) inputs with an (N, heads, L, S) additive
+    bias, in slices of at most ``max_batch`` (default SDPA_MAX_BATCH) along N; the same result."""
+    limit = SDPA_MAX_BATCH if max_batch is None else max_batch
+    n = q.shape[0]
+    if n <= limit:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale)
+    return torch.cat([F.scaled_dot_product_attention(q[i:i + limit], k[i:i + limit], v[i:i + limit],
+                                                     attn_mask=bias[i:i + limit], scale=scale)
+                      for i in range(0, n, limit)])
+
+
 class OverlapWindowAttention(nn.Module):
     """HAT overlapping cross-attention (OCA): each window×window block of queries attends to the
     zero-padded, larger overlapping window around it, with relative-position logits added."""
@@ -174,7 +193,7 @@ class OverlapWindowAttention(nn.Module):
         scale = d ** -0.5
         # The official code adds the relative logits of the *scaled* queries; SDPA takes them as a bias.
         bias = self.rel_pos_emb(q * scale)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale)
+        out = chunked_attention(q, k, v, bias, scale)
         out = (out.reshape(b, nh, nw, heads, ws, ws, d).permute(0, 3, 6, 1, 4, 2, 5)
                .reshape(b, heads * d, h, w))
         return self.project_out(out)

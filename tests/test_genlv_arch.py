@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 import model
-from model import checkpoints
+from model import checkpoints, layers
 from model.layers import (ChannelAttention, ChannelNorm, OverlapWindowAttention, TokenAttention,
                           relative_index)
 
@@ -183,6 +183,31 @@ def test_overlap_window_attention_equals_plain_formula_and_trains_tables():
     attn(x).square().mean().backward()
     for table in (attn.rel_pos_emb.rel_height, attn.rel_pos_emb.rel_width):
         assert table.grad is not None and table.grad.abs().sum() > 0
+
+
+def test_window_attention_split_into_kernel_sized_chunks_is_the_same_function(monkeypatch):
+    # 12 windows in slices of 5 (5 + 5 + 2): outputs and every gradient equal the one-call version.
+    torch.manual_seed(4)
+    attn = _randomise(OverlapWindowAttention(dim=24, window_size=8, num_heads=2, dim_head=16, bias=False))
+    x = torch.randn(2, 24, 16, 24)
+
+    def run():
+        attn.zero_grad()
+        xi = x.clone().requires_grad_()
+        out = attn(xi)
+        out.square().mean().backward()
+        return out, xi.grad, attn.rel_pos_emb.rel_height.grad.clone(), attn.qkv.weight.grad.clone()
+
+    whole = run()
+    calls = []
+    real_sdpa = F.scaled_dot_product_attention
+    monkeypatch.setattr(layers, "SDPA_MAX_BATCH", 5)
+    monkeypatch.setattr(layers.F, "scaled_dot_product_attention",
+                        lambda q, *a, **kw: calls.append(q.shape[0]) or real_sdpa(q, *a, **kw))
+    chunked = run()
+    assert calls == [5, 5, 2]
+    for a, b in zip(whole, chunked):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
 
 
 def test_token_attention_equals_plain_formula_self_and_cross():
