@@ -14,6 +14,11 @@ an existing export is replaced whole or not at all; other files already in OUT (
 OUT's weights), so OUT's metrics.csv is kept and the run's rows are appended after it, their step
 and elapsed shifted past its last row: the shipped curve (drawn by the report) then covers every
 run that trained these weights.
+
+``--interpolate BASE --ratio R``: export BASE + R * (run - BASE) instead of the run's weights, a
+linear path between two checkpoints of the same architecture (R = 1: the run; 0: BASE). Fine-tuning
+from BASE and interpolating back (WiSE-FT, Wortsman et al. 2022) can keep what the run gained on
+some tasks without all it lost on others. config.json records BASE's sha256 and R.
 """
 from __future__ import annotations
 
@@ -67,8 +72,27 @@ def check_continuation(run: Path, out: Path) -> None:
                          f"(its init_sha256 is {started_from[:12] or 'absent'}, the file's {shipped[:12] or 'absent'})")
 
 
-def export_checkpoint(run: str | Path, out: str | Path, dtype: str = "bfloat16", continues: bool = False) -> Path:
-    """Write ``out`` (config, weights cast to ``dtype``, run logs) from the run folder ``run``; returns the weights path."""
+def interpolate_states(base: dict[str, torch.Tensor], run: dict[str, torch.Tensor], ratio: float,
+                       where: str = "") -> dict[str, torch.Tensor]:
+    """base + ratio * (run - base) per floating-point tensor, in fp32; other tensors from ``run``.
+    The two must hold the same keys and shapes (the same architecture)."""
+    if set(base) != set(run):
+        differing = sorted(set(base) ^ set(run))
+        raise ValueError(f"{where}: the checkpoints hold different tensors ({len(differing)} keys differ, "
+                         f"e.g. {differing[0]!r}); interpolate only within one architecture")
+    mixed = {}
+    for key, value in run.items():
+        if base[key].shape != value.shape:
+            raise ValueError(f"{where}: {key} has shape {tuple(base[key].shape)} in the base and "
+                             f"{tuple(value.shape)} in the run")
+        mixed[key] = torch.lerp(base[key].float(), value.float(), ratio) if value.is_floating_point() else value
+    return mixed
+
+
+def export_checkpoint(run: str | Path, out: str | Path, dtype: str = "bfloat16", continues: bool = False,
+                      interpolate: str | Path | None = None, ratio: float = 1.0) -> Path:
+    """Write ``out`` (config, weights cast to ``dtype``, run logs) from the run folder ``run``, or the
+    weights ``interpolate`` + ratio * (run - interpolate); returns the weights path."""
     run, out = Path(run), Path(out)
     if continues:
         check_continuation(run, out)
@@ -78,8 +102,17 @@ def export_checkpoint(run: str | Path, out: str | Path, dtype: str = "bfloat16",
     if missing:
         raise FileNotFoundError(f"{run}: not a training run folder (missing {', '.join(missing)})")
     state, metadata = read_safetensors(run / WEIGHTS_NAME)
-    state = {k: v.to(DTYPES[dtype]) if v.is_floating_point() else v for k, v in state.items()}
     config = json.loads((run / CONFIG_NAME).read_text())
+    if interpolate is not None:
+        if not 0.0 <= ratio <= 1.0:
+            raise ValueError(f"--ratio {ratio}: must lie in [0, 1] (0 = {interpolate}, 1 = {run})")
+        base_file = Path(interpolate) / WEIGHTS_NAME
+        if not base_file.is_file():
+            raise FileNotFoundError(f"--interpolate {interpolate}: no {WEIGHTS_NAME} there")
+        base, _ = read_safetensors(base_file)
+        state = interpolate_states(base, state, ratio, where=f"--interpolate {interpolate} with {run}")
+        config["interpolated"] = {"base_sha256": file_sha256(base_file), "ratio": ratio}
+    state = {k: v.to(DTYPES[dtype]) if v.is_floating_point() else v for k, v in state.items()}
     config["stored_dtype"] = dtype
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -117,9 +150,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", default="bfloat16", choices=sorted(DTYPES))
     parser.add_argument("--continues", action="store_true",
                         help="the run continued OUT (--init OUT): append its loss curve to OUT's metrics.csv")
+    parser.add_argument("--interpolate", metavar="BASE", help="export BASE + RATIO * (run - BASE): a checkpoint "
+                        "folder of the same architecture, e.g. the weights the run started from")
+    parser.add_argument("--ratio", type=float, default=1.0, help="with --interpolate: 1 = the run, 0 = BASE (default 1)")
     args = parser.parse_args(argv)
+    if args.ratio != 1.0 and args.interpolate is None:
+        parser.error("--ratio needs --interpolate BASE")
     try:
-        weights = export_checkpoint(args.run, args.out, args.dtype, args.continues)
+        weights = export_checkpoint(args.run, args.out, args.dtype, args.continues, args.interpolate, args.ratio)
     except (FileNotFoundError, ValueError) as err:
         print(f"export_checkpoint: {err}", file=sys.stderr)
         return 2

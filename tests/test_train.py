@@ -355,6 +355,38 @@ def test_bf16_export_is_a_checkpoint_the_bench_and_init_read(shards, full_run, t
     assert len(pd.read_csv(out / "metrics.csv")) == len(chained)  # refused exports leave it whole
 
 
+def test_export_interpolates_between_the_run_and_its_base(shards, full_run, tmp_path):
+    from conftest import load_script
+
+    export_main = load_script("export_checkpoint").main
+    full_out, _ = full_run
+    base = tmp_path / "base"
+    train(make_config(shards, base, steps=2, seed=3), progress=False)  # other weights, same architecture
+
+    def weights(folder):
+        return read_safetensors(folder / "model.safetensors")[0]
+
+    for ratio in ("0", "0.25", "1"):
+        out = tmp_path / f"mix{ratio}"
+        assert export_main([str(full_out), str(out), "--dtype", "float32", "--interpolate", str(base),
+                            "--ratio", ratio]) == 0
+        mixed, run, start = weights(out), weights(full_out), weights(base)
+        r = float(ratio)
+        for key, value in run.items():
+            expected = start[key] + r * (value - start[key]) if value.is_floating_point() else value
+            torch.testing.assert_close(mixed[key], expected, rtol=1e-6, atol=1e-7)
+        recorded = json.loads((out / "config.json").read_text())["interpolated"]
+        assert recorded["ratio"] == r and len(recorded["base_sha256"]) == 64
+    # a base of another architecture, a ratio outside [0, 1], --ratio alone: clear refusals
+    train(make_config(shards, tmp_path / "wider", steps=1, overrides={"dim": 16}), progress=False)
+    assert export_main([str(full_out), str(tmp_path / "x"), "--interpolate", str(tmp_path / "wider"),
+                        "--ratio", "0.5"]) == 2
+    assert export_main([str(full_out), str(tmp_path / "x"), "--interpolate", str(base), "--ratio", "1.5"]) == 2
+    with pytest.raises(SystemExit):
+        export_main([str(full_out), str(tmp_path / "x"), "--ratio", "0.5"])
+    assert not (tmp_path / "x").exists()
+
+
 # ----------------------------------------------------------------------------- torch.compile modes
 
 def test_compile_setting_accepts_booleans_and_mode_names_and_rejects_others():
