@@ -9,8 +9,8 @@
 #                                                      # during the speed stage; training gets what is left
 #   STAGES=equal-budget bash benchmarks/device_session.sh  # issue #8: scripts/equal_budget.py --plan gpu
 #                                                      # (EB_ONLY=a,b for a subset when a lease is short)
-#   STAGES=speed-variants DEADLINE_S=240 bash ...     # genlv-base with regional compile + channels_last,
-#                                                      # and activation checkpointing at batch 64
+#   STAGES=speed-variants DEADLINE_S=240 bash ...     # genlv-base: activation checkpointing at batch 64,
+#                                                      # then regional compile + channels_last (PROFILE=1: a profile)
 #   SMOKE=1 STAGES=speed,genlv-s,equal-budget bash benchmarks/device_session.sh   # CPU check of this script
 #
 # Run from the repository root. On the device machine dask and webdataset are missing: carry
@@ -109,20 +109,24 @@ fi
 
 
 if [[ ",$STAGES," == *",speed-variants,"* ]]; then
-    # Where the eager step's time goes, then the layouts and memory savers beside the plain eager
-    # sweep: regional compile with NHWC (compile time = warm-up s), and activation checkpointing
-    # at batch 64 (issue #6: batch 64 at 256² in 80 GiB).
-    stamp "genlv-base: profile of one eager training step at batch ${PROFILE_BATCH:-8}"
-    timeout "$(remaining)" $PY benchmarks/profile_step.py ${BASE%% --steps*} --batch "${PROFILE_BATCH:-8}" \
-        --warmup 1 --steps 1 --rows 40 --out "$FIG/profile-step.txt" | tail -n 42 || echo "profile failed"
-    stamp "genlv-base: regional compile + channels_last at batch ${VARIANT_BATCH:-16}"
-    timeout "$(( $(remaining) - 60 < COMPILE_TIMEOUT ? $(remaining) - 60 : COMPILE_TIMEOUT ))" \
-        $PY benchmarks/bench_train.py $BASE --batch "${VARIANT_BATCH:-16}" --compile regional --channels-last \
-        --json "$FIG/bench-train-compiled-nhwc.json" || echo "compiled NHWC run failed or ran out of time"
+    # The layouts and memory savers beside the plain eager sweep, the cheapest and most telling
+    # first: activation checkpointing at batch 64 (issue #6: batch 64 at 256² in 80 GiB; lease 4
+    # failed here at 65,536 attention windows before the window attention was sliced), then
+    # regional compile with NHWC (compile time = warm-up s), then (PROFILE=1) where the eager
+    # step's time goes (lease 2 has that profile: results/gpu-h200/).
     stamp "genlv-base: eager + channels_last + block activation checkpointing at batch ${CKPT_BATCH:-64}"
     timeout "$(remaining)" $PY benchmarks/bench_train.py ${BASE%% --steps*} --steps 3 --warmup 1 \
         --batch "${CKPT_BATCH:-64}" --channels-last --checkpointing block --no-inference \
         --json "$FIG/bench-train-eager-ckpt.json" || echo "eager checkpointed run failed or ran out of time"
+    stamp "genlv-base: regional compile + channels_last at batch ${VARIANT_BATCH:-16}"
+    timeout "$(( $(remaining) - 30 < COMPILE_TIMEOUT ? $(remaining) - 30 : COMPILE_TIMEOUT ))" \
+        $PY benchmarks/bench_train.py $BASE --batch "${VARIANT_BATCH:-16}" --compile regional --channels-last \
+        --json "$FIG/bench-train-compiled-nhwc.json" || echo "compiled NHWC run failed or ran out of time"
+    if [ "${PROFILE:-0}" = 1 ]; then
+        stamp "genlv-base: profile of one eager training step at batch ${PROFILE_BATCH:-8}"
+        timeout "$(remaining)" $PY benchmarks/profile_step.py ${BASE%% --steps*} --batch "${PROFILE_BATCH:-8}" \
+            --warmup 1 --steps 1 --rows 40 --out "$FIG/profile-step.txt" | tail -n 42 || echo "profile failed"
+    fi
 fi
 
 wait_synthesis() {
