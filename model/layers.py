@@ -138,18 +138,17 @@ class RelativePositionTables(nn.Module):
         return bias.flatten(-4, -3).flatten(-2, -1)
 
 
-# The fused CUDA attention kernels put the batch on a grid axis capped at 65,535 blocks: with a
-# bias that needs a gradient, a larger batch returned a 65,535-row bias gradient (genlv-base at
-# batch 64, 256²: 65,536 windows; H200, torch 2.11). A power of two keeps the chunks even.
+# The fused CUDA attention kernels put the batch on a grid axis capped at 65,535 blocks. genlv-base
+# at batch 64, 256² has 65,536 windows, and its backward (the bias needs a gradient) failed with a
+# 65,536-vs-65,535 size mismatch (H200, torch 2.11). A power of two keeps the slices even.
 SDPA_MAX_BATCH = 32768
 
 
 def chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor,
-                      scale: float, max_batch: int | None = None) -> torch.Tensor:
+                      scale: float) -> torch.Tensor:
     """``F.scaled_dot_product_attention`` over (N, heads, L, d) inputs with an (N, heads, L, S) additive
-    bias, in slices of at most ``max_batch`` (default SDPA_MAX_BATCH) along N; the same result."""
-    limit = SDPA_MAX_BATCH if max_batch is None else max_batch
-    n = q.shape[0]
+    bias, in slices of at most SDPA_MAX_BATCH along N; the same result."""
+    limit, n = SDPA_MAX_BATCH, q.shape[0]
     if n <= limit:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale)
     return torch.cat([F.scaled_dot_product_attention(q[i:i + limit], k[i:i + limit], v[i:i + limit],
