@@ -534,13 +534,17 @@ def test_passthrough_probe_scores_a_trained_model_on_its_shards(shards, tmp_path
     assert probe.main([str(tmp_path), "--shards", str(shards), "--split", "train", "--tasks", TASKS,
                        "--queries", "3", "--threads", "1"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "| task | model | identity | pass-through |" and len(lines) == 2 + 2 + 1
+    assert lines[0] == "| task | model | identity | pass-through | pass-through, colour offset removed |"
+    assert len(lines) == 2 + 2 + 1
     samples = probe.task_samples(shards, "train", "gaussian_noise", 4)
     from bench.builtins import CheckpointGeneralist
 
     row = probe.probe(CheckpointGeneralist(tmp_path, device="cpu"), samples)
     assert [line.split(" | ")[1:] for line in lines if line.startswith("| gaussian_noise")] == \
-        [[f"{row['model']:.2f}", f"{row['identity']:.2f}", f"{row['pass_through']:.2f} |"]]
+        [[f"{row['model']:.2f}", f"{row['identity']:.2f}", f"{row['pass_through']:.2f}",
+          f"{row['pass_through_no_offset']:.2f} |"]]
+    # taking each image's mean colour error out can only lower the squared error
+    assert row["pass_through_no_offset"] >= row["pass_through"] - 1e-9
     # identity here is the real PSNR of the noisy input, well below the cap
     assert 10 < row["identity"] < 40 and row["model"] > 0
     # too few samples for the probe: a clear error, exit status 2
