@@ -7,6 +7,11 @@ image restoration neural networks", SSVM 2021) showed that training denoisers an
 such images comes close to natural-image training.  On top of flat leaves we add per-leaf linear
 colour gradients and textures (band-limited noise, stripes) and an optional depth-of-field blur.
 
+Leaf hues are uniform, so every image averages to about grey; photographs do not (a warm or cool
+illuminant, a dominant palette). ``tint_sigma`` > 0 gives each image such a cast: per-channel
+gains exp(N(0, tint_sigma²)), normalised to keep the mean brightness. A model trained only on
+grey-balanced images pulls a photo's colours towards grey when it should leave them alone.
+
 The stacking order gives a layer map for free: leaf ``k`` of ``n`` lies at depth ``1 - k/n``
 (later leaves are nearer), the background at depth 1.  Haze and underwater tasks use it.
 """
@@ -28,6 +33,7 @@ class DeadLeavesConfig:
     texture_prob: float = 0.25   # fraction of leaves with a texture
     dof_prob: float = 0.3        # fraction of images with a depth-of-field blur
     dof_max_sigma: float = 3.0
+    tint_sigma: float = 0.0      # std of the log per-channel gain of a per-image colour cast (0 = none)
 
 
 def _power_law_radii(rng: np.random.Generator, n: int, r_min: float, r_max: float, alpha: float) -> np.ndarray:
@@ -125,6 +131,10 @@ def dead_leaves(size: int, rng: np.random.Generator, config: DeadLeavesConfig = 
         blurred = cv2.GaussianBlur(image, (0, 0), sigmaX=sigma)
         weight = np.clip(np.abs(depth - focus) * 2.0, 0.0, 1.0)[:, :, None]
         image = image * (1.0 - weight) + blurred * weight
+
+    if config.tint_sigma > 0:  # drawn last, so tint_sigma = 0 leaves every other draw as it was
+        gains = np.exp(rng.normal(0.0, config.tint_sigma, 3)).astype(np.float32)
+        image = image * (gains / gains.mean())
 
     out = np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
     return out, depth

@@ -22,7 +22,7 @@ from typing import Callable, Protocol
 import cv2
 import numpy as np
 
-from .deadleaves import dead_leaves
+from .deadleaves import DeadLeavesConfig, dead_leaves
 from .images import random_crop_box, resize_short_side
 from .imageio import IMAGE_SUFFIXES, UnreadableImage, read_image
 
@@ -135,10 +135,25 @@ class DeadLeavesSource:
     """Procedural dead-leaves images with their layer depth map."""
 
     name: str = "deadleaves"
+    config: DeadLeavesConfig = DeadLeavesConfig()
 
     def sample(self, index: int, size: int, rng: np.random.Generator) -> SourceImage:
-        image, depth = dead_leaves(size, rng)
-        return SourceImage(image, depth, "deadleaves")
+        image, depth = dead_leaves(size, rng, self.config)
+        return SourceImage(image, depth, self.name)
+
+
+def _dead_leaves_source(arg: str) -> DeadLeavesSource:
+    """``deadleaves`` or ``deadleaves:tint=S`` (S: DeadLeavesConfig.tint_sigma, a per-image colour cast)."""
+    if not arg:
+        return DeadLeavesSource()
+    key, _, value = arg.partition("=")
+    try:
+        sigma = float(value) if key == "tint" else None
+    except ValueError:
+        sigma = None
+    if sigma is None or not 0.0 <= sigma <= 1.0:
+        raise SourceError(f"deadleaves:{arg}: the one option is tint=S with S in [0, 1] (e.g. deadleaves:tint=0.2)")
+    return DeadLeavesSource(name=f"deadleaves:tint={sigma:g}", config=DeadLeavesConfig(tint_sigma=sigma))
 
 
 # --------------------------------------------------------------------------------------------
@@ -269,14 +284,14 @@ class InterleavedSource:
 
 _SOURCE_FACTORIES: dict[str, Callable[[str], Source]] = {
     "photos": lambda arg: PhotoSource(tuple(arg.split(",")) if arg else tuple(PHOTO_LOADERS)),
-    "deadleaves": lambda arg: DeadLeavesSource(),
+    "deadleaves": _dead_leaves_source,
     "folder": lambda arg: FolderSource(Path(arg)),
     "folder-upscale": lambda arg: FolderSource(Path(arg), upscale=True),
 }
 
 
 def build_source(spec: str) -> Source:
-    """Parse a source spec: ``photos``, ``photos:astronaut,coffee``, ``deadleaves``,
+    """Parse a source spec: ``photos``, ``photos:astronaut,coffee``, ``deadleaves``, ``deadleaves:tint=0.2``,
     ``folder:/path``, ``folder-upscale:/path``, or several joined by ``+``."""
     parts = [p for p in spec.split("+") if p]
     if not parts:

@@ -33,6 +33,26 @@ def test_deadleaves_source_has_depth():
     assert out.depth is not None and out.depth.shape == (64, 64)
 
 
+def test_deadleaves_tint_casts_each_image_and_leaves_the_default_untouched():
+    # tint is drawn after everything else: the same leaves, each image scaled by its own gains
+    plain, tinted = build_source("deadleaves"), build_source("deadleaves:tint=0.25")
+    assert tinted.name == "deadleaves:tint=0.25" and plain.name == "deadleaves"
+    ratios = []
+    for seed in range(24):
+        a = plain.sample(0, 64, np.random.default_rng(seed))
+        b = tinted.sample(0, 64, np.random.default_rng(seed))
+        assert np.array_equal(a.depth, b.depth)
+        assert a.image.tobytes() == DeadLeavesSource().sample(0, 64, np.random.default_rng(seed)).image.tobytes()
+        mean_a, mean_b = a.image.reshape(-1, 3).mean(0), b.image.reshape(-1, 3).mean(0)
+        ratios.append(np.log(mean_b / mean_a))
+        assert abs(mean_b.mean() - mean_a.mean()) < 0.12 * mean_a.mean()  # brightness kept (up to clipping)
+    spread = np.std(np.array(ratios)[:, 0] - np.array(ratios)[:, 1])  # log R/G change across images
+    assert 0.15 < spread < 0.7  # sqrt(2) * 0.25 = 0.35 before clipping
+    for bad in ("deadleaves:tint=2", "deadleaves:tint=x", "deadleaves:blur=1"):
+        with pytest.raises(SourceError, match="tint=S"):
+            build_source(bad)
+
+
 def test_depth_proxy_range_and_orientation():
     d = depth_proxy(load_photo("rocket"))
     assert d.min() == 0.0 and d.max() == 1.0
