@@ -25,7 +25,8 @@
 # Knobs (environment): DEADLINE_S (seconds from the start by which everything must be done; the
 # training budget is what remains minus EVAL_RESERVE_S), MINUTES (caps the training budget),
 # STEPS (its schedule; default auto: sized to the budget from a timed step), LR (1e-4), WARMUP (50),
-# BATCH (64), SIZE (128), N_TRAIN (pairs per task, 1024), LIMIT (eval queries per task, 16).
+# BATCH (64), SIZE (128), N_TRAIN (pairs per task, 1024), LIMIT (eval queries per task, 16),
+# TRAIN_SOURCE (the train split's image source, deadleaves:tint=0.25).
 set -euo pipefail
 
 OUT=${OUT:-out/device}
@@ -75,8 +76,13 @@ remaining() { echo $((DEADLINE_S - ($(date +%s) - started))); }
 
 synthesise() {  # once per lease: the genlv-s and equal-budget stages share the shards
     if [ ! -f "$WORK/shards/manifest.json" ]; then
-        stamp "synthesis: $N_TRAIN train pairs per task at $SIZE px (${SYNTH_WORKERS:-all} workers)"
-        $PY -m pipelines.cli synth --out "$WORK/shards" --splits train,test --n-train "$N_TRAIN" --n-test 16 \
+        # Colour-cast dead leaves by default: plain ones average to grey, and genlv-s trained on
+        # them pulls photo colours towards grey (results/gpu-h200/README.md, run 9; card, run 10).
+        printf 'synth:\n  sources: {train: "%s", test: photos, unseen: photos}\n' "${TRAIN_SOURCE:-deadleaves:tint=0.25}" \
+            > "$WORK/synth-params.yaml"
+        stamp "synthesis: $N_TRAIN train pairs per task at $SIZE px from ${TRAIN_SOURCE:-deadleaves:tint=0.25} (${SYNTH_WORKERS:-all} workers)"
+        $PY -m pipelines.cli synth --params "$WORK/synth-params.yaml" --out "$WORK/shards" --splits train,test \
+            --n-train "$N_TRAIN" --n-test 16 \
             --size "$SIZE" $TASKS ${SYNTH_WORKERS:+--workers "$SYNTH_WORKERS"} --summary "$FIG/synth.json" --no-progress
         stamp "synthesis done"
     fi
