@@ -1,3 +1,5 @@
+import hashlib
+
 import cv2
 import numpy as np
 import pytest
@@ -42,7 +44,9 @@ def test_deadleaves_tint_casts_each_image_and_leaves_the_default_untouched():
         a = plain.sample(0, 64, np.random.default_rng(seed))
         b = tinted.sample(0, 64, np.random.default_rng(seed))
         assert np.array_equal(a.depth, b.depth)
-        assert a.image.tobytes() == DeadLeavesSource().sample(0, 64, np.random.default_rng(seed)).image.tobytes()
+        if seed == 0:  # plain dead leaves are the bytes the generator gave before tint existed
+            assert hashlib.sha256(a.image.tobytes()).hexdigest() == \
+                "ebadaa1179f91167ea45c20c4b165b0a81d60de82073a119193a56ba11e3c54a"
         mean_a, mean_b = a.image.reshape(-1, 3).mean(0), b.image.reshape(-1, 3).mean(0)
         ratios.append(np.log(mean_b / mean_a))
         assert abs(mean_b.mean() - mean_a.mean()) < 0.12 * mean_a.mean()  # brightness kept (up to clipping)
