@@ -43,7 +43,7 @@ def probe(generalist, samples: list) -> dict[str, float]:
     """
     import numpy as np
 
-    from bench.metrics import PSNR_CAP_DB, psnr
+    from bench.metrics import PSNR_CAP_DB, peak_value, psnr
     from bench.protocol import check_output, images_to_tensor
 
     def run(query, prompt_input, prompt_target, out_dtype):
@@ -58,7 +58,7 @@ def probe(generalist, samples: list) -> dict[str, float]:
 
     def score_without_offset(pred, target):
         """PSNR (capped like the bench's) after subtracting the mean per-channel error: a uniform colour cast costs nothing."""
-        peak = float(np.iinfo(target.dtype).max)
+        peak = peak_value(target.dtype)
         error = pred.astype(np.float64) - target.astype(np.float64)
         error -= error.mean(axis=(0, 1), keepdims=True)
         mse = float(np.mean(error ** 2))
