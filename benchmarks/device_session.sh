@@ -7,10 +7,11 @@
 #                                                      # genlv-s until DEADLINE, evaluate, export
 #   STAGES=speed,genlv-s DEADLINE_S=570 bash ...       # both in one lease: synthesis runs in the background
 #                                                      # during the speed stage; training gets what is left
-#   STAGES=equal-budget bash benchmarks/device_session.sh  # issue #8: scripts/equal_budget.py --plan gpu
-#                                                      # (EB_ONLY=a,b for a subset when a lease is short)
+#   STAGES=equal-budget bash benchmarks/device_session.sh  # issue #8: scripts/equal_budget.py --plan gpu-lease
+#                                                      # (~8 min; EB_PLAN=gpu EB_ONLY=NAME: one model of the long plan)
 #   STAGES=speed-variants DEADLINE_S=240 bash ...     # genlv-base: activation checkpointing at batch 64,
-#                                                      # then regional compile + channels_last (PROFILE=1: a profile)
+#                                                      # then regional compile + channels_last (VARIANT_CKPT=0 or
+#                                                      # VARIANT_COMPILE=0 skips one; PROFILE=1: a profile)
 #   SMOKE=1 STAGES=speed,genlv-s,equal-budget bash benchmarks/device_session.sh   # CPU check of this script
 #
 # Run from the repository root. On the device machine dask and webdataset are missing: carry
@@ -89,8 +90,9 @@ synthesise() {  # once per lease: the genlv-s and equal-budget stages share the 
 }
 
 SYNTH_PID=""
-if [[ ",$STAGES," == *",speed,"* && ( ",$STAGES," == *",genlv-s,"* || ",$STAGES," == *",equal-budget,"* ) ]]; then
-    # The speed stage uses the GPU (and a few cores for compilation): synthesise meanwhile.
+if [[ ( ",$STAGES," == *",speed,"* || ",$STAGES," == *",speed-variants,"* ) &&
+      ( ",$STAGES," == *",genlv-s,"* || ",$STAGES," == *",equal-budget,"* ) ]]; then
+    # The speed stages use the GPU (and a few cores for compilation): synthesise meanwhile.
     SYNTH_WORKERS=${SYNTH_WORKERS:-10}
     synthesise > "$WORK/synth.log" 2>&1 &
     SYNTH_PID=$!
@@ -120,14 +122,19 @@ if [[ ",$STAGES," == *",speed-variants,"* ]]; then
     # failed here at 65,536 attention windows before the window attention was sliced), then
     # regional compile with NHWC (compile time = warm-up s), then (PROFILE=1) where the eager
     # step's time goes (lease 2 has that profile: results/gpu-h200/).
-    stamp "genlv-base: eager + channels_last + block activation checkpointing at batch ${CKPT_BATCH:-64}"
-    timeout "$(remaining)" $PY benchmarks/bench_train.py ${BASE%% --steps*} --steps 3 --warmup 1 \
-        --batch "${CKPT_BATCH:-64}" --channels-last --checkpointing block --no-inference \
-        --json "$FIG/bench-train-eager-ckpt.json" || echo "eager checkpointed run failed or ran out of time"
-    stamp "genlv-base: regional compile + channels_last at batch ${VARIANT_BATCH:-16}"
-    timeout "$(( $(remaining) - 30 < COMPILE_TIMEOUT ? $(remaining) - 30 : COMPILE_TIMEOUT ))" \
-        $PY benchmarks/bench_train.py $BASE --batch "${VARIANT_BATCH:-16}" --compile regional --channels-last \
-        --json "$FIG/bench-train-compiled-nhwc.json" || echo "compiled NHWC run failed or ran out of time"
+    if [ "${VARIANT_CKPT:-1}" = 1 ]; then
+        stamp "genlv-base: eager + channels_last + block activation checkpointing at batch ${CKPT_BATCH:-64}"
+        timeout "$(( $(remaining) < ${CKPT_TIMEOUT:-150} ? $(remaining) : ${CKPT_TIMEOUT:-150} ))" \
+            $PY benchmarks/bench_train.py ${BASE%% --steps*} --steps 3 --warmup 1 \
+            --batch "${CKPT_BATCH:-64}" --channels-last --checkpointing block --no-inference \
+            --json "$FIG/bench-train-eager-ckpt.json" || echo "eager checkpointed run failed or ran out of time"
+    fi
+    if [ "${VARIANT_COMPILE:-1}" = 1 ]; then
+        stamp "genlv-base: regional compile + channels_last at batch ${VARIANT_BATCH:-16}"
+        timeout "$(( $(remaining) - 30 < COMPILE_TIMEOUT ? $(remaining) - 30 : COMPILE_TIMEOUT ))" \
+            $PY benchmarks/bench_train.py $BASE --batch "${VARIANT_BATCH:-16}" --compile regional --channels-last \
+            --json "$FIG/bench-train-compiled-nhwc.json" || echo "compiled NHWC run failed or ran out of time"
+    fi
     if [ "${PROFILE:-0}" = 1 ]; then
         stamp "genlv-base: profile of one eager training step at batch ${PROFILE_BATCH:-8}"
         timeout "$(remaining)" $PY benchmarks/profile_step.py ${BASE%% --steps*} --batch "${PROFILE_BATCH:-8}" \
@@ -197,14 +204,34 @@ fi
 
 if [[ ",$STAGES," == *",equal-budget,"* ]]; then
     # Issue #8's equal-budget comparison (scripts/equal_budget.yaml): the same sample budget for
-    # every model, so it cannot be capped by time; EB_ONLY picks models when a lease is short.
+    # every model, so no model's schedule is cut by time. Instead each model trains under the
+    # time left (less EB_EVAL_RESERVE_S for the evaluation), in the plan's order (slowest first);
+    # one that runs out is left out, and the ones that finished are evaluated together.
+    # EB_PLAN=gpu-lease fits one lease; EB_PLAN=gpu EB_ONLY=NAME is one model of the long plan.
     wait_synthesis
-    EB_PLAN=${EB_PLAN:-gpu}; EB_ARGS=()
-    if [ "$SMOKE" = 1 ]; then EB_PLAN=cpu; EB_ARGS=(--steps 2 --size "$SIZE" --only "${EB_ONLY:-vit-tiny,vit-vpip-tiny}"); fi
-    if [ -n "${EB_ONLY:-}" ] && [ "$SMOKE" != 1 ]; then EB_ARGS=(--only "$EB_ONLY"); fi
-    stamp "equal-budget comparison, plan $EB_PLAN ${EB_ARGS[*]}"
-    $PY scripts/equal_budget.py --plan "$EB_PLAN" --shards "$WORK/shards" --device "$DEV" --work "$WORK/eb" \
-        --out "$FIG/equal-budget-$EB_PLAN" "${EB_ARGS[@]}" || echo "equal-budget comparison failed"
+    EB_PLAN=${EB_PLAN:-gpu-lease}; EB_ARGS=()
+    if [ "$SMOKE" = 1 ]; then EB_PLAN=cpu; EB_ONLY=${EB_ONLY:-vit-tiny,vit-vpip-tiny}; EB_ARGS=(--steps 2 --size "$SIZE"); fi
+    EB=(scripts/equal_budget.py --plan "$EB_PLAN" --shards "$WORK/shards" --device "$DEV" --work "$WORK/eb"
+        --out "$FIG/equal-budget-$EB_PLAN" "${EB_ARGS[@]}")
+    EB_MODELS=${EB_ONLY:-$($PY -c "import yaml; print(' '.join(m['name'] for m in yaml.safe_load(open('scripts/equal_budget.yaml'))['plans']['$EB_PLAN']['models']))")}
+    for model in ${EB_MODELS//,/ }; do
+        left=$(( $(remaining) - ${EB_EVAL_RESERVE_S:-90} ))
+        if (( left < 20 )); then stamp "equal-budget: $model skipped, no time left"; continue; fi
+        stamp "equal-budget ($EB_PLAN): train $model (at most $left s)"
+        timeout "$left" $PY "${EB[@]}" --only "$model" --train-only || echo "$model did not finish (status $?)"
+    done
+    finished=$($PY -c "
+import json, pathlib
+names = '${EB_MODELS}'.replace(',', ' ').split()
+print(','.join(n for n in names if json.loads((pathlib.Path('$WORK/eb') / n / 'summary.json').read_text()
+                                              if (pathlib.Path('$WORK/eb') / n / 'summary.json').exists() else '{}')
+               .get('status') == 'completed'))")
+    if [ -n "$finished" ]; then
+        stamp "equal-budget ($EB_PLAN): evaluate $finished"
+        timeout "$(remaining)" $PY "${EB[@]}" --only "$finished" || echo "equal-budget evaluation failed or ran out of time"
+    else
+        echo "equal-budget: no model finished training"
+    fi
     # What a later `equal_budget.py --summarise` needs, without the weights: unpack eb-work/ from
     # figures.tar.gz into out/equal-budget-PLAN (the work folder) next to earlier leases' models.
     mkdir -p "$FIG/eb-work"

@@ -4,6 +4,7 @@
     python scripts/equal_budget.py --plan gpu --shards data/shards --device cuda
     python scripts/equal_budget.py --plan cpu --only genlv-tiny,vit-tiny --work /tmp/eb
     python scripts/equal_budget.py --plan gpu --summarise   # results gathered one model per lease
+    python scripts/equal_budget.py --plan gpu-lease --only genlv-s --train-only   # train, evaluate later
 
 Plans live in scripts/equal_budget.yaml. For each model: ``llvbench train`` with the plan's
 budget (a run that already finished is kept; an interrupted one resumes), then one
@@ -14,6 +15,8 @@ claims checked against these numbers. Re-running after a crash redoes only what 
 ``--summarise`` only rebuilds the leaderboard and README from the work folder: for a plan too
 long for one machine session, run it with ``--only`` one model at a time, keep (or bring back)
 each model's summary.json and its eval results in the same work folder, then summarise.
+``--train-only`` stops after training, so a caller with a deadline can train models one at a time
+under its own timeout and then evaluate (``--only``) the ones that finished in one go.
 """
 from __future__ import annotations
 
@@ -224,7 +227,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="no training and no evaluation: build the leaderboard and README from what --work "
                              "already holds (each model's summary.json and the eval results), e.g. gathered "
                              "one model per device lease")
+    parser.add_argument("--train-only", action="store_true",
+                        help="train (or keep) the models, then stop: no evaluation, leaderboard or README")
     args = parser.parse_args(argv)
+    if args.train_only and args.summarise:
+        parser.error("--train-only and --summarise exclude each other")
 
     plans = yaml.safe_load(Path(args.plans).read_text())["plans"]
     if args.plan not in plans:
@@ -259,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
                                    if c != "--resume"]))
             continue
         run(train_command(model, plan, work, args.shards, args.device), commands)
+    if args.train_only:
+        return 0
 
     eval_cfg = plan["eval"]
     cmd = [sys.executable, "-m", "pipelines.cli", "eval", "--shards", args.shards, "--out", str(work / "eval"),

@@ -84,10 +84,12 @@ def test_a_plan_run_in_two_parts_is_summarised_from_the_work_folder(script, tmp_
     work, out = tmp_path / "work", tmp_path / "out"
     common = ["--plan", "tiny", "--plans", str(plans), "--shards", str(shards), "--work", str(work),
               "--out", str(out), "--device", "cpu"]
-    assert script.main(common + ["--only", "genlv-tiny"]) == 0
+    assert script.main(common + ["--only", "genlv-tiny", "--train-only"]) == 0
+    assert (work / "genlv-tiny" / "summary.json").exists()
+    assert not (work / "eval").exists() and not out.exists()  # trained, nothing evaluated
     with pytest.raises(SystemExit, match="xrestormer-tiny"):  # not trained yet: named, nothing written
         script.main(common + ["--summarise"])
-    assert script.main(common + ["--only", "xrestormer-tiny"]) == 0
+    assert script.main(common) == 0  # genlv-tiny kept, xrestormer-tiny trained, both evaluated
     (out / "README.md").unlink()
     assert script.main(common + ["--summarise"]) == 0
     readme = (out / "README.md").read_text()
