@@ -59,6 +59,12 @@ def peak_memory_gib(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**30
 
 
+def trace(args, message: str) -> None:
+    """With ``--trace``: one line per step as it ends, so a run killed by a timeout shows how far it got."""
+    if args.trace:
+        print(f"  {message}", flush=True)
+
+
 def bench_batch(args, batch: int, device: torch.device, flops_per_sample: int) -> dict:
     """Median step time over ``args.steps`` timed steps after ``args.warmup`` untimed ones."""
     config = TrainConfig(arch=args.arch, batch=batch, size=args.size, bf16=args.bf16, compile=args.compile,
@@ -68,18 +74,24 @@ def bench_batch(args, batch: int, device: torch.device, flops_per_sample: int) -
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
+    t_build = time.perf_counter()
     trainer = Trainer(build_network(config), config, device)
     data = random_batch(batch, args.size, device)
+    trace(args, f"batch {batch}: model built in {time.perf_counter() - t_build:.1f} s")
     t0 = time.perf_counter()
-    for _ in range(args.warmup):  # compilation, autotuning, allocator warm-up
+    for i in range(args.warmup):  # compilation, autotuning, allocator warm-up
+        t = time.perf_counter()
         trainer.step(data)
-    synchronize(device)
+        synchronize(device)
+        trace(args, f"batch {batch}: warm-up step {i + 1} {time.perf_counter() - t:.2f} s, "
+                    f"peak {peak_memory_gib(device):.1f} GiB")
     warmup_s = time.perf_counter() - t0
     times = []
-    for _ in range(args.steps):
+    for i in range(args.steps):
         t = time.perf_counter()
         trainer.step(data)  # ends with a host sync (the loss check)
         times.append(time.perf_counter() - t)
+        trace(args, f"batch {batch}: step {i + 1} {times[-1]:.2f} s")
     step_s = statistics.median(times)
     train_flops = 3 * flops_per_sample * batch
     return {"batch": batch, "step_ms": 1000 * step_s, "step_ms_min": 1000 * min(times),
@@ -181,6 +193,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--checkpointing", nargs="?", const="sublayer", default="", choices=("sublayer", "block"),
                         help="activation checkpointing in training: sublayer (default when given alone) or block")
     parser.add_argument("--no-inference", action="store_true", help="skip the batch-1 inference timing")
+    parser.add_argument("--trace", action="store_true", help="print each step's time as it ends")
     parser.add_argument("--ema", type=float, default=0.0, help="EMA decay (0 = off), to include its cost")
     parser.add_argument("--steps", type=int, default=10, help="timed steps per batch size (median reported)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation happens here)")

@@ -126,8 +126,8 @@ if [[ ",$STAGES," == *",speed-variants,"* ]]; then
         stamp "genlv-base: eager + channels_last + block activation checkpointing at batch ${CKPT_BATCH:-64}"
         timeout "$(( $(remaining) < ${CKPT_TIMEOUT:-150} ? $(remaining) : ${CKPT_TIMEOUT:-150} ))" \
             $PY benchmarks/bench_train.py ${BASE%% --steps*} --steps 3 --warmup 1 \
-            --batch "${CKPT_BATCH:-64}" --channels-last --checkpointing block --no-inference \
-            --json "$FIG/bench-train-eager-ckpt.json" || echo "eager checkpointed run failed or ran out of time"
+            --batch "${CKPT_BATCH:-64}" --channels-last --checkpointing block --no-inference --trace \
+            --json "$FIG/bench-train-eager-ckpt.json" || echo "eager checkpointed run failed or ran out of time (status $?)"
     fi
     if [ "${VARIANT_COMPILE:-1}" = 1 ]; then
         stamp "genlv-base: regional compile + channels_last at batch ${VARIANT_BATCH:-16}"

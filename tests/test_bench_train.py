@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -41,12 +42,15 @@ def test_bench_train_writes_a_row_per_batch_with_the_options_it_ran(scripts, tmp
     assert not list(tmp_path.glob("*.tmp"))  # written atomically
 
 
-def test_bench_train_can_skip_inference(scripts, tmp_path):
+def test_bench_train_can_skip_inference_and_trace_each_step(scripts, tmp_path, capsys):
     bench_train, _ = scripts
-    result = bench_train.main(["--arch", "genlv-tiny", "--size", "32", "--batch", "1", "--steps", "1",
-                               "--warmup", "0", "--threads", "1", "--no-inference",
+    result = bench_train.main(["--arch", "genlv-tiny", "--size", "32", "--batch", "1", "--steps", "2",
+                               "--warmup", "1", "--threads", "1", "--no-inference", "--trace",
                                "--json", str(tmp_path / "b.json")])
     assert "inference_ms_b1" not in result and len(result["rows"]) == 1
+    lines = [line.strip() for line in capsys.readouterr().out.splitlines() if line.startswith("  batch 1:")]
+    assert [re.sub(r" [0-9.]+ s.*$", "", line) for line in lines] == [
+        "batch 1: model built in", "batch 1: warm-up step 1", "batch 1: step 1", "batch 1: step 2"]
 
 
 def test_profile_step_lists_operators_by_time(scripts, tmp_path):
