@@ -21,9 +21,11 @@ under its own timeout and then evaluate (``--only``) the ones that finished in o
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import platform
 import shlex
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -120,6 +122,16 @@ def claims_table(leaderboard: Path) -> list[str]:
     return lines
 
 
+def steady_rate(metrics_csv: Path) -> float:
+    """Median samples/s of the logged windows after the first (start-up and autotuning left out)."""
+    try:
+        with open(metrics_csv, newline="") as fh:
+            rates = [float(row["samples_per_s"]) for row in csv.DictReader(fh)][1:]
+    except (OSError, KeyError, ValueError):
+        return float("nan")
+    return statistics.median(rates) if rates else float("nan")
+
+
 def device_label(device: str | None) -> str:
     import torch
 
@@ -144,14 +156,17 @@ def git_commit() -> str:
 def write_summary(args, plan: dict, models: list[dict], work: Path, out: Path, commands: list[str]) -> Path:
     from taskgen.atomic import atomic_write_text
 
-    rows = ["| model | arch | overrides | parameters | train s | samples/s | first → last-10 loss |",
-            "|---|---|---|---|---|---|---|"]
+    rows = ["| model | arch | overrides | parameters | train s | samples/s (whole run) | samples/s (steady) "
+            "| first → last-10 loss |",
+            "|---|---|---|---|---|---|---|---|"]
     for model in models:
         summary = read_json(work / model["name"] / "summary.json")
         rows.append(f"| {model['name']} | `{model['arch']}` | `{json.dumps(model.get('overrides') or {})}` | "
                     f"{summary.get('params', 0):,} | {summary.get('elapsed', float('nan')):.0f} | "
                     f"{summary.get('samples_per_s', float('nan')):.1f} | "
+                    f"{steady_rate(work / model['name'] / 'metrics.csv'):.1f} | "
                     f"{summary.get('first_loss', float('nan')):.3f} → {summary.get('mean_loss_last_10', float('nan')):.3f} |")
+    notes = Path(args.notes).read_text().strip() if getattr(args, "notes", None) else ""
     budget = plan["train"]
     text = "\n".join([
         f"# Equal-budget comparison: plan `{args.plan}`",
@@ -170,7 +185,11 @@ def write_summary(args, plan: dict, models: list[dict], work: Path, out: Path, c
         + (f" --shards {args.shards}" if args.shards != "data/shards" else "")
         + (f" --device {args.device}" if args.device else "") + "`",
         "",
+        *(["## Notes", "", notes, ""] if notes else []),
         "## Training",
+        "",
+        "Samples/s over the whole run include the process's start-up and the first steps' autotuning;",
+        "the steady rate is the median of the logged windows after the first.",
         "",
         *rows,
         "",
@@ -227,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="no training and no evaluation: build the leaderboard and README from what --work "
                              "already holds (each model's summary.json and the eval results), e.g. gathered "
                              "one model per device lease")
+    parser.add_argument("--notes", help="a Markdown file included in the README as its Notes section "
+                                            "(how a run spread over device leases was made)")
     parser.add_argument("--train-only", action="store_true",
                         help="train (or keep) the models, then stop: no evaluation, leaderboard or README")
     args = parser.parse_args(argv)

@@ -91,8 +91,21 @@ def test_a_plan_run_in_two_parts_is_summarised_from_the_work_folder(script, tmp_
         script.main(common + ["--summarise"])
     assert script.main(common) == 0  # genlv-tiny kept, xrestormer-tiny trained, both evaluated
     (out / "README.md").unlink()
-    assert script.main(common + ["--summarise"]) == 0
+    notes = tmp_path / "notes.md"
+    notes.write_text("Trained in two leases; xrestormer-tiny second.\n")
+    assert script.main(common + ["--summarise", "--notes", str(notes)]) == 0
     readme = (out / "README.md").read_text()
     assert "training on cpu" in readme and "genlv-tiny" in readme and "xrestormer-tiny" in readme
+    assert "## Notes\n\nTrained in two leases; xrestormer-tiny second.\n" in readme
+    assert "| samples/s (steady) |" in readme
     board = pd.read_parquet(out / "model_task.parquet")
     assert {"identity", "genlv-tiny", "xrestormer-tiny"} <= set(board["model"])
+
+
+def test_the_steady_rate_leaves_out_the_first_logged_window(script, tmp_path):
+    metrics = tmp_path / "metrics.csv"
+    metrics.write_text("step,loss,lr,samples_per_s,elapsed,grad_norm\n"
+                       "50,0.2,1e-4,19.5,90.5,1\n100,0.1,1e-4,145.0,101.5,1\n150,0.1,1e-4,143.0,112,1\n"
+                       "200,0.1,1e-4,146.0,123,1\n")
+    assert script.steady_rate(metrics) == 145.0
+    assert script.steady_rate(tmp_path / "missing.csv") != script.steady_rate(tmp_path / "missing.csv")  # NaN
