@@ -835,12 +835,19 @@ def _train(config: TrainConfig, device: torch.device, dist: Distributed, builder
     window_loss, window_steps, window_t0 = 0.0, 0, time.perf_counter()
     status, message = "failed", ""
     out_of_time = False
+    run.startup["setup_s"] = time.perf_counter() - t_start
     try:
         for batch in loader:
+            if "first_batch_s" not in run.startup:
+                run.startup["first_batch_s"] = time.perf_counter() - t_start
             if batch["step"] != trainer.step_count:
                 raise RuntimeError(f"data order broken: got the batch of step {batch['step']} at step "
                                    f"{trainer.step_count}")
             result = trainer.step(batch)
+            if "first_step_s" not in run.startup:  # the step ends with a host sync: its time is real
+                run.startup["first_step_s"] = time.perf_counter() - t_start
+                log.info("start-up: set up in %.1f s, the loader's first batch at %.1f s, the first step done at "
+                         "%.1f s", run.startup["setup_s"], run.startup["first_batch_s"], run.startup["first_step_s"])
             run.record(result, batch["key"], config.batch)
             window_loss += result.loss
             window_steps += 1
@@ -915,6 +922,7 @@ class _RunRecord:
     last_grad_norm: float | None = None
     first_keys: list = field(default_factory=list)
     keys_digest: Any = field(default_factory=hashlib.sha256)
+    startup: dict = field(default_factory=dict)      # seconds from the run's start: setup, first batch, first step
 
     def record(self, result: StepResult, keys: list[str], global_batch: int) -> None:
         if self.first_loss is None:
@@ -943,7 +951,7 @@ class _RunRecord:
             "samples_per_s": self.samples_global / max(wall, 1e-9), "elapsed": elapsed,
             "device": _device_name(device), "world_size": dist.world_size, "global_batch": config.batch,
             "bf16": trainer.use_bf16, "compile": bool(config.compile), "ema": config.ema, "out": str(config.out),
-            "data_manifest_sha256": manifest_sha, "ranks": ranks,
+            "data_manifest_sha256": manifest_sha, "ranks": ranks, "startup_s": dict(self.startup),
             "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None,
         }
 

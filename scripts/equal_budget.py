@@ -156,13 +156,14 @@ def git_commit() -> str:
 def write_summary(args, plan: dict, models: list[dict], work: Path, out: Path, commands: list[str]) -> Path:
     from taskgen.atomic import atomic_write_text
 
-    rows = ["| model | arch | overrides | parameters | train s | samples/s (whole run) | samples/s (steady) "
-            "| first → last-10 loss |",
-            "|---|---|---|---|---|---|---|---|"]
+    rows = ["| model | arch | overrides | parameters | train s | first step done at s | samples/s (whole run) "
+            "| samples/s (steady) | first → last-10 loss |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for model in models:
         summary = read_json(work / model["name"] / "summary.json")
         rows.append(f"| {model['name']} | `{model['arch']}` | `{json.dumps(model.get('overrides') or {})}` | "
                     f"{summary.get('params', 0):,} | {summary.get('elapsed', float('nan')):.0f} | "
+                    f"{summary.get('startup_s', {}).get('first_step_s', float('nan')):.1f} | "
                     f"{summary.get('samples_per_s', float('nan')):.1f} | "
                     f"{steady_rate(work / model['name'] / 'metrics.csv'):.1f} | "
                     f"{summary.get('first_loss', float('nan')):.3f} → {summary.get('mean_loss_last_10', float('nan')):.3f} |")
@@ -189,7 +190,8 @@ def write_summary(args, plan: dict, models: list[dict], work: Path, out: Path, c
         "## Training",
         "",
         "Samples/s over the whole run include the process's start-up and the first steps' autotuning;",
-        "the steady rate is the median of the logged windows after the first.",
+        "the steady rate is the median of the logged windows after the first. 'First step done at' counts",
+        "from the start of training (summary.json's startup_s; runs before it was recorded show nan).",
         "",
         *rows,
         "",
