@@ -122,6 +122,22 @@ def test_step_batches_follow_the_stream_whatever_the_workers_and_start(shards):
     assert first["query"].dtype == torch.uint8  # integers between processes, floats on the device
 
 
+def test_step_loader_workers_start_after_the_parent_used_opencv_threads(shards):
+    # The fork server preloads the loader's module (torch, OpenCV); its workers must still start
+    # when this process has run OpenCV's thread pool (a plain fork hung there).
+    import cv2
+
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(2)
+    try:
+        cv2.GaussianBlur(np.random.default_rng(0).random((512, 512), dtype=np.float32), (0, 0), 5)
+        stream = TrainStream(shards, SIZE, seed=5, raw=True)
+        batches = list(make_step_loader(stream, 2, 0, 4, workers=2))
+        assert [b["step"] for b in batches] == [0, 1, 2, 3]
+    finally:
+        cv2.setNumThreads(threads)
+
+
 def test_loss_decreases_when_overfitting_one_batch(shards, tmp_path, one_thread):
     config = make_config(shards, tmp_path, steps=10_000, warmup=0, lr=2e-3, grad_clip=0.0, ema=0.0)
     trainer = Trainer(build_network(config), config, torch.device("cpu"))
