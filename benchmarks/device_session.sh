@@ -8,7 +8,7 @@
 #   STAGES=speed,genlv-s DEADLINE_S=570 bash ...       # both in one lease: synthesis runs in the background
 #                                                      # during the speed stage; training gets what is left
 #   STAGES=equal-budget bash benchmarks/device_session.sh  # issue #8: scripts/equal_budget.py --plan gpu-lease
-#                                                      # (~8 min; EB_PLAN=gpu EB_ONLY=NAME: one model of the long plan)
+#                                                      # (~12 min of H200 time; EB_ONLY=a,b: a subset; EB_PLAN=gpu: the long plan)
 #   STAGES=speed-variants DEADLINE_S=240 bash ...     # genlv-base: activation checkpointing at batch 64,
 #                                                      # then regional compile + channels_last (VARIANT_CKPT=0 or
 #                                                      # VARIANT_COMPILE=0 skips one; PROFILE=1: a profile)

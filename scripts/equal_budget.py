@@ -255,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.train_only and args.summarise:
         parser.error("--train-only and --summarise exclude each other")
+    if args.notes and not Path(args.notes).is_file():
+        parser.error(f"--notes {args.notes}: no such file")
 
     plans = yaml.safe_load(Path(args.plans).read_text())["plans"]
     if args.plan not in plans:

@@ -89,6 +89,8 @@ def test_a_plan_run_in_two_parts_is_summarised_from_the_work_folder(script, tmp_
     assert not (work / "eval").exists() and not out.exists()  # trained, nothing evaluated
     with pytest.raises(SystemExit, match="xrestormer-tiny"):  # not trained yet: named, nothing written
         script.main(common + ["--summarise"])
+    with pytest.raises(SystemExit):  # a missing notes file is an argument error, not a traceback
+        script.main(common + ["--summarise", "--notes", str(tmp_path / "absent.md")])
     assert script.main(common) == 0  # genlv-tiny kept, xrestormer-tiny trained, both evaluated
     (out / "README.md").unlink()
     notes = tmp_path / "notes.md"
