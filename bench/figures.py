@@ -191,7 +191,7 @@ def robustness_bars(robustness, models: list[str], tasks: list[str], stem, forma
     return save_figure(fig, stem, formats)
 
 
-def training_curves(curves: dict, stem, formats=FORMATS) -> dict[str, Path]:
+def training_curves(curves: dict, stem, formats=FORMATS, colors=None) -> dict[str, Path]:
     """Training loss (and learning rate, when logged) against step, one line per run.
 
     ``curves``: {run name: DataFrame with columns step, loss[, lr]} (model.train's metrics.csv).
@@ -199,7 +199,7 @@ def training_curves(curves: dict, stem, formats=FORMATS) -> dict[str, Path]:
     with_lr = any("lr" in df.columns and df["lr"].notna().any() for df in curves.values())
     fig = new_figure(10.0 if with_lr else 6.0, 3.6)
     axes = fig.subplots(1, 2 if with_lr else 1, squeeze=False)[0]
-    colors = model_colors(list(curves))
+    colors = colors or model_colors(list(curves))
     positive = True
     for name, df in curves.items():
         axes[0].plot(df["step"], df["loss"], color=colors[name], label=name, linewidth=1.2)

@@ -132,6 +132,31 @@ def steady_rate(metrics_csv: Path) -> float:
     return statistics.median(rates) if rates else float("nan")
 
 
+def draw_figures(plan: dict, models: list[dict], work: Path, out: Path) -> list[str]:
+    """Category means and training curves as PNGs in ``out``; the README lines that show them."""
+    import pandas as pd
+
+    from bench import figures
+
+    lines = []
+    everyone = [*plan.get("references", []), *(m["name"] for m in models)]
+    colors = figures.model_colors(everyone)  # one colour per model in both charts
+    board = out / "model_category.parquet"
+    if board.exists():
+        frame = pd.read_parquet(board)
+        order = [m for m in everyone if m in set(frame["model"])]
+        figures.category_bars(frame, order, out / "category_means", formats=("png",), colors=colors)
+        lines += ["![Mean headline metric per category and model](category_means.png)", ""]
+    curves = {m["name"]: pd.read_csv(work / m["name"] / "metrics.csv") for m in models
+              if (work / m["name"] / "metrics.csv").is_file()}
+    if curves:
+        figures.training_curves(curves, out / "training_curves", formats=("png",), colors=colors)
+        lines += ["![Training loss and learning rate per model](training_curves.png)", "",
+                  "Each model's loss is its authors' objective, so the curves' levels are not comparable "
+                  "across families; their shapes are.", ""]
+    return lines
+
+
 def device_label(device: str | None) -> str:
     import torch
 
@@ -195,6 +220,7 @@ def write_summary(args, plan: dict, models: list[dict], work: Path, out: Path, c
         "",
         *rows,
         "",
+        *draw_figures(plan, models, work, out),
         "## The paper's claims on these numbers",
         "",
         "Per-task means of the headline metric (PSNR, MAE for edges); 'better here' counts the tasks",

@@ -100,6 +100,8 @@ def test_a_plan_run_in_two_parts_is_summarised_from_the_work_folder(script, tmp_
     assert "training on cpu" in readme and "genlv-tiny" in readme and "xrestormer-tiny" in readme
     assert "## Notes\n\nTrained in two leases; xrestormer-tiny second.\n" in readme
     assert "| samples/s (steady) |" in readme
+    for chart in ("category_means.png", "training_curves.png"):  # drawn and shown
+        assert (out / chart).stat().st_size > 0 and f"]({chart})" in readme
     board = pd.read_parquet(out / "model_task.parquet")
     assert {"identity", "genlv-tiny", "xrestormer-tiny"} <= set(board["model"])
 
