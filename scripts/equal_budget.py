@@ -171,9 +171,14 @@ def trained_on(models: list[dict], work: Path) -> str:
     return "training on " + ", ".join(devices) + " (from the models' summary.json)"
 
 
-def git_commit() -> str:
+def git_commit(out: Path | None = None) -> str:
+    """HEAD's short hash, marked when tracked files differ from it (the output folder itself aside:
+    this run has just rewritten its tables there)."""
     result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+    spec = ["--", "."]
+    if out is not None and Path(out).resolve().is_relative_to(REPO):
+        spec.append(f":(exclude){Path(out).resolve().relative_to(REPO)}")
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", *spec], cwd=REPO,
                            capture_output=True, text=True).stdout.strip()
     return (result.stdout.strip() or "unknown") + (" (with uncommitted changes)" if dirty else "")
 
@@ -206,7 +211,7 @@ def write_summary(args, plan: dict, models: list[dict], work: Path, out: Path, c
         f"- **Data:** `{args.shards}` (train split for training, test split for evaluation: "
         f"{plan['eval'].get('limit') or 'all'} queries per task, tracks {', '.join(plan['eval']['tracks'])}).",
         f"- **Device:** {trained_on(models, work) if getattr(args, 'summarise', False) else device_label(args.device)}.",
-        f"- **Commit:** {git_commit()}.",
+        f"- **Commit:** {git_commit(out)}.",
         f"- **Rerun:** `python scripts/equal_budget.py --plan {args.plan}"
         + (f" --shards {args.shards}" if args.shards != "data/shards" else "")
         + (f" --device {args.device}" if args.device else "") + "`",
