@@ -113,3 +113,23 @@ def test_the_steady_rate_leaves_out_the_first_logged_window(script, tmp_path):
                        "200,0.1,1e-4,146.0,123,1\n")
     assert script.steady_rate(metrics) == 145.0
     assert script.steady_rate(tmp_path / "missing.csv") != script.steady_rate(tmp_path / "missing.csv")  # NaN
+
+
+def test_the_commit_line_ignores_the_output_folder_only(script, tmp_path, monkeypatch):
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "table.md").write_text("old\n")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "start")
+    monkeypatch.setattr(script, "REPO", tmp_path)
+    (tmp_path / "out" / "table.md").write_text("new\n")  # what the run itself just wrote
+    assert "uncommitted" not in script.git_commit(tmp_path / "out")
+    assert "uncommitted" in script.git_commit()
+    (tmp_path / "code.py").write_text("x = 2\n")  # a real change elsewhere still shows
+    assert "uncommitted" in script.git_commit(tmp_path / "out")
