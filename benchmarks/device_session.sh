@@ -202,6 +202,20 @@ print(max(2, int(rate * ${LOADER_MARGIN:-0.85} * seconds / $BATCH)))")
     $PY scripts/export_checkpoint.py "$WORK/$ARCH" "$OUT/genlv-s"
 fi
 
+save_eb_work() {
+    # What a later `equal_budget.py --summarise` needs, without the weights: unpack eb-work/ from
+    # figures.tar.gz into out/equal-budget-PLAN (the work folder) next to earlier leases' models.
+    # Called after every model too, so a lease cut short still brings back what finished.
+    mkdir -p "$FIG/eb-work"
+    if [ -d "$WORK/eb/eval" ]; then cp -r "$WORK/eb/eval" "$FIG/eb-work/"; fi
+    for run in "$WORK"/eb/*/; do
+        if [ -f "$run/summary.json" ]; then
+            mkdir -p "$FIG/eb-work/$(basename "$run")"
+            cp "$run"/summary.json "$run"/config.json "$run"/metrics.csv "$FIG/eb-work/$(basename "$run")/" 2>/dev/null || true
+        fi
+    done
+}
+
 if [[ ",$STAGES," == *",equal-budget,"* ]]; then
     # Issue #8's equal-budget comparison (scripts/equal_budget.yaml): the same sample budget for
     # every model, so no model's schedule is cut by time. Instead each model trains under the
@@ -219,6 +233,7 @@ if [[ ",$STAGES," == *",equal-budget,"* ]]; then
         if (( left < 20 )); then stamp "equal-budget: $model skipped, no time left"; continue; fi
         stamp "equal-budget ($EB_PLAN): train $model (at most $left s)"
         timeout "$left" $PY "${EB[@]}" --only "$model" --train-only || echo "$model did not finish (status $?)"
+        save_eb_work
     done
     finished=$($PY -c "
 import json, pathlib
@@ -232,16 +247,7 @@ print(','.join(n for n in names if json.loads((pathlib.Path('$WORK/eb') / n / 's
     else
         echo "equal-budget: no model finished training"
     fi
-    # What a later `equal_budget.py --summarise` needs, without the weights: unpack eb-work/ from
-    # figures.tar.gz into out/equal-budget-PLAN (the work folder) next to earlier leases' models.
-    mkdir -p "$FIG/eb-work"
-    [ -d "$WORK/eb/eval" ] && cp -r "$WORK/eb/eval" "$FIG/eb-work/"
-    for run in "$WORK"/eb/*/; do
-        if [ -f "$run/summary.json" ]; then
-            mkdir -p "$FIG/eb-work/$(basename "$run")"
-            cp "$run"/summary.json "$run"/config.json "$run"/metrics.csv "$FIG/eb-work/$(basename "$run")/" 2>/dev/null || true
-        fi
-    done
+    save_eb_work
 fi
 
 stamp "done"
