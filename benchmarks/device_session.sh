@@ -227,7 +227,7 @@ if [[ ",$STAGES," == *",equal-budget,"* ]]; then
     if [ "$SMOKE" = 1 ]; then EB_PLAN=cpu; EB_ONLY=${EB_ONLY:-vit-tiny,vit-vpip-tiny}; EB_ARGS=(--steps 2 --size "$SIZE"); fi
     EB=(scripts/equal_budget.py --plan "$EB_PLAN" --shards "$WORK/shards" --device "$DEV" --work "$WORK/eb"
         --out "$FIG/equal-budget-$EB_PLAN" "${EB_ARGS[@]}")
-    EB_MODELS=${EB_ONLY:-$($PY -c "import yaml; print(' '.join(m['name'] for m in yaml.safe_load(open('scripts/equal_budget.yaml'))['plans']['$EB_PLAN']['models']))")}
+    EB_MODELS=${EB_ONLY:-$($PY -c "import yaml; print(','.join(m['name'] for m in yaml.safe_load(open('scripts/equal_budget.yaml'))['plans']['$EB_PLAN']['models']))")}
     for model in ${EB_MODELS//,/ }; do
         left=$(( $(remaining) - ${EB_EVAL_RESERVE_S:-90} ))
         if (( left < 20 )); then stamp "equal-budget: $model skipped, no time left"; continue; fi
@@ -235,18 +235,9 @@ if [[ ",$STAGES," == *",equal-budget,"* ]]; then
         timeout "$left" $PY "${EB[@]}" --only "$model" --train-only || echo "$model did not finish (status $?)"
         save_eb_work
     done
-    finished=$($PY -c "
-import json, pathlib
-names = '${EB_MODELS}'.replace(',', ' ').split()
-print(','.join(n for n in names if json.loads((pathlib.Path('$WORK/eb') / n / 'summary.json').read_text()
-                                              if (pathlib.Path('$WORK/eb') / n / 'summary.json').exists() else '{}')
-               .get('status') == 'completed'))")
-    if [ -n "$finished" ]; then
-        stamp "equal-budget ($EB_PLAN): evaluate $finished"
-        timeout "$(remaining)" $PY "${EB[@]}" --only "$finished" || echo "equal-budget evaluation failed or ran out of time"
-    else
-        echo "equal-budget: no model finished training"
-    fi
+    stamp "equal-budget ($EB_PLAN): evaluate the models that finished training"
+    timeout "$(remaining)" $PY "${EB[@]}" --only "$EB_MODELS" --finished-only \
+        || echo "equal-budget evaluation failed, found no finished model, or ran out of time"
     save_eb_work
 fi
 

@@ -16,7 +16,7 @@ claims checked against these numbers. Re-running after a crash redoes only what 
 long for one machine session, run it with ``--only`` one model at a time, keep (or bring back)
 each model's summary.json and its eval results in the same work folder, then summarise.
 ``--train-only`` stops after training, so a caller with a deadline can train models one at a time
-under its own timeout and then evaluate (``--only``) the ones that finished in one go.
+under its own timeout; ``--finished-only`` then evaluates, in one go, those whose training finished.
 """
 from __future__ import annotations
 
@@ -68,6 +68,12 @@ def read_json(path: Path) -> dict:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return {}
+
+
+def trained(model: dict, plan: dict, work: Path) -> bool:
+    """Has ``model`` finished the plan's training in ``work``?"""
+    summary = read_json(work / model["name"] / "summary.json")
+    return summary.get("status") == "completed" and summary.get("step") == plan["train"]["steps"]
 
 
 def train_command(model: dict, plan: dict, work: Path, shards: str, device: str | None) -> list[str]:
@@ -283,9 +289,12 @@ def main(argv: list[str] | None = None) -> int:
                                             "(how a run spread over device leases was made)")
     parser.add_argument("--train-only", action="store_true",
                         help="train (or keep) the models, then stop: no evaluation, leaderboard or README")
+    parser.add_argument("--finished-only", action="store_true",
+                        help="train nothing: evaluate and summarise only the selected models whose training "
+                             "finished (after --train-only runs that a deadline may have cut)")
     args = parser.parse_args(argv)
-    if args.train_only and args.summarise:
-        parser.error("--train-only and --summarise exclude each other")
+    if sum((args.train_only, args.summarise, args.finished_only)) > 1:
+        parser.error("--train-only, --finished-only and --summarise exclude each other")
     if args.notes and not Path(args.notes).is_file():
         parser.error(f"--notes {args.notes}: no such file")
 
@@ -312,12 +321,18 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.summarise:
         return summarise(args, plan, models, work, out)
+    if args.finished_only:
+        unfinished = [m["name"] for m in models if not trained(m, plan, work)]
+        models = [m for m in models if trained(m, plan, work)]
+        if unfinished:
+            print(f"not evaluated, training unfinished: {', '.join(unfinished)}", flush=True)
+        if not models:
+            sys.exit(f"equal_budget --finished-only: no selected model finished training in {work}")
 
     commands: list[str] = []
     for model in models:
-        summary = read_json(work / model["name"] / "summary.json")
-        if summary.get("status") == "completed" and summary.get("step") == plan["train"]["steps"]:
-            print(f"{model['name']}: already trained ({summary['step']} steps), kept", flush=True)
+        if trained(model, plan, work):
+            print(f"{model['name']}: already trained ({plan['train']['steps']} steps), kept", flush=True)
             commands.append(shown([c for c in train_command(model, plan, work, args.shards, args.device)
                                    if c != "--resume"]))
             continue

@@ -91,6 +91,10 @@ def test_a_plan_run_in_two_parts_is_summarised_from_the_work_folder(script, tmp_
         script.main(common + ["--summarise"])
     with pytest.raises(SystemExit):  # a missing notes file is an argument error, not a traceback
         script.main(common + ["--summarise", "--notes", str(tmp_path / "absent.md")])
+    # --finished-only: the trained model is evaluated; the other is neither trained nor evaluated
+    assert script.main(common + ["--finished-only"]) == 0
+    assert not (work / "xrestormer-tiny" / "summary.json").exists()
+    assert set(pd.read_parquet(out / "model_task.parquet")["model"]) == {"identity", "genlv-tiny"}
     assert script.main(common) == 0  # genlv-tiny kept, xrestormer-tiny trained, both evaluated
     (out / "README.md").unlink()
     notes = tmp_path / "notes.md"
