@@ -194,6 +194,9 @@ def main(argv: list[str] | None = None) -> dict:
                         help="activation checkpointing in training: sublayer (default when given alone) or block")
     parser.add_argument("--no-inference", action="store_true", help="skip the batch-1 inference timing")
     parser.add_argument("--trace", action="store_true", help="print each step's time as it ends")
+    parser.add_argument("--no-autotune", action="store_true",
+                        help="cuDNN's heuristic algorithm choice instead of timing every candidate first "
+                             "(genlv-base, 256², batch 8 on an H200: 48 s of warm-up with it; the cost grows with the batch)")
     parser.add_argument("--ema", type=float, default=0.0, help="EMA decay (0 = off), to include its cost")
     parser.add_argument("--steps", type=int, default=10, help="timed steps per batch size (median reported)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation happens here)")
@@ -208,7 +211,7 @@ def main(argv: list[str] | None = None) -> dict:
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.benchmark = not args.no_autotune
 
     net = build_network(TrainConfig(arch=args.arch, size=args.size)).to(device)
     flops = forward_flops(net, args.size, device)
@@ -217,12 +220,13 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"device": device_name(device), "torch": torch.__version__, "cuda": torch.version.cuda,
               "arch": args.arch, "params": params, "size": args.size, "bf16": bool(args.bf16 and device.type == "cuda"),
               "compile": args.compile, "channels_last": args.channels_last, "checkpointing": args.checkpointing,
-              "ema": args.ema, "peak_tflops": args.peak_tflops,
+              "ema": args.ema, "cudnn_autotune": not args.no_autotune, "peak_tflops": args.peak_tflops,
               "forward_gflops_per_sample": flops / 1e9, "timed_steps": args.steps, "warmup_steps": args.warmup,
               "time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "rows": []}
     print(f"{args.arch} ({params / 1e6:.2f} M params, {flops / 1e9:.1f} forward GFLOPs/sample at {args.size}²) "
           f"on {result['device']}, bf16={result['bf16']}, compile={args.compile or 'off'}, "
-          f"channels_last={args.channels_last}, checkpointing={args.checkpointing}")
+          f"channels_last={args.channels_last}, checkpointing={args.checkpointing}, "
+          f"cuDNN autotuning={'off' if args.no_autotune else 'on'}")
     path = args.json or f"bench-train-{args.arch}-{args.size}.json"
     print(f"{'batch':>5} {'samples/s':>10} {'step ms':>9} {'peak GiB':>9} {'TFLOP/s':>8} {'MFU':>7} {'warm-up s':>9}")
     for batch in [int(b) for b in args.batch.split(",") if b.strip()]:

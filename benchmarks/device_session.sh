@@ -9,9 +9,9 @@
 #                                                      # during the speed stage; training gets what is left
 #   STAGES=equal-budget bash benchmarks/device_session.sh  # issue #8: scripts/equal_budget.py --plan gpu-lease
 #                                                      # (~12 min of H200 time; EB_ONLY=a,b: a subset; EB_PLAN=gpu: the long plan)
-#   STAGES=speed-variants DEADLINE_S=240 bash ...     # genlv-base: activation checkpointing at batch 64,
-#                                                      # then regional compile + channels_last (VARIANT_CKPT=0 or
-#                                                      # VARIANT_COMPILE=0 skips one; PROFILE=1: a profile)
+#   STAGES=speed-variants DEADLINE_S=360 bash ...     # genlv-base: regional compile at batch 8, then block
+#                                                      # activation checkpointing at batch 64 (VARIANT_COMPILE=0 or
+#                                                      # VARIANT_CKPT=0 skips one; PROFILE=1: a profile)
 #   SMOKE=1 STAGES=speed,genlv-s,equal-budget bash benchmarks/device_session.sh   # CPU check of this script
 #
 # Run from the repository root. On the device machine dask and webdataset are missing: carry
@@ -61,8 +61,9 @@ if [ "$SMOKE" = 1 ]; then  # the same commands at sizes a CPU finishes in a minu
     TASKS="--tasks gaussian_noise,canny"; ARCH=genlv-tiny; WORKERS=1; DEV=cpu
 else
     BASE="--arch genlv-base --size 256 --bf16 --steps 8 --warmup 2"
-    # Eager at every batch size; regional compile (one compilation per batch size) at the largest.
-    EAGER_BATCHES=8,16,32,64; COMPILED_BATCHES=${COMPILED_BATCHES:-64}; PEER_STEPS="--steps 5 --warmup 2"
+    # Eager at every batch size; regional compile (one compilation per batch size) at the official's batch
+    # (at 64 it ran out of memory in lease 1).
+    EAGER_BATCHES=8,16,32,64; COMPILED_BATCHES=${COMPILED_BATCHES:-8}; PEER_STEPS="--steps 5 --warmup 2"
     # The official code's settings in shared/reference/peer-throughput.md (batch, canvas).
     PEERS=("--arch promptgip --size 256 --batch 8 --bf16" "--arch promptir --size 256 --batch 16 --bf16"
            "--arch painter --size 448 --batch 4 --bf16")
@@ -117,23 +118,29 @@ fi
 
 
 if [[ ",$STAGES," == *",speed-variants,"* ]]; then
-    # The layouts and memory savers beside the plain eager sweep, the cheapest and most telling
-    # first: activation checkpointing at batch 64 (issue #6: batch 64 at 256² in 80 GiB; lease 4
-    # failed here at 65,536 attention windows before the window attention was sliced), then
-    # regional compile with NHWC (compile time = warm-up s), then (PROFILE=1) where the eager
-    # step's time goes (lease 2 has that profile: results/gpu-h200/).
+    # What the sweep leaves unknown, the most telling first. (1) Compiled training speed, never
+    # measured: lease 1's compiled run went straight to batch 64 and ran out of memory; lease 2's
+    # (NHWC, cuDNN autotuning) had not finished its warm-up after 150 s. So: regional compile at
+    # batch 8, NCHW, cuDNN heuristics; its warm-up s is the compile time (target < 2 min).
+    # (2) Batch 64 with block activation checkpointing (target: batch 64 at 256² in 80 GiB): lease 4
+    # failed at 65,536 attention windows (since sliced), lease 5 printed nothing in 150 s with NHWC
+    # and autotuning, whose warm-up at batch 8 alone took 48 s. Heuristics and NCHW here too;
+    # VARIANT_FLAGS / CKPT_FLAGS put either back. (3) PROFILE=1: where an eager step's time goes
+    # (lease 2's profile: results/gpu-h200/).
+    if [ "${VARIANT_COMPILE:-1}" = 1 ]; then
+        stamp "genlv-base: regional compile at batch ${VARIANT_BATCH:-8} (${VARIANT_FLAGS:---no-autotune})"
+        timeout "$(( $(remaining) - 30 < COMPILE_TIMEOUT ? $(remaining) - 30 : COMPILE_TIMEOUT ))" \
+            $PY benchmarks/bench_train.py ${BASE%% --steps*} --steps 5 --warmup 2 --batch "${VARIANT_BATCH:-8}" \
+            --compile regional ${VARIANT_FLAGS:---no-autotune} --trace \
+            --json "$FIG/bench-train-compiled-b${VARIANT_BATCH:-8}.json" \
+            || echo "compiled run failed or ran out of time (status $?)"
+    fi
     if [ "${VARIANT_CKPT:-1}" = 1 ]; then
-        stamp "genlv-base: eager + channels_last + block activation checkpointing at batch ${CKPT_BATCH:-64}"
+        stamp "genlv-base: eager + block activation checkpointing at batch ${CKPT_BATCH:-64} (${CKPT_FLAGS:---no-autotune})"
         timeout "$(( $(remaining) < ${CKPT_TIMEOUT:-150} ? $(remaining) : ${CKPT_TIMEOUT:-150} ))" \
             $PY benchmarks/bench_train.py ${BASE%% --steps*} --steps 3 --warmup 1 \
-            --batch "${CKPT_BATCH:-64}" --channels-last --checkpointing block --no-inference --trace \
+            --batch "${CKPT_BATCH:-64}" --checkpointing block ${CKPT_FLAGS:---no-autotune} --no-inference --trace \
             --json "$FIG/bench-train-eager-ckpt.json" || echo "eager checkpointed run failed or ran out of time (status $?)"
-    fi
-    if [ "${VARIANT_COMPILE:-1}" = 1 ]; then
-        stamp "genlv-base: regional compile + channels_last at batch ${VARIANT_BATCH:-16}"
-        timeout "$(( $(remaining) - 30 < COMPILE_TIMEOUT ? $(remaining) - 30 : COMPILE_TIMEOUT ))" \
-            $PY benchmarks/bench_train.py $BASE --batch "${VARIANT_BATCH:-16}" --compile regional --channels-last \
-            --json "$FIG/bench-train-compiled-nhwc.json" || echo "compiled NHWC run failed or ran out of time"
     fi
     if [ "${PROFILE:-0}" = 1 ]; then
         stamp "genlv-base: profile of one eager training step at batch ${PROFILE_BATCH:-8}"
