@@ -1,0 +1,56 @@
+"""benchmarks/activation_memory.py: what a training step saves for its backward, under CUDA's autocast policy."""
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import activation_memory  # noqa: E402
+
+
+def test_emulated_policy_runs_layer_norm_softmax_and_norms_in_fp32_only_under_autocast():
+    x = torch.randn(2, 8, dtype=torch.bfloat16)
+    with activation_memory.CudaAutocastExtras():
+        assert F.layer_norm(x, (8,)).dtype == torch.bfloat16  # autocast off: nothing changes
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert F.layer_norm(x, (8,)).dtype == torch.float32
+            assert x.softmax(-1).dtype == torch.float32
+            assert torch.linalg.vector_norm(x, dim=-1).dtype == torch.float32
+            assert F.normalize(x, dim=-1).dtype == torch.float32
+            assert F.linear(x.float(), torch.randn(4, 8)).dtype == torch.bfloat16  # CPU autocast's own cast
+
+
+@pytest.fixture(scope="module")
+def tiny_levels():
+    return {level: activation_memory.per_sample("genlv-tiny", 32, bf16=True, checkpointing=level)
+            for level in ("", "block")}
+
+
+def test_checkpointing_stores_a_fraction_of_the_activations(tiny_levels):
+    full, block = tiny_levels[""]["total"], tiny_levels["block"]["total"]
+    assert full > 0 and 0 < block < 0.3 * full
+
+
+def test_per_sample_bytes_scale_with_the_pixel_count():
+    small = activation_memory.per_sample("genlv-tiny", 32, bf16=True, checkpointing="")["total"]
+    large = activation_memory.per_sample("genlv-tiny", 64, bf16=True, checkpointing="")["total"]
+    assert large / small == pytest.approx(4.0, rel=0.1)
+
+
+def test_channel_norms_save_no_fp32_copies_under_bf16_autocast():
+    # CUDA autocast would run layer_norm on an fp32 copy of its input (4 bytes a value, saved for
+    # the backward); model.layers.channel_layer_norm keeps the input's dtype instead.
+    ledger = activation_memory.saved_bytes("genlv-tiny", 32, 2, bf16=True, checkpointing="")
+    assert ledger.by_module_dtype.get(("ChannelNorm", "bfloat16"), 0) > 0
+    assert ledger.by_module_dtype.get(("ChannelNorm", "float32"), 0) == 0
+
+
+def test_main_prints_and_writes_the_levels(tmp_path, capsys):
+    out = tmp_path / "memory.json"
+    result = activation_memory.main(["--arch", "genlv-tiny", "--size", "32", "--scale-to", "64",
+                                     "--checkpointing", "none", "--batch", "4", "--json", str(out)])
+    entry = result["levels"]["none"]
+    assert entry["gib_at_batch_4"] == pytest.approx(4 * entry["gib_per_sample"])
+    assert out.is_file() and "GiB per sample" in capsys.readouterr().out
