@@ -16,6 +16,8 @@ from torch import nn
 
 # Matches the eps of the official custom LayerNorms and of nn.LayerNorm's default.
 LAYERNORM_EPS = 1e-5
+# F.normalize's default eps (MDTA normalises q and k with it).
+NORMALIZE_EPS = 1e-12
 
 
 # ----------------------------------------------------------------------------- normalisation
@@ -30,9 +32,20 @@ class _NormAffine(nn.Module):
 
 
 def channel_layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """LayerNorm over dim 1 of a B×C×H×W tensor (mean-centred, biased variance); same shape out."""
+    """LayerNorm over dim 1 of a B×C×H×W tensor (mean-centred, biased variance); same shape and dtype out."""
     # A permute to NHWC is free for channels_last inputs and lets one fused kernel do the work.
-    return F.layer_norm(x.permute(0, 2, 3, 1), weight.shape, weight, bias, LAYERNORM_EPS).permute(0, 3, 1, 2)
+    x = x.permute(0, 2, 3, 1)
+    if x.dtype != weight.dtype and torch.is_autocast_enabled(x.device.type):
+        # CUDA autocast runs layer_norm in fp32: it saves a 4-byte copy of x for the backward and
+        # writes a 4-byte output that the next conv casts back to bf16 (12 % of genlv-base's
+        # activation memory: benchmarks/activation_memory.py). The kernel accumulates in fp32
+        # whatever its input, so run it in x's dtype (the weights cast to it, as the CUDA kernel needs).
+        with torch.autocast(x.device.type, enabled=False):
+            out = F.layer_norm(x, weight.shape, weight.to(x.dtype), None if bias is None else bias.to(x.dtype),
+                               LAYERNORM_EPS)
+    else:
+        out = F.layer_norm(x, weight.shape, weight, bias, LAYERNORM_EPS)
+    return out.permute(0, 3, 1, 2)
 
 
 def channel_bias_free_norm(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -95,9 +108,13 @@ class ChannelAttention(nn.Module):
         # Plain matmuls, not SDPA: the "head width" here is H·W pixels, beyond every fused SDPA
         # kernel, and SDPA's fallback upcasts bf16 to fp32 (fp32 FFMA GEMMs and extra copies in
         # the H200 profile, results/gpu-h200). The C/heads × C/heads logits are tiny.
-        q = F.normalize(q, dim=-1)
-        k = F.normalize(k, dim=-1)
-        attn = (torch.matmul(q, k.transpose(-2, -1)) * self.temperature).softmax(dim=-1)
+        # normalize(q) @ normalize(k)ᵀ = (q @ kᵀ) / (|q| |k|ᵀ): the official logits without writing
+        # normalized copies of q and k (each C × H·W; under bf16 autocast F.normalize's quotient is
+        # fp32 and the matmul saves a bf16 copy of it). The norms read q and k once, in fp32.
+        q_norm = torch.linalg.vector_norm(q, dim=-1, keepdim=True, dtype=torch.float32).clamp_min(NORMALIZE_EPS)
+        k_norm = torch.linalg.vector_norm(k, dim=-1, keepdim=True, dtype=torch.float32).clamp_min(NORMALIZE_EPS)
+        logits = torch.matmul(q, k.transpose(-2, -1)) / (q_norm * k_norm.transpose(-2, -1))
+        attn = (logits * self.temperature).softmax(dim=-1)
         out = torch.matmul(attn.to(v.dtype), v)
         return self.project_out(out.reshape(b, c, h, w))
 

@@ -107,6 +107,26 @@ def test_channel_norms_equal_the_restormer_formulas():
     assert list(dict(bias_free.named_parameters())) == ["body.weight"]
 
 
+def test_channel_layer_norm_under_autocast_keeps_the_input_dtype_within_bf16_tolerance():
+    # Under autocast the norm runs in the input's dtype (CUDA's policy would write fp32 copies);
+    # the result and the fp32 parameters' gradients stay within bf16 rounding of the fp32 ones.
+    torch.manual_seed(3)
+    norm = _randomise(ChannelNorm(24, "WithBias"))
+    x = (torch.randn(2, 24, 6, 10) * 2 + 0.5).bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = norm(x)
+    assert mixed.dtype == torch.bfloat16 and mixed.shape == x.shape
+    (mixed.float() ** 2).sum().backward()
+    grads = [p.grad.clone() for p in (norm.body.weight, norm.body.bias)]
+    assert all(g.dtype == torch.float32 for g in grads)
+    norm.zero_grad()
+    ref = norm(x.float())
+    (ref ** 2).sum().backward()
+    assert ((mixed.float() - ref).norm() / ref.norm()).item() < 1e-2
+    for got, p in zip(grads, (norm.body.weight, norm.body.bias)):
+        assert ((got - p.grad).norm() / p.grad.norm()).item() < 2e-2
+
+
 def test_channel_attention_equals_plain_mdta_formula():
     torch.manual_seed(0)
     attn = _randomise(ChannelAttention(dim=16, num_heads=4, bias=False))
