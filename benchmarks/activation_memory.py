@@ -14,9 +14,11 @@ are fp32 copies), and only where autocast is on, as CUDA's does. Every feature m
 pixel count, so ``--scale-to`` reports a larger size from a cheaper run (batch-independent terms
 have already cancelled).
 
-Not counted: what the backward allocates while it runs (gradients of one layer at a time, and
-with checkpointing one recomputed block), the optimizer state and cuDNN workspaces. A checkpointed
-region's inputs are counted (non-reentrant checkpointing saves them through the same hooks). CPU SDPA kernels may save what CUDA's do not (the attention weights of its
+Not counted: what the backward allocates while it runs (gradients of one layer at a time), the
+optimizer state and cuDNN workspaces. A checkpointed region's inputs are counted (non-reentrant
+checkpointing saves them through the same hooks). With ``block`` checkpointing the backward
+recomputes one block at a time, whose recompute checkpoints its sub-layers again; the estimate
+printed for it adds the largest block's sub-layer inputs and the largest sub-layer's activations. CPU SDPA kernels may save what CUDA's do not (the attention weights of its
 math fallback): the table lists bytes by the module that saved them, so such rows can be read apart.
 """
 from __future__ import annotations
@@ -67,7 +69,9 @@ class CudaAutocastExtras(TorchFunctionMode):
 
 
 class SavedTensorLedger:
-    """Bytes autograd saves, by storage (each counted once), dtype and the innermost module saving."""
+    """Bytes autograd saves, by storage (each counted once): by dtype, by the innermost module's type,
+    by the outermost checkpointable block (a module with a ``checkpointed`` switch) around it, and by
+    that block's child (its sub-layer: attention, feed-forward, ...)."""
 
     def __init__(self, net: torch.nn.Module):
         self.exclude = {p.untyped_storage().data_ptr() for p in net.parameters()}
@@ -75,33 +79,37 @@ class SavedTensorLedger:
         self.by_module: dict[str, int] = defaultdict(int)
         self.by_dtype: dict[str, int] = defaultdict(int)
         self.by_module_dtype: dict[tuple[str, str], int] = defaultdict(int)
-        self.stack: list[str] = ["(outside modules)"]
+        self.by_block: dict[str, int] = defaultdict(int)
+        self.by_child: dict[str, int] = defaultdict(int)
+        self.stack: list[tuple[str, str, bool]] = [("(outside modules)", "", False)]
         self.handles = []
         for name, module in net.named_modules():
-            self.handles.append(module.register_forward_pre_hook(self._enter(type(module).__name__)))
+            entry = (type(module).__name__, name, hasattr(type(module), "checkpointed"))
+            self.handles.append(module.register_forward_pre_hook(self._enter(entry)))
             self.handles.append(module.register_forward_hook(self._leave))
 
-    def _enter(self, label: str):
+    def _enter(self, entry: tuple[str, str, bool]):
         def hook(module, inputs):
-            self.stack.append(label)
+            self.stack.append(entry)
         return hook
 
     def _leave(self, module, inputs, output):
         self.stack.pop()
 
-    def _count(self, tensor: torch.Tensor, label: str) -> None:
+    def pack(self, tensor: torch.Tensor) -> torch.Tensor:
         storage = tensor.untyped_storage()
         key = storage.data_ptr()
-        if key in self.exclude or key in self.seen or storage.nbytes() == 0:
-            return
-        self.seen.add(key)
-        dtype = str(tensor.dtype).replace("torch.", "")
-        self.by_module[label] += storage.nbytes()
-        self.by_dtype[dtype] += storage.nbytes()
-        self.by_module_dtype[label, dtype] += storage.nbytes()
-
-    def pack(self, tensor: torch.Tensor) -> torch.Tensor:
-        self._count(tensor, self.stack[-1])
+        if key not in self.exclude and key not in self.seen and storage.nbytes() > 0:
+            self.seen.add(key)
+            label, dtype, size = self.stack[-1][0], str(tensor.dtype).replace("torch.", ""), storage.nbytes()
+            self.by_module[label] += size
+            self.by_dtype[dtype] += size
+            self.by_module_dtype[label, dtype] += size
+            depth = next((i for i, (_, _, is_block) in enumerate(self.stack) if is_block), None)
+            if depth is not None:
+                self.by_block[self.stack[depth][1]] += size
+                if depth + 1 < len(self.stack):
+                    self.by_child[self.stack[depth + 1][1]] += size
         return tensor
 
     def close(self) -> None:
@@ -142,7 +150,8 @@ def per_sample(arch: str, size: int, *, bf16: bool, checkpointing: str) -> dict:
         return {k: (b.get(k, 0) - a.get(k, 0)) / 2 for k in keys if b.get(k, 0) != a.get(k, 0)}
 
     return {"total": (large.total - small.total) / 2, "by_module": diff(small.by_module, large.by_module),
-            "by_dtype": diff(small.by_dtype, large.by_dtype)}
+            "by_dtype": diff(small.by_dtype, large.by_dtype), "by_block": diff(small.by_block, large.by_block),
+            "by_child": diff(small.by_child, large.by_child)}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -167,19 +176,46 @@ def main(argv: list[str] | None = None) -> dict:
               "levels": {}}
     print(f"{args.arch}: activation memory saved for backward per sample at {report_size}² "
           f"(measured at {args.size}²), {result['policy']}")
-    for level in [s.strip() for s in args.checkpointing.split(",") if s.strip()]:
-        figures = per_sample(args.arch, args.size, bf16=not args.fp32,
-                             checkpointing="" if level == "none" else level)
-        gib = figures["total"] * scale / 2**30
-        entry = {"gib_per_sample": gib, f"gib_at_batch_{args.batch}": gib * args.batch,
-                 "by_module_gib": {k: v * scale / 2**30 for k, v in figures["by_module"].items()},
-                 "by_dtype_gib": {k: v * scale / 2**30 for k, v in figures["by_dtype"].items()}}
+    levels = [s.strip() for s in args.checkpointing.split(",") if s.strip()]
+    measured = {level: per_sample(args.arch, args.size, bf16=not args.fp32,
+                                  checkpointing="" if level == "none" else level)
+                for level in dict.fromkeys(levels + (["none", "sublayer"] if "block" in levels else []))}
+
+    def gib(value: float) -> float:
+        return value * scale / 2**30
+
+    def largest(table: dict) -> tuple[str, float]:
+        name, value = max(table.items(), key=lambda kv: kv[1]) if table else ("", 0.0)
+        return name, gib(value)
+
+    for level in levels:
+        figures = measured[level]
+        total = gib(figures["total"])
+        entry = {"gib_per_sample": total, f"gib_at_batch_{args.batch}": total * args.batch,
+                 "by_module_gib": {k: gib(v) for k, v in figures["by_module"].items()},
+                 "by_dtype_gib": {k: gib(v) for k, v in figures["by_dtype"].items()}}
         result["levels"][level] = entry
         dtypes = ", ".join(f"{k} {v:.2f}" for k, v in entry["by_dtype_gib"].items())
-        print(f"\ncheckpointing {level}: {gib:.3f} GiB per sample ({dtypes}); "
-              f"x{args.batch} = {gib * args.batch:.1f} GiB")
+        print(f"\ncheckpointing {level}: {total:.3f} GiB per sample ({dtypes}); x{args.batch} = "
+              f"{total * args.batch:.1f} GiB")
         for name, value in list(entry["by_module_gib"].items())[:args.rows]:
-            print(f"  {value:8.3f} GiB  {100 * value / gib:5.1f} %  {name}")
+            print(f"  {value:8.3f} GiB  {100 * value / total:5.1f} %  {name}")
+        if level == "none" and figures["by_block"]:
+            entry["largest_block"] = dict(zip(("name", "gib_per_sample"), largest(figures["by_block"])))
+            entry["largest_sublayer"] = dict(zip(("name", "gib_per_sample"), largest(figures["by_child"])))
+            print(f"  largest checkpointable block: {entry['largest_block']['name']} "
+                  f"{entry['largest_block']['gib_per_sample']:.3f} GiB per sample; largest sub-layer: "
+                  f"{entry['largest_sublayer']['name']} {entry['largest_sublayer']['gib_per_sample']:.3f} GiB")
+        if level == "block":
+            # The backward recomputes one block at a time, and that recompute checkpoints its
+            # sub-layers again: it holds the block's sub-layer inputs, then one sub-layer's activations.
+            inputs = largest(measured["sublayer"]["by_block"])[1]
+            sublayer = largest(measured["none"]["by_child"])[1]
+            estimate = (total + inputs + sublayer) * args.batch
+            entry[f"gib_at_batch_{args.batch}_during_backward"] = estimate
+            print(f"  during the backward (one block's sub-layer inputs {inputs:.3f} + one sub-layer "
+                  f"{sublayer:.3f} GiB per sample): ~{estimate:.1f} GiB at batch {args.batch}, plus weights, "
+                  "gradients, optimizer state and kernel workspaces")
     if args.json:
         atomic_write_json(args.json, result)
         print(f"wrote {args.json}")

@@ -47,10 +47,13 @@ def test_channel_norms_save_no_fp32_copies_under_bf16_autocast():
     assert ledger.by_module_dtype.get(("ChannelNorm", "float32"), 0) == 0
 
 
-def test_main_prints_and_writes_the_levels(tmp_path, capsys):
+def test_main_prints_and_writes_the_levels_and_the_backward_estimate(tmp_path, capsys):
     out = tmp_path / "memory.json"
     result = activation_memory.main(["--arch", "genlv-tiny", "--size", "32", "--scale-to", "64",
-                                     "--checkpointing", "none", "--batch", "4", "--json", str(out)])
-    entry = result["levels"]["none"]
-    assert entry["gib_at_batch_4"] == pytest.approx(4 * entry["gib_per_sample"])
+                                     "--checkpointing", "none,block", "--batch", "4", "--json", str(out)])
+    none, block = result["levels"]["none"], result["levels"]["block"]
+    assert none["gib_at_batch_4"] == pytest.approx(4 * none["gib_per_sample"])
+    assert 0 < none["largest_sublayer"]["gib_per_sample"] < none["largest_block"]["gib_per_sample"]
+    # one block recomputed at a time: more than what block checkpointing stores, far less than no checkpointing
+    assert block["gib_at_batch_4"] < block["gib_at_batch_4_during_backward"] < none["gib_at_batch_4"]
     assert out.is_file() and "GiB per sample" in capsys.readouterr().out
