@@ -57,7 +57,7 @@ if [ "$SMOKE" = 1 ]; then  # the same commands at sizes a CPU finishes in a minu
     PEERS=("--arch promptgip-fixture --size 32 --batch 2" "--arch promptir-s --size 32 --batch 2"
            "--arch painter-fixture --size 32 --batch 2")
     ATTN="--sizes 256 --repeats 1 --warmup 0"
-    MINUTES=${MINUTES:-0.3} STEPS=${STEPS:-4} COMPILED_BATCHES=2 VARIANT_BATCH=2 CKPT_BATCH=2 BATCH=${BATCH:-2} SIZE=${SIZE:-32} N_TRAIN=${N_TRAIN:-8} LIMIT=${LIMIT:-2}
+    MINUTES=${MINUTES:-0.3} STEPS=${STEPS:-4} COMPILED_BATCHES=2 VARIANT_BATCH=2 CKPT_BATCH=2 BATCH=${BATCH:-2} SIZE=${SIZE:-64} N_TRAIN=${N_TRAIN:-8} LIMIT=${LIMIT:-2}
     TASKS="--tasks gaussian_noise,canny"; ARCH=genlv-tiny; WORKERS=1; DEV=cpu
 else
     BASE="--arch genlv-base --size 256 --bf16 --steps 8 --warmup 2"
