@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint as activation_checkpoint
 
-from .layers import (ChannelAttention, ChannelNorm, GatedDconvFFN, OverlapWindowAttention,
+from .layers import (ChannelAttention, ChannelNorm, GatedDconvFFN, LayerNorm, OverlapWindowAttention,
                      TokenAttention)
 from .registry import config_from
 
@@ -138,9 +138,9 @@ class PromptCrossAttentionBlock(nn.Module):
         self.cross_attn = TokenAttention(dim, heads, context_dim=dim)
         self.norm1 = ChannelNorm(dim, cfg.layernorm_type)
         self.norm2 = ChannelNorm(dim, cfg.layernorm_type)
-        self.norm3 = nn.LayerNorm(dim)
-        self.norm4 = nn.LayerNorm(dim)
-        self.norm5 = nn.LayerNorm(dim)
+        self.norm3 = LayerNorm(dim)
+        self.norm4 = LayerNorm(dim)
+        self.norm5 = LayerNorm(dim)
         self.channel_ffn = GatedDconvFFN(dim, cfg.ffn_expansion_factor, cfg.bias)
         self.spatial_ffn = GatedDconvFFN(dim, cfg.ffn_expansion_factor, cfg.bias)
 
@@ -211,7 +211,7 @@ class ResidualBlock(nn.Module):
         return x + self._branch(x)
 
 
-def _norm_channels(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
+def _norm_channels(norm: LayerNorm, x: torch.Tensor) -> torch.Tensor:
     """Apply an nn.LayerNorm over the channels of a B×C×H×W map."""
     return norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
@@ -223,7 +223,7 @@ class PromptEncoder(nn.Module):
         super().__init__()
         self.conv_first = nn.Conv2d(in_channels, nf, 3, padding=1)
         self.conv_hr = nn.Conv2d(nf, nf, 3, padding=1)
-        self.norm = nn.LayerNorm(nf)
+        self.norm = LayerNorm(nf)
         # Each level: residual blocks at width nf·2^l, unshuffle (×4 channels), 1x1 to nf·2^(l+1).
         # setattr keeps the official names and their interleaved state_dict order.
         for level in range(1, LEVELS):
@@ -231,10 +231,10 @@ class PromptEncoder(nn.Module):
             setattr(self, f"fea_level{level}", nn.Sequential(*[ResidualBlock(width) for _ in range(res_blocks)]))
             setattr(self, f"pixel_unshuffle{level}", nn.PixelUnshuffle(2))
             setattr(self, f"channel_reduction{level}", nn.Conv2d(4 * width, 2 * width, 1))
-            setattr(self, f"norm{level}", nn.LayerNorm(2 * width))
+            setattr(self, f"norm{level}", LayerNorm(2 * width))
         self.conv_lr = nn.Conv2d(nf << (LEVELS - 1), prompt_dim, 3, padding=1)
         self.conv_last = nn.Conv2d(prompt_dim, prompt_dim, 1)
-        self.norm_out = nn.LayerNorm(prompt_dim)
+        self.norm_out = LayerNorm(prompt_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         fea = _norm_channels(self.norm, self.conv_hr(F.gelu(self.conv_first(x))))

@@ -31,21 +31,31 @@ class _NormAffine(nn.Module):
         self.bias = nn.Parameter(torch.zeros(channels)) if with_bias else None
 
 
+def layer_norm(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float,
+               shape: tuple[int, ...] | None = None) -> torch.Tensor:
+    """F.layer_norm over the last dims (``shape``, default the weight's); same shape and dtype out."""
+    shape = tuple(weight.shape) if shape is None else tuple(shape)
+    if weight is not None and x.dtype != weight.dtype and torch.is_autocast_enabled(x.device.type):
+        # CUDA autocast runs layer_norm in fp32: it saves a 4-byte copy of x for the backward and
+        # writes a 4-byte output that the next layer casts back to bf16 (or that turns a residual
+        # stream fp32). The kernel accumulates in fp32 whatever its input, so run it in x's dtype,
+        # the weights cast to it (as the CUDA kernel needs). benchmarks/activation_memory.py counts it.
+        with torch.autocast(x.device.type, enabled=False):
+            return F.layer_norm(x, shape, weight.to(x.dtype), None if bias is None else bias.to(x.dtype), eps)
+    return F.layer_norm(x, shape, weight, bias, eps)
+
+
+class LayerNorm(nn.LayerNorm):
+    """``nn.LayerNorm`` (same parameters, keys and fp32 result) that keeps its input's dtype under autocast."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return layer_norm(x, self.weight, self.bias, self.eps, self.normalized_shape)
+
+
 def channel_layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """LayerNorm over dim 1 of a B×C×H×W tensor (mean-centred, biased variance); same shape and dtype out."""
     # A permute to NHWC is free for channels_last inputs and lets one fused kernel do the work.
-    x = x.permute(0, 2, 3, 1)
-    if x.dtype != weight.dtype and torch.is_autocast_enabled(x.device.type):
-        # CUDA autocast runs layer_norm in fp32: it saves a 4-byte copy of x for the backward and
-        # writes a 4-byte output that the next conv casts back to bf16 (12 % of genlv-base's
-        # activation memory: benchmarks/activation_memory.py). The kernel accumulates in fp32
-        # whatever its input, so run it in x's dtype (the weights cast to it, as the CUDA kernel needs).
-        with torch.autocast(x.device.type, enabled=False):
-            out = F.layer_norm(x, weight.shape, weight.to(x.dtype), None if bias is None else bias.to(x.dtype),
-                               LAYERNORM_EPS)
-    else:
-        out = F.layer_norm(x, weight.shape, weight, bias, LAYERNORM_EPS)
-    return out.permute(0, 3, 1, 2)
+    return layer_norm(x.permute(0, 2, 3, 1), weight, bias, LAYERNORM_EPS).permute(0, 3, 1, 2)
 
 
 def channel_bias_free_norm(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from .genlv import SharedPromptEncoder, check_vpip_inputs
-from .layers import TokenAttention
+from .layers import LayerNorm, TokenAttention
 from .registry import config_from
 
 PROMPT_SCALE = 8  # the shared prompt encoder's tokens are at 1/8 scale (three PixelUnshuffles)
@@ -100,12 +100,12 @@ class ViTBlock(nn.Module):
 
     def __init__(self, dim: int, heads: int, mlp_ratio: float, with_prompt: bool):
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim)
+        self.norm1 = LayerNorm(dim)
         self.attn = TokenAttention(dim, heads)
         if with_prompt:
-            self.norm_prompt = nn.LayerNorm(dim)
+            self.norm_prompt = LayerNorm(dim)
             self.prompt_attn = TokenAttention(dim, heads, context_dim=dim)
-        self.norm2 = nn.LayerNorm(dim)
+        self.norm2 = LayerNorm(dim)
         hidden = int(dim * mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
 
@@ -135,7 +135,7 @@ class ViTMainNetwork(nn.Module):
         with_prompt = set(cfg.prompt_block_indices)
         self.blocks = nn.ModuleList([ViTBlock(dim, cfg.num_heads, cfg.mlp_ratio, i in with_prompt)
                                      for i in range(cfg.depth)])
-        self.norm = nn.LayerNorm(dim)
+        self.norm = LayerNorm(dim)
         self.head = nn.Linear(dim, p * p * cfg.out_channels)
         self.unpatchify = nn.PixelShuffle(p)
         self.apply(_init_weights)
