@@ -212,7 +212,7 @@ class ResidualBlock(nn.Module):
 
 
 def _norm_channels(norm: LayerNorm, x: torch.Tensor) -> torch.Tensor:
-    """Apply an nn.LayerNorm over the channels of a B×C×H×W map."""
+    """Apply a token LayerNorm over the channels of a B×C×H×W map."""
     return norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 

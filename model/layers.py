@@ -46,7 +46,7 @@ def layer_norm(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor 
 
 
 class LayerNorm(nn.LayerNorm):
-    """``nn.LayerNorm`` (same parameters, keys and fp32 result) that keeps its input's dtype under autocast."""
+    """``nn.LayerNorm`` (same parameters and keys, same fp32 result) that keeps its input's dtype under autocast."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return layer_norm(x, self.weight, self.bias, self.eps, self.normalized_shape)
