@@ -9,9 +9,9 @@
 #                                                      # during the speed stage; training gets what is left
 #   STAGES=equal-budget bash benchmarks/device_session.sh  # issue #8: scripts/equal_budget.py --plan gpu-lease
 #                                                      # (~12 min of H200 time; EB_ONLY=a,b: a subset; EB_PLAN=gpu: the long plan)
-#   STAGES=speed-variants DEADLINE_S=360 bash ...     # genlv-base: regional compile at batch 8, then block
-#                                                      # activation checkpointing at batch 64 (VARIANT_COMPILE=0 or
-#                                                      # VARIANT_CKPT=0 skips one; PROFILE=1: a profile)
+#   STAGES=speed-variants DEADLINE_S=420 bash ...     # genlv-base: eager and regional compile at batch 8, then
+#                                                      # block activation checkpointing at batch 64 (VARIANT_EAGER=0,
+#                                                      # VARIANT_COMPILE=0 or VARIANT_CKPT=0 skips one; PROFILE=1: a profile)
 #   SMOKE=1 STAGES=speed,genlv-s,equal-budget bash benchmarks/device_session.sh   # CPU check of this script
 #
 # Run from the repository root. On the device machine dask and webdataset are missing: carry
@@ -118,7 +118,8 @@ fi
 
 
 if [[ ",$STAGES," == *",speed-variants,"* ]]; then
-    # What the sweep leaves unknown, the most telling first. (1) Compiled training speed, never
+    # What the sweep leaves unknown, the most telling first (VARIANT_EAGER=0, VARIANT_COMPILE=0 or
+    # VARIANT_CKPT=0 skips one). (1) Compiled training speed, never
     # measured: lease 1's compiled run went straight to batch 64 and ran out of memory; lease 2's
     # (NHWC, cuDNN autotuning) had not finished its warm-up after 150 s. So: regional compile at
     # batch 8, NCHW, cuDNN heuristics; its warm-up s is the compile time (target < 2 min).
@@ -127,6 +128,14 @@ if [[ ",$STAGES," == *",speed-variants,"* ]]; then
     # and autotuning, whose warm-up at batch 8 alone took 48 s. Heuristics and NCHW here too;
     # VARIANT_FLAGS / CKPT_FLAGS put either back. (3) PROFILE=1: where an eager step's time goes
     # (lease 2's profile: results/gpu-h200/).
+    if [ "${VARIANT_EAGER:-1}" = 1 ]; then
+        # (0) Eager batch 8 exactly as lease 4 ran it (16.2 samples/s, 64.3 GiB there): what the
+        # norms that now keep bf16 under autocast (2026-12-05) are worth on the GPU.
+        stamp "genlv-base: eager at batch 8 (lease 4's settings)"
+        timeout "$(( $(remaining) < 120 ? $(remaining) : 120 ))" \
+            $PY benchmarks/bench_train.py ${BASE%% --steps*} --steps 5 --warmup 2 --batch 8 --no-inference --trace \
+            --json "$FIG/bench-train-eager-b8.json" || echo "eager batch-8 run failed or ran out of time (status $?)"
+    fi
     if [ "${VARIANT_COMPILE:-1}" = 1 ]; then
         stamp "genlv-base: regional compile at batch ${VARIANT_BATCH:-8} (${VARIANT_FLAGS:---no-autotune})"
         timeout "$(( $(remaining) - 30 < COMPILE_TIMEOUT ? $(remaining) - 30 : COMPILE_TIMEOUT ))" \
