@@ -27,7 +27,8 @@
 # training budget is what remains minus EVAL_RESERVE_S), MINUTES (caps the training budget),
 # STEPS (its schedule; default auto: sized to the budget from a timed step), LR (1e-4), WARMUP (50),
 # BATCH (64), SIZE (128), N_TRAIN (pairs per task, 1024), LIMIT (eval queries per task, 16),
-# TRAIN_SOURCE (the train split's image source, deadleaves:tint=0.25).
+# TRAIN_SOURCE (the train split's image source, deadleaves:tint=0.25), TASK_WEIGHTS (genlv-s's task
+# mix: a JSON object or file, e.g. scripts/genlv-s-task-weights.json; default uniform).
 set -euo pipefail
 
 OUT=${OUT:-out/device}
@@ -202,11 +203,17 @@ print(max(2, int(rate * ${LOADER_MARGIN:-0.85} * seconds / $BATCH)))")
     INIT=()
     # the shipped weights carry forward; a SMOKE run trains genlv-tiny, which they do not fit
     if [ "$ARCH" = genlv-s ] && [ -f checkpoints/genlv-s/model.safetensors ]; then INIT=(--init checkpoints/genlv-s); fi
-    stamp "train $ARCH for at most $MINUTES min (${INIT[*]:-from scratch})"
+    # TASK_WEIGHTS: a JSON object {task: weight} or a file holding one (run 11's, the tasks genlv-s
+    # lost to identity drawn 3x: scripts/genlv-s-task-weights.json); default uniform.
+    WEIGHTS=()
+    if [ -n "${TASK_WEIGHTS:-}" ]; then
+        if [ -f "$TASK_WEIGHTS" ]; then WEIGHTS=(--task-weights "$(cat "$TASK_WEIGHTS")"); else WEIGHTS=(--task-weights "$TASK_WEIGHTS"); fi
+    fi
+    stamp "train $ARCH for at most $MINUTES min (${INIT[*]:-from scratch}; task weights ${TASK_WEIGHTS:-uniform})"
     $PY -m pipelines.cli train --params "$WORK/empty-params.yaml" --arch "$ARCH" --shards "$WORK/shards" \
         --size "$SIZE" --batch "$BATCH" --steps "$STEPS" --lr "${LR:-1e-4}" --warmup "${WARMUP:-50}" --ema 0.999 \
         --max-minutes "$MINUTES" --workers "$WORKERS" --device "$DEV" --log-every 50 --ckpt-every 100000 \
-        --out "$WORK/$ARCH" --name genlv-s "${INIT[@]}" --no-progress
+        --out "$WORK/$ARCH" --name genlv-s "${INIT[@]}" "${WEIGHTS[@]}" --no-progress
     cp "$WORK/$ARCH/metrics.csv" "$FIG/train-metrics.csv"
     cp "$WORK/$ARCH/summary.json" "$FIG/train-summary.json"
     stamp "evaluate on the test split ($LIMIT queries per task), with identity as the floor"
