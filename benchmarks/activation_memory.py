@@ -18,8 +18,9 @@ Not counted: what the backward allocates while it runs (gradients of one layer a
 optimizer state and cuDNN workspaces. A checkpointed region's inputs are counted (non-reentrant
 checkpointing saves them through the same hooks). With ``block`` checkpointing the backward
 recomputes one block at a time, whose recompute checkpoints its sub-layers again; the estimate
-printed for it adds the largest block's sub-layer inputs and the largest sub-layer's activations. CPU SDPA kernels may save what CUDA's do not (the attention weights of its
-math fallback): the table lists bytes by the module that saved them, so such rows can be read apart.
+printed for it adds the largest block's sub-layer inputs and the largest sub-layer's activations.
+CPU SDPA kernels may save what CUDA's do not (the attention weights of its math fallback): the
+table lists bytes by the module that saved them, so such rows can be read apart.
 """
 from __future__ import annotations
 
@@ -43,6 +44,8 @@ from taskgen.atomic import atomic_write_json  # noqa: E402
 
 def _fp32_normalize(x, p=2.0, dim=1, eps=1e-12, out=None):
     """F.normalize as CUDA autocast runs it: an fp32 norm (input not cast), so the quotient is fp32."""
+    if out is not None:  # F.normalize always passes the keyword; none of our models fills it
+        raise NotImplementedError("the autocast emulation does not take F.normalize(out=...)")
     return x / torch.linalg.vector_norm(x, p, dim=dim, keepdim=True, dtype=torch.float32).clamp_min(eps)
 
 

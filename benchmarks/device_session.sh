@@ -120,7 +120,7 @@ fi
 
 if [[ ",$STAGES," == *",speed-variants,"* ]]; then
     # What the sweep leaves unknown, the most telling first (VARIANT_EAGER=0, VARIANT_COMPILE=0 or
-    # VARIANT_CKPT=0 skips one). (1) Compiled training speed, never
+    # VARIANT_CKPT=0 skips one). (0) Eager batch 8, below. (1) Compiled training speed, never
     # measured: lease 1's compiled run went straight to batch 64 and ran out of memory; lease 2's
     # (NHWC, cuDNN autotuning) had not finished its warm-up after 150 s. So: regional compile at
     # batch 8, NCHW, cuDNN heuristics; its warm-up s is the compile time (target < 2 min).
@@ -203,12 +203,10 @@ print(max(2, int(rate * ${LOADER_MARGIN:-0.85} * seconds / $BATCH)))")
     INIT=()
     # the shipped weights carry forward; a SMOKE run trains genlv-tiny, which they do not fit
     if [ "$ARCH" = genlv-s ] && [ -f checkpoints/genlv-s/model.safetensors ]; then INIT=(--init checkpoints/genlv-s); fi
-    # TASK_WEIGHTS: a JSON object {task: weight} or a file holding one (run 11's, the tasks genlv-s
-    # lost to identity drawn 3x: scripts/genlv-s-task-weights.json); default uniform.
+    # TASK_WEIGHTS: what --task-weights takes (run 11's mix, the tasks genlv-s lost to identity
+    # drawn 3x: scripts/genlv-s-task-weights.json); default uniform.
     WEIGHTS=()
-    if [ -n "${TASK_WEIGHTS:-}" ]; then
-        if [ -f "$TASK_WEIGHTS" ]; then WEIGHTS=(--task-weights "$(cat "$TASK_WEIGHTS")"); else WEIGHTS=(--task-weights "$TASK_WEIGHTS"); fi
-    fi
+    if [ -n "${TASK_WEIGHTS:-}" ]; then WEIGHTS=(--task-weights "$TASK_WEIGHTS"); fi
     stamp "train $ARCH for at most $MINUTES min (${INIT[*]:-from scratch}; task weights ${TASK_WEIGHTS:-uniform})"
     $PY -m pipelines.cli train --params "$WORK/empty-params.yaml" --arch "$ARCH" --shards "$WORK/shards" \
         --size "$SIZE" --batch "$BATCH" --steps "$STEPS" --lr "${LR:-1e-4}" --warmup "${WARMUP:-50}" --ema 0.999 \

@@ -28,7 +28,16 @@ def read_params(path: str | Path | None, *, required: bool = False) -> dict:
 
 
 def parse_task_weights(value):
-    """``uniform``/``genlv``/None pass through; a JSON object string becomes a dict."""
+    """``uniform``/``genlv``/None pass through; a JSON object string, or the path of a ``.json`` file
+    holding one, becomes a dict."""
+    if isinstance(value, str) and value.strip().endswith(".json") and not value.strip().startswith("{"):
+        path = Path(value.strip())
+        try:
+            value = path.read_text()
+        except OSError as err:
+            raise ValueError(f"task weights file {path}: {err.strerror or err}") from None
+        if not value.strip().startswith("{"):
+            raise ValueError(f"task weights file {path} does not hold a JSON object")
     if isinstance(value, str) and value.strip().startswith("{"):
         try:
             return json.loads(value)

@@ -271,6 +271,21 @@ def test_cli_values_override_params_yaml(shards, tmp_path):
         read_params(params)
 
 
+def test_task_weights_come_as_names_json_objects_or_json_files(tmp_path):
+    from pipelines.train import parse_task_weights
+
+    assert parse_task_weights("genlv") == "genlv" and parse_task_weights(None) is None
+    assert parse_task_weights('{"jpeg": 3, "canny": 1}') == {"jpeg": 3, "canny": 1}
+    weights = tmp_path / "weights.json"
+    weights.write_text('{"jpeg": 3, "canny": 1}\n')
+    assert parse_task_weights(str(weights)) == {"jpeg": 3, "canny": 1}
+    with pytest.raises(ValueError, match="missing.json"):
+        parse_task_weights(str(tmp_path / "missing.json"))
+    (tmp_path / "list.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="list.json.*JSON object"):
+        parse_task_weights(str(tmp_path / "list.json"))
+
+
 # ----------------------------------------------------------------------------- DDP
 
 _DDP_SCRIPT = ("import json, sys\nfrom model.train import TrainConfig, train\n"

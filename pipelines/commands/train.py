@@ -66,7 +66,7 @@ def add_arguments(p) -> None:
     p.add_argument("--workers", type=int, help="DataLoader worker processes per rank")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--seed", type=int, help="weight init and data order")
-    p.add_argument("--task-weights", help="uniform, genlv (the paper's task mix) or a JSON object {task: weight}")
+    p.add_argument("--task-weights", help="uniform, genlv (the paper's task mix), a JSON object {task: weight} or a .json file holding one")
     p.add_argument("--epoch-length", type=int, help="samples per epoch (default: every train sample once)")
     p.add_argument("--log-every", type=int, help="metrics row every N steps")
     p.add_argument("--ckpt-every", type=int, help="checkpoint every N steps (and at the end)")
