@@ -12,6 +12,12 @@ illuminant, a dominant palette). ``tint_sigma`` > 0 gives each image such a cast
 gains exp(N(0, tint_sigma²)), normalised to keep the mean brightness. A model trained only on
 grey-balanced images pulls a photo's colours towards grey when it should leave them alone.
 
+For the same reason every dead-leaves image averages to mid-grey brightness (means 87-136 of 255),
+where photos range from dark to bright (18-184 for the packaged test photos). A model that has only
+seen dark images as low-light inputs brightens any dark photo it is asked to leave alone.
+``exposure_sigma`` > 0 gives each image a tone curve ``x ** gamma`` with gamma = exp(N(0,
+exposure_sigma²)): gamma > 1 darkens, < 1 brightens, and no value leaves [0, 1].
+
 The stacking order gives a layer map for free: leaf ``k`` of ``n`` lies at depth ``1 - k/n``
 (later leaves are nearer), the background at depth 1.  Haze and underwater tasks use it.
 """
@@ -34,6 +40,7 @@ class DeadLeavesConfig:
     dof_prob: float = 0.3        # fraction of images with a depth-of-field blur
     dof_max_sigma: float = 3.0
     tint_sigma: float = 0.0      # std of the log per-channel gain of a per-image colour cast (0 = none)
+    exposure_sigma: float = 0.0  # std of the log gamma of a per-image tone curve (0 = none)
 
 
 def _power_law_radii(rng: np.random.Generator, n: int, r_min: float, r_max: float, alpha: float) -> np.ndarray:
@@ -135,6 +142,10 @@ def dead_leaves(size: int, rng: np.random.Generator, config: DeadLeavesConfig = 
     if config.tint_sigma > 0:  # drawn last, so tint_sigma = 0 leaves every other draw as it was
         gains = np.exp(rng.normal(0.0, config.tint_sigma, 3)).astype(np.float32)
         image = image * (gains / gains.mean())
+
+    if config.exposure_sigma > 0:  # drawn after tint, so specs without it keep their bytes
+        gamma = np.float32(np.exp(rng.normal(0.0, config.exposure_sigma)))
+        image = np.power(np.clip(image, 0.0, 1.0), gamma)
 
     out = np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
     return out, depth

@@ -142,18 +142,28 @@ class DeadLeavesSource:
         return SourceImage(image, depth, self.name)
 
 
+_DEAD_LEAVES_OPTIONS = {"tint": "tint_sigma", "exposure": "exposure_sigma"}
+
+
 def _dead_leaves_source(arg: str) -> DeadLeavesSource:
-    """``deadleaves`` or ``deadleaves:tint=S`` (S: DeadLeavesConfig.tint_sigma, a per-image colour cast)."""
+    """``deadleaves`` or ``deadleaves:tint=S,exposure=E`` (DeadLeavesConfig.tint_sigma, .exposure_sigma)."""
     if not arg:
         return DeadLeavesSource()
-    key, _, value = arg.partition("=")
-    try:
-        sigma = float(value) if key == "tint" else None
-    except ValueError:
-        sigma = None
-    if sigma is None or not 0.0 <= sigma <= 1.0:
-        raise SourceError(f"deadleaves:{arg}: the one option is tint=S with S in [0, 1] (e.g. deadleaves:tint=0.2)")
-    return DeadLeavesSource(name=f"deadleaves:tint={sigma:g}", config=DeadLeavesConfig(tint_sigma=sigma))
+    usage = (f"deadleaves:{arg}: options are tint=S and exposure=E, comma-separated, each in [0, 1] "
+             f"(e.g. deadleaves:tint=0.25,exposure=0.5)")
+    values: dict[str, float] = {}
+    for option in arg.split(","):
+        key, _, text = option.partition("=")
+        try:
+            value = float(text)
+        except ValueError:
+            raise SourceError(usage) from None
+        if key not in _DEAD_LEAVES_OPTIONS or key in values or not 0.0 <= value <= 1.0:
+            raise SourceError(usage)
+        values[key] = value
+    name = "deadleaves:" + ",".join(f"{key}={values[key]:g}" for key in _DEAD_LEAVES_OPTIONS if key in values)
+    config = DeadLeavesConfig(**{_DEAD_LEAVES_OPTIONS[key]: value for key, value in values.items()})
+    return DeadLeavesSource(name=name, config=config)
 
 
 # --------------------------------------------------------------------------------------------
@@ -291,8 +301,8 @@ _SOURCE_FACTORIES: dict[str, Callable[[str], Source]] = {
 
 
 def build_source(spec: str) -> Source:
-    """Parse a source spec: ``photos``, ``photos:astronaut,coffee``, ``deadleaves``, ``deadleaves:tint=0.2``,
-    ``folder:/path``, ``folder-upscale:/path``, or several joined by ``+``."""
+    """Parse a source spec: ``photos``, ``photos:astronaut,coffee``, ``deadleaves``,
+    ``deadleaves:tint=0.2,exposure=0.5``, ``folder:/path``, ``folder-upscale:/path``, or several joined by ``+``."""
     parts = [p for p in spec.split("+") if p]
     if not parts:
         raise SourceError(f"empty source spec {spec!r}")

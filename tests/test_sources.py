@@ -52,9 +52,36 @@ def test_deadleaves_tint_casts_each_image_and_leaves_the_default_untouched():
         assert abs(mean_b.mean() - mean_a.mean()) < 0.12 * mean_a.mean()  # brightness kept (up to clipping)
     spread = np.std(np.array(ratios)[:, 0] - np.array(ratios)[:, 1])  # log R/G change across images
     assert 0.15 < spread < 0.7  # sqrt(2) * 0.25 = 0.35 before clipping
-    for bad in ("deadleaves:tint=2", "deadleaves:tint=x", "deadleaves:blur=1"):
-        with pytest.raises(SourceError, match="tint=S"):
+    for bad in ("deadleaves:tint=2", "deadleaves:tint=x", "deadleaves:blur=1", "deadleaves:tint=0.1,tint=0.2",
+                "deadleaves:exposure=-0.1", "deadleaves:tint=0.2,"):
+        with pytest.raises(SourceError, match="tint=S and exposure=E"):
             build_source(bad)
+
+
+TINTED_SEED0_SHA256 = "f7a58b124572eaa8c519ab917931468ae00056a253b35672d4a7a4791d74619a"  # before exposure existed
+
+
+def test_deadleaves_exposure_spreads_brightness_like_photos_and_keeps_the_tinted_bytes_without_it():
+    # exposure is drawn after tint: tint alone gives the bytes it gave before exposure existed
+    tinted = build_source("deadleaves:tint=0.25")
+    both = build_source("deadleaves:exposure=0.5,tint=0.25")
+    assert both.name == "deadleaves:tint=0.25,exposure=0.5"  # canonical order, whatever the spec's
+    assert hashlib.sha256(tinted.sample(0, 64, np.random.default_rng(0)).image.tobytes()).hexdigest() == \
+        TINTED_SEED0_SHA256
+    means_tinted, means_both = [], []
+    for seed in range(40):
+        a = tinted.sample(0, 64, np.random.default_rng(seed))
+        b = both.sample(0, 64, np.random.default_rng(seed))
+        assert np.array_equal(a.depth, b.depth)
+        # a tone curve is monotonic: a darker pixel in a stays no brighter in b (ties in a, rounded
+        # from different values, may go either way, so they are ordered by b)
+        before, after = a.image[..., 1].ravel(), b.image[..., 1].ravel()
+        assert np.all(np.diff(after[np.lexsort((after, before))].astype(int)) >= 0)
+        means_tinted.append(a.image.mean())
+        means_both.append(b.image.mean())
+    # dead leaves alone sit at mid-grey (5-95 %: about 94-123); photos span dark to bright
+    assert np.ptp(means_tinted) < 60
+    assert min(means_both) < 70 and max(means_both) > 150
 
 
 def test_depth_proxy_range_and_orientation():
