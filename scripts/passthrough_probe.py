@@ -2,6 +2,7 @@
 
     python scripts/passthrough_probe.py checkpoints/genlv-s --shards /work/genlvs/shards
     python scripts/passthrough_probe.py RUN_DIR --shards DIR --tasks jpeg,ringing --queries 8 --split test
+    python scripts/passthrough_probe.py checkpoints/genlv-s --shards DIR --tasks gaussian_blur --per-query
 
 For each task, the first sample of the split is the prompt and the next ``--queries`` are queries.
 Three mean PSNRs (dB, on the target's integer range): the model's output against the target, the
@@ -10,7 +11,9 @@ own target with a query's target as the query, the output scored against that qu
 model that cannot reproduce an image it is told to leave alone scores below identity on every mild
 degradation, which is what the pass-through column measures. The last column scores the same
 pass-through outputs with each image's mean colour offset (per channel) taken out of the error:
-the gap between the two is what a global colour cast costs.
+the gap between the two is what a global colour cast costs. ``--per-query`` adds each query's scores
+with the mean brightness of its target and of the pass-through output: a model that brightens a dark
+photo it was told to leave alone (dark images seen only as low-light inputs) shows there.
 
 The test split of a shard root made with the default sources is the packaged photos (not the
 dead-leaves images of the train split), with the first pair as the one prompt of every query.
@@ -18,6 +21,7 @@ dead-leaves images of the train split), with the first pair as the one prompt of
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -35,8 +39,9 @@ def task_samples(shards: Path, split: str, task: str, count: int) -> list:
     return pairs[:count]
 
 
-def probe(generalist, samples: list) -> dict[str, float]:
-    """Mean model, identity and pass-through PSNR over the queries samples[1:] with samples[0] as prompt.
+def probe_queries(generalist, samples: list) -> list[dict]:
+    """Per query of samples[1:] (samples[0] is the prompt): its key, the model, identity and pass-through PSNRs,
+    and the mean brightness (in [0, 1]) of the query target and of the pass-through output.
 
     ``generalist`` follows the bench protocol (``bench.builtins.CheckpointGeneralist`` for a checkpoint),
     so the network sees exactly what the leaderboard feeds it (padding, device, quantisation).
@@ -65,16 +70,37 @@ def probe(generalist, samples: list) -> dict[str, float]:
         return PSNR_CAP_DB if mse == 0 else float(min(PSNR_CAP_DB, 10.0 * np.log10(peak * peak / mse)))
 
     prompt = samples[0]
-    scores = {"model": [], "identity": [], "pass_through": [], "pass_through_no_offset": []}
+    rows = []
     for query in samples[1:]:
         dtype = query.target.dtype
-        scores["model"].append(score(run(query.input, prompt.input, prompt.target, dtype), query.target))
-        if query.input.dtype == dtype:  # identity is undefined across bit depths (SDR -> HDR)
-            scores["identity"].append(score(query.input, query.target))
+        peak = peak_value(dtype)
         passed = run(query.target, prompt.target, prompt.target, dtype)
-        scores["pass_through"].append(score(passed, query.target))
-        scores["pass_through_no_offset"].append(score_without_offset(passed, query.target))
-    return {name: float(np.mean(values)) if values else float("nan") for name, values in scores.items()}
+        rows.append({
+            "key": query.key,
+            "model": score(run(query.input, prompt.input, prompt.target, dtype), query.target),
+            # identity is undefined across bit depths (SDR -> HDR)
+            "identity": score(query.input, query.target) if query.input.dtype == dtype else float("nan"),
+            "pass_through": score(passed, query.target),
+            "pass_through_no_offset": score_without_offset(passed, query.target),
+            "brightness": float(query.target.mean()) / peak,
+            "pass_through_brightness": float(passed.mean()) / peak,
+        })
+    return rows
+
+
+COLUMNS = ("model", "identity", "pass_through", "pass_through_no_offset")
+
+
+def nan_mean(values: list[float]) -> float:
+    """Mean of the values that are not NaN; NaN when none is (a task without an identity score)."""
+    kept = [value for value in values if not math.isnan(value)]
+    return sum(kept) / len(kept) if kept else float("nan")
+
+
+def probe(generalist, samples: list) -> dict[str, float]:
+    """Mean model, identity and pass-through PSNR over the queries samples[1:] with samples[0] as prompt."""
+    rows = probe_queries(generalist, samples)
+    return {name: nan_mean([row[name] for row in rows]) for name in COLUMNS}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,11 +112,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--per-query", action="store_true",
+                        help="also print each query's scores and brightness (a dark photo brightened shows here)")
     args = parser.parse_args(argv)
     if args.queries < 1:
         parser.error("--queries must be >= 1")
 
-    import numpy as np
     import torch
 
     from bench.builtins import CheckpointGeneralist
@@ -99,18 +126,25 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     try:
         generalist = CheckpointGeneralist(args.checkpoint, device=args.device)
-        rows = {task: probe(generalist, task_samples(Path(args.shards), args.split, task, args.queries + 1))
-                for task in args.tasks.split(",")}
+        per_query = {task: probe_queries(generalist, task_samples(Path(args.shards), args.split, task, args.queries + 1))
+                     for task in args.tasks.split(",")}
     except (FileNotFoundError, KeyError, ValueError, BadOutput) as err:  # CheckpointError is a ValueError
         print(f"passthrough_probe: {err}", file=sys.stderr)
         return 2
-    columns = ("model", "identity", "pass_through", "pass_through_no_offset")
+    rows = {task: {name: nan_mean([row[name] for row in queries]) for name in COLUMNS}
+            for task, queries in per_query.items()}
     print("| task | model | identity | pass-through | pass-through, colour offset removed |\n|---|---|---|---|---|")
     for task, row in rows.items():
-        print(f"| {task} | " + " | ".join(f"{row[name]:.2f}" for name in columns) + " |")
-    means = {name: np.nanmean([row[name] for row in rows.values()])  # NaN: no identity score (SDR -> HDR)
-             for name in columns}
-    print("| mean | " + " | ".join(f"{means[name]:.2f}" for name in columns) + " |")
+        print(f"| {task} | " + " | ".join(f"{row[name]:.2f}" for name in COLUMNS) + " |")
+    means = {name: nan_mean([row[name] for row in rows.values()]) for name in COLUMNS}  # NaN: no identity (SDR -> HDR)
+    print("| mean | " + " | ".join(f"{means[name]:.2f}" for name in COLUMNS) + " |")
+    if args.per_query:
+        print("\n| query | brightness | model | identity | pass-through | pass-through brightness |\n"
+              "|---|---|---|---|---|---|")
+        for queries in per_query.values():
+            for row in queries:
+                print(f"| {row['key']} | {row['brightness']:.2f} | {row['model']:.2f} | {row['identity']:.2f} | "
+                      f"{row['pass_through']:.2f} | {row['pass_through_brightness']:.2f} |")
     return 0
 
 

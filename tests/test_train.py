@@ -565,19 +565,26 @@ def test_passthrough_probe_scores_a_trained_model_on_its_shards(shards, tmp_path
         net.output.weight.copy_(head * 0.01)  # outputs near 0: inside the range the bench accepts
     checkpoints.save_model(net, tmp_path / "model.safetensors", arch="genlv-tiny")
     assert probe.main([str(tmp_path), "--shards", str(shards), "--split", "train", "--tasks", TASKS,
-                       "--queries", "3", "--threads", "1"]) == 0
+                       "--queries", "3", "--threads", "1", "--per-query"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "| task | model | identity | pass-through | pass-through, colour offset removed |"
-    assert len(lines) == 2 + 2 + 1
+    per_query = lines[lines.index("") + 3:]
+    assert len(lines[:lines.index("")]) == 2 + 2 + 1 and len(per_query) == 2 * 3
     samples = probe.task_samples(shards, "train", "gaussian_noise", 4)
     from bench.builtins import CheckpointGeneralist
 
     row = probe.probe(CheckpointGeneralist(tmp_path, device="cpu"), samples)
-    assert [line.split(" | ")[1:] for line in lines if line.startswith("| gaussian_noise")] == \
+    assert [line.split(" | ")[1:] for line in lines if line.startswith("| gaussian_noise |")] == \
         [[f"{row['model']:.2f}", f"{row['identity']:.2f}", f"{row['pass_through']:.2f}",
           f"{row['pass_through_no_offset']:.2f} |"]]
     # taking each image's mean colour error out can only lower the squared error
     assert row["pass_through_no_offset"] >= row["pass_through"] - 1e-9
+    queries = probe.probe_queries(CheckpointGeneralist(tmp_path, device="cpu"), samples)
+    assert [query["key"] for query in queries] == [sample.key for sample in samples[1:]]
+    assert row["pass_through"] == pytest.approx(np.mean([query["pass_through"] for query in queries]))
+    # outputs near 0 (the head scaled down above): the pass-through output is dark whatever the query
+    assert all(query["pass_through_brightness"] < 0.1 < query["brightness"] for query in queries)
+    assert per_query[0].startswith(f"| {samples[1].key} | {queries[0]['brightness']:.2f} | {queries[0]['model']:.2f} |")
     # identity here is the real PSNR of the noisy input, well below the cap
     assert 10 < row["identity"] < 40 and row["model"] > 0
     # too few samples for the probe: a clear error, exit status 2
