@@ -97,10 +97,14 @@ def nan_mean(values: list[float]) -> float:
     return sum(kept) / len(kept) if kept else float("nan")
 
 
+def column_means(rows: list[dict]) -> dict[str, float]:
+    """Each score column's mean over rows (queries of a task, or tasks), NaNs left out."""
+    return {name: nan_mean([row[name] for row in rows]) for name in COLUMNS}
+
+
 def probe(generalist, samples: list) -> dict[str, float]:
     """Mean model, identity and pass-through PSNR over the queries samples[1:] with samples[0] as prompt."""
-    rows = probe_queries(generalist, samples)
-    return {name: nan_mean([row[name] for row in rows]) for name in COLUMNS}
+    return column_means(probe_queries(generalist, samples))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,12 +135,11 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, KeyError, ValueError, BadOutput) as err:  # CheckpointError is a ValueError
         print(f"passthrough_probe: {err}", file=sys.stderr)
         return 2
-    rows = {task: {name: nan_mean([row[name] for row in queries]) for name in COLUMNS}
-            for task, queries in per_query.items()}
+    rows = {task: column_means(queries) for task, queries in per_query.items()}
     print("| task | model | identity | pass-through | pass-through, colour offset removed |\n|---|---|---|---|---|")
     for task, row in rows.items():
         print(f"| {task} | " + " | ".join(f"{row[name]:.2f}" for name in COLUMNS) + " |")
-    means = {name: nan_mean([row[name] for row in rows.values()]) for name in COLUMNS}  # NaN: no identity (SDR -> HDR)
+    means = column_means(list(rows.values()))  # a task without identity (SDR -> HDR) is left out of its mean
     print("| mean | " + " | ".join(f"{means[name]:.2f}" for name in COLUMNS) + " |")
     if args.per_query:
         print("\n| query | brightness | model | identity | pass-through | pass-through brightness |\n"
