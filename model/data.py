@@ -61,6 +61,8 @@ GENLV_TASK_MIX: dict[str, float] = {
 }
 _PLAN_STREAM = 0x504C414E  # "PLAN": keeps the epoch-plan generator apart from the augmentation ones
 _AUG_STREAM = 0x41554721   # "AUG!"
+_IDENTITY_STREAM = 0x49444E54  # "IDNT": identity draws never shift the plan or the crops
+IDENTITY_TASK = "identity"
 
 
 @dataclass(frozen=True)
@@ -165,13 +167,20 @@ class TrainStream(IterableDataset):
     samples). ``epochs``: passes per iteration; None (default) streams epoch after epoch without
     end, for step-based training; ``set_epoch`` sets the first epoch. ``raw=True`` yields the
     images as integer tensors (uint8, or uint16 for HDR sides) for ``collate_integer``.
+    ``identity_rate``: the fraction of entries turned into identity samples (task ``"identity"``):
+    the drawn prompt and query *inputs* stand for both sides, prompt (x, x) and query q -> q. Not
+    in the paper: it trains the fidelity of images a prompt says to leave alone (0 = off, and then
+    the stream is exactly the one without this option).
     """
 
     def __init__(self, shards_dir: str | Path, size: int, task_weights=None, seed: int = 0, rank: int = 0,
                  world_size: int = 1, epoch_length: int | None = None, epochs: int | None = None,
-                 augment: bool = True, raw: bool = False):
+                 augment: bool = True, raw: bool = False, identity_rate: float = 0.0):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside world_size {world_size}")
+        if not 0.0 <= float(identity_rate) < 1.0:
+            raise ValueError(f"identity_rate must be in [0, 1), got {identity_rate!r}")
+        self.identity_rate = float(identity_rate)
         self.root = Path(shards_dir)
         self.size, self.seed, self.rank, self.world_size = int(size), int(seed), int(rank), int(world_size)
         self.epochs, self.augment, self.raw, self.epoch = epochs, augment, raw, 0
@@ -303,6 +312,13 @@ class TrainStream(IterableDataset):
             ((h - c) // 2, (w - c) // 2)
         return tuple(img[y:y + c, x:x + c] for img in pair)
 
+    def is_identity(self, epoch: int, position: int) -> bool:
+        """Whether the entry at ``position`` of ``epoch`` is an identity sample (``identity_rate``)."""
+        if self.identity_rate == 0.0:
+            return False
+        return bool(np.random.default_rng([self.seed, epoch, _IDENTITY_STREAM, position]).random()
+                    < self.identity_rate)
+
     def make_sample(self, epoch: int, position: int, row: np.ndarray) -> dict:
         """Materialise one plan entry (reads, decodes, crops, flips, converts)."""
         task = self.tasks[int(row[0])]
@@ -310,6 +326,8 @@ class TrainStream(IterableDataset):
         rng = np.random.default_rng([self.seed, epoch, _AUG_STREAM, position])
         prompt = self._crop(self._read_pair(prompt_ref), rng)
         query = self._crop(self._read_pair(query_ref), rng)
+        if self.is_identity(epoch, position):
+            task, prompt, query = IDENTITY_TASK, (prompt[0], prompt[0]), (query[0], query[0])
         op = int(rng.integers(0, 8)) if self.augment else 0
         images = [dihedral(img, op) for img in (*prompt, *query)]
         tensors = [to_chw_int(img) if self.raw else to_chw_float(img) for img in images]

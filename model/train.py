@@ -73,7 +73,7 @@ WEIGHTS_NAME = "model.safetensors"          # bench.checkpoint reads these two n
 CONFIG_NAME = "config.json"
 METRICS_COLUMNS = ("step", "loss", "lr", "samples_per_s", "elapsed", "grad_norm")
 # Settings that decide the data order and the loss curve: a resumed run must keep them.
-RUN_IDENTITY = ("arch", "overrides", "batch", "size", "seed", "task_weights", "epoch_length")
+RUN_IDENTITY = ("arch", "overrides", "batch", "size", "seed", "task_weights", "epoch_length", "identity_rate")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -118,6 +118,7 @@ class TrainConfig:
     seed: int = 0                    # weight init and data order
     task_weights: Any = None         # None/"uniform", "genlv" or {task: weight} (model.data)
     epoch_length: int | None = None  # samples per epoch over all ranks; None: every train sample once
+    identity_rate: float = 0.0       # fraction of samples made identity pairs (model.data; not the paper's)
     log_every: int = 10              # metrics.csv row every N steps (mean loss of the window)
     ckpt_every: int = 500            # checkpoint every N steps (and at the end)
     stop_at: int | None = None       # stop after this step (the schedule still spans `steps`)
@@ -147,6 +148,8 @@ class TrainConfig:
             problems.append("warmup and workers must be >= 0")
         if not 0.0 <= self.ema < 1.0:
             problems.append(f"ema is a decay in [0, 1) (0 = off), got {self.ema}")
+        if not 0.0 <= self.identity_rate < 1.0:
+            problems.append(f"identity_rate is a fraction in [0, 1) (0 = off), got {self.identity_rate}")
         if self.lr <= 0 or self.min_lr < 0 or self.min_lr > self.lr:
             problems.append(f"need 0 <= min_lr <= lr and lr > 0 (got lr {self.lr}, min_lr {self.min_lr})")
         if self.grad_clip < 0:
@@ -366,7 +369,8 @@ def make_stream(config: TrainConfig, dist: Distributed):
     from .data import TrainStream
 
     return TrainStream(config.shards, config.size, task_weights=config.task_weights, seed=config.seed,
-                       rank=dist.rank, world_size=dist.world_size, epoch_length=config.epoch_length, raw=True)
+                       rank=dist.rank, world_size=dist.world_size, epoch_length=config.epoch_length, raw=True,
+                       identity_rate=config.identity_rate)
 
 
 def make_step_loader(stream, batch_size: int, start: int, stop: int, *, workers: int = 0,
@@ -736,7 +740,8 @@ def _prepare_out(config: TrainConfig, dist: Distributed, manifest_sha: str) -> d
     if not config.resume:
         raise TrainStateError(f"{out} already holds a run at step {info['step']}; pass --resume to continue it "
                               "or choose another --out")
-    previous = info.get("config", {})
+    # A key the run's config.json lacks was added later: the run had its default.
+    previous = {**TrainConfig().as_dict(), **info.get("config", {})}
     current = config.as_dict()
     changed = [k for k in RUN_IDENTITY if previous.get(k) != current.get(k)]
     if changed:

@@ -193,6 +193,29 @@ def test_task_weights(shards):
     assert abs(sum(GENLV_TASK_MIX.values()) - 1280) < 1e-9 and len(GENLV_TASK_MIX) == 32
 
 
+def test_identity_rate_turns_a_share_of_entries_into_pass_through_pairs(shards):
+    plain = list(TrainStream(shards, 16, seed=3, epochs=1, epoch_length=200))
+    mixed = list(TrainStream(shards, 16, seed=3, epochs=1, epoch_length=200, identity_rate=0.25))
+    assert list(TrainStream(shards, 16, seed=3, epochs=1, epoch_length=200, identity_rate=0.0))[7]["key"] \
+        == plain[7]["key"]
+    identity = [i for i, item in enumerate(mixed) if item["task"] == "identity"]
+    assert 30 <= len(identity) <= 70  # ~50 of 200
+    assert sum(not torch.equal(plain[i]["target"], plain[i]["query"]) for i in identity) > 20  # real changes
+    for i, (a, b) in enumerate(zip(plain, mixed)):
+        # Same plan, crops and flips either way: only the sides an identity entry shows differ.
+        assert (a["key"], a["prompt_key"]) == (b["key"], b["prompt_key"])
+        assert torch.equal(a["query"], b["query"]) and torch.equal(a["prompt_input"], b["prompt_input"])
+        if i in identity:
+            assert torch.equal(b["target"], b["query"]) and torch.equal(b["prompt_target"], b["prompt_input"])
+        else:
+            assert torch.equal(a["target"], b["target"]) and b["task"] == a["task"]
+    raw = TrainStream(shards, 16, seed=3, epochs=1, epoch_length=200, identity_rate=0.25, raw=True)
+    batch = collate_integer([raw.make_sample(0, p, raw.epoch_plan(0)[p]) for p in identity[:4]])
+    assert torch.equal(batch["target"], batch["query"])
+    with pytest.raises(ValueError, match="identity_rate"):
+        TrainStream(shards, 16, identity_rate=1.0)
+
+
 def test_stream_pickles_without_open_files(shards):
     stream = TrainStream(shards, 16, seed=0, epochs=1, epoch_length=4)
     first = [i["key"] for i in stream]

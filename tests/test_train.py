@@ -158,6 +158,13 @@ def test_resume_continues_with_the_same_data_and_loss_curve(shards, full_run, tm
         train(make_config(shards, out), progress=False)  # never overwrite a run by accident
     with pytest.raises(TrainStateError, match="batch"):
         train(make_config(shards, out, batch=4, resume=True), progress=False)
+    with pytest.raises(TrainStateError, match="identity_rate"):
+        train(make_config(shards, out, identity_rate=0.5, resume=True), progress=False)
+    # A run saved before a setting existed resumes with that setting's default.
+    info_path = out / "state" / "trainer.json"
+    info = json.loads(info_path.read_text())
+    del info["config"]["identity_rate"]
+    info_path.write_text(json.dumps(info))
     second = train(make_config(shards, out, resume=True), progress=False)
 
     assert second["status"] == "completed" and second["start_step"] == 3 and second["step"] == 6
@@ -259,10 +266,11 @@ def test_cli_values_override_params_yaml(shards, tmp_path):
     command.add_arguments(parser)
     out = tmp_path / "from-cli"
     args = parser.parse_args(["--params", str(params), "--steps", "2", "--out", str(out), "--ema",
-                              "--no-progress"])
+                              "--identity-rate", "0.25", "--no-progress"])
     assert command.run(args) == 0
     config = json.loads((out / "config.json").read_text())["train"]
     assert config["steps"] == 2 and config["ema"] == 0.999       # from the command line
+    assert config["identity_rate"] == 0.25
     assert config["lr"] == 0.0005 and config["batch"] == 2        # from params.yaml
     assert loss_curve(out)[0] == [1, 2] and not (tmp_path / "from-params").exists()
 
