@@ -87,7 +87,8 @@ class SynthConfig:
     per_task_names: list[str] = field(default_factory=list)  # tasks listed under per_task
 
     def manifest_params(self) -> dict:
-        """The settings every shard shares (recorded in the manifest; no paths of this machine)."""
+        """The settings every shard shares (recorded in the manifest; no paths of this machine
+        beyond the user folders a source spec names)."""
         return {"seed": self.seed, "size": self.size, "splits": list(self.splits),
                 "sources": dict(sorted(self.sources.items())), "samples_per_shard": self.samples_per_shard,
                 "png_compression": self.png_compression}

@@ -1,7 +1,7 @@
 """Real paired datasets: (input, target) files a researcher owns, replacing a task's synthetic recipe.
 
-A paired source is chosen per task and split in ``params.yaml`` (``paired: {low_light: {test:
-"lol:/data/LOL/eval15"}}``) and replaces that task's synthetic recipe for that split only; shards
+A paired source is chosen per task and split in ``params.yaml`` (``synth: per_task: low_light:
+paired: {test: "lol:/data/LOL/eval15"}``) and replaces that task's synthetic recipe for that split only; shards
 record the source of every sample. Each layout names the folders it expects; ``check()`` explains
 what is wrong when a tree does not match. Files are paired by name (a layout may map names, e.g.
 RESIDE's many hazy images per clear one). Missing partners, size mismatches and unreadable files are

@@ -15,7 +15,8 @@ snake_case). Members of one sample are adjacent, which WebDataset's grouping req
 Determinism: samples come from ``make_sample`` (one generator per sample), PNGs from
 ``taskgen.imageio.encode_png`` at a fixed compression, tar headers are POSIX ustar with mtime 0,
 uid/gid 0, empty user/group names and mode 0o644, members in index order. Same plan => same
-bytes, whatever process writes the shard. The manifest holds no timestamps and no absolute paths.
+bytes, whatever process writes the shard. The manifest holds no timestamps and no paths of this
+machine beyond the user folders a source spec names.
 
 Safety: a shard is written under a temporary name and renamed; the worker then records the
 shard's entry in a journal (``.synth-journal/``), so a run killed at any point can reuse every
