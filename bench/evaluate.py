@@ -30,10 +30,11 @@ from typing import Callable
 import numpy as np
 
 from taskgen.registry import CATEGORIES
+from taskgen.shards import package_version
 
 from .metrics import METRICS
 from .protocol import BadOutput, check_output, describe, images_to_tensor
-from .results import read_fingerprint, write_rows
+from .results import NOT_MEASURED, read_fingerprint, write_rows
 from .samples import SampleWriter
 from .tracks import DEFAULT_MISMATCH_PAIRS, TRACKS
 
@@ -90,15 +91,6 @@ def slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "model"
 
 
-def llvbench_version() -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version("llvbench")
-    except metadata.PackageNotFoundError:
-        return "0+unknown"
-
-
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -117,6 +109,8 @@ def make_row(provenance: dict, *, track: str, task: str, category: str, metric: 
              prompt_rule: str = "", higher_is_better: bool | None = None, status: str = "ok",
              error: str = "") -> dict:
     """One result row (bench.results.COLUMNS): the run's provenance plus what was measured."""
+    if status != "ok" and not convention:
+        convention = NOT_MEASURED
     if higher_is_better is None:
         higher_is_better = METRICS[metric].higher_is_better if metric in METRICS else True
     return {**provenance, "track": track, "task": task, "category": category, "prompt_task": prompt_task,
@@ -213,7 +207,7 @@ def provenance(generalist_name: str, info: dict, split, run_id: str) -> dict:
         "model": generalist_name,
         "checkpoint_sha256": str(info.get("checkpoint_sha256") or ""),
         "data_manifest_sha256": str(getattr(split, "manifest_sha256", "") or ""),
-        "llvbench_version": llvbench_version(),
+        "llvbench_version": package_version(),
         "device": _device_label(str(info.get("device") or "cpu")),
     }
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from .metrics import METRICS
+from .results import NOT_MEASURED
 
 # The paper's column labels (Tables 1–4); other tasks are shown by name.
 SHORT_NAMES = {
@@ -125,7 +126,7 @@ def _model_task(main_ok, main_failed):
                   convention=("convention", "first"))
              .assign(status="ok", error=""))
     failures = (main_failed[["model", "task", "category", "metric", "error"]]
-                .assign(mean=math.nan, n=0, status="failed", convention="",
+                .assign(mean=math.nan, n=0, status="failed", convention=NOT_MEASURED,
                         higher_is_better=main_failed["metric"].map(_higher_is_better)))
     frames = [f for f in (means, failures) if len(f)]
     return pd.concat(frames, ignore_index=True) if frames else means

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+NOT_MEASURED = "not measured: the unit failed"  # the convention of a failure row (it has no value)
 COLUMNS = (
     ("run_id", "string"),
     ("model", "string"),

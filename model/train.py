@@ -959,7 +959,7 @@ class _RunRecord:
             "last_grad_norm": self.last_grad_norm, "samples_seen": samples_before + self.samples_global,
             "samples_per_s": self.samples_global / max(wall, 1e-9), "elapsed": elapsed,
             "device": _device_name(device), "world_size": dist.world_size, "global_batch": config.batch,
-            "bf16": trainer.use_bf16, "compile": bool(config.compile), "ema": config.ema, "out": str(config.out),
+            "bf16": trainer.use_bf16, "compile": compile_mode(config.compile) or "off", "ema": config.ema, "out": str(config.out),
             "data_manifest_sha256": manifest_sha, "ranks": ranks, "startup_s": dict(self.startup),
             "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None,
         }

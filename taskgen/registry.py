@@ -8,6 +8,7 @@ HxW in [0, 1], 1 = far); called without it they fall back to a documented proxy,
 """
 from __future__ import annotations
 
+import re
 import zlib
 from dataclasses import dataclass, field
 from typing import Callable
@@ -86,12 +87,18 @@ class TaskSpec:
 
 
 _REGISTRY: dict[str, TaskSpec] = {}
+_TASK_NAME = re.compile(r"[a-z_][a-z0-9_]*")
 
 
 def register_task(*, name: str, category: str, metric: str, target_domain: str,
                   description: str, departs_from_paper: str = "", needs_depth: bool = False,
                   hdr: str = "", in_training_mix: bool = True):
     """Decorator registering a pure task function under ``name``."""
+    if not isinstance(name, str) or not _TASK_NAME.fullmatch(name):
+        # Sample keys are TASK/SPLIT/INDEX and shard files TASK-PART.tar; WebDataset cuts member
+        # names at the first dot, so a dot, slash or dash in a name would corrupt both.
+        raise ValueError(f"task name {name!r} must be snake_case: lowercase letters, digits and '_', "
+                         "starting with a letter or '_'")
     if category not in CATEGORIES:
         raise ValueError(f"task {name!r}: category {category!r} is not one of {CATEGORIES}")
     if metric not in METRICS:

@@ -12,7 +12,7 @@ from torch import nn
 import bench
 from bench import metrics as M
 from bench.evaluate import EvalConfig, evaluate, evaluate_spec
-from bench.results import read_results
+from bench.results import NOT_MEASURED, read_results
 from taskgen.testset import TestSplit
 
 TASKS = "gaussian_noise,gaussian_blur,canny,sdr_to_hdr"
@@ -110,6 +110,7 @@ def test_a_failing_plugin_is_recorded_and_the_run_goes_on(split, tmp_path):
     assert status[first] == "failed" and all(status[t] == "done" for t in split.tasks[1:])
     failed = rows_of(tmp_path, task=first)
     assert len(failed) == 1 and failed["status"].iloc[0] == "failed" and math.isnan(failed["value"].iloc[0])
+    assert failed["convention"].iloc[0] == NOT_MEASURED  # every row states its convention
     assert "predict() raised RuntimeError: CUDA out of memory (simulated)" in failed["error"].iloc[0]
 
 

@@ -28,6 +28,9 @@ def test_register_rejects_bad_metadata():
         register_task(name="_bad", category="nope", metric="psnr", target_domain="x", description="x")
     with pytest.raises(ValueError, match="metric"):
         register_task(name="_bad", category="edge", metric="lpips", target_domain="x", description="x")
+    for name in ("my.task", "My_Task", "rain-heavy", "a/b", "", "9lives"):  # would break keys and shard names
+        with pytest.raises(ValueError, match="snake_case"):
+            register_task(name=name, category="edge", metric="mae", target_domain="x", description="x")
 
 
 def test_register_twice_with_another_function_fails():

@@ -183,6 +183,7 @@ def test_resume_continues_with_the_same_data_and_loss_curve(shards, full_run, tm
 def test_checkpoint_files_load_without_unpickling_and_bench_reads_the_folder(full_run):
     out, summary = full_run
     assert summary["status"] == "completed" and summary["checkpoint_step"] == 6
+    assert summary["compile"] == "off"  # the mode, not just on/off
     startup = summary["startup_s"]  # where a run's first seconds went, in order
     assert 0 <= startup["setup_s"] <= startup["first_batch_s"] <= startup["first_step_s"] <= summary["elapsed"]
     optimizer = torch.load(out / "state" / "optimizer.pt", weights_only=True)
