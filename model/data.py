@@ -25,7 +25,6 @@ every fork of a process that imported this module. Each worker runs OpenCV and t
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -38,8 +37,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from taskgen.imageio import decode_png
-from taskgen.shards import index_shard, load_manifest, source_image_id
+from taskgen.shards import (FIELDS, ShardError, decode_member_png, decode_meta, index_shard, load_manifest,
+                            source_image_id)
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +184,10 @@ class TrainStream(IterableDataset):
         self.size, self.seed, self.rank, self.world_size = int(size), int(seed), int(rank), int(world_size)
         self.epochs, self.augment, self.raw, self.epoch = epochs, augment, raw, 0
         manifest = load_manifest(self.root)
-        self.stored_size = int(manifest["params"]["size"])
+        size = manifest["params"].get("size")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+            raise ValueError(f"{self.root / 'manifest.json'}: params.size is {size!r}, not the stored image size")
+        self.stored_size = size
         if self.size > self.stored_size:
             raise ValueError(f"crop size {self.size} is larger than the stored images ({self.stored_size} px) in "
                              f"{self.root}; synthesise with --size {self.size} or crop smaller")
@@ -208,15 +210,34 @@ class TrainStream(IterableDataset):
 
     # -- index ---------------------------------------------------------------------------
     def _index(self, entry: dict) -> None:
+        """Record the samples of one train shard; ShardError names a shard whose byte size differs from
+        the manifest (no hashing: train shards can be GBs), that is not a readable tar, or that holds a
+        sample of another task or split, or one without its three members or a readable json member."""
         path = self.root / entry["path"]
+        hint = f"run llvbench verify {self.root}"
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise ShardError(f"{path}: missing, though the manifest lists it ({hint})") from None
+        if size != entry["bytes"]:
+            raise ShardError(f"{path}: {size} bytes, the manifest says {entry['bytes']} ({hint})")
         shard = len(self.shard_paths)
         self.shard_paths.append(str(path))
         members = index_shard(path)
+        prefix = f"{entry['task']}/train/"
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
         try:
             for key in sorted(members):
                 fields = members[key]
-                meta = json.loads(_read_span(fd, (fields["json"].offset, fields["json"].size)))
+                if not key.startswith(prefix) or key.count("/") != 2:
+                    raise ShardError(f"{path}: sample {key} is not a {entry['task']} train sample, as the manifest "
+                                     f"lists this shard ({hint})")
+                missing = [f for f in FIELDS if f not in fields]
+                if missing:
+                    raise ShardError(f"{path}: sample {key} lacks {', '.join(missing)} ({hint})")
+                meta = decode_meta(path, key, _read_span(fd, (fields["json"].offset, fields["json"].size)))
+                if not isinstance(meta.get("source_id"), str):
+                    raise ShardError(f"{path}: sample {key}: the json member has no source_id ({hint})")
                 self.refs[entry["task"]].append(SampleRef(
                     shard, key, (fields["input.png"].offset, fields["input.png"].size),
                     (fields["target.png"].offset, fields["target.png"].size),
@@ -302,8 +323,10 @@ class TrainStream(IterableDataset):
         return self._fds[shard]
 
     def _read_pair(self, ref: SampleRef) -> tuple[np.ndarray, np.ndarray]:
-        fd = self._fd(ref.shard)
-        return decode_png(_read_span(fd, ref.input)), decode_png(_read_span(fd, ref.target))
+        """Decoded (input, target) of a sample; ShardError names the shard and the sample otherwise."""
+        fd, path = self._fd(ref.shard), self.shard_paths[ref.shard]
+        return (decode_member_png(path, ref.key, "input.png", _read_span(fd, ref.input)),
+                decode_member_png(path, ref.key, "target.png", _read_span(fd, ref.target)))
 
     def _crop(self, pair: tuple[np.ndarray, np.ndarray], rng: np.random.Generator):
         h, w = pair[0].shape[:2]

@@ -432,6 +432,7 @@ def write_manifest(root: str | Path, manifest: Mapping) -> Path:
 
 
 def load_manifest(root: str | Path) -> dict:
+    """The manifest of ``root``, checked by ``check_manifest``; ManifestError names the file and the bad key."""
     path = Path(root) / MANIFEST_NAME
     if not path.is_file():
         raise ManifestError(f"no {MANIFEST_NAME} in {root}: not a shards directory, or synthesis has not "
@@ -440,12 +441,74 @@ def load_manifest(root: str | Path) -> dict:
         manifest = json.loads(path.read_text())
     except ValueError as err:
         raise ManifestError(f"{path} is not valid JSON: {err}") from None
+    if not isinstance(manifest, dict):
+        raise ManifestError(f"{path} is not an llvbench shards manifest (a JSON {type(manifest).__name__}, "
+                            f"not an object)")
     if manifest.get("format") != FORMAT:
         raise ManifestError(f"{path} is not an llvbench shards manifest (format {manifest.get('format')!r})")
-    if manifest.get("format_version", 0) > FORMAT_VERSION:
-        raise ManifestError(f"{path} has format version {manifest['format_version']}; this llvbench reads "
-                            f"up to {FORMAT_VERSION}")
+    version = manifest.get("format_version", 0)
+    if not _is_int(version):
+        raise ManifestError(f"{path}: format_version is {version!r}, not an integer")
+    if version > FORMAT_VERSION:
+        raise ManifestError(f"{path} has format version {version}; this llvbench reads up to {FORMAT_VERSION}")
+    check_manifest(manifest, path)
     return manifest
+
+
+# What the readers take from a manifest (verify, TestSplit, TrainStream, merge): key -> JSON type.
+_MANIFEST_KEYS = {"params": dict, "tasks": dict, "shards": list}
+_TASK_KEYS = {"index": int, "counts": dict}
+_SHARD_KEYS = {"path": str, "task": str, "split": str, "start": int, "samples": int, "bytes": int, "sha256": str}
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _type_problem(obj: Mapping, key: str, kind: type) -> str | None:
+    """Why ``obj[key]`` is not a ``kind`` (absent, or another type), or None when it is."""
+    if key not in obj:
+        return f"has no {key!r}"
+    value = obj[key]
+    if not ((_is_int(value) and value >= 0) if kind is int else isinstance(value, kind)):
+        expected = "an integer >= 0" if kind is int else f"a JSON {'object' if kind is dict else kind.__name__}"
+        return f"has {key}={json.dumps(value)[:80]}, not {expected}"
+    return None
+
+
+def check_manifest(manifest: Mapping, where: str | Path) -> None:
+    """Raise ManifestError naming ``where`` and the first key or entry the readers rely on that is
+    absent or malformed (every shard's task must be one of ``tasks``; paths stay inside the root)."""
+    for key, kind in _MANIFEST_KEYS.items():
+        problem = _type_problem(manifest, key, kind)
+        if problem:
+            raise ManifestError(f"{where} {problem}")
+    tasks = manifest["tasks"]
+    for name, info in tasks.items():
+        if not isinstance(info, dict):
+            raise ManifestError(f"{where}: task {name!r} is {json.dumps(info)[:80]}, not a JSON object")
+        for key, kind in _TASK_KEYS.items():
+            problem = _type_problem(info, key, kind)
+            if problem:
+                raise ManifestError(f"{where}: task {name!r} {problem}")
+        for split, n in info["counts"].items():
+            if not _is_int(n) or n < 0:
+                raise ManifestError(f"{where}: task {name!r} has counts.{split}={json.dumps(n)[:80]}, "
+                                    f"not an integer >= 0")
+    for i, entry in enumerate(manifest["shards"]):
+        if not isinstance(entry, dict):
+            raise ManifestError(f"{where}: shards[{i}] is {json.dumps(entry)[:80]}, not a JSON object")
+        label = f"shards[{i}] ({entry['path']})" if isinstance(entry.get("path"), str) else f"shards[{i}]"
+        for key, kind in _SHARD_KEYS.items():
+            problem = _type_problem(entry, key, kind)
+            if problem:
+                raise ManifestError(f"{where}: {label} {problem}")
+        rel = entry["path"]
+        if not rel or rel.startswith("/") or ".." in rel.split("/"):
+            raise ManifestError(f"{where}: {label} has a path outside the shards directory")
+        if entry["task"] not in tasks:
+            raise ManifestError(f"{where}: {label} belongs to task {entry['task']!r}, which the manifest's "
+                                f"tasks do not list")
 
 
 def manifest_sha256(root: str | Path) -> str:
@@ -502,7 +565,8 @@ class VerifyReport:
 
 
 def verify(root: str | Path) -> VerifyReport:
-    """Check every shard of the manifest (size, sha256) and look for files it does not list."""
+    """Check every shard of the manifest (size, sha256, sample count) and look for files it does not
+    list; a manifest that ``load_manifest`` refuses raises ManifestError."""
     root = Path(root)
     manifest = load_manifest(root)
     report = VerifyReport(str(root))
@@ -520,7 +584,15 @@ def verify(root: str | Path) -> VerifyReport:
         elif file_sha256(path) != entry["sha256"]:
             report.corrupt.append((rel, "sha256 differs from the manifest"))
         else:
-            report.ok.append(rel)
+            try:
+                samples = len(index_shard(path))  # headers only: cheap beside the hash
+            except ShardError as err:
+                report.corrupt.append((rel, str(err)))
+                continue
+            if samples != entry["samples"]:
+                report.corrupt.append((rel, f"{samples} samples, manifest says {entry['samples']}"))
+            else:
+                report.ok.append(rel)
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root).as_posix()
         if not path.is_file() or rel in listed:
@@ -543,12 +615,21 @@ class ShardSample:
     meta: dict
 
 
+def _unreadable(path, err: Exception) -> ShardError:
+    return ShardError(f"{path}: not a readable shard ({type(err).__name__}: {err}); run `llvbench verify` "
+                      f"on its shards directory")
+
+
 def iter_members(path: str | Path) -> Iterator[tuple[str, bytes]]:
-    """(member name, bytes) of every regular file in a tar, in archive order."""
-    with tarfile.open(path, "r") as tar:
-        for member in tar:
-            if member.isfile():
-                yield member.name, tar.extractfile(member).read()
+    """(member name, bytes) of every regular file in a tar, in archive order; ShardError names a
+    shard that is not a readable tar (shards are plain ustar: no decompression is tried)."""
+    try:
+        with tarfile.open(path, "r:") as tar:
+            for member in tar:
+                if member.isfile():
+                    yield member.name, tar.extractfile(member).read()
+    except (tarfile.TarError, EOFError) as err:
+        raise _unreadable(path, err) from err
 
 
 def split_member(name: str) -> tuple[str, str]:
@@ -565,7 +646,7 @@ def iter_shard(path: str | Path, decode: bool = True) -> Iterator[ShardSample]:
     current: dict[str, bytes] = {}
     current_key = None
     for name, data in iter_members(path):
-        key, ext = split_member(name)
+        key, ext = _split_member_of(path, name)
         if key != current_key and current:
             yield _to_sample(path, current_key, current, decode)
             current = {}
@@ -575,14 +656,41 @@ def iter_shard(path: str | Path, decode: bool = True) -> Iterator[ShardSample]:
         yield _to_sample(path, current_key, current, decode)
 
 
+def _split_member_of(path, name: str) -> tuple[str, str]:
+    try:
+        return split_member(name)
+    except ShardError as err:
+        raise ShardError(f"{path}: {err}") from None
+
+
+def decode_meta(path, key: str, data: bytes) -> dict:
+    """A sample's JSON member as a dict; ShardError names the shard and the sample otherwise."""
+    try:
+        meta = json.loads(data)
+    except ValueError as err:  # UnicodeDecodeError and JSONDecodeError alike
+        raise ShardError(f"{path}: sample {key}: the json member is not valid JSON ({err})") from None
+    if not isinstance(meta, dict):
+        raise ShardError(f"{path}: sample {key}: the json member is a JSON {type(meta).__name__}, not an object")
+    return meta
+
+
+def decode_member_png(path, key: str, field_name: str, data: bytes) -> np.ndarray:
+    """``decode_png`` of one member; ShardError names the shard, the sample and the field."""
+    try:
+        return decode_png(data)
+    except ValueError as err:
+        raise ShardError(f"{path}: sample {key}: {field_name} is {err}") from None
+
+
 def _to_sample(path, key: str, fields: dict[str, bytes], decode: bool) -> ShardSample:
     missing = [f for f in FIELDS if f not in fields]
     if missing:
         raise ShardError(f"{path}: sample {key} lacks {', '.join(missing)}")
-    meta = json.loads(fields["json"])
+    meta = decode_meta(path, key, fields["json"])
     if not decode:
         return ShardSample(key, fields["input.png"], fields["target.png"], meta)
-    return ShardSample(key, decode_png(fields["input.png"]), decode_png(fields["target.png"]), meta)
+    return ShardSample(key, decode_member_png(path, key, "input.png", fields["input.png"]),
+                       decode_member_png(path, key, "target.png", fields["target.png"]), meta)
 
 
 @dataclass(frozen=True)
@@ -592,13 +700,17 @@ class MemberSpan:
 
 
 def index_shard(path: str | Path) -> dict[str, dict[str, MemberSpan]]:
-    """``{key: {field: MemberSpan}}`` from the tar headers alone, for random access with pread."""
+    """``{key: {field: MemberSpan}}`` from the tar headers alone, for random access with pread;
+    ShardError names a shard that is not a readable tar."""
     out: dict[str, dict[str, MemberSpan]] = {}
-    with tarfile.open(path, "r") as tar:
-        for member in tar:
-            if member.isfile():
-                key, ext = split_member(member.name)
-                out.setdefault(key, {})[ext] = MemberSpan(member.offset_data, member.size)
+    try:
+        with tarfile.open(path, "r:") as tar:
+            for member in tar:
+                if member.isfile():
+                    key, ext = _split_member_of(path, member.name)
+                    out.setdefault(key, {})[ext] = MemberSpan(member.offset_data, member.size)
+    except (tarfile.TarError, EOFError) as err:
+        raise _unreadable(path, err) from err
     return out
 
 

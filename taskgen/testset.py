@@ -18,7 +18,8 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from .shards import MANIFEST_NAME, ManifestError, iter_shard, load_manifest, source_image_id
+from .shards import (MANIFEST_NAME, ManifestError, ShardError, file_sha256, iter_shard, load_manifest,
+                     source_image_id)
 
 OTHER_SOURCE = "next-other-source"
 SAME_SOURCE = "next-same-source"
@@ -69,7 +70,12 @@ def prompt_positions(source_images: Sequence[str], query: int, n_prompts: int) -
 
 
 class TestSplit:
-    """A shards directory's evaluation split (``test`` by default, or ``unseen``), read via its manifest."""
+    """A shards directory's evaluation split (``test`` by default, or ``unseen``), read via its manifest.
+
+    Every shard is checked against the manifest (byte size, sha256) the first time a task reads it,
+    and every sample it holds must belong to the task and split the manifest lists it under: a
+    corrupt, altered or swapped shard raises ShardError naming it instead of being scored.
+    """
 
     __test__ = False
 
@@ -79,10 +85,13 @@ class TestSplit:
         try:
             self.manifest = load_manifest(self.root)
         except ManifestError as err:
+            if (self.root / MANIFEST_NAME).is_file():
+                raise  # there, but malformed: the message names the file and the bad key
             raise FileNotFoundError(str(err)) from None
         self.manifest_sha256 = hashlib.sha256((self.root / MANIFEST_NAME).read_bytes()).hexdigest()
         tasks = self.manifest["tasks"]
         self._shards: dict[str, list[dict]] = {}
+        self._checked: set[str] = set()  # shard paths whose size and sha256 matched the manifest
         for entry in self.manifest["shards"]:
             if entry["split"] == split:
                 self._shards.setdefault(entry["task"], []).append(entry)
@@ -94,13 +103,21 @@ class TestSplit:
         return self.manifest["tasks"][task]
 
     def pairs(self, task: str) -> list[TestPair]:
-        """Every sample of ``task`` in this split, decoded, in index order."""
+        """Every sample of ``task`` in this split, decoded, in index order (ShardError names a shard
+        that differs from the manifest or holds samples of another task or split)."""
         if task not in self._shards:
             raise KeyError(f"task {task!r} has no {self.split} samples in {self.root}; "
                            f"present: {', '.join(self.tasks) or 'none'}")
         out = []
         for entry in sorted(self._shards[task], key=lambda e: e["start"]):
-            for sample in iter_shard(self.root / entry["path"]):
+            path = self.root / entry["path"]
+            self._check_shard(entry, path)
+            for sample in iter_shard(path):
+                found = (sample.key.rpartition("/")[0], sample.meta.get("task"), sample.meta.get("split"))
+                if found != (f"{task}/{self.split}", task, self.split):
+                    raise ShardError(f"{path}: sample {sample.key} (json: task {found[1]!r}, split {found[2]!r}) is "
+                                     f"not a {task}/{self.split} sample, as the manifest lists this shard "
+                                     f"(run llvbench verify {self.root})")
                 out.append(TestPair(task, sample.key, sample.input, sample.target, sample.meta))
         out.sort(key=lambda p: p.index)
         expected = self.manifest["tasks"][task]["counts"].get(self.split)
@@ -108,6 +125,21 @@ class TestSplit:
             raise ValueError(f"{self.root}: task {task} has {len(out)} {self.split} samples, the manifest says "
                              f"{expected} (run llvbench verify {self.root})")
         return out
+
+    def _check_shard(self, entry: dict, path: Path) -> None:
+        """Raise ShardError unless ``path`` has the entry's byte size and sha256 (hashed once per shard)."""
+        if entry["path"] in self._checked:
+            return
+        hint = f"run llvbench verify {self.root}"
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise ShardError(f"{path}: missing, though the manifest lists it ({hint})") from None
+        if size != entry["bytes"]:
+            raise ShardError(f"{path}: {size} bytes, the manifest says {entry['bytes']} ({hint})")
+        if file_sha256(path) != entry["sha256"]:
+            raise ShardError(f"{path}: sha256 differs from the manifest: altered or replaced ({hint})")
+        self._checked.add(entry["path"])
 
     def queries(self, task: str, n_prompts: int = 1, limit: int | None = None) -> Iterator[TestQuery]:
         """Each query (index order, the first ``limit``) with ``n_prompts`` prompts by the module's rule."""

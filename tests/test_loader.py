@@ -2,7 +2,10 @@
 DataLoader workers and DDP ranks that split an epoch completely with no empty rank."""
 from __future__ import annotations
 
+import json
 import pickle
+import re
+import shutil
 from collections import Counter
 
 import numpy as np
@@ -14,6 +17,7 @@ from model.data import (GENLV_TASK_MIX, TrainStream, batch_to_float, collate_int
                         dihedral, make_loader, resolve_task_weights, to_chw_float, to_chw_int)
 from pipelines.synth import configure, read_params, run_synth  # noqa: E402
 from taskgen.registry import register_task, registered  # noqa: E402
+from taskgen.shards import ManifestError, ShardError, index_shard  # noqa: E402
 
 SIZE = 24
 RED, GREEN = np.array([255, 0, 0], np.uint8), np.array([0, 255, 0], np.uint8)
@@ -239,3 +243,58 @@ def test_forked_workers_survive_a_parent_that_used_opencv_threads(shards):
                          multiprocessing_context="fork")
     assert sum(len(b["key"]) for b in loader) == 8  # hung in the workers' first OpenCV call before
     assert cv2.getNumThreads() == 2
+
+
+def _flipped(data: bytes, pos: int) -> bytes:
+    out = bytearray(data)
+    out[pos] ^= 0xFF
+    return bytes(out)
+
+
+def _middle_of(path, key, field):
+    span = index_shard(path)[key][field]
+    return span.offset + span.size // 2
+
+
+@pytest.mark.parametrize("damage,message", [
+    (lambda data, path: data[:len(data) // 2], r"\d+ bytes, the manifest says \d+ \(run llvbench verify"),
+    (lambda data, path: _flipped(data, 100), r"not a readable shard \(ReadError: bad checksum\)"),
+    (lambda data, path: _flipped(data, index_shard(path)["_loader_marked/train/000001"]["json"].offset),
+     r"sample _loader_marked/train/000001: the json member is not valid JSON"),
+], ids=["truncated", "flipped_header", "flipped_json"])
+def test_damaged_train_shard_is_named_when_indexed(shards, tmp_path, damage, message):
+    root = shutil.copytree(shards, tmp_path / "shards")
+    path = root / "train/_loader_marked-00000.tar"
+    path.write_bytes(damage(path.read_bytes(), path))
+    with pytest.raises(ShardError, match=re.escape(f"{path}: ") + message):
+        TrainStream(root, 16)
+
+
+def test_undecodable_image_is_named_with_its_shard_and_sample(shards, tmp_path):
+    root = shutil.copytree(shards, tmp_path / "shards")
+    path = root / "train/_loader_marked-00000.tar"
+    path.write_bytes(_flipped(path.read_bytes(), _middle_of(path, "_loader_marked/train/000002", "target.png")))
+    stream = TrainStream(root, 16, task_weights={"_loader_marked": 1}, epochs=1, epoch_length=6)
+    with pytest.raises(ShardError, match=re.escape(f"{path}: sample _loader_marked/train/000002: target.png is "
+                                                   f"not a decodable PNG")):
+        list(stream)  # every sample is a query once per epoch
+
+
+def test_swapped_or_missing_train_shard_is_refused(shards, tmp_path):
+    root = shutil.copytree(shards, tmp_path / "shards")
+    path = root / "train/_loader_marked-00000.tar"
+    shutil.copyfile(root / "train/_loader_hdr-00000.tar", path)
+    manifest = json.loads((root / "manifest.json").read_text())
+    entry = next(e for e in manifest["shards"] if e["path"] == "train/_loader_marked-00000.tar")
+    entry["bytes"] = path.stat().st_size  # a same-size swap: only the keys tell
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ShardError, match=re.escape(f"{path}: sample _loader_hdr/train/000000 is not a "
+                                                   f"_loader_marked train sample")):
+        TrainStream(root, 16)
+    path.unlink()
+    with pytest.raises(ShardError, match=re.escape(f"{path}: missing, though the manifest lists it")):
+        TrainStream(root, 16)
+    manifest["shards"] = None
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ManifestError, match=re.escape(f"{root / 'manifest.json'} has shards=null")):
+        TrainStream(root, 16)

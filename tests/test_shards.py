@@ -11,7 +11,7 @@ import pytest
 
 from taskgen.registry import register_task, registered
 from taskgen.sample import GENERATOR_VERSION, TaskFailure, make_sample
-from taskgen.shards import (ManifestError, build_manifest, index_shard, iter_members, iter_shard,
+from taskgen.shards import (ManifestError, ShardError, build_manifest, index_shard, iter_members, iter_shard,
                             load_manifest, merge_manifests, plan_shards, source_image_id, split_member,
                             split_ranges, verify, write_manifest, write_shard)
 from taskgen.sources import build_source
@@ -193,6 +193,103 @@ def test_manifest_errors_name_the_directory(tmp_path):
     (tmp_path / "manifest.json").write_text("{not json")
     with pytest.raises(ManifestError, match="not valid JSON"):
         load_manifest(tmp_path)
+
+
+def _small_root(root):
+    tasks, counts = ["_shards_noise"], {"_shards_noise": {"train": 2, "test": 2}}
+    _write_all(root, _jobs(tasks, counts), tasks, counts)
+    return json.loads((root / "manifest.json").read_text())
+
+
+def _edited(change):
+    """A manifest edit: ``change`` mutates the manifest in place; the edit returns it."""
+    return lambda m: (change(m), m)[1]
+
+
+def _del(key):
+    return _edited(lambda m: m.pop(key))
+
+
+def _del_shard_key(key):
+    return _edited(lambda m: [entry.pop(key) for entry in m["shards"]])
+
+
+@pytest.mark.parametrize("edit,expected", [
+    (lambda m: [m], r"a JSON list, not an object"),
+    (_edited(lambda m: m.update(shards=None)), r"has shards=null, not a JSON list"),
+    (_del("shards"), r"has no 'shards'"),
+    (_del("tasks"), r"has no 'tasks'"),
+    (_del("params"), r"has no 'params'"),
+    (_del_shard_key("path"), r"shards\[0\] has no 'path'"),
+    (_del_shard_key("sha256"), r"shards\[0\] \(train/_shards_noise-00000.tar\) has no 'sha256'"),
+    (_del_shard_key("task"), r"shards\[0\] .* has no 'task'"),
+    (_del_shard_key("split"), r"shards\[0\] .* has no 'split'"),
+    (_del_shard_key("samples"), r"shards\[0\] .* has no 'samples'"),
+    (_edited(lambda m: m["shards"][1].update(bytes="12")), r"shards\[1\] .* has bytes=\"12\", not an integer >= 0"),
+    (_edited(lambda m: m["shards"][0].update(task="nope")), r"belongs to task 'nope', which the manifest's tasks do "
+                                                             r"not list"),
+    (_edited(lambda m: m["tasks"]["_shards_noise"].pop("counts")), r"task '_shards_noise' has no 'counts'"),
+    (_edited(lambda m: m["shards"][0].update(path="../../etc/passwd")), r"path outside the shards directory"),
+], ids=["list", "shards_null", "no_shards", "no_tasks", "no_params", "shard_no_path", "shard_no_sha256",
+        "shard_no_task", "shard_no_split", "shard_no_samples", "shard_bytes_str", "unknown_task",
+        "task_no_counts", "path_escape"])
+def test_malformed_manifest_is_refused_naming_the_file_and_key(tmp_path, edit, expected):
+    (tmp_path / "manifest.json").write_text(json.dumps(edit(_small_root(tmp_path))))
+    with pytest.raises(ManifestError, match=expected) as err:
+        load_manifest(tmp_path)
+    assert str(tmp_path / "manifest.json") in str(err.value)
+    with pytest.raises(ManifestError, match=expected):  # verify reports it (CLI: error, exit 1), never "ok"
+        verify(tmp_path)
+
+
+def test_verify_compares_sample_counts_with_the_manifest(tmp_path):
+    manifest = _small_root(tmp_path)
+    manifest["shards"][0]["samples"] = 999
+    write_manifest(tmp_path, manifest)
+    report = verify(tmp_path)
+    assert report.corrupt == [("train/_shards_noise-00000.tar", "2 samples, manifest says 999")]
+    assert report.ok == ["test/_shards_noise-00000.tar"] and not report.passed
+
+
+def _corrupt_copies(tmp_path):
+    """A valid shard and damaged copies of it: {name: (path, message the readers must give)}."""
+    job = _jobs(["_shards_noise"], {"_shards_noise": {"test": 2}})[0]
+    write_shard(job, tmp_path / "good", journal=False)
+    good = tmp_path / "good" / job.path
+    data, spans = good.read_bytes(), index_shard(good)["_shards_noise/test/000001"]
+
+    def flipped(pos):
+        out = bytearray(data)
+        out[pos] ^= 0xFF
+        return bytes(out)
+
+    middle = spans["target.png"].offset + spans["target.png"].size // 2
+    cases = {
+        "trunc": (data[:len(data) // 2 + 100], r"not a readable shard \(ReadError: unexpected end of data\)"),
+        "zero": (b"", r"not a readable shard \(ReadError: empty file\)"),
+        "garbage": (bytes(range(256)) * 8, r"not a readable shard \(ReadError: invalid header\)"),
+        "flip_hdr": (flipped(100), r"not a readable shard \(ReadError: bad checksum\)"),
+        "flip_json": (flipped(spans["json"].offset),
+                      r"sample _shards_noise/test/000001: the json member is not valid JSON"),
+        "flip_pix": (flipped(middle), r"sample _shards_noise/test/000001: target.png is not a decodable PNG"),
+    }
+    out = {}
+    for name, (blob, message) in cases.items():
+        path = tmp_path / f"{name}.tar"
+        path.write_bytes(blob)
+        out[name] = (path, message)
+    return out
+
+
+def test_reader_errors_name_the_shard_and_the_sample(tmp_path):
+    for name, (path, message) in _corrupt_copies(tmp_path).items():
+        with pytest.raises(ShardError, match=message) as err:
+            list(iter_shard(path))
+        assert str(err.value).startswith(f"{path}: "), name
+        if name not in ("flip_json", "flip_pix"):  # member data is not read by the index
+            with pytest.raises(ShardError, match=message) as err:
+                index_shard(path)
+            assert str(err.value).startswith(f"{path}: "), name
 
 
 def test_merge_prefixes_paths_and_refuses_different_params(tmp_path):

@@ -2,13 +2,20 @@
 from __future__ import annotations
 
 import hashlib
+import io
+import json
+import re
+import shutil
+import tarfile
 
 import numpy as np
 import pytest
 
 from pipelines.synth import configure, read_params, run_synth
+from taskgen.imageio import decode_png, encode_png
 from taskgen.registry import register_task, registered
 from taskgen.sample import make_sample
+from taskgen.shards import ManifestError, ShardError, file_sha256, iter_members
 from taskgen.sources import build_source
 from taskgen.testset import TestSplit, prompt_positions
 
@@ -102,3 +109,59 @@ def test_missing_manifest_and_unknown_task_are_clear(tmp_path, shards):
         TestSplit(tmp_path)
     with pytest.raises(KeyError, match="no test samples"):
         TestSplit(shards).pairs("_testset_heldout")
+
+
+def _copy(shards, tmp_path):
+    return shutil.copytree(shards, tmp_path / "shards")
+
+
+def _manifest_entry(root, rel):
+    manifest = json.loads((root / "manifest.json").read_text())
+    return manifest, next(e for e in manifest["shards"] if e["path"] == rel)
+
+
+def test_altered_shard_is_refused_naming_it(shards, tmp_path):
+    root = _copy(shards, tmp_path)
+    path = root / "test/_testset_blur-00000.tar"
+    manifest, _ = _manifest_entry(root, "test/_testset_blur-00000.tar")
+    members = list(iter_members(path))
+    # Repacked with one target pixel changed: a valid tar of valid PNGs; only the sha256 tells.
+    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in members:
+            if name == "_testset_blur/test/000001.target.png":
+                image = decode_png(data).copy()
+                image[0, 0, 0] ^= 1
+                data = encode_png(image, manifest["params"]["png_compression"])
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    split = TestSplit(root)
+    with pytest.raises(ShardError, match=re.escape(f"{path}: sha256 differs from the manifest")):
+        split.pairs("_testset_blur")
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(ShardError, match=re.escape(f"{path}: 1000 bytes, the manifest says")):
+        TestSplit(root).pairs("_testset_blur")
+
+
+def test_swapped_shard_of_another_task_is_refused_naming_it(shards, tmp_path):
+    root = _copy(shards, tmp_path)
+    path = root / "test/_testset_blur-00000.tar"
+    shutil.copyfile(root / "unseen/_testset_heldout-00000.tar", path)  # 4 samples as well
+    with pytest.raises(ShardError, match=re.escape(str(path))):
+        TestSplit(root).pairs("_testset_blur")
+    # A manifest that lists the foreign shard with its own size and sha256: the samples' keys tell.
+    manifest, entry = _manifest_entry(root, "test/_testset_blur-00000.tar")
+    entry.update(bytes=path.stat().st_size, sha256=file_sha256(path))
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ShardError, match=re.escape(f"{path}: sample _testset_heldout/unseen/000000 (json: task "
+                                                   f"'_testset_heldout', split 'unseen') is not a _testset_blur/test")):
+        TestSplit(root).pairs("_testset_blur")
+
+
+def test_malformed_manifest_is_a_manifest_error_naming_the_file(shards, tmp_path):
+    root = _copy(shards, tmp_path)
+    manifest, entry = _manifest_entry(root, "test/_testset_blur-00000.tar")
+    del entry["path"]
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ManifestError, match=re.escape(f"{root / 'manifest.json'}: shards[") + r".*has no 'path'"):
+        TestSplit(root)
