@@ -147,6 +147,7 @@ class PromptSet:
     targets: list[np.ndarray]
     notes: list[str] = field(default_factory=list)
     combine: str = "single pair"
+    files: list[Path] = field(default_factory=list)  # the prompt image files, never to be overwritten
 
 
 def prepare_prompts(pairs: Sequence[tuple[np.ndarray, np.ndarray]], size: int,
@@ -155,6 +156,8 @@ def prepare_prompts(pairs: Sequence[tuple[np.ndarray, np.ndarray]], size: int,
     a target whose size differs from its input is resized to the input's size first, with a note."""
     if not pairs:
         raise ApplyError("at least one prompt pair (--prompt-input A --prompt-target B) is needed")
+    if size < 1:
+        raise ApplyError(f"the prompt size (--tile) must be positive, got {size}")
     prompt_set = PromptSet([], [])
     for index, (p_in, p_out) in enumerate(pairs):
         label = f"prompt pair {index + 1}" + (f" ({names[index][0]}, {names[index][1]})" if names else "")
@@ -220,6 +223,16 @@ class ApplyConfig:
     batch: int = 4                  # tiles (or resized images) per predict call
     resize: bool = False            # the official behaviour: everything resized to tile²
 
+    def __post_init__(self):
+        if self.tile < 1:
+            raise ApplyError(f"the tile size (--tile) must be positive, got {self.tile}")
+        if self.batch < 1:
+            raise ApplyError(f"the batch (--batch) must be positive, got {self.batch}")
+        if self.overlap < 0:
+            raise ApplyError(f"the overlap (--overlap) must be 0 or more, got {self.overlap}")
+        if self.overlap >= self.tile:
+            raise ApplyError(f"overlap {self.overlap} must be smaller than the tile {self.tile}")
+
 
 def size_rule(info: dict) -> str:
     """The generalist's statement of the sizes it takes (from ``info()``), for error messages."""
@@ -232,10 +245,6 @@ class Applier:
     def __init__(self, generalist, prompts: PromptSet, config: ApplyConfig = ApplyConfig()):
         from .protocol import describe
 
-        if config.tile <= 0 or config.overlap < 0 or config.batch <= 0:
-            raise ApplyError(f"tile, batch must be positive and overlap >= 0 (got {config})")
-        if config.overlap >= config.tile:
-            raise ApplyError(f"overlap {config.overlap} must be smaller than the tile {config.tile}")
         self.generalist, self.prompts, self.config = generalist, prompts, config
         self.info = describe(generalist)
         self.device = self.info.get("device") or "cpu"
@@ -334,8 +343,12 @@ def collect_jobs(inputs: Iterable[str | Path]) -> list[Job]:
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            for found in sorted(p for p in path.rglob("*") if p.is_file() and _is_image_name(p)):
-                planned.append((found, found.relative_to(path)))
+            found_here = sorted(p for p in path.rglob("*") if p.is_file() and _is_image_name(p))
+            if not found_here:
+                from taskgen.imageio import IMAGE_SUFFIXES
+
+                raise ApplyError(f"no images found in {path} (looked for {', '.join(IMAGE_SUFFIXES)})")
+            planned += [(found, found.relative_to(path)) for found in found_here]
         elif path.exists():
             planned.append((path, Path(path.name)))
         else:
@@ -369,7 +382,25 @@ def read_prompt_pairs(inputs: Sequence[str | Path], targets: Sequence[str | Path
     if len(inputs) != len(targets):
         raise ApplyError(f"{len(inputs)} --prompt-input but {len(targets)} --prompt-target; give them in pairs")
     pairs = [(read_image(a, keep_16bit=True), read_image(b, keep_16bit=True)) for a, b in zip(inputs, targets)]
-    return prepare_prompts(pairs, size, [(str(a), str(b)) for a, b in zip(inputs, targets)])
+    prompt_set = prepare_prompts(pairs, size, [(str(a), str(b)) for a, b in zip(inputs, targets)])
+    prompt_set.files = [Path(f) for f in (*inputs, *targets)]
+    return prompt_set
+
+
+def check_outputs(jobs: Sequence[Job], out_dir: str | Path, protected: Iterable[str | Path] = ()) -> None:
+    """Refuse a run that would write over one of its own input images or prompt images (paths
+    compared resolved, so ``--out .`` next to the inputs, symlinks and ``..`` are caught)."""
+    sources = {Path(p).resolve(): f"prompt image {p}" for p in protected}
+    sources.update({job.source.resolve(): f"input image {job.source}" for job in jobs})
+    clashes = []
+    for job in jobs:
+        target = (Path(out_dir) / job.output).resolve()
+        if target in sources:
+            clashes.append(f"{Path(out_dir) / job.output} would overwrite the {sources[target]}")
+    if clashes:
+        more = f" (and {len(clashes) - 3} more)" if len(clashes) > 3 else ""
+        raise ApplyError("refusing to write over the inputs: " + "; ".join(clashes[:3]) + more
+                         + "; choose another --out folder")
 
 
 def apply_to_files(applier: Applier, inputs: Iterable[str | Path], out_dir: str | Path,
@@ -383,6 +414,7 @@ def apply_to_files(applier: Applier, inputs: Iterable[str | Path], out_dir: str 
     if len(applier.prompts.inputs) > 1:
         summary.notes.append(applier.prompts.combine)
     jobs = collect_jobs(inputs)
+    check_outputs(jobs, out_dir, applier.prompts.files)  # before anything is written
     # The resize mode batches whole images; the tiled mode batches the tiles of one image.
     group = applier.config.batch if applier.config.resize else 1
     for start in range(0, len(jobs), group):

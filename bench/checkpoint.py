@@ -45,18 +45,51 @@ def _read_config(path: Path) -> dict:
     return config
 
 
+def read_safetensors_header(path: str | Path) -> dict:
+    """The JSON header of a safetensors file, checked against the file's size without reading the
+    tensors: the 8-byte header length must fit the file, the header must be a JSON object, and every
+    tensor's data must end inside the file. Anything else (another format, a zero-byte or truncated
+    file) is a ``CheckpointError`` naming the file."""
+    path = Path(path)
+    try:
+        file_size = path.stat().st_size
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            if len(head) < 8:
+                raise CheckpointError(f"{path}: not a safetensors file ({file_size} bytes, too short for a header)")
+            size = int.from_bytes(head, "little")
+            if not 0 < size <= file_size - 8:
+                raise CheckpointError(f"{path}: not a safetensors file (header length {size} in a "
+                                      f"{file_size}-byte file; truncated or another format)")
+            raw = fh.read(size)
+    except OSError as err:
+        raise CheckpointError(f"{path}: cannot read ({err.strerror or err})") from None
+    try:
+        header = json.loads(raw)
+    except ValueError as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise CheckpointError(f"{path}: not a safetensors file (unreadable header: {err})") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: not a safetensors file (the header is not a JSON object)")
+    data_size = file_size - 8 - size
+    for key, info in header.items():
+        if key == "__metadata__":
+            continue
+        offsets = info.get("data_offsets") if isinstance(info, dict) else None
+        if (not isinstance(offsets, list) or len(offsets) != 2
+                or not all(isinstance(o, int) for o in offsets) or not 0 <= offsets[0] <= offsets[1]):
+            raise CheckpointError(f"{path}: not a safetensors file (tensor {key!r} has no valid data_offsets)")
+        if offsets[1] > data_size:
+            raise CheckpointError(f"{path}: truncated safetensors file (tensor {key!r} ends at byte {offsets[1]} "
+                                  f"of {data_size} data bytes)")
+    return header
+
+
 def _safetensors_metadata(path: Path) -> dict:
     """The ``__metadata__`` of a safetensors file, reading only its header."""
-    with open(path, "rb") as fh:
-        head = fh.read(8)
-        if len(head) < 8:
-            raise CheckpointError(f"{path}: too short to be a safetensors file")
-        size = int.from_bytes(head, "little")
-        try:
-            header = json.loads(fh.read(size))
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise CheckpointError(f"{path}: unreadable safetensors header ({err})") from None
-    return header.get("__metadata__") or {}
+    metadata = read_safetensors_header(path).get("__metadata__") or {}
+    if not isinstance(metadata, dict):
+        raise CheckpointError(f"{path}: the safetensors __metadata__ is not a JSON object")
+    return metadata
 
 
 def resolve_checkpoint(path: str | Path, arch: str | None = None) -> CheckpointSource:
@@ -69,12 +102,15 @@ def resolve_checkpoint(path: str | Path, arch: str | None = None) -> CheckpointS
             raise CheckpointError(f"{path}: an official checkpoint needs the architecture name "
                                   "(e.g. --model genlv-huge --checkpoint FILE)")
         return CheckpointSource(weights=path, arch=arch, official=True)
+    if path.is_file() and path.name == CONFIG_NAME:
+        raise CheckpointError(f"{path}: give the checkpoint folder ({path.parent}), not its {CONFIG_NAME}")
     weights = path / WEIGHTS_NAME if path.is_dir() else path
     if not weights.is_file():
         raise CheckpointError(f"{path}: no {WEIGHTS_NAME} (a checkpoint folder holds {CONFIG_NAME} and {WEIGHTS_NAME})")
     config_path = path / CONFIG_NAME if path.is_dir() else None
     if config_path is not None and config_path.is_file():
         config = _read_config(config_path)
+        read_safetensors_header(weights)  # a zero-byte, truncated or foreign file fails here, by name
         found = CheckpointSource(weights=weights, arch=config["arch"], overrides=dict(config.get("overrides") or {}),
                                  name=str(config.get("name") or ""), size_multiple=config.get("size_multiple"))
     else:

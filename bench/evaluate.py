@@ -62,11 +62,23 @@ class EvalConfig:
     save_samples: int = 2
 
     def __post_init__(self):
+        if not self.tracks:
+            raise ValueError(f"no track to run; tracks: {', '.join(TRACKS)}")
         unknown = [t for t in self.tracks if t not in TRACKS]
         if unknown:
             raise ValueError(f"unknown track(s) {unknown}; tracks: {', '.join(TRACKS)}")
+        if self.tasks is not None and not self.tasks:
+            raise ValueError("tasks names no task (None means every task of the split)")
         if self.batch_size < 1 or (self.limit is not None and self.limit < 1):
             raise ValueError("batch_size and limit must be positive")
+        if self.robustness_prompts < 2:
+            raise ValueError("robustness_prompts (--robustness-prompts) must be at least 2, as the robustness "
+                             f"track is a standard deviation across prompts; got {self.robustness_prompts}")
+        if self.latency_repeats < 1:
+            raise ValueError(f"latency_repeats (--latency-repeats) must be positive, got {self.latency_repeats}")
+        if self.latency_warmup < 0 or self.flops_size < 1:
+            raise ValueError(f"latency_warmup must be 0 or more and flops_size positive "
+                             f"(got {self.latency_warmup}, {self.flops_size})")
         if self.save_samples < 0:
             raise ValueError("save_samples must be 0 or more")
 
@@ -185,19 +197,29 @@ def _default_lookup(name: str):
     return taskgen.get_task(name)
 
 
-def _select_tasks(split, requested, lookup) -> list[str]:
+def select_tasks(split, requested, lookup: Callable | None = None) -> list[str]:
+    """The split's tasks named by ``requested`` (task names or categories; None: all of them).
+    An empty result is an error: evaluating nothing must not look like a finished run."""
+    lookup = lookup or _default_lookup
     available = list(split.tasks)
+    split_name = getattr(split, "split", "test")
+    where = f"the {split_name} split" + (f" of {split.root}" if getattr(split, "root", None) else "")
+    if not available:
+        raise ValueError(f"{where} is empty: it has no tasks")
     if requested is None:
         return available
     chosen = []
     for name in requested:
         if name in CATEGORIES:
-            chosen += [t for t in available if lookup(t).category == name and t not in chosen]
+            matches = [t for t in available if lookup(t).category == name]
+            if not matches:
+                raise ValueError(f"category {name!r} has no task in {where}; it has: {', '.join(available)}")
+            chosen += [t for t in matches if t not in chosen]
         elif name in available:
             if name not in chosen:
                 chosen.append(name)
         else:
-            raise ValueError(f"task {name!r} is not in the test split; it has: {', '.join(available)}")
+            raise ValueError(f"task {name!r} is not in {where}; it has: {', '.join(available)}")
     return chosen
 
 
@@ -223,7 +245,7 @@ def evaluate(generalist, split, out_dir: str | Path, config: EvalConfig = EvalCo
     prov = provenance(generalist.name, info, split, run_id)
     examples = SampleWriter(Path(out_dir), slug(generalist.name), config.save_samples) if config.save_samples else None
     ctx = EvalContext(generalist=generalist, info=info, split=split, config=config, lookup=lookup,
-                      tasks=_select_tasks(split, config.tasks, lookup), available_tasks=list(split.tasks),
+                      tasks=select_tasks(split, config.tasks, lookup), available_tasks=list(split.tasks),
                       provenance=prov, examples=examples)
     model_dir = Path(out_dir) / slug(generalist.name)
     started = _now()

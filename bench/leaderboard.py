@@ -16,15 +16,24 @@ Tables (one parquet each, every row labelled by model):
 A task's headline metric is MAE when its rows have MAE (edges), else PSNR (bench.metrics).
 When one model name was run from several checkpoints, models are labelled ``name@sha[:8]``; when
 a row was computed twice (re-runs), the latest one counts.
+
+Results that should not be ranked together without a word get a warning (``Leaderboards.warnings``:
+logged, and at the top of leaderboard.md and of the report): rows from different test splits (data
+manifests), unequal query (or prompt) counts per task between models (different ``--limit``, say),
+one (model, track, task) evaluated in several runs (results folders that overlap: both sources are
+named, the latest rows count), and ``ok`` rows whose value is not a finite number.
 """
 from __future__ import annotations
 
+import logging
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from .metrics import METRICS
-from .results import NOT_MEASURED
+from .results import NOT_MEASURED, read_results
+
+log = logging.getLogger(__name__)
 
 # The paper's column labels (Tables 1–4); other tasks are shown by name.
 SHORT_NAMES = {
@@ -58,9 +67,11 @@ class Leaderboards:
     mismatch: object
     efficiency: object
     failures: object
+    # What makes these results unsafe to compare (comparability_warnings); not a table.
+    warnings: list = field(default_factory=list, metadata={"table": False})
 
     def tables(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.metadata.get("table", True)}
 
 
 def _label_models(df):
@@ -145,8 +156,73 @@ def _mark_held_out(df):
     return df
 
 
+# --------------------------------------------------------------------------------------------
+# Reading and comparability
+
+def _listing(items: list[str], limit: int = 4) -> str:
+    return ", ".join(items[:limit]) + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def comparability_warnings(results) -> list[str]:
+    """Why the models in ``results`` should not be ranked side by side without a word (module doc)."""
+    if not len(results):
+        return []
+    warnings = []
+    df = _label_models(results)
+    df = df[df["track"] != "load"]
+    manifests = sorted(set(df["data_manifest_sha256"]) - {""})
+    if len(manifests) > 1:
+        per = [f"{m[:12]} ({', '.join(sorted(set(df.loc[df['data_manifest_sha256'] == m, 'model'])))})"
+               for m in manifests]
+        warnings.append(f"the results come from {len(manifests)} different test splits (data manifests): "
+                        f"{'; '.join(per)}; scores of different splits are not comparable.")
+    # The same unit of a model from several runs (overlapping results folders): name every source.
+    runs_of = df.groupby(["model", "track", "task", "prompt_task"], sort=True)["run_id"].unique()
+    repeated: dict = {}
+    for (model, track, task, prompt_task), runs in runs_of.items():
+        if len(runs) > 1:
+            unit = f"{track}/{task}" if prompt_task in (task, "*") else f"{track}/{prompt_task} on {task}"
+            repeated.setdefault((model, tuple(sorted(runs))), []).append(unit)
+    for (model, runs), units in repeated.items():
+        described = []
+        for run in runs:
+            rows = df[(df["model"] == model) & (df["run_id"] == run)]
+            where = ", ".join(sorted(set(rows["source"]))) if "source" in rows else ""
+            described.append(f"run {run}" + (f" from {where}" if where else "") + f" ({rows['time'].max()})")
+        warnings.append(f"{model}: {len(units)} unit(s) ({_listing(units)}) were evaluated in {len(runs)} runs: "
+                        f"{'; '.join(described)}; the latest rows count. Pass one results folder per model "
+                        "to choose.")
+    latest = _latest(df)
+    ok = latest[latest["status"] == "ok"]
+    # Unequal query (or prompt) counts per task: a different --limit, robustness K or split.
+    for track in ("main", "robustness", "mismatch"):
+        rows = ok[ok["track"] == track]
+        if not len(rows):
+            continue
+        counts = (rows.groupby(["task", "prompt_task", "model"])
+                  .agg(queries=("sample_key", "nunique"), prompts=("prompt_key", "nunique")).reset_index())
+        unequal = []
+        for (task, prompt_task), group in counts.groupby(["task", "prompt_task"], sort=False):
+            column = "prompts" if track == "robustness" and group["prompts"].nunique() > 1 else "queries"
+            if group[column].nunique() > 1:
+                label = task if track != "mismatch" else f"{prompt_task} on {task}"
+                unequal.append(f"{label} (" + ", ".join(f"{r.model} {getattr(r, column)}"
+                                                      for r in group.itertuples()) + f" {column})")
+        if unequal:
+            warnings.append(f"{track} track: the models were scored on different numbers of queries or prompts: "
+                            f"{_listing(unequal)}; were they evaluated with different --limit or "
+                            "--robustness-prompts? Their means are not comparable.")
+    bad = ok[~ok["value"].map(lambda v: math.isfinite(v))]
+    if len(bad):
+        units = sorted({f"{r.model} {r.track}/{r.task}" for r in bad.itertuples()})
+        warnings.append(f"{len(bad)} row(s) marked ok hold a non-finite value (NaN or inf): {_listing(units)}; "
+                        "their means are not numbers.")
+    return warnings
+
+
 def build_leaderboards(results) -> Leaderboards:
     """The per-image results DataFrame (bench.results) -> every leaderboard table."""
+    warnings = comparability_warnings(results)
     df = _mark_held_out(_latest(_label_models(results)))
     ok = df[df["status"] == "ok"]
     failed = df[df["status"] == "failed"]
@@ -162,7 +238,7 @@ def build_leaderboards(results) -> Leaderboards:
                                   dropna=False).reset_index().rename_axis(columns=None))
     failures = failed[["model", "track", "task", "error", "time"]].reset_index(drop=True)
     return Leaderboards(model_task, model_category, _overall(head), _robustness(ok[ok["track"] == "robustness"]),
-                        mismatch, efficiency, failures)
+                        mismatch, efficiency, failures, warnings)
 
 
 def _overall(head):
@@ -283,7 +359,10 @@ def _paper_tables(lb: Leaderboards) -> list[str]:
 
 def to_markdown(lb: Leaderboards) -> str:
     """The paper-shaped tables (1–4) plus overall rank, mismatch, efficiency and failures."""
-    sections = ["# llvbench leaderboard", ""] + _paper_tables(lb)
+    sections = ["# llvbench leaderboard", ""]
+    if lb.warnings:
+        sections += ["## Warnings", ""] + [f"- {w}" for w in lb.warnings] + [""]
+    sections += _paper_tables(lb)
     if len(lb.overall):
         rows = [[r.rank, r.model, f"{r.mean_rank:.2f}", r.tasks, r.failed_tasks] for r in lb.overall.itertuples()]
         sections += ["## Overall: mean rank across tasks (1 = best)", "",
@@ -312,21 +391,27 @@ def to_markdown(lb: Leaderboards) -> str:
     return "\n".join(sections) + "\n"
 
 
+def _json_number(value) -> float | None:
+    """A rounded float for metrics.json; None (JSON null) for NaN and inf, which strict JSON lacks."""
+    value = float(value)
+    return round(value, 4) if math.isfinite(value) else None
+
+
 def headline_numbers(lb: Leaderboards) -> dict:
-    """A few numbers per model for ``dvc metrics show``."""
+    """A few numbers per model for ``dvc metrics show`` (strict JSON: null where a mean is not finite)."""
     out: dict = {}
     for r in lb.overall.itertuples():
-        out.setdefault(r.model, {}).update(mean_rank=round(float(r.mean_rank), 4), tasks=int(r.tasks),
+        out.setdefault(r.model, {}).update(mean_rank=_json_number(r.mean_rank), tasks=int(r.tasks),
                                            failed_tasks=int(r.failed_tasks))
     for r in lb.model_category.itertuples():
-        out.setdefault(r.model, {})[f"{r.metric}_{r.category}"] = round(float(r.mean), 4)
+        out.setdefault(r.model, {})[f"{r.metric}_{r.category}"] = _json_number(r.mean)
     for model, group in lb.robustness.groupby("model") if len(lb.robustness) else []:
-        out.setdefault(model, {})["robustness_std_mean"] = round(float(group["std"].mean()), 4)
+        out.setdefault(model, {})["robustness_std_mean"] = _json_number(group["std"].mean())
     for r in lb.efficiency.to_dict("records"):
         for key in ("params", "latency_ms"):
             value = r.get(key, math.nan)
             if value == value:  # not NaN
-                out.setdefault(r["model"], {})[key] = round(float(value), 4)
+                out.setdefault(r["model"], {})[key] = _json_number(value)
     return {"models": out}
 
 
@@ -334,9 +419,9 @@ def write_leaderboards(results_paths, out_dir: str | Path) -> Leaderboards:
     """Read result files/folders, write every table (parquet), leaderboard.md and metrics.json."""
     from taskgen.atomic import atomic_path, atomic_write_json, atomic_write_text
 
-    from .results import read_results
-
     lb = build_leaderboards(read_results(results_paths))
+    for warning in lb.warnings:
+        log.warning("%s", warning)
     out_dir = Path(out_dir)
     for name, table in lb.tables().items():
         with atomic_path(out_dir / f"{name}.parquet") as tmp:

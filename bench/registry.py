@@ -93,6 +93,38 @@ def _is_checkpoint_path(path: Path) -> bool:
     return path.is_file() and path.suffix == ".safetensors"
 
 
+def _architectures() -> list[str]:
+    try:
+        from model import list_architectures
+    except ImportError:  # the bench without the model package: no architectures to name
+        return []
+    return list_architectures()
+
+
+def _looks_like_path(spec: str) -> bool:
+    from .checkpoint import OFFICIAL_SUFFIXES
+
+    return "/" in spec or "\\" in spec or spec.startswith(".") or spec.endswith((".safetensors", *OFFICIAL_SUFFIXES))
+
+
+def _explain_unresolved(spec: str) -> None:
+    """Raise the specific reason a spec that is not a generalist name failed, if there is one: an
+    architecture without a checkpoint, a path that does not exist, or a path holding no checkpoint."""
+    from .checkpoint import CONFIG_NAME, WEIGHTS_NAME
+
+    if spec in _architectures():
+        raise GeneralistNotFound(f"architecture {spec!r} needs a checkpoint: --checkpoint PATH "
+                                 "(a checkpoint folder or file of that architecture)")
+    path = Path(spec)
+    if path.is_dir():
+        raise GeneralistNotFound(f"{spec} holds no checkpoint ({CONFIG_NAME} + {WEIGHTS_NAME})")
+    if path.is_file():
+        raise GeneralistNotFound(f"{spec} is not a checkpoint (a .safetensors file, or a folder with "
+                                 f"{CONFIG_NAME} + {WEIGHTS_NAME}; an official .pth needs --model ARCH --checkpoint FILE)")
+    if _looks_like_path(spec):
+        raise GeneralistNotFound(f"no such file or folder: {spec}")
+
+
 def _resolve(spec: str, options: dict):
     """spec -> (object to instantiate, options to pass, where it came from)."""
     builtins = _builtins()
@@ -111,6 +143,7 @@ def _resolve(spec: str, options: dict):
         return builtins["checkpoint"].factory, {"checkpoint": spec, **options}, f"checkpoint folder {spec}"
     if "checkpoint" in options:
         return builtins["checkpoint"].factory, {"arch": spec, **options}, f"checkpoint of architecture {spec!r}"
+    _explain_unresolved(spec)
     known = ", ".join(sorted(available_generalists()))
     raise GeneralistNotFound(f"unknown generalist {spec!r}; known: {known}; or give 'package.module:attr', "
                              "a checkpoint folder, or an architecture name with --checkpoint")

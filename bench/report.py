@@ -30,7 +30,7 @@ from pathlib import Path
 from .leaderboard import (DECIMALS, SHORT_NAMES, build_leaderboards, headline_numbers, paper_tables,
                           task_order)
 from .metrics import METRICS
-from .samples import INPUT_ROLES, output_path, saved_examples, saved_units
+from .samples import INPUT_ROLES, INPUTS_DIR, SAMPLE_META, SAMPLES_DIR, output_path, saved_examples, saved_units
 
 log = logging.getLogger(__name__)
 
@@ -332,6 +332,7 @@ class Report:
     figures: list[Path] = field(default_factory=list)
     images: list[Path] = field(default_factory=list)
     data: list[Path] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # saved example files that could not be read, with why
 
 
 def _slug(name: str) -> str:
@@ -396,9 +397,9 @@ class _Builder:
                  "llvbench version: " + ", ".join(sorted(set(df["llvbench_version"]) - {""})),
                  "Devices: " + ", ".join(sorted(set(df["device"]) - {""})),
                  f"Results: {len(df)} rows from {df['run_id'].nunique()} run(s), latest {df['time'].max()}"]
-        if len(self.manifests) > 1:
-            items.insert(0, f"WARNING: the results come from {len(self.manifests)} different test splits "
-                            "(data manifests); scores of different splits are not comparable.")
+        # The leaderboard's comparability checks: mixed test splits, unequal query counts, one
+        # unit from several runs, non-finite values.
+        items[:0] = [f"WARNING: {w}" for w in self.lb.warnings]
         self.add(Bullets(items))
 
     def conventions(self) -> None:
@@ -550,13 +551,19 @@ class _Builder:
 
     # -- example images
 
+    def skip(self, message: str) -> None:
+        """A saved example file the report cannot use: logged and counted (Report.skipped)."""
+        log.warning("report: skipped %s", message)
+        self.report.skipped.append(message)
+
     def _copy_image(self, src: Path, dst: Path) -> str | None:
-        """Copy a saved PNG into the report as 8-bit RGB; None if it is missing or unreadable."""
+        """Copy a saved PNG into the report as 8-bit RGB; None (logged, counted) if it is unreadable."""
         from taskgen.imageio import UnreadableImage, read_image, write_image_atomic
 
         try:
             image = read_image(src)  # 16-bit (HDR) images come back scaled to 8 bits
-        except UnreadableImage:
+        except UnreadableImage as err:
+            self.skip(f"{src}: not a readable image ({err.reason})")
             return None
         write_image_atomic(dst, image)
         self.report.images.append(dst)
@@ -572,6 +579,7 @@ class _Builder:
                 path = self._copy_image(src, dst_dir / f"out-{model_dir}.png")
                 if path:
                     return Tile(path, caption)
+                return Tile(None, f"{label}: saved output unreadable")
         return Tile(None, f"{label}: output not saved")
 
     def _examples(self, track: str, unit: str) -> list[dict]:
@@ -580,8 +588,16 @@ class _Builder:
         root = next((r for r in self.roots if unit in saved_units(r, track)), None)
         if root is None:
             return []
-        records = [r for r in saved_examples(root, track, unit)
-                   if not self.manifests or r.get("data_manifest_sha256") in self.manifests]
+        saved = saved_examples(root, track, unit)
+        # saved_examples drops what it cannot read (sample.json written last, so a folder without
+        # one is an interrupted write; one that is not a JSON object is damaged): say which.
+        read = {Path(r["dir"]) for r in saved}
+        for folder in sorted(p for p in (Path(root) / SAMPLES_DIR / INPUTS_DIR / track / unit).iterdir()
+                             if p.is_dir() and p not in read):
+            meta = folder / SAMPLE_META
+            self.skip(f"{meta}: not a JSON object (damaged), so its example is left out" if meta.exists()
+                      else f"{folder}: no {SAMPLE_META} (an interrupted write), so its example is left out")
+        records = [r for r in saved if not self.manifests or r.get("data_manifest_sha256") in self.manifests]
         return records[:self.config.samples_per_task]
 
     def _input_tiles(self, record: dict, dst_dir: Path, roles, captions: dict) -> dict:
@@ -753,6 +769,8 @@ def build_report(results_dirs, out_dir: str | Path, train_logs=(), config: Repor
     out_dir = Path(out_dir)
     results = read_results(roots)
     builder = _Builder(results, roots, out_dir, config, find_training_logs(train_logs))
+    for warning in builder.lb.warnings:
+        log.warning("%s", warning)
     blocks = builder.build()
     report = builder.report
     atomic_write_text(report.html, render_html(config.title, blocks))

@@ -89,25 +89,53 @@ def result_files(paths) -> list[Path]:
     return files
 
 
+# pyarrow types accepted per column kind of COLUMNS (a file rewritten by pandas may hold
+# large_string or an integer value column; anything else is not a results file we can rank).
+_ACCEPTED_TYPES = {"string": ("string", "large_string"), "bool": ("bool",),
+                   "float64": ("double", "float", "halffloat", "int8", "int16", "int32", "int64",
+                               "uint8", "uint16", "uint32", "uint64")}
+
+
+def _check_columns(path: Path, schema) -> None:
+    """Every results column present with a usable type; else a ValueError naming the file."""
+    for name, kind in COLUMNS:
+        index = schema.get_field_index(name)
+        if index < 0:
+            raise ValueError(f"{path}: not a valid llvbench results file: column {name!r} is missing")
+        found = str(schema.field(index).type)
+        if found not in _ACCEPTED_TYPES[kind]:
+            raise ValueError(f"{path}: column {name!r} holds {found}, expected {kind} "
+                             "(was the file edited by hand?); re-run llvbench eval for this unit")
+
+
 def read_results(paths):
-    """Result files/folders -> one pandas DataFrame of every row.
+    """Result files/folders -> one pandas DataFrame of every row, plus a ``source`` column: the
+    folder or file of ``paths`` each row was read from (so warnings can name it).
 
     Inside folders, parquet files that are not llvbench results (leaderboards, say) are skipped;
-    a file named explicitly must be a results file.
+    a file named explicitly must be a results file. A results file that cannot be read or whose
+    columns lack a results type (hand-edited, say) is a ValueError naming it.
     """
     import pandas as pd
     import pyarrow.parquet as pq
 
-    explicit = {Path(p) for p in paths if Path(p).is_file()}
+    paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
     frames = []
-    for f in result_files(paths):
-        table = pq.read_table(f)
-        if FINGERPRINT_KEY not in (table.schema.metadata or {}):
-            if f in explicit:
-                raise ValueError(f"{f} is not an llvbench results file (no fingerprint); "
-                                 "pass the eval output folders or their per-unit files")
-            continue
-        frames.append(table.to_pandas())
+    for given in paths:
+        for f in result_files([given]):
+            try:
+                table = pq.read_table(f)
+            except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
+                raise ValueError(f"{f}: unreadable results file ({err})") from None
+            if FINGERPRINT_KEY not in (table.schema.metadata or {}):
+                if f == given:
+                    raise ValueError(f"{f} is not an llvbench results file (no fingerprint); "
+                                     "pass the eval output folders or their per-unit files")
+                continue  # leaderboards or other parquet files inside a folder
+            _check_columns(f, table.schema)
+            df = table.to_pandas()
+            df["value"] = df["value"].astype("float64")
+            frames.append(df.assign(source=str(given)))
     if not frames:
         raise FileNotFoundError(f"no result files under {', '.join(map(str, paths))}")
     return pd.concat(frames, ignore_index=True)

@@ -291,3 +291,71 @@ def test_official_weights_are_located_honestly():
     assert official_weights_text(OfficialWeights("m.json", "", hf_repo="org/repo")).startswith("none released")
     assert official_weights_text(None).startswith("none released")
     assert safe_parameter_count("genlv-tiny", no_such_field=1) is None  # a broken config does not break the list
+
+
+# ----------------------------------------------------------------------------- refusals before any work
+
+def _apply_cli(tmp_path, inputs, out, *extra):
+    from pipelines.cli import main
+
+    return main(["apply", "--model", "prompt-target", "--prompt-input", str(tmp_path / "img" / "pa.png"),
+                 "--prompt-target", str(tmp_path / "img" / "pb.png"), *map(str, inputs), "--out", str(out),
+                 "--tile", "64", "--overlap", "16", "--no-progress", *extra])
+
+
+@pytest.fixture
+def apply_files(tmp_path):
+    photo = load_photo("coffee")
+    write_image_atomic(tmp_path / "img" / "pa.png", photo[:64, :64])
+    write_image_atomic(tmp_path / "img" / "pb.png", photo[64:128, :64])
+    write_image_atomic(tmp_path / "inplace" / "q.png", photo[:70, :90])
+    return {p.name: p.read_bytes() for p in (tmp_path / "img").iterdir()} | {
+        "q.png": (tmp_path / "inplace" / "q.png").read_bytes()}
+
+
+def test_outputs_over_inputs_or_prompts_are_refused_and_nothing_is_written(tmp_path, apply_files, capsys):
+    cases = [([tmp_path / "inplace" / "q.png"], tmp_path / "inplace"),   # a file, out = its folder
+             ([tmp_path / "inplace"], tmp_path / "inplace"),             # a folder onto itself
+             ([tmp_path / "inplace" / "q.png"], tmp_path / "inplace" / ".." / "inplace"),  # compared resolved
+             ([tmp_path / "img" / "pa.png"], tmp_path / "img")]           # the prompt image itself
+    for inputs, out in cases:
+        assert _apply_cli(tmp_path, inputs, out) == 1
+        assert "refusing to write over the inputs" in capsys.readouterr().err
+    # A prompt image that is not an input but lies where an output would go: refused as well.
+    write_image_atomic(tmp_path / "other" / "pb.png", load_photo("coffee")[:40, :40])
+    assert _apply_cli(tmp_path, [tmp_path / "other" / "pb.png"], tmp_path / "img") == 1
+    assert "prompt image" in capsys.readouterr().err
+    assert (tmp_path / "inplace" / "q.png").read_bytes() == apply_files["q.png"]
+    assert all((tmp_path / "img" / n).read_bytes() == apply_files[n] for n in ("pa.png", "pb.png"))
+    # The library refuses too, before writing anything.
+    applier = Applier(Identity(), prompts(), ApplyConfig(tile=64, overlap=16))
+    with pytest.raises(ApplyError, match="would overwrite the input image"):
+        apply_to_files(applier, [tmp_path / "inplace"], tmp_path / "inplace")
+    assert (tmp_path / "inplace" / "q.png").read_bytes() == apply_files["q.png"]
+    assert _apply_cli(tmp_path, [tmp_path / "inplace"], tmp_path / "out") == 0  # elsewhere: fine
+
+
+def test_bad_tile_batch_overlap_and_imageless_folders_are_errors(tmp_path, apply_files, capsys):
+    for bad in ({"tile": 0}, {"tile": -64}, {"batch": 0}, {"overlap": -1}, {"tile": 32, "overlap": 32}):
+        with pytest.raises(ApplyError, match="tile|batch|overlap"):
+            ApplyConfig(**{"tile": 64, "overlap": 16, **bad})
+    with pytest.raises(ApplyError, match="must be positive, got 0"):
+        prepare_prompts([(np.zeros((8, 8, 3), np.uint8),) * 2], 0)
+    assert _apply_cli(tmp_path, [tmp_path / "inplace"], tmp_path / "out", "--tile", "0") == 1
+    assert "--tile) must be positive, got 0" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "texts").mkdir()
+    (tmp_path / "texts" / "a.txt").write_text("no image here")
+    for folder in ("empty", "texts"):
+        assert _apply_cli(tmp_path, [tmp_path / folder], tmp_path / "out") == 1
+        assert f"no images found in {tmp_path / folder}" in capsys.readouterr().err
+    with pytest.raises(ApplyError, match="no images found"):
+        collect_jobs([tmp_path / "empty"])
+
+
+def test_out_that_is_a_file_is_an_error_not_a_traceback(tmp_path, apply_files, capsys):
+    (tmp_path / "r.sh").write_text("#!/bin/sh\n")
+    for out in (tmp_path / "r.sh", tmp_path / "r.sh" / "sub"):
+        assert _apply_cli(tmp_path, [tmp_path / "inplace"], out) == 1
+        assert "must be a folder, but it is a file" in capsys.readouterr().err
+    assert (tmp_path / "r.sh").read_text() == "#!/bin/sh\n"

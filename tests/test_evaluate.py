@@ -327,3 +327,38 @@ def test_dvc_stage_reads_params_and_writes_leaderboards(split, tmp_path):
     params_file.write_text("eval:\n  modles: [identity]\n")
     with pytest.raises(ValueError, match="unknown eval setting"):
         read_params(params_file)
+
+
+def test_eval_command_rejects_empty_or_wrong_selections_before_loading_anything(split, tmp_path, capsys):
+    from pipelines.commands import eval as eval_cmd
+
+    parser = argparse.ArgumentParser()
+    eval_cmd.add_arguments(parser)
+    (tmp_path / "r.sh").write_text("#!/bin/sh\n")
+    base = ["--model", "no_such_module_abc:M", "--shards", str(split.root), "--out", str(tmp_path / "res")]
+    cases = [
+        (["--split", "unseen"], f"the unseen split of {split.root} is empty: it has no tasks"),
+        (["--split", "unseen", "--tasks", "jpeg"], "the unseen split of .* is empty"),
+        (["--tasks", "stylization"], "category 'stylization' has no task in the test split"),
+        (["--tasks", "jpeg"], "task 'jpeg' is not in the test split of .*; it has: gaussian_noise"),
+        (["--tasks", ""], "--tasks '' names no task"),
+        (["--tasks", " , "], "names no task"),
+        (["--tracks", ""], "--tracks '' names no track"),
+        (["--robustness-prompts", "0"], r"robustness_prompts \(--robustness-prompts\) must be at least 2"),
+        (["--robustness-prompts", "-3"], "must be at least 2"),
+        (["--latency-repeats", "0"], r"latency_repeats \(--latency-repeats\) must be positive, got 0"),
+        (["--latency-repeats", "-1"], "must be positive, got -1"),
+        (["--mismatch", "jpeg:hazee"], "--mismatch jpeg:hazee: unknown task 'hazee'; did you mean 'haze'"),
+        (["--mismatch", "jpge:clean"], "unknown task 'jpge'"),
+        (["--out", str(tmp_path / "r.sh")], "--out .*r.sh must be a folder, but it is a file"),
+        (["--leaderboard", str(tmp_path / "r.sh" / "lb")], "--leaderboard .* must be a folder.*r.sh is a file"),
+    ]
+    for extra, message in cases:
+        with pytest.raises(ValueError, match=message):
+            eval_cmd.run(parser.parse_args(base + extra))
+    assert not (tmp_path / "res").exists()  # nothing was loaded or written
+    assert eval_cmd.parse_mismatch("gaussian_blur:clean,canny:gaussian_noise") == MISMATCH
+    with pytest.raises(ValueError, match="no track"):
+        EvalConfig(tracks=())
+    with pytest.raises(ValueError, match="names no task"):
+        EvalConfig(tasks=())

@@ -178,3 +178,76 @@ def test_versus_baseline_compares_headline_metrics_with_the_right_sign_and_count
     card = card_tables(tmp_path, "m")
     assert "| restoration | 1 / 2 | +1.00 | +1.00 |" in card  # the failed task counts as lost, has no margin
     assert "| canny | edge | mae | 0.3 | 0.2 | -0.1 | no |" in card
+
+
+def write_unit(folder, rows, name="gaussian_noise"):
+    return write_rows(folder / rows[0]["model"] / "main" / f"{name}.parquet", rows, {"unit": name})
+
+
+def test_mixed_manifests_unequal_query_counts_and_repeated_runs_are_warned(tmp_path, caplog):
+    def run(model, run_id, manifest="m", n=2, time="2026-01-01T00:00:00+00:00"):
+        p = {**prov(model, time=time), "run_id": run_id, "data_manifest_sha256": manifest}
+        return [row(p, value=30.0 + i, sample=f"s{i}") for i in range(n)]
+
+    assert build_leaderboards(frame(run("a", "r1") + run("b", "r2"))).warnings == []
+    lb = build_leaderboards(frame(run("a", "r1", manifest="m" * 64) + run("b", "r2", manifest="n" * 64)))
+    assert len(lb.warnings) == 1 and "2 different test splits" in lb.warnings[0]
+    assert "mmmmmmmmmmmm (a)" in lb.warnings[0] and "nnnnnnnnnnnn (b)" in lb.warnings[0]
+    assert to_markdown(lb).index("## Warnings") < to_markdown(lb).index("## Table 1")
+    lb = build_leaderboards(frame(run("a", "r1", n=2) + run("b", "r2", n=8)))
+    assert len(lb.warnings) == 1 and "gaussian_noise (a 2, b 8 queries)" in lb.warnings[0]
+    assert "--limit" in lb.warnings[0]
+
+    # The same model in two results folders: warned with both sources named; the latest rows count.
+    write_unit(tmp_path / "old", run("a", "r-old", time="2026-01-01T00:00:00+00:00"))
+    write_unit(tmp_path / "new", run("a", "r-new", n=2, time="2026-02-01T00:00:00+00:00"))
+    new_rows = read_results([tmp_path / "new"])
+    new_rows["value"] = 40.0
+    write_unit(tmp_path / "new", new_rows.to_dict("records"))
+    with caplog.at_level("WARNING", logger="bench.leaderboard"):
+        lb = write_leaderboards([tmp_path / "old", tmp_path / "new"], tmp_path / "lb")
+    [warning] = lb.warnings
+    assert "a: 1 unit(s) (main/gaussian_noise) were evaluated in 2 runs" in warning
+    assert f"run r-new from {tmp_path / 'new'}" in warning and f"run r-old from {tmp_path / 'old'}" in warning
+    assert warning in caplog.text and "## Warnings" in (tmp_path / "lb" / "leaderboard.md").read_text()
+    assert lb.model_task.set_index("model").loc["a", "mean"] == 40.0
+    # One folder re-run in place (one file per unit) is not a repeat.
+    assert write_leaderboards([tmp_path / "new"], tmp_path / "lb2").warnings == []
+
+
+def test_hand_edited_results_are_errors_naming_the_file_and_non_finite_means_are_json_null(tmp_path, capsys):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipelines.cli import main
+
+    path = write_unit(tmp_path / "res", [row(prov("a"), value=v, sample=f"s{i}") for i, v in enumerate((30, 32))])
+    table = pq.read_table(path)
+    edited = table.set_column(table.schema.get_field_index("value"), "value", pa.array(["30", "x"]))
+    bad = tmp_path / "bad" / "a" / "main" / "gaussian_noise.parquet"
+    bad.parent.mkdir(parents=True)
+    pq.write_table(edited.replace_schema_metadata(table.schema.metadata), bad)
+    with pytest.raises(ValueError, match=f"{bad}: column 'value' holds string, expected float64"):
+        write_leaderboards([tmp_path / "bad"], tmp_path / "lb")
+    assert main(["leaderboard", str(tmp_path / "bad"), "--out", str(tmp_path / "lb"), "--quiet"]) == 1
+    assert f"{bad}: column 'value'" in capsys.readouterr().err
+    pq.write_table(table.drop_columns(["metric"]).replace_schema_metadata(table.schema.metadata), bad)
+    with pytest.raises(ValueError, match="column 'metric' is missing"):
+        write_leaderboards([bad], tmp_path / "lb")
+
+    for value in (math.nan, math.inf):
+        write_unit(tmp_path / "odd", [row(prov("a"), value=value, sample="s0")])
+        lb = write_leaderboards([tmp_path / "odd"], tmp_path / "lb")
+        text = (tmp_path / "lb" / "metrics.json").read_text()
+        assert "NaN" not in text and "Infinity" not in text
+        assert json.loads(text)["models"]["a"]["psnr_restoration"] is None
+        assert any("non-finite value" in w for w in lb.warnings)
+
+
+def test_leaderboard_out_that_is_a_file_is_an_error(results, tmp_path, capsys):
+    from pipelines.cli import main
+
+    write_unit(tmp_path / "res", [row(prov("a"))])
+    (tmp_path / "r.sh").write_text("keep me")
+    assert main(["leaderboard", str(tmp_path / "res"), "--out", str(tmp_path / "r.sh")]) == 1
+    assert "--out" in capsys.readouterr().err and (tmp_path / "r.sh").read_text() == "keep me"

@@ -280,3 +280,67 @@ def test_quantized_outputs_equal_the_metric_quantizer(dtype):
     np.testing.assert_array_equal(quantize_tensor(out.contiguous(memory_format=torch.channels_last), dtype), expected)
     half = out.to(torch.bfloat16)
     np.testing.assert_array_equal(quantize_tensor(half, dtype), quantize(half.float().permute(0, 2, 3, 1).numpy(), dtype))
+
+
+def test_files_that_are_not_safetensors_are_named_not_a_memory_error(tmp_path):
+    from bench.checkpoint import read_safetensors_header
+    from model.checkpoints import write_safetensors
+
+    folder = write_checkpoint(tmp_path / "run")
+    posing = tmp_path / "cfg.safetensors"
+    posing.write_text(json.dumps({"arch": "genlv-s", "overrides": {}, "padding": "x" * 2000}))
+    with pytest.raises(CheckpointError, match=r"cfg\.safetensors: not a safetensors file \(header length"):
+        bench.load_generalist(str(posing))
+    with pytest.raises(CheckpointError, match="give the checkpoint folder .*, not its config.json"):
+        bench.load_generalist("checkpoint", checkpoint=str(folder / "config.json"))
+    weights = folder / "model.safetensors"
+    good = weights.read_bytes()
+    assert read_safetensors_header(weights)["gain"]["dtype"] == "F32"
+    for damaged, message in ((b"", "0 bytes, too short"), (good[:-2], "truncated safetensors file"),
+                             (b"\xff" * 64, "header length"), (good[:8] + b"[" + good[9:], "not a safetensors")):
+        weights.write_bytes(damaged)
+        with pytest.raises(CheckpointError, match=message):
+            read_safetensors_header(weights)
+        # A folder with config.json checks its weights' header when it is resolved, by name.
+        with pytest.raises(CheckpointError, match="model.safetensors"):
+            bench.load_generalist(str(folder), builder=build_shiftnet)
+    write_safetensors(weights, {"gain": torch.tensor([0.5])})
+    assert bench.load_generalist(str(folder), builder=build_shiftnet).source.weights == weights
+
+
+def test_architecture_names_and_paths_that_hold_no_checkpoint_are_explained(tmp_path):
+    with pytest.raises(bench.GeneralistNotFound, match="architecture 'genlv-s' needs a checkpoint: --checkpoint PATH"):
+        bench.load_generalist("genlv-s")
+    with pytest.raises(bench.GeneralistNotFound, match="no such file or folder: .*does-not-exist"):
+        bench.load_generalist(str(tmp_path / "does-not-exist"))
+    with pytest.raises(bench.GeneralistNotFound, match="no such file or folder: gone.safetensors"):
+        bench.load_generalist("gone.safetensors")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(bench.GeneralistNotFound, match=r"holds no checkpoint \(config.json \+ model.safetensors\)"):
+        bench.load_generalist(str(tmp_path / "empty"))
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(bench.GeneralistNotFound, match="is not a checkpoint"):
+        bench.load_generalist(str(tmp_path / "notes.txt"))
+    with pytest.raises(bench.GeneralistNotFound, match="unknown generalist 'no-such-model'"):
+        bench.load_generalist("no-such-model")  # a plain unknown name keeps the full listing
+
+
+def test_models_command_checks_the_checkpoints_folder_and_flags_unreadable_weights(tmp_path, capsys):
+    from pipelines.cli import main
+
+    assert main(["models", "--no-params", "--checkpoints", str(tmp_path / "missing")]) == 1
+    assert f"--checkpoints {tmp_path / 'missing'}: no such folder" in capsys.readouterr().err
+    (tmp_path / "file").write_text("x")
+    assert main(["models", "--no-params", "--checkpoints", str(tmp_path / "file")]) == 1
+    assert "a file, not a folder" in capsys.readouterr().err
+    write_checkpoint(tmp_path / "ck" / "good")
+    write_checkpoint(tmp_path / "ck" / "zero")
+    (tmp_path / "ck" / "zero" / "model.safetensors").write_bytes(b"")
+    write_checkpoint(tmp_path / "ck" / "trunc")
+    weights = tmp_path / "ck" / "trunc" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1])
+    assert main(["models", "--no-params", "--json", "--checkpoints", str(tmp_path / "ck")]) == 0
+    rows = {r["weights"]: r for r in json.loads(capsys.readouterr().out) if r["kind"] == "checkpoint"}
+    assert not rows[str(tmp_path / "ck" / "good")]["description"].startswith("UNREADABLE")
+    assert rows[str(tmp_path / "ck" / "zero")]["description"].startswith("UNREADABLE: ")
+    assert "truncated" in rows[str(tmp_path / "ck" / "trunc")]["description"]

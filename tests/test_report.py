@@ -403,3 +403,45 @@ def test_report_renders_in_headless_chromium_and_a_corrupt_image_fails(built, tm
     assert n_images > 50 and len(broken) == 1 and broken[0].endswith("target.png")
     assert check.check(out / "index.html", None, browser, False, timeout=120) == 1
     assert not list(out.glob(".index.check-*.html"))  # the probe copy is cleaned up
+
+
+def test_unreadable_saved_examples_are_logged_and_counted(built, tmp_path, caplog, capsys):
+    eval_dir = tmp_path / "eval"
+    shutil.copytree(built["eval"], eval_dir)
+    key = sorted(built["results"].query("track == 'main' and task == 'gaussian_noise'")["sample_key"])[0]
+    out_png = output_path(eval_dir, "identity", "main", "gaussian_noise", key)
+    out_png.write_bytes(b"not a png")
+    query_png = inputs_dir(eval_dir, "main", "canny", key.replace("gaussian_noise", "canny")) / "query.png"
+    query_png.write_bytes(b"")
+    metas = sorted((eval_dir / "samples" / "_inputs" / "main" / "gaussian_blur").glob("*/sample.json"))
+    metas[0].write_text("{not json")
+    metas[1].unlink()  # an interrupted write: images without their sample.json
+    with caplog.at_level("WARNING", logger="bench.report"):
+        report = build_report(eval_dir, tmp_path / "report", config=ReportConfig(formats=("png",)))
+    assert len(report.skipped) == 4
+    for path in (out_png, query_png, metas[0], metas[1].parent):
+        assert str(path) in caplog.text
+    assert "not a readable image" in caplog.text and "not a JSON object" in caplog.text
+    assert "no sample.json" in caplog.text
+    assert run_report_cli(["--results", str(eval_dir), "--out", str(tmp_path / "report"), "--formats", "png"]) == 0
+    assert "skipped 4 unreadable example file(s)" in capsys.readouterr().err
+
+
+def test_report_warns_about_what_the_leaderboard_warns_about_and_refuses_a_file_as_out(built, tmp_path):
+    from bench.results import write_rows
+
+    eval_dir = tmp_path / "eval"
+    shutil.copytree(built["eval"], eval_dir)
+    # Another run of identity's gaussian_noise unit, elsewhere, on another test split.
+    rows = built["results"].query("model == 'identity' and track == 'main' and task == 'gaussian_noise'")
+    rows = rows.assign(run_id="other-run", data_manifest_sha256="f" * 64, time="2099-01-01T00:00:00+00:00")
+    write_rows(tmp_path / "other" / "identity" / "main" / "gaussian_noise.parquet", rows.to_dict("records"),
+               {"unit": "gaussian_noise"})
+    report = build_report([eval_dir, tmp_path / "other"], tmp_path / "report", config=ReportConfig(formats=("png",)))
+    text = report.html.read_text()
+    assert "WARNING: the results come from 2 different test splits" in text
+    assert "identity: 1 unit(s) (main/gaussian_noise) were evaluated in 2 runs" in html.unescape(text)
+    (tmp_path / "r.sh").write_text("keep me")
+    with pytest.raises(ValueError, match="--out .*r.sh must be a folder"):
+        run_report_cli(["--results", str(eval_dir), "--out", str(tmp_path / "r.sh")])
+    assert (tmp_path / "r.sh").read_text() == "keep me"

@@ -34,16 +34,20 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from bench import load_generalist
-    from bench.apply import Applier, ApplyConfig, apply_to_files, collect_jobs, read_prompt_pairs
-    from pipelines.commands.eval import model_options
+    from bench.apply import Applier, ApplyConfig, apply_to_files, check_outputs, collect_jobs, read_prompt_pairs
+    from pipelines.commands.eval import check_output_folder, model_options
 
+    # Everything the command line alone decides is checked before the model is loaded.
+    config = ApplyConfig(tile=args.tile, overlap=args.overlap, batch=args.batch, resize=args.resize)
+    check_output_folder(args.out, "--out")
+    jobs = collect_jobs(args.inputs)
+    check_outputs(jobs, args.out, [*args.prompt_input, *args.prompt_target])
     generalist = load_generalist(args.model, **model_options(args))
     prompts = read_prompt_pairs(args.prompt_input, args.prompt_target, args.tile)
     for note in prompts.notes:
         print(f"note: {note}", file=sys.stderr)
-    config = ApplyConfig(tile=args.tile, overlap=args.overlap, batch=args.batch, resize=args.resize)
     applier = Applier(generalist, prompts, config)
-    total = len(collect_jobs(args.inputs))
+    total = len(jobs)
     with tqdm(total=total, unit="image", desc="apply", file=sys.stderr, disable=args.no_progress,
               dynamic_ncols=True) as bar:
         summary = apply_to_files(applier, args.inputs, args.out, on_image=lambda job: bar.update(1))

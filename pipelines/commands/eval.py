@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import sys
-
+from pathlib import Path
 
 
 def add_arguments(p) -> None:
@@ -37,32 +37,71 @@ def add_arguments(p) -> None:
     p.add_argument("--out", required=True, help="results folder (one sub-folder per model)")
 
 
+def check_output_folder(path: str | Path, option: str) -> None:
+    """A folder a command will write into: it may not exist yet, but neither it nor a folder above
+    it may be a file (which would end in a FileExistsError/NotADirectoryError half-way through)."""
+    path = Path(path)
+    for part in (path, *path.parents):
+        if part.exists():
+            if not part.is_dir():
+                where = "" if part == path else f" ({part} is a file)"
+                raise ValueError(f"{option} {path} must be a folder, but it is a file{where}")
+            return
+
+
 def parse_tracks(text: str) -> tuple[str, ...]:
     from bench.evaluate import TRACK_NAMES
 
     if text == "all":
         return TRACK_NAMES
-    return tuple(t.strip() for t in text.split(",") if t.strip())
+    tracks = tuple(t.strip() for t in text.split(",") if t.strip())
+    if not tracks:
+        raise ValueError(f"--tracks {text!r} names no track; give a comma list of {', '.join(TRACK_NAMES)}, or 'all'")
+    return tracks
+
+
+def _check_task_name(name: str, option: str, allow: tuple[str, ...] = ()) -> None:
+    import difflib
+
+    import taskgen
+
+    known = [s.name for s in taskgen.list_tasks()] + list(allow)
+    if name not in known:
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; tasks: {', '.join(known)}"
+        raise ValueError(f"{option}: unknown task {name!r}{hint}")
 
 
 def parse_mismatch(text: str | None):
-    from bench.tracks import DEFAULT_MISMATCH_PAIRS
+    from bench.tracks import CLEAN, DEFAULT_MISMATCH_PAIRS
 
     if not text:
         return DEFAULT_MISMATCH_PAIRS
     pairs = []
     for item in text.split(","):
-        prompt_task, sep, query_task = item.strip().partition(":")
+        prompt_task, sep, query_task = (part.strip() for part in item.strip().partition(":"))
         if not sep or not prompt_task or not query_task:
             raise ValueError(f"--mismatch item {item!r} is not PROMPT_TASK:QUERY_TASK")
+        _check_task_name(prompt_task, f"--mismatch {item.strip()}")
+        _check_task_name(query_task, f"--mismatch {item.strip()}", allow=(CLEAN,))
         pairs.append((prompt_task, query_task))
     return tuple(pairs)
+
+
+def parse_tasks(text: str | None) -> tuple[str, ...] | None:
+    """--tasks: None for 'all' (every task of the split), else the names; an empty list is an error."""
+    if text is None or text.strip() == "all":
+        return None
+    tasks = tuple(t.strip() for t in text.split(",") if t.strip())
+    if not tasks:
+        raise ValueError(f"--tasks {text!r} names no task; give a comma list of tasks or categories, or 'all'")
+    return tasks
 
 
 def build_config(args):
     from bench.evaluate import EvalConfig
 
-    tasks = None if args.tasks in (None, "", "all") else tuple(t.strip() for t in args.tasks.split(",") if t.strip())
+    tasks = parse_tasks(args.tasks)
     return EvalConfig(tracks=parse_tracks(args.tracks), tasks=tasks, limit=args.limit, batch_size=args.batch_size,
                       robustness_prompts=args.robustness_prompts, mismatch_pairs=parse_mismatch(args.mismatch),
                       latency_repeats=args.latency_repeats, seed=args.seed, save_samples=args.save_samples)
@@ -95,11 +134,15 @@ def print_summary(outcomes) -> int:
 
 
 def run(args) -> int:
-    from bench.evaluate import evaluate_spec
+    from bench.evaluate import evaluate_spec, select_tasks
     from taskgen.testset import TestSplit
 
     config = build_config(args)
+    check_output_folder(args.out, "--out")
+    if args.leaderboard:
+        check_output_folder(args.leaderboard, "--leaderboard")
     split = TestSplit(args.shards, split=args.split)
+    select_tasks(split, config.tasks)  # an empty or wrong selection fails here, before any model loads
     options = model_options(args)
     outcomes = []
     for spec in args.model:

@@ -10,9 +10,12 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     from bench.leaderboard import to_markdown, write_leaderboards
+    from pipelines.commands.eval import check_output_folder
 
+    check_output_folder(args.out, "--out")
     lb = write_leaderboards(args.results, args.out)
     if not args.quiet:
         print(to_markdown(lb))
-    print(f"wrote {len(lb.tables())} tables, leaderboard.md and metrics.json to {args.out}")
+    print(f"wrote {len(lb.tables())} tables, leaderboard.md and metrics.json to {args.out}"
+          + (f" ({len(lb.warnings)} warning(s): see leaderboard.md)" if lb.warnings else ""))
     return 0

@@ -1,6 +1,8 @@
 """`llvbench report --results DIR --out DIR [--train-logs PATH...]`: the HTML + Markdown report."""
 from __future__ import annotations
 
+import sys
+
 
 def add_arguments(p) -> None:
     p.add_argument("--results", action="append", required=True, metavar="DIR",
@@ -17,7 +19,9 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     from bench.report import ReportConfig, build_report
+    from pipelines.commands.eval import check_output_folder
 
+    check_output_folder(args.out, "--out")
     formats = tuple(f.strip().lower() for f in args.formats.split(",") if f.strip())
     if not formats:
         raise ValueError("--formats needs at least one format (png, svg)")
@@ -27,4 +31,6 @@ def run(args) -> int:
                           ReportConfig(title=args.title, samples_per_task=args.samples_per_task, formats=formats))
     print(f"report: {report.html} and {report.markdown} ({len(report.figures)} figure files, "
           f"{len(report.images)} example images)")
+    if report.skipped:
+        print(f"skipped {len(report.skipped)} unreadable example file(s) (logged above)", file=sys.stderr)
     return 0
