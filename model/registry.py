@@ -65,14 +65,48 @@ def list_architectures() -> list[str]:
     return list(_REGISTRY)
 
 
+class ConfigFieldError(TypeError, ValueError):
+    """An architecture config names a field its family lacks or gives one a value of the wrong type."""
+
+
+def _field_problem(kind, value) -> str:
+    """What a value of config field type ``kind`` must be, when ``value`` is not that ("" if fine).
+
+    Whole-number fields (sizes, counts, widths) must be >= 1; other types are not checked."""
+    import typing
+
+    def whole(v) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+    if kind is int:
+        return "" if whole(value) else "a whole number >= 1"
+    if kind is float:
+        return "" if isinstance(value, (int, float)) and not isinstance(value, bool) else "a number"
+    if kind is bool:
+        return "" if isinstance(value, bool) else "true or false"
+    if kind is str:
+        return "" if isinstance(value, str) else "a string"
+    if typing.get_origin(kind) is tuple and typing.get_args(kind)[:1] == (int,):
+        ok = isinstance(value, (list, tuple)) and all(whole(v) for v in value)
+        return "" if ok else "a list of whole numbers >= 1"
+    return ""
+
+
 def config_from(config_class, family: str, config: Mapping[str, Any]):
-    """A config dataclass from keyword arguments; unknown names are a TypeError listing the valid ones."""
+    """A config dataclass from keyword arguments; an unknown name, or a value that does not have
+    its field's type (a whole-number field below 1, ...), is a ConfigFieldError naming the field."""
     import dataclasses
+    import typing
 
     fields = {f.name for f in dataclasses.fields(config_class)}
     unknown = sorted(set(config) - fields)
     if unknown:
-        raise TypeError(f"unknown {family} config field(s) {unknown}; valid: {sorted(fields)}")
+        raise ConfigFieldError(f"unknown {family} config field(s) {unknown}; valid: {sorted(fields)}")
+    kinds = typing.get_type_hints(config_class)
+    for key, value in config.items():
+        problem = _field_problem(kinds.get(key), value)
+        if problem:
+            raise ConfigFieldError(f"{family} config field {key} must be {problem}, got {value!r}")
     return config_class(**config)
 
 

@@ -154,13 +154,23 @@ class TrainConfig:
             problems.append(f"need 0 <= min_lr <= lr and lr > 0 (got lr {self.lr}, min_lr {self.min_lr})")
         if self.grad_clip < 0:
             problems.append(f"grad_clip must be >= 0 (0 = off), got {self.grad_clip}")
+        if self.weight_decay < 0:
+            problems.append(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.epoch_length is not None and self.epoch_length < 1:
+            problems.append(f"epoch_length must be >= 1 (leave it out for every train sample once), "
+                            f"got {self.epoch_length}")
+        if isinstance(self.task_weights, dict):
+            bad = {task: w for task, w in self.task_weights.items() if isinstance(w, bool)
+                   or not isinstance(w, (int, float)) or not 0 <= w < math.inf}
+            if bad:
+                problems.append("task_weights must map tasks to numbers >= 0, got " +
+                                ", ".join(f"{task}: {w!r}" for task, w in bad.items()))
         if self.stop_at is not None and self.stop_at < 1:
             problems.append(f"stop_at must be >= 1, got {self.stop_at}")
         if self.max_minutes is not None and self.max_minutes <= 0:
             problems.append(f"max_minutes must be > 0, got {self.max_minutes}")
-        if self.init and not init_weights_path(self.init).is_file():
-            problems.append(f"init: no weights at {self.init} (a checkpoint folder with "
-                            f"{WEIGHTS_NAME}, or a .safetensors file)")
+        if self.init:
+            problems += init_problems(self.init)
         if problems:
             raise ValueError("invalid training settings: " + "; ".join(problems))
 
@@ -177,6 +187,21 @@ def init_weights_path(init: str | os.PathLike) -> Path:
     """``--init``: a checkpoint folder (its eval weights) or a weights file itself."""
     path = Path(init)
     return path / WEIGHTS_NAME if path.is_dir() else path
+
+
+def init_problems(init: str | os.PathLike) -> list[str]:
+    """What is wrong with ``--init`` (nothing: []): no weights there, or a file that is not weights
+    (a config.json or other text, which torch.load would call a refused pickle)."""
+    path = init_weights_path(init)
+    expected = f"a checkpoint folder with {WEIGHTS_NAME}, or a .safetensors file"
+    if not path.is_file():
+        return [f"init: no weights at {init} ({expected})"]
+    with open(path, "rb") as fh:
+        head = fh.read(64).lstrip()
+    if path.suffix != ".safetensors" and (path.suffix in (".json", ".yaml", ".yml", ".csv", ".txt", ".md")
+                                          or head[:1] in (b"{", b"[")):
+        return [f"init: {init} is a text file, not weights; expected {expected}"]
+    return []
 
 
 def load_init_weights(net: nn.Module, init: str | os.PathLike) -> str:
@@ -313,12 +338,23 @@ class Distributed:
 
 def resolve_device(name: str) -> torch.device:
     """``auto`` -> CUDA if present, else CPU; under torchrun on CUDA the LOCAL_RANK-th GPU."""
+    requested = name
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"--device {requested!r} is not a device (auto, cpu, cuda or cuda:N): {err}") from None
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     if device.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch is a CPU build" if torch.version.cuda is None else "no GPU is visible"
+            raise ValueError(f"CUDA requested (--device {requested}) but torch.cuda.is_available() is False "
+                             f"({why}); use --device cpu or auto")
+        if device.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {requested}: GPU {device.index} does not exist "
+                             f"({torch.cuda.device_count()} visible)")
         torch.cuda.set_device(device)
     return device
 
@@ -570,20 +606,47 @@ class Trainer:
         torch.save(self.optimizer.state_dict(), folder / "optimizer.pt")
 
     def load_state(self, folder: Path, trainer_info: Mapping) -> None:
-        weights, _ = read_safetensors(folder / "weights.safetensors")
-        self.net.load_state_dict(weights, strict=True)
-        optimizer_state = torch.load(folder / "optimizer.pt", map_location=self.device, weights_only=True)
+        self.net.load_state_dict(_read_state_file(folder / "weights.safetensors"), strict=True)
+        optimizer_path = folder / "optimizer.pt"
+        try:
+            optimizer_state = torch.load(optimizer_path, map_location=self.device, weights_only=True)
+        except Exception as err:  # torch raises RuntimeError, EOFError, UnpicklingError, ... for a bad file
+            raise damaged(optimizer_path, f"cannot be read ({type(err).__name__}: {str(err).split('. ')[0]})") \
+                from None
         self.optimizer.load_state_dict(optimizer_state)
         if self.ema is not None:
             ema_path = folder / "ema.safetensors"
             if not ema_path.is_file():
                 raise TrainStateError(f"{folder}: EMA is on but the checkpoint has no ema.safetensors "
                                       "(it was trained without EMA)")
-            self.ema.load(read_safetensors(ema_path)[0], trainer_info.get("ema_updates", trainer_info["step"]))
+            self.ema.load(_read_state_file(ema_path), trainer_info.get("ema_updates", trainer_info["step"]))
         self.step_count = int(trainer_info["step"])
 
 
 # ----------------------------------------------------------------------------- checkpoint folder
+
+def _read_state_file(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a state folder's safetensors file; TrainStateError naming it if it is damaged."""
+    from .checkpoints import CheckpointError
+
+    try:
+        return read_safetensors(path)[0]
+    except (CheckpointError, OSError) as err:
+        raise damaged(path, str(err).removeprefix(f"{path}: ")) from None
+
+
+def eval_weights_problem(out: Path, step: int) -> str:
+    """Why ``out``'s eval weights are not the step-``step`` export ("" when they are)."""
+    from .checkpoints import CheckpointError
+
+    path = out / WEIGHTS_NAME
+    try:
+        _, metadata = read_safetensors(path)
+    except (CheckpointError, OSError) as err:
+        return str(err).removeprefix(f"{path}: ")
+    written = metadata.get("train_step")
+    return f"they are from step {written}" if written is not None and written != str(step) else ""
+
 
 def _share(path: Path) -> Path:
     """Give a file made by mkstemp/mkdtemp (private) the permissions the umask allows, like open() would."""
@@ -614,9 +677,25 @@ def state_folder(out: Path) -> Path | None:
     return None
 
 
+def damaged(path: Path, what: str) -> TrainStateError:
+    """The error for a checkpoint file that cannot be read: names it and the ways out."""
+    return TrainStateError(f"{path}: {what}; the checkpoint in {path.parent.parent} is damaged (the code keeps no "
+                           "older one): train into a fresh --out, or delete that folder to start over")
+
+
 def read_trainer_info(out: str | Path) -> dict | None:
+    """The last checkpoint's trainer.json (None without one); TrainStateError if it is damaged."""
     folder = state_folder(Path(out))
-    return json.loads((folder / "trainer.json").read_text()) if folder else None
+    if folder is None:
+        return None
+    path = folder / "trainer.json"
+    try:
+        info = json.loads(path.read_text())
+    except (ValueError, OSError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise damaged(path, f"not readable JSON ({err})") from None
+    if not isinstance(info, dict) or not isinstance(info.get("step"), int):
+        raise damaged(path, "no step count in it")
+    return info
 
 
 def save_checkpoint(out: Path, trainer: Trainer, info: Mapping, export: Mapping) -> None:
@@ -695,8 +774,13 @@ def network_overrides(config: TrainConfig, builder: Callable | None = None) -> d
     The network is probed on the meta device (no memory, no weights). Raises ValueError naming the
     architecture and a --size that works, or the --override that contradicts --size.
     """
-    with torch.device("meta"):
-        probe = (builder or registry.build)(config.arch, **config.overrides)
+    try:
+        with torch.device("meta"):
+            probe = (builder or registry.build)(config.arch, **config.overrides)
+    except (TypeError, ValueError, ZeroDivisionError, RuntimeError) as err:  # not an unknown arch (KeyError)
+        given = " ".join(f"{k}={json.dumps(v)}" for k, v in config.overrides.items())
+        raise ValueError(f"cannot build {config.arch}" + (f" with --override (train.overrides) {given}" if given
+                                                          else "") + f": {err}") from None
     size_rule = getattr(probe, "size_overrides", None)
     if size_rule is None:
         return dict(config.overrides)
@@ -816,6 +900,11 @@ def _train(config: TrainConfig, device: torch.device, dist: Distributed, builder
     start = trainer.step_count
     stop = max(start, min(config.steps, config.stop_at or config.steps))
     if info is not None and start == stop and config.summary_path.is_file():
+        problem = eval_weights_problem(out, start)
+        if problem and dist.is_main:  # e.g. a damaged model.safetensors: export the state's weights again
+            log.warning("%s: %s; rewriting it from the training state at step %d", out / WEIGHTS_NAME, problem, start)
+            save_model(_Weights(trainer.net, trainer.eval_state()), out / WEIGHTS_NAME, config.arch,
+                       train_step=str(start), weights="ema" if trainer.ema is not None else "raw")
         log.info("%s is already at step %d: nothing to train", out, start)
         return json.loads(config.summary_path.read_text())
     export = {"arch": config.arch, "overrides": overrides, "name": config.name or out.name,

@@ -7,13 +7,19 @@ line (applied by each stage's ``configure``).
 """
 from __future__ import annotations
 
+import contextlib
 import copy
+import math
+import types
+import typing
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 import yaml
 
 PROFILE_KEY = "profile"
+# The sections a params file may hold besides ``profile``: one per DVC stage that reads it (dvc.yaml).
+SECTIONS = ("synth", "train", "eval", "report")
 NO_OVERLAY = "cpu"           # the params file itself is the CPU profile
 PROFILES_DIR = "profiles"
 # Paths that dvc.yaml interpolates (${eval.out}, ...) or names as stage outputs. DVC resolves
@@ -76,6 +82,70 @@ def check_overlay(overlay_path: Path, overlay: Mapping, params: Mapping) -> None
                              f"them there (an overlay may only change existing entries)")
 
 
+def check_params(path: Path, params: Mapping) -> None:
+    """Reject a params file with an unknown top-level key (a typo such as ``trian``) or a section
+    that is not a mapping: either would leave a stage on its defaults without a word."""
+    unknown = sorted(map(str, set(params) - {PROFILE_KEY, *SECTIONS}))
+    if unknown:
+        raise ValueError(f"{path}: unknown top-level key(s) {', '.join(unknown)}; "
+                         f"known: {PROFILE_KEY}, {', '.join(SECTIONS)}")
+    for section in SECTIONS:
+        _check_mapping(path, section, params.get(section))
+
+
+def _check_mapping(source: Path, section: str, values) -> None:
+    if values is not None and not isinstance(values, dict):
+        raise ValueError(f"{source}: section {section} must be a mapping of settings, "
+                         f"got {type(values).__name__} {values!r}")
+
+
+def _type_name(kind) -> str:
+    return {int: "a whole number", float: "a number", bool: "true or false", str: "a string",
+            dict: "a mapping", list: "a list", tuple: "a list"}.get(kind, getattr(kind, "__name__", str(kind)))
+
+
+def coerce(value, kind, where: str):
+    """``value`` as type ``kind`` (int, float, bool, str, dict, list, tuple, ``X | None``; others
+    pass); a ValueError naming ``where`` (e.g. ``params.yaml: train.lr``) when it is not one."""
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        options = [k for k in typing.get_args(kind) if k is not type(None)]
+        if value is None and len(options) < len(typing.get_args(kind)):
+            return None
+        kind = options[0] if len(options) == 1 else Any
+    kind = typing.get_origin(kind) or kind
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int:
+        if number and (isinstance(value, int) or value.is_integer()):
+            return int(value)
+    elif kind is float:
+        if number:
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 (PyYAML) reads 1e-4, without a dot, as a string
+            with contextlib.suppress(ValueError):
+                if math.isfinite(float(value)):
+                    return float(value)
+    elif kind is str:
+        if isinstance(value, str) or number:
+            return str(value)
+    elif kind is bool:
+        if isinstance(value, bool):
+            return value
+    elif kind is dict:
+        if isinstance(value, dict):
+            return value
+    elif kind in (list, tuple):
+        if isinstance(value, (list, tuple)):
+            return value
+    else:
+        return value
+    raise ValueError(f"{where} must be {_type_name(kind)}, got {value!r}")
+
+
+def _coerce_all(source: Path, section: str, values: Mapping, kinds: Mapping | None) -> dict:
+    return {key: coerce(value, kinds[key], f"{source}: {section}.{key}") if kinds and key in kinds else value
+            for key, value in values.items()}
+
+
 def _update(params: dict, values: Mapping, merge_dicts: bool) -> None:
     for key, value in values.items():
         if merge_dicts and isinstance(params.get(key), dict) and isinstance(value, dict):
@@ -84,20 +154,34 @@ def _update(params: dict, values: Mapping, merge_dicts: bool) -> None:
             params[key] = value
 
 
-def _check_keys(source: Path, section: str, values: Mapping, defaults: Mapping) -> None:
-    unknown = sorted(set(values) - set(defaults))
+def _check_keys(source: Path, section: str, values: Mapping, defaults: Mapping, closed: tuple = ()) -> None:
+    _check_mapping(source, section, values)
+    unknown = sorted(map(str, set(values) - set(defaults)))
     if unknown:
         raise ValueError(f"{source}: unknown {section} setting(s) {', '.join(unknown)}; "
                          f"known: {', '.join(defaults)}")
+    for key in closed:  # dict settings whose keys are those of the default (e.g. counts per split)
+        value = values.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            raise ValueError(f"{source}: {section}.{key} must be a mapping ({', '.join(defaults[key])}), "
+                             f"got {value!r}")
+        typos = sorted(map(str, set(value) - set(defaults[key])))
+        if typos:
+            raise ValueError(f"{source}: unknown {section}.{key} key(s) {', '.join(typos)}; "
+                             f"known: {', '.join(defaults[key])}")
 
 
 def read_section(path: str | Path | None, section: str, defaults: dict, *, required: bool = False,
-                 merge_dicts: bool = False) -> dict:
+                 merge_dicts: bool = False, closed: tuple[str, ...] = (), kinds: Mapping[str, Any] | None = None,
+                 ) -> dict:
     """``defaults`` updated by the file's ``section``, then by its profile overlay's ``section``.
 
-    Unknown keys are an error naming the file (params or overlay). A missing file gives the
-    defaults unless ``required``. With ``merge_dicts`` a dict value updates the dict below it
-    instead of replacing it (e.g. ``sources: {test: ...}``), in both layers.
+    Unknown keys (top-level, in the section, or in a ``closed`` dict setting) are an error naming
+    the file (params or overlay), and so is a value that ``kinds`` (key -> type) refuses. A missing
+    file gives the defaults unless ``required``. With ``merge_dicts`` a dict value updates the dict
+    below it instead of replacing it (e.g. ``sources: {test: ...}``), in both layers.
     """
     params = copy.deepcopy(defaults)
     if path is None:
@@ -108,14 +192,15 @@ def read_section(path: str | Path | None, section: str, defaults: dict, *, requi
             raise FileNotFoundError(f"params file {path} does not exist")
         return params
     everything = load_yaml_mapping(path)
+    check_params(path, everything)
     values = everything.get(section) or {}
-    _check_keys(path, section, values, defaults)
-    _update(params, values, merge_dicts)
+    _check_keys(path, section, values, defaults, closed)
+    _update(params, _coerce_all(path, section, values, kinds), merge_dicts)
     overlay_path = profile_path(path, everything.get(PROFILE_KEY))
     if overlay_path is not None:
         overlay = load_yaml_mapping(overlay_path)
         check_overlay(overlay_path, overlay, everything)
         overlay_values = overlay.get(section) or {}
-        _check_keys(overlay_path, section, overlay_values, defaults)
-        _update(params, overlay_values, merge_dicts)
+        _check_keys(overlay_path, section, overlay_values, defaults, closed)
+        _update(params, _coerce_all(overlay_path, section, overlay_values, kinds), merge_dicts)
     return params

@@ -33,7 +33,7 @@ from taskgen.shards import (PNG_COMPRESSION, ShardJob, ShardResult, build_manife
                             stale_shards, write_manifest, write_shard)
 from taskgen.sources import DEFAULT_SOURCES
 
-from pipelines.params import read_section
+from pipelines.params import coerce, read_section
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +98,23 @@ class SynthConfig:
 # Params
 
 
+# Types of the settings that have one (the others: comma strings or lists, ``auto``; configure checks them).
+KINDS: dict = {"out": str, "summary": str | None, "seed": int, "size": int, "sources": dict, "counts": dict,
+               "per_task": dict | None, "samples_per_shard": int, "png_compression": int, "scheduler": str | None}
+
+
 def read_params(path: str | Path | None, *, required: bool = False) -> dict:
     """The ``synth`` section of a params file and its profile overlay over the defaults (no file: defaults)."""
-    return read_section(path, "synth", DEFAULTS, required=required, merge_dicts=True)
+    return read_section(path, "synth", DEFAULTS, required=required, merge_dicts=True,
+                        closed=("counts", "sources"), kinds=KINDS)
+
+
+def _count(value, where: str) -> int:
+    """A sample count: a whole number >= 0 (ValueError naming ``where`` otherwise)."""
+    n = coerce(value, int, where)
+    if n < 0:
+        raise ValueError(f"{where} must be >= 0, got {n}")
+    return n
 
 
 def _as_list(value) -> list[str]:
@@ -142,9 +156,10 @@ def configure(params: Mapping, overrides: Mapping | None = None) -> SynthConfig:
         for split in splits:
             if split not in spec.splits:
                 continue
-            n = entry.get(split, p["counts"].get(split, 0))
-            n = o.get(f"n_{split}", n)
-            task_counts[split] = int(n)
+            where = f"--n-{split}" if f"n_{split}" in o else \
+                f"per_task.{spec.name}.{split}" if split in entry else f"counts.{split}"
+            task_counts[split] = _count(o.get(f"n_{split}", entry.get(split, p["counts"].get(split, 0))),
+                                        f"synth {where}")
         counts[spec.name] = task_counts
     unknown = sorted(set(per_task) - set(taskgen.task_names()) - {s.name for s in specs})
     if unknown and p["tasks"] == "all":
@@ -154,7 +169,7 @@ def configure(params: Mapping, overrides: Mapping | None = None) -> SynthConfig:
         seed=int(p["seed"]), size=int(p["size"]), tasks=specs, splits=splits, sources=sources,
         counts=counts, paired=paired, samples_per_shard=int(p["samples_per_shard"]),
         png_compression=int(p["png_compression"]),
-        workers=None if p.get("workers") in (None, "auto") else int(p["workers"]),
+        workers=None if p.get("workers") in (None, "auto") else coerce(p["workers"], int, "synth.workers (or auto)"),
         scheduler=p.get("scheduler") or None, per_task_names=list(per_task))
 
 
@@ -254,6 +269,15 @@ def _quiet_dask():
         logger.setLevel(previous)
 
 
+def _connect(client_class, scheduler: str):
+    """A client of the Dask scheduler at ``scheduler``; a SynthError naming it when it cannot be reached."""
+    try:
+        return client_class(scheduler)
+    except (OSError, ValueError, TypeError) as err:  # TimeoutError is an OSError
+        raise SynthError(f"cannot reach the Dask scheduler at {scheduler} (--scheduler / synth.scheduler): "
+                         f"{err}") from None
+
+
 def execute(jobs: list[ShardJob], root: Path, *, workers: int | None = None, scheduler: str | None = None,
             progress: bool = True, force_dask: bool = False) -> tuple[list[ShardResult], dict]:
     """Write the shards of ``jobs``; returns the results and how they were run."""
@@ -267,7 +291,7 @@ def execute(jobs: list[ShardJob], root: Path, *, workers: int | None = None, sch
 
     with _quiet_dask():
         if scheduler:
-            with Client(scheduler) as client:
+            with _connect(Client, scheduler) as client:
                 n = len(client.scheduler_info().get("workers", {}))
                 return _run_dask(client, jobs, root, progress), {"executor": f"dask:{scheduler}", "workers": n}
         with dask.config.set(LOCAL_CLUSTER_CONFIG), \
@@ -323,9 +347,18 @@ def format_summary(summary: Mapping) -> str:
     return "\n".join(lines)
 
 
+def check_outputs(config: SynthConfig) -> None:
+    """Refuse, before any work, an ``out`` that is a file or a ``summary`` that is a folder."""
+    if config.out.exists() and not config.out.is_dir():
+        raise SynthError(f"synth out {config.out} is a file; --out (synth.out) names the shards folder to write")
+    if config.summary is not None and config.summary.is_dir():
+        raise SynthError(f"synth summary {config.summary} is a folder; --summary (synth.summary) names a JSON file")
+
+
 def run_synth(config: SynthConfig, *, progress: bool = True, force_dask: bool = False) -> dict:
     """Synthesise every planned shard that is not already there, then the manifest and summary."""
     t0 = time.perf_counter()
+    check_outputs(config)
     root = config.out
     jobs = plan_shards(config.tasks, config.counts, seed=config.seed, size=config.size, sources=config.sources,
                        samples_per_shard=config.samples_per_shard, png_compression=config.png_compression,
@@ -369,6 +402,7 @@ def merge_task_roots(config: SynthConfig) -> dict:
 
     Per-task summaries at ``{summary dir}/{summary stem}/{task}.json`` are combined likewise.
     """
+    check_outputs(config)
     names = [s.name for s in config.tasks if s.name in set(config.per_task_names)] \
         if config.per_task_names else [s.name for s in config.tasks]
     if not names:

@@ -7,6 +7,7 @@ defaults.
 from __future__ import annotations
 
 import json
+import typing
 from pathlib import Path
 from typing import Mapping
 
@@ -23,8 +24,9 @@ def defaults() -> dict:
 
 
 def read_params(path: str | Path | None, *, required: bool = False) -> dict:
-    """The ``train`` section of a params file and its profile overlay over the defaults."""
-    return read_section(path, SECTION, defaults(), required=required)
+    """The ``train`` section of a params file and its profile overlay over the defaults; values must
+    have the types of the TrainConfig fields (an error naming the file and key otherwise)."""
+    return read_section(path, SECTION, defaults(), required=required, kinds=typing.get_type_hints(TrainConfig))
 
 
 def parse_task_weights(value):

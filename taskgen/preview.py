@@ -26,6 +26,8 @@ def preview_triples(specs: list[TaskSpec], source: SourceImage, seed: int) -> li
 
 def contact_sheet(triples, tile: int, per_row: int = 2, title: str = "") -> np.ndarray:
     """Grid of labelled (source | input | target) triples, ``per_row`` triples side by side."""
+    if per_row < 1 or tile < 1:
+        raise ValueError(f"contact sheet: per_row and tile must be >= 1, got {per_row} and {tile}")
     font = ImageFont.load_default()
     label_h, gap, title_h = 18, 8, (24 if title else 0)
     cell_w = 3 * tile + gap

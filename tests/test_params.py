@@ -175,3 +175,52 @@ def test_every_dvc_stage_tracks_the_profile():
         assert "profile" in body["params"], name
         assert "profiles" in body["deps"], name
     assert "synth.counts" in stages["synth_task"]["do"]["params"]
+
+
+# ----------------------------------------------------------------------------- typos, shapes and types
+
+
+BOTH = (synth.read_params, train.read_params)
+
+
+@pytest.mark.parametrize("text,message,readers", [
+    ("synht:\n  size: 32\n", r"unknown top-level key\(s\) synht; known: profile, synth, train, eval, report", BOTH),
+    ("trian:\n  arch: genlv-s\n", r"unknown top-level key\(s\) trian", BOTH),
+    ("synth: 5\n", r"section synth must be a mapping of settings, got int 5", BOTH),
+    ("train: 5\n", r"section train must be a mapping of settings, got int 5", BOTH),
+    ("synth:\n  counts: {tset: 2}\n", r"unknown synth\.counts key\(s\) tset; known: train, test, unseen",
+     (synth.read_params,)),
+    ("synth:\n  sources: {tset: photos}\n", r"unknown synth\.sources key\(s\) tset", (synth.read_params,)),
+    ("synth:\n  counts: 5\n", r"synth\.counts must be a mapping", (synth.read_params,)),
+])
+def test_typos_and_sections_that_are_not_mappings_are_errors_naming_the_file(tmp_path, text, message, readers):
+    path = _write(tmp_path, text)
+    for read in readers:  # a bad top-level key or section: every stage refuses the file
+        with pytest.raises(ValueError, match=rf"params\.yaml: {message}"):
+            read(path)
+
+
+@pytest.mark.parametrize("reader,text,message", [
+    (synth.read_params, "synth:\n  size: big\n", r"synth\.size must be a whole number, got 'big'"),
+    (synth.read_params, "synth:\n  out: null\n", r"synth\.out must be a string, got None"),
+    (train.read_params, "train:\n  lr: fast\n", r"train\.lr must be a number, got 'fast'"),
+    (train.read_params, "train:\n  steps: true\n", r"train\.steps must be a whole number, got True"),
+    (train.read_params, "train:\n  bf16: 'yes'\n", r"train\.bf16 must be true or false, got 'yes'"),
+    (train.read_params, "train:\n  overrides: 16\n", r"train\.overrides must be a mapping, got 16"),
+])
+def test_values_of_the_wrong_type_are_errors_naming_the_file_and_key(tmp_path, reader, text, message):
+    with pytest.raises(ValueError, match=rf"params\.yaml: {message}"):
+        reader(_write(tmp_path, text))
+
+
+def test_values_are_coerced_to_the_setting_types(tmp_path):
+    # PyYAML reads 1e-4 (no dot) as a string; a whole float is a whole number; epoch_length may be null
+    path = _write(tmp_path, "train:\n  lr: 1e-4\n  steps: 20.0\n  epoch_length: null\n  name: 7\n")
+    params = train.read_params(path)
+    assert (params["lr"], params["steps"], params["epoch_length"], params["name"]) == (1e-4, 20, None, "7")
+    assert type(params["steps"]) is int
+    train.configure(params).validate()
+    with pytest.raises(ValueError, match=r"synth counts\.train must be a whole number, got 'many'"):
+        synth.configure({**synth.read_params(None), "counts": {"train": "many"}}, {"tasks": "jpeg"})
+    with pytest.raises(ValueError, match=r"synth per_task\.jpeg\.test must be >= 0, got -1"):
+        synth.configure({**synth.read_params(None), "per_task": {"jpeg": {"test": -1}}}, {"tasks": "jpeg"})

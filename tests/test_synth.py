@@ -193,6 +193,26 @@ def test_fewer_samples_removes_the_parts_no_longer_planned(tmp_path):
     assert load_manifest(tmp_path)["tasks"]["_synth_noise"]["counts"] == {"train": 3, "test": 4}
 
 
+def test_unreachable_scheduler_is_one_error_naming_its_address(tmp_path):
+    import dask
+
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        with pytest.raises(SynthError, match=r"cannot reach the Dask scheduler at tcp://127\.0\.0\.1:1 .*: "
+                                             r"Timed out trying to connect"):
+            run_synth(_config(tmp_path / "out", scheduler="tcp://127.0.0.1:1"), progress=False)
+    assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_out_that_is_a_file_is_refused_before_any_work(tmp_path):
+    (tmp_path / "shards").write_text("not a folder")
+    config = _config(tmp_path / "shards", workers=1)
+    message = r"synth out .*shards is a file; --out \(synth\.out\) names the shards folder"
+    with pytest.raises(SynthError, match=message):
+        run_synth(config, progress=False)
+    with pytest.raises(SynthError, match=message):
+        merge_task_roots(config)
+
+
 def _cli(module, argv):
     parser = argparse.ArgumentParser()
     module.add_arguments(parser)
@@ -266,3 +286,33 @@ def test_per_task_roots_merge_into_one_manifest(tmp_path):
     assert all(e["path"].startswith(f"tasks/{e['task']}/") for e in manifest["shards"])
     assert verify(root).passed
     assert summary["tasks"]["_synth_invert"]["pairs"] == 5 and summary["total"]["pairs"] == 11
+
+
+# ----------------------------------------------------------------------------- llvbench preview
+
+@pytest.mark.parametrize("argv,message", [
+    (["--per-row", "0"], r"--per-row must be >= 1, got 0"),
+    (["--per-row", "-1"], r"--per-row must be >= 1, got -1"),
+    (["--seed", "-1"], r"--seed must be >= 0, got -1"),
+    (["--size", "-64"], r"--size must be >= 8, got -64"),
+    (["--tasks", ""], r"--tasks '' names no task"),
+])
+def test_preview_options_out_of_range_are_errors_naming_them(tmp_path, argv, message):
+    from pipelines.commands import preview
+
+    with pytest.raises(ValueError, match=message):
+        _cli(preview, ["--tasks", "_synth_noise", "--size", "32", "--out", str(tmp_path / "sheet.png"), *argv])
+    assert not (tmp_path / "sheet.png").exists()
+
+
+def test_preview_out_that_is_a_folder_is_refused_and_a_file_is_written(tmp_path, capsys):
+    from pipelines.commands import preview
+    from taskgen.preview import contact_sheet
+
+    with pytest.raises(ValueError, match=r"--out .* is a folder; give the PNG file to write"):
+        _cli(preview, ["--tasks", "_synth_noise", "--size", "32", "--out", str(tmp_path)])
+    assert _cli(preview, ["--tasks", "_synth_noise,_synth_invert", "--size", "32", "--per-row", "1",
+                          "--out", str(tmp_path / "sheet.png")]) == 0
+    assert (tmp_path / "sheet.png").stat().st_size > 0 and "2 tasks" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="per_row and tile must be >= 1"):
+        contact_sheet([], 32, per_row=0)

@@ -226,6 +226,87 @@ def test_resume_after_a_crash_in_the_middle_of_a_checkpoint_swap(shards, full_ru
     assert not (out / "state.old").exists() and not (out / ".state.abc.tmp").exists()
 
 
+@pytest.mark.parametrize("damage,message", [
+    ("state/trainer.json", r"state/trainer\.json: not readable JSON .*checkpoint in .* is damaged.*fresh --out"),
+    ("state/optimizer.pt", r"state/optimizer\.pt: cannot be read \(.*PytorchStreamReader.*is damaged"),
+    ("state/weights.safetensors", r"state/weights\.safetensors: not a safetensors file.*is damaged"),
+])
+def test_resume_from_a_damaged_checkpoint_names_the_file(shards, full_run, tmp_path, damage, message):
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(full_run[0], out)
+    path = out / damage
+    path.write_bytes(b"garbage" if path.suffix == ".json" else path.read_bytes()[:100])
+    with pytest.raises(TrainStateError, match=message):
+        train(make_config(shards, out, steps=7, resume=True), progress=False)
+
+
+def test_resume_of_a_finished_run_rewrites_damaged_eval_weights(shards, full_run, tmp_path, caplog):
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(full_run[0], out)
+    (out / "model.safetensors").write_bytes(b"")
+    with caplog.at_level("WARNING", logger="model.train"):
+        summary = train(make_config(shards, out, resume=True), progress=False)
+    assert summary["step"] == summary["checkpoint_step"] == 6
+    assert "rewriting it from the training state at step 6" in caplog.text
+    rewritten = read_safetensors(out / "model.safetensors")
+    shipped = read_safetensors(full_run[0] / "model.safetensors")
+    assert rewritten[1] == shipped[1]
+    for key, value in shipped[0].items():
+        assert torch.equal(rewritten[0][key], value), key
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"dimm": 16}, r"genlv-tiny with --override \(train\.overrides\) dimm=16: unknown GenLV config field"),
+    ({"dim": "abc"}, r"dim=\"abc\": GenLV config field dim must be a whole number >= 1, got 'abc'"),
+    ({"dim": -4}, r"dim=-4: GenLV config field dim must be a whole number >= 1, got -4"),
+    ({"heads": [1, 2, 0, 4]}, r"heads must be a list of whole numbers >= 1"),
+])
+def test_bad_architecture_overrides_are_errors_naming_them(overrides, message):
+    from model.train import network_overrides
+
+    with pytest.raises(ValueError, match=message):
+        network_overrides(TrainConfig(overrides=overrides))
+    with pytest.raises(TypeError):  # the registry's error stays a TypeError too (and a ValueError)
+        model.build("genlv-tiny", **overrides)
+
+
+def test_cuda_on_a_machine_without_it_is_a_clear_error(monkeypatch):
+    from model.train import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match=r"CUDA requested \(--device cuda:0\) but torch\.cuda\.is_available\(\) "
+                                         r"is False"):
+        resolve_device("cuda:0")
+    with pytest.raises(ValueError, match="--device 'tpu' is not a device"):
+        resolve_device("tpu")
+    assert resolve_device("auto") == torch.device("cpu")
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"epoch_length": 0}, "epoch_length must be >= 1"),
+    ({"epoch_length": -5}, "epoch_length must be >= 1"),
+    ({"weight_decay": -1.0}, "weight_decay must be >= 0"),
+    ({"task_weights": {"jpeg": "a"}}, "task_weights must map tasks to numbers >= 0, got jpeg: 'a'"),
+    ({"task_weights": {"jpeg": -1, "canny": 1}}, "task_weights must map tasks to numbers >= 0, got jpeg: -1"),
+])
+def test_settings_out_of_range_are_named(changes, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**changes).validate()
+
+
+def test_init_from_a_config_json_says_what_init_expects(tmp_path):
+    (tmp_path / "config.json").write_text('{"arch": "genlv-tiny"}\n')
+    (tmp_path / "weights").write_text('{"arch": "genlv-tiny"}\n')  # JSON under another name: sniffed
+    for init in (tmp_path / "config.json", tmp_path / "weights"):
+        with pytest.raises(ValueError, match=r"init: .* is a text file, not weights; expected a checkpoint folder "
+                                             r"with model\.safetensors, or a \.safetensors file"):
+            TrainConfig(init=str(init)).validate()
+
+
 def _nan_from_call(n: int):
     """A builder whose network returns NaN from its n-th forward call on (a diverged run)."""
     def builder(arch, **overrides):

@@ -1,6 +1,8 @@
 """`llvbench preview [--tasks A,B] [--size 256] [--seed 0] [--photo NAME] --out sheet.png`."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 import taskgen
@@ -18,8 +20,24 @@ def add_arguments(p) -> None:
     p.add_argument("--out", required=True, help="PNG file to write")
 
 
+MIN_SIZE = 8  # the image contract's smallest side (taskgen.images)
+
+
+def check_arguments(args) -> None:
+    """Refuse bad options up front, each error naming its option."""
+    for option, value, least in (("--size", args.size, MIN_SIZE), ("--per-row", args.per_row, 1),
+                                 ("--seed", args.seed, 0)):
+        if value < least:
+            raise ValueError(f"{option} must be >= {least}, got {value}")
+    if Path(args.out).is_dir():
+        raise ValueError(f"--out {args.out} is a folder; give the PNG file to write")
+
+
 def run(args) -> int:
+    check_arguments(args)
     specs = taskgen.resolve_tasks(args.tasks)
+    if not specs:
+        raise ValueError(f"--tasks {args.tasks!r} names no task; give task names or categories, or 'all'")
     if args.photo == "deadleaves":
         source = DeadLeavesSource().sample(0, args.size, np.random.default_rng(args.seed))
     else:
