@@ -37,8 +37,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from taskgen.shards import (FIELDS, ShardError, decode_member_png, decode_meta, index_shard, load_manifest,
-                            source_image_id)
+from taskgen.shards import (FIELDS, ShardError, check_shard_file, decode_member_png, decode_meta, index_shard,
+                            load_manifest, source_image_id)
 
 log = logging.getLogger(__name__)
 
@@ -213,14 +213,8 @@ class TrainStream(IterableDataset):
         """Record the samples of one train shard; ShardError names a shard whose byte size differs from
         the manifest (no hashing: train shards can be GBs), that is not a readable tar, or that holds a
         sample of another task or split, or one without its three members or a readable json member."""
-        path = self.root / entry["path"]
+        path = check_shard_file(self.root, entry, verify_hash=False)
         hint = f"run llvbench verify {self.root}"
-        try:
-            size = path.stat().st_size
-        except FileNotFoundError:
-            raise ShardError(f"{path}: missing, though the manifest lists it ({hint})") from None
-        if size != entry["bytes"]:
-            raise ShardError(f"{path}: {size} bytes, the manifest says {entry['bytes']} ({hint})")
         shard = len(self.shard_paths)
         self.shard_paths.append(str(path))
         members = index_shard(path)

@@ -231,6 +231,22 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def check_shard_file(root: str | Path, entry: Mapping, *, verify_hash: bool) -> Path:
+    """The path of a manifest shard ``entry`` under ``root``; ShardError unless the file exists with
+    the entry's byte size (and sha256 when ``verify_hash``)."""
+    path = Path(root) / entry["path"]
+    hint = f"run llvbench verify {root}"
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise ShardError(f"{path}: missing, though the manifest lists it ({hint})") from None
+    if size != entry["bytes"]:
+        raise ShardError(f"{path}: {size} bytes, the manifest says {entry['bytes']} ({hint})")
+    if verify_hash and file_sha256(path) != entry["sha256"]:
+        raise ShardError(f"{path}: sha256 differs from the manifest: altered or replaced ({hint})")
+    return path
+
+
 def _task_spec(job: ShardJob) -> TaskSpec:
     """Look the task up, importing its module first in workers where it is not registered yet."""
     import taskgen

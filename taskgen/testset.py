@@ -18,7 +18,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from .shards import (MANIFEST_NAME, ManifestError, ShardError, file_sha256, iter_shard, load_manifest,
+from .shards import (MANIFEST_NAME, ManifestError, ShardError, check_shard_file, iter_shard, load_manifest,
                      source_image_id)
 
 OTHER_SOURCE = "next-other-source"
@@ -111,7 +111,9 @@ class TestSplit:
         out = []
         for entry in sorted(self._shards[task], key=lambda e: e["start"]):
             path = self.root / entry["path"]
-            self._check_shard(entry, path)
+            if entry["path"] not in self._checked:  # size and sha256, once per shard
+                check_shard_file(self.root, entry, verify_hash=True)
+                self._checked.add(entry["path"])
             for sample in iter_shard(path):
                 found = (sample.key.rpartition("/")[0], sample.meta.get("task"), sample.meta.get("split"))
                 if found != (f"{task}/{self.split}", task, self.split):
@@ -125,21 +127,6 @@ class TestSplit:
             raise ValueError(f"{self.root}: task {task} has {len(out)} {self.split} samples, the manifest says "
                              f"{expected} (run llvbench verify {self.root})")
         return out
-
-    def _check_shard(self, entry: dict, path: Path) -> None:
-        """Raise ShardError unless ``path`` has the entry's byte size and sha256 (hashed once per shard)."""
-        if entry["path"] in self._checked:
-            return
-        hint = f"run llvbench verify {self.root}"
-        try:
-            size = path.stat().st_size
-        except FileNotFoundError:
-            raise ShardError(f"{path}: missing, though the manifest lists it ({hint})") from None
-        if size != entry["bytes"]:
-            raise ShardError(f"{path}: {size} bytes, the manifest says {entry['bytes']} ({hint})")
-        if file_sha256(path) != entry["sha256"]:
-            raise ShardError(f"{path}: sha256 differs from the manifest: altered or replaced ({hint})")
-        self._checked.add(entry["path"])
 
     def queries(self, task: str, n_prompts: int = 1, limit: int | None = None) -> Iterator[TestQuery]:
         """Each query (index order, the first ``limit``) with ``n_prompts`` prompts by the module's rule."""
