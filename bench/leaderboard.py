@@ -212,7 +212,9 @@ def comparability_warnings(results) -> list[str]:
             warnings.append(f"{track} track: the models were scored on different numbers of queries or prompts: "
                             f"{_listing(unequal)}; were they evaluated with different --limit or "
                             "--robustness-prompts? Their means are not comparable.")
-    bad = ok[~ok["value"].map(lambda v: math.isfinite(v))]
+    # Scores only: an efficiency figure may be NaN by its convention (peak GPU memory on a CPU).
+    scores = ok[ok["track"] != "efficiency"]
+    bad = scores[~scores["value"].map(lambda v: math.isfinite(v))]
     if len(bad):
         units = sorted({f"{r.model} {r.track}/{r.task}" for r in bad.itertuples()})
         warnings.append(f"{len(bad)} row(s) marked ok hold a non-finite value (NaN or inf): {_listing(units)}; "

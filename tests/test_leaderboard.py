@@ -242,6 +242,10 @@ def test_hand_edited_results_are_errors_naming_the_file_and_non_finite_means_are
         assert "NaN" not in text and "Infinity" not in text
         assert json.loads(text)["models"]["a"]["psnr_restoration"] is None
         assert any("non-finite value" in w for w in lb.warnings)
+    # An efficiency figure that is NaN by its convention (peak GPU memory on a CPU) is no alarm.
+    write_unit(tmp_path / "cpu", [row(prov("a"), track="efficiency", task="*", metric="peak_memory_mib",
+                                      value=math.nan, sample="")])
+    assert write_leaderboards([tmp_path / "cpu"], tmp_path / "lb").warnings == []
 
 
 def test_leaderboard_out_that_is_a_file_is_an_error(results, tmp_path, capsys):
