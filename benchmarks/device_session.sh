@@ -28,7 +28,8 @@
 # STEPS (its schedule; default auto: sized to the budget from a timed step), LR (1e-4), WARMUP (50),
 # BATCH (64), SIZE (128), N_TRAIN (pairs per task, 1024), LIMIT (eval queries per task, 16),
 # TRAIN_SOURCE (the train split's image source, deadleaves:tint=0.25), TASK_WEIGHTS (genlv-s's task
-# mix: a JSON object or file, e.g. scripts/genlv-s-task-weights.json; default uniform).
+# mix: a JSON object or file, e.g. scripts/genlv-s-task-weights.json; default uniform),
+# IDENTITY_RATE (llvbench train --identity-rate: the share of identity pairs; default 0).
 set -euo pipefail
 
 OUT=${OUT:-out/device}
@@ -207,7 +208,9 @@ print(max(2, int(rate * ${LOADER_MARGIN:-0.85} * seconds / $BATCH)))")
     # drawn 3x: scripts/genlv-s-task-weights.json); default uniform.
     WEIGHTS=()
     if [ -n "${TASK_WEIGHTS:-}" ]; then WEIGHTS=(--task-weights "$TASK_WEIGHTS"); fi
-    stamp "train $ARCH for at most $MINUTES min (${INIT[*]:-from scratch}; task weights ${TASK_WEIGHTS:-uniform})"
+    # IDENTITY_RATE: a share of identity pairs (on the CPU, 0.1 raised the mild tasks; card, run 14)
+    WEIGHTS+=(--identity-rate "${IDENTITY_RATE:-0}")
+    stamp "train $ARCH for at most $MINUTES min (${INIT[*]:-from scratch}; task weights ${TASK_WEIGHTS:-uniform}; identity rate ${IDENTITY_RATE:-0})"
     $PY -m pipelines.cli train --params "$WORK/empty-params.yaml" --arch "$ARCH" --shards "$WORK/shards" \
         --size "$SIZE" --batch "$BATCH" --steps "$STEPS" --lr "${LR:-1e-4}" --warmup "${WARMUP:-50}" --ema 0.999 \
         --max-minutes "$MINUTES" --workers "$WORKERS" --device "$DEV" --log-every 50 --ckpt-every 100000 \
