@@ -154,6 +154,8 @@ class TrainConfig:
             problems.append(f"need 0 <= min_lr <= lr and lr > 0 (got lr {self.lr}, min_lr {self.min_lr})")
         if self.grad_clip < 0:
             problems.append(f"grad_clip must be >= 0 (0 = off), got {self.grad_clip}")
+        if self.threads is not None and self.threads < 1:
+            problems.append(f"threads must be >= 1 (leave it out for torch's default), got {self.threads}")
         if self.weight_decay < 0:
             problems.append(f"weight_decay must be >= 0, got {self.weight_decay}")
         if self.epoch_length is not None and self.epoch_length < 1:

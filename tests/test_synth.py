@@ -311,6 +311,8 @@ def test_preview_out_that_is_a_folder_is_refused_and_a_file_is_written(tmp_path,
 
     with pytest.raises(ValueError, match=r"--out .* is a folder; give the PNG file to write"):
         _cli(preview, ["--tasks", "_synth_noise", "--size", "32", "--out", str(tmp_path)])
+    with pytest.raises(ValueError, match="ending in .png"):
+        _cli(preview, ["--tasks", "_synth_noise", "--size", "32", "--out", str(tmp_path / "sheet.txt")])
     assert _cli(preview, ["--tasks", "_synth_noise,_synth_invert", "--size", "32", "--per-row", "1",
                           "--out", str(tmp_path / "sheet.png")]) == 0
     assert (tmp_path / "sheet.png").stat().st_size > 0 and "2 tasks" in capsys.readouterr().out

@@ -31,6 +31,8 @@ def check_arguments(args) -> None:
             raise ValueError(f"{option} must be >= {least}, got {value}")
     if Path(args.out).is_dir():
         raise ValueError(f"--out {args.out} is a folder; give the PNG file to write")
+    if Path(args.out).suffix.lower() != ".png":
+        raise ValueError(f"--out {args.out}: the sheet is a PNG; give a name ending in .png")
 
 
 def run(args) -> int:
