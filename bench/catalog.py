@@ -99,10 +99,11 @@ def architecture_entries(with_params: bool = True) -> list[CatalogEntry]:
 
 
 def checkpoint_entries(root: str | Path = "checkpoints", with_params: bool = True) -> list[CatalogEntry]:
-    """Checkpoint folders (config.json + model.safetensors) directly under ``root``."""
+    """Checkpoint folders (config.json + model.safetensors) directly under ``root``; one whose
+    config or weights cannot be read is listed as ``UNREADABLE: why`` rather than as usable."""
     from model import list_architectures
 
-    from .checkpoint import CONFIG_NAME, WEIGHTS_NAME
+    from .checkpoint import CONFIG_NAME, WEIGHTS_NAME, CheckpointError, read_safetensors_header
 
     root = Path(root)
     if not root.is_dir():
@@ -111,7 +112,13 @@ def checkpoint_entries(root: str | Path = "checkpoints", with_params: bool = Tru
     for folder in sorted(p for p in root.iterdir() if (p / CONFIG_NAME).is_file() and (p / WEIGHTS_NAME).is_file()):
         try:
             config = json.loads((folder / CONFIG_NAME).read_text())
-        except (OSError, json.JSONDecodeError):
+            if not isinstance(config, dict):
+                raise ValueError("not a JSON object")
+            read_safetensors_header(folder / WEIGHTS_NAME)
+        except (OSError, ValueError, CheckpointError) as err:  # JSONDecodeError is a ValueError
+            why = str(err) if isinstance(err, CheckpointError) else f"{folder / CONFIG_NAME}: {err}"
+            entries.append(CatalogEntry("checkpoint", folder.name, f"UNREADABLE: {why}", params=None,
+                                        weights=str(folder), usage=""))
             continue
         step = config.get("step")
         description = f"architecture {config.get('arch', '?')}" + (f", step {step}" if step is not None else "")

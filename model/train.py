@@ -131,7 +131,12 @@ class TrainConfig:
     name: str = ""                   # label in config.json; "" = the out folder's name
 
     def __post_init__(self):
-        self.betas = tuple(float(b) for b in self.betas)
+        try:
+            self.betas = tuple(float(b) for b in self.betas)
+        except (TypeError, ValueError):
+            raise ValueError(f"betas must be two numbers in [0, 1) (AdamW's), got {self.betas!r}") from None
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"betas must be two numbers in [0, 1) (AdamW's), got {self.betas!r}")
         self.overrides = dict(self.overrides or {})
         self.compile = compile_mode(self.compile)
         self.checkpointing = checkpointing_level(self.checkpointing)

@@ -344,3 +344,8 @@ def test_models_command_checks_the_checkpoints_folder_and_flags_unreadable_weigh
     assert not rows[str(tmp_path / "ck" / "good")]["description"].startswith("UNREADABLE")
     assert rows[str(tmp_path / "ck" / "zero")]["description"].startswith("UNREADABLE: ")
     assert "truncated" in rows[str(tmp_path / "ck" / "trunc")]["description"]
+    write_checkpoint(tmp_path / "ck" / "badconfig")
+    (tmp_path / "ck" / "badconfig" / "config.json").write_text("{not json")
+    assert main(["models", "--no-params", "--json", "--checkpoints", str(tmp_path / "ck")]) == 0
+    rows = {r["weights"]: r for r in json.loads(capsys.readouterr().out) if r["kind"] == "checkpoint"}
+    assert rows[str(tmp_path / "ck" / "badconfig")]["description"].startswith("UNREADABLE: ")  # was left out

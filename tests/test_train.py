@@ -291,6 +291,8 @@ def test_cuda_on_a_machine_without_it_is_a_clear_error(monkeypatch):
     ({"epoch_length": -5}, "epoch_length must be >= 1"),
     ({"weight_decay": -1.0}, "weight_decay must be >= 0"),
     ({"threads": 0}, "threads must be >= 1"),
+    ({"betas": ("a", 0.99)}, r"betas must be two numbers in \[0, 1\)"),
+    ({"betas": (0.9,)}, r"betas must be two numbers in \[0, 1\)"),
     ({"task_weights": {"jpeg": "a"}}, "task_weights must map tasks to numbers >= 0, got jpeg: 'a'"),
     ({"task_weights": {"jpeg": -1, "canny": 1}}, "task_weights must map tasks to numbers >= 0, got jpeg: -1"),
 ])

@@ -14,24 +14,6 @@ def add_arguments(p) -> None:
                                          "if it exists)")
 
 
-def checked_checkpoints(entries: list) -> list:
-    """Checkpoint rows whose model.safetensors is unreadable (zero bytes, truncated, another format)
-    are kept, but say so instead of looking usable."""
-    from dataclasses import replace
-
-    from bench.checkpoint import WEIGHTS_NAME, CheckpointError, read_safetensors_header
-
-    out = []
-    for e in entries:
-        if e.kind == "checkpoint":
-            try:
-                read_safetensors_header(Path(e.weights) / WEIGHTS_NAME)
-            except CheckpointError as err:
-                e = replace(e, description=f"UNREADABLE: {err}", params=None, usage="")
-        out.append(e)
-    return out
-
-
 def run(args) -> int:
     from bench.catalog import catalog, catalog_rows, format_catalog
 
@@ -41,7 +23,7 @@ def run(args) -> int:
     elif not Path(checkpoints).is_dir():
         what = "a file, not a folder" if Path(checkpoints).exists() else "no such folder"
         raise ValueError(f"--checkpoints {checkpoints}: {what}")
-    entries = checked_checkpoints(catalog(with_params=not args.no_params, checkpoints=checkpoints))
+    entries = catalog(with_params=not args.no_params, checkpoints=checkpoints)
     if args.json:
         print(json.dumps(catalog_rows(entries), indent=2))
     else:
