@@ -30,7 +30,7 @@ from pathlib import Path
 from .leaderboard import (DECIMALS, SHORT_NAMES, build_leaderboards, headline_numbers, paper_tables,
                           task_order)
 from .metrics import METRICS
-from .samples import INPUT_ROLES, INPUTS_DIR, SAMPLE_META, SAMPLES_DIR, output_path, saved_examples, saved_units
+from .samples import INPUT_ROLES, output_path, saved_examples, saved_units
 
 log = logging.getLogger(__name__)
 
@@ -588,15 +588,10 @@ class _Builder:
         root = next((r for r in self.roots if unit in saved_units(r, track)), None)
         if root is None:
             return []
-        saved = saved_examples(root, track, unit)
-        # saved_examples drops what it cannot read (sample.json written last, so a folder without
-        # one is an interrupted write; one that is not a JSON object is damaged): say which.
-        read = {Path(r["dir"]) for r in saved}
-        for folder in sorted(p for p in (Path(root) / SAMPLES_DIR / INPUTS_DIR / track / unit).iterdir()
-                             if p.is_dir() and p not in read):
-            meta = folder / SAMPLE_META
-            self.skip(f"{meta}: not a JSON object (damaged), so its example is left out" if meta.exists()
-                      else f"{folder}: no {SAMPLE_META} (an interrupted write), so its example is left out")
+        dropped: list[str] = []
+        saved = saved_examples(root, track, unit, skipped=dropped)
+        for message in dropped:
+            self.skip(message)
         records = [r for r in saved if not self.manifests or r.get("data_manifest_sha256") in self.manifests]
         return records[:self.config.samples_per_task]
 

@@ -99,15 +99,22 @@ def _read_json(path: Path) -> dict | None:
         return None
 
 
-def saved_examples(root: str | Path, track: str, unit: str) -> list[dict]:
-    """The sample.json records saved for one unit, in sample-key order; [] when none were saved."""
+def saved_examples(root: str | Path, track: str, unit: str, skipped: list | None = None) -> list[dict]:
+    """The sample.json records saved for one unit, in sample-key order; [] when none were saved.
+
+    An example folder without a readable sample.json (written last, so its absence is an interrupted
+    write) is left out, with why appended to ``skipped`` when given."""
     folder = Path(root) / SAMPLES_DIR / INPUTS_DIR / track / unit
     records = []
-    for meta in sorted(folder.glob(f"*/{SAMPLE_META}")):
-        record = _read_json(meta)
+    for example in sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []:
+        meta = example / SAMPLE_META
+        record = _read_json(meta) if meta.exists() else None
         if not isinstance(record, dict):
-            continue  # a damaged or foreign file: the report just shows one example fewer
-        record["dir"] = str(meta.parent)
+            if skipped is not None:
+                skipped.append(f"{meta}: not a JSON object (damaged), so its example is left out" if meta.exists()
+                               else f"{example}: no {SAMPLE_META} (an interrupted write), so its example is left out")
+            continue
+        record["dir"] = str(example)
         records.append(record)
     return sorted(records, key=lambda r: r.get("sample_key", ""))
 

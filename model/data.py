@@ -37,8 +37,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from taskgen.shards import (FIELDS, ShardError, check_shard_file, decode_member_png, decode_meta, index_shard,
-                            load_manifest, source_image_id)
+from taskgen.shards import (ShardError, check_members, check_shard_file, decode_member_png, decode_meta,
+                            index_shard, load_manifest, source_image_id)
 
 log = logging.getLogger(__name__)
 
@@ -184,10 +184,7 @@ class TrainStream(IterableDataset):
         self.size, self.seed, self.rank, self.world_size = int(size), int(seed), int(rank), int(world_size)
         self.epochs, self.augment, self.raw, self.epoch = epochs, augment, raw, 0
         manifest = load_manifest(self.root)
-        size = manifest["params"].get("size")
-        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-            raise ValueError(f"{self.root / 'manifest.json'}: params.size is {size!r}, not the stored image size")
-        self.stored_size = size
+        self.stored_size = int(manifest["params"]["size"])  # load_manifest checked it
         if self.size > self.stored_size:
             raise ValueError(f"crop size {self.size} is larger than the stored images ({self.stored_size} px) in "
                              f"{self.root}; synthesise with --size {self.size} or crop smaller")
@@ -226,9 +223,7 @@ class TrainStream(IterableDataset):
                 if not key.startswith(prefix) or key.count("/") != 2:
                     raise ShardError(f"{path}: sample {key} is not a {entry['task']} train sample, as the manifest "
                                      f"lists this shard ({hint})")
-                missing = [f for f in FIELDS if f not in fields]
-                if missing:
-                    raise ShardError(f"{path}: sample {key} lacks {', '.join(missing)} ({hint})")
+                check_members(path, key, fields)
                 meta = decode_meta(path, key, _read_span(fd, (fields["json"].offset, fields["json"].size)))
                 if not isinstance(meta.get("source_id"), str):
                     raise ShardError(f"{path}: sample {key}: the json member has no source_id ({hint})")

@@ -473,6 +473,7 @@ def load_manifest(root: str | Path) -> dict:
 
 # What the readers take from a manifest (verify, TestSplit, TrainStream, merge): key -> JSON type.
 _MANIFEST_KEYS = {"params": dict, "tasks": dict, "shards": list}
+_PARAMS_KEYS = {"size": int}
 _TASK_KEYS = {"index": int, "counts": dict}
 _SHARD_KEYS = {"path": str, "task": str, "split": str, "start": int, "samples": int, "bytes": int, "sha256": str}
 
@@ -499,6 +500,10 @@ def check_manifest(manifest: Mapping, where: str | Path) -> None:
         problem = _type_problem(manifest, key, kind)
         if problem:
             raise ManifestError(f"{where} {problem}")
+    for key, kind in _PARAMS_KEYS.items():
+        problem = _type_problem(manifest["params"], key, kind)
+        if problem:
+            raise ManifestError(f"{where}: params {problem}")
     tasks = manifest["tasks"]
     for name, info in tasks.items():
         if not isinstance(info, dict):
@@ -698,10 +703,15 @@ def decode_member_png(path, key: str, field_name: str, data: bytes) -> np.ndarra
         raise ShardError(f"{path}: sample {key}: {field_name} is {err}") from None
 
 
-def _to_sample(path, key: str, fields: dict[str, bytes], decode: bool) -> ShardSample:
+def check_members(path, key: str, fields: Mapping) -> None:
+    """ShardError naming the shard and sample unless ``fields`` holds all of FIELDS."""
     missing = [f for f in FIELDS if f not in fields]
     if missing:
         raise ShardError(f"{path}: sample {key} lacks {', '.join(missing)}")
+
+
+def _to_sample(path, key: str, fields: dict[str, bytes], decode: bool) -> ShardSample:
+    check_members(path, key, fields)
     meta = decode_meta(path, key, fields["json"])
     if not decode:
         return ShardSample(key, fields["input.png"], fields["target.png"], meta)

@@ -35,7 +35,8 @@ def run(args) -> int:
 
     from bench import load_generalist
     from bench.apply import Applier, ApplyConfig, apply_to_files, check_outputs, collect_jobs, read_prompt_pairs
-    from pipelines.commands.eval import check_output_folder, model_options
+    from pipelines.commands import check_output_folder
+    from pipelines.commands.eval import model_options
 
     # Everything the command line alone decides is checked before the model is loaded.
     config = ApplyConfig(tile=args.tile, overlap=args.overlap, batch=args.batch, resize=args.resize)

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
+
+from pipelines.commands import check_output_folder
 
 
 def add_arguments(p) -> None:
@@ -35,18 +36,6 @@ def add_arguments(p) -> None:
     p.add_argument("--leaderboard", metavar="DIR", help="also aggregate --out into leaderboards in DIR")
     p.add_argument("--strict", action="store_true", help="exit with status 1 if any unit failed")
     p.add_argument("--out", required=True, help="results folder (one sub-folder per model)")
-
-
-def check_output_folder(path: str | Path, option: str) -> None:
-    """A folder a command will write into: it may not exist yet, but neither it nor a folder above
-    it may be a file (which would end in a FileExistsError/NotADirectoryError half-way through)."""
-    path = Path(path)
-    for part in (path, *path.parents):
-        if part.exists():
-            if not part.is_dir():
-                where = "" if part == path else f" ({part} is a file)"
-                raise ValueError(f"{option} {path} must be a folder, but it is a file{where}")
-            return
 
 
 def parse_tracks(text: str) -> tuple[str, ...]:

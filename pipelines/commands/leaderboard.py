@@ -10,7 +10,7 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     from bench.leaderboard import to_markdown, write_leaderboards
-    from pipelines.commands.eval import check_output_folder
+    from pipelines.commands import check_output_folder
 
     check_output_folder(args.out, "--out")
     lb = write_leaderboards(args.results, args.out)

@@ -19,7 +19,7 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     from bench.report import ReportConfig, build_report
-    from pipelines.commands.eval import check_output_folder
+    from pipelines.commands import check_output_folder
 
     check_output_folder(args.out, "--out")
     formats = tuple(f.strip().lower() for f in args.formats.split(",") if f.strip())
