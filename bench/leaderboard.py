@@ -165,9 +165,13 @@ def _listing(items: list[str], limit: int = 4) -> str:
 
 def comparability_warnings(results) -> list[str]:
     """Why the models in ``results`` should not be ranked side by side without a word (module doc)."""
-    if not len(results):
-        return []
     warnings = []
+    empty = results.attrs.get("empty_files", [])
+    if empty:
+        warnings.append(f"{len(empty)} results file(s) hold no rows and were left out: {_listing(empty)}; "
+                        "re-run llvbench eval for those units.")
+    if not len(results):
+        return warnings
     df = _label_models(results)
     df = df[df["track"] != "load"]
     manifests = sorted(set(df["data_manifest_sha256"]) - {""})

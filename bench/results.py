@@ -114,13 +114,15 @@ def read_results(paths):
 
     Inside folders, parquet files that are not llvbench results (leaderboards, say) are skipped;
     a file named explicitly must be a results file. A results file that cannot be read or whose
-    columns lack a results type (hand-edited, say) is a ValueError naming it.
+    columns lack a results type (hand-edited, say) is a ValueError naming it. Results files that
+    hold no rows are listed in ``attrs["empty_files"]`` (the leaderboard warns of them); when no
+    file holds a row, that is a ValueError.
     """
     import pandas as pd
     import pyarrow.parquet as pq
 
     paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
-    frames = []
+    frames, empty = [], []
     for given in paths:
         for f in result_files([given]):
             try:
@@ -133,10 +135,17 @@ def read_results(paths):
                                      "pass the eval output folders or their per-unit files")
                 continue  # leaderboards or other parquet files inside a folder
             _check_columns(f, table.schema)
+            if table.num_rows == 0:
+                empty.append(str(f))
+                continue
             df = table.to_pandas()
             df["value"] = df["value"].astype("float64")
             frames.append(df.assign(source=str(given)))
+    if not frames and empty:
+        raise ValueError(f"no result rows: the results file(s) {', '.join(empty)} hold none")
     if not frames:
         raise FileNotFoundError(f"no result files under {', '.join(map(str, paths))}")
-    return pd.concat(frames, ignore_index=True)
+    results = pd.concat(frames, ignore_index=True)
+    results.attrs["empty_files"] = empty
+    return results
 

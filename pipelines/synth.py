@@ -125,6 +125,17 @@ def _as_list(value) -> list[str]:
     return [str(v) for v in value]
 
 
+def _workers(value) -> int | None:
+    """synth.workers / --workers: None for auto (one per core), else a count >= 1 (1 = in this process)."""
+    if value in (None, "auto"):
+        return None
+    workers = coerce(value, int, "synth.workers (or auto)")
+    if workers < 1:
+        raise ValueError(f"synth.workers (--workers) must be >= 1 or auto, got {workers}; "
+                         "1 runs the tasks in this process")
+    return workers
+
+
 def configure(params: Mapping, overrides: Mapping | None = None) -> SynthConfig:
     """Resolve params plus command-line overrides (non-None values win) into a SynthConfig."""
     p = dict(params)
@@ -169,7 +180,7 @@ def configure(params: Mapping, overrides: Mapping | None = None) -> SynthConfig:
         seed=int(p["seed"]), size=int(p["size"]), tasks=specs, splits=splits, sources=sources,
         counts=counts, paired=paired, samples_per_shard=int(p["samples_per_shard"]),
         png_compression=int(p["png_compression"]),
-        workers=None if p.get("workers") in (None, "auto") else coerce(p["workers"], int, "synth.workers (or auto)"),
+        workers=_workers(p.get("workers")),
         scheduler=p.get("scheduler") or None, per_task_names=list(per_task))
 
 

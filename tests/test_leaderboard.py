@@ -248,6 +248,21 @@ def test_hand_edited_results_are_errors_naming_the_file_and_non_finite_means_are
     assert write_leaderboards([tmp_path / "cpu"], tmp_path / "lb").warnings == []
 
 
+def test_results_files_without_rows_are_named_in_a_warning_or_an_error(tmp_path, capsys):
+    from pipelines.cli import main
+
+    write_unit(tmp_path / "res", [row(prov("a"))])
+    empty = write_rows(tmp_path / "res" / "b" / "main" / "jpeg.parquet", [], {"model": "b"})
+    lb = write_leaderboards([tmp_path / "res"], tmp_path / "lb")
+    [warning] = lb.warnings
+    assert f"1 results file(s) hold no rows and were left out: {empty}" in warning
+    assert set(lb.model_task["model"]) == {"a"}
+    with pytest.raises(ValueError, match=f"no result rows: the results file\\(s\\) {empty} hold none"):
+        read_results([empty])
+    assert main(["leaderboard", str(empty), "--out", str(tmp_path / "lb2"), "--quiet"]) == 1
+    assert "no result rows" in capsys.readouterr().err
+
+
 def test_leaderboard_out_that_is_a_file_is_an_error(results, tmp_path, capsys):
     from pipelines.cli import main
 

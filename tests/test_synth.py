@@ -255,6 +255,14 @@ def test_params_typos_are_rejected(tmp_path):
         read_params(params)
 
 
+@pytest.mark.parametrize("workers", [0, -2])
+def test_worker_counts_below_one_are_errors(tmp_path, workers):
+    # 0 used to run in this process as if it were 1; neither 0 nor a negative count means anything
+    with pytest.raises(ValueError, match=rf"synth.workers \(--workers\) must be >= 1 or auto, got {workers}"):
+        _config(tmp_path, workers=workers)
+    assert _config(tmp_path, params={"workers": "auto"}).workers is None
+
+
 def test_verify_command_names_problems_and_fails(tmp_path, capsys):
     from pipelines.commands import verify as verify_cmd
 
