@@ -18,6 +18,13 @@ seen dark images as low-light inputs brightens any dark photo it is asked to lea
 ``exposure_sigma`` > 0 gives each image a tone curve ``x ** gamma`` with gamma = exp(N(0,
 exposure_sigma²)): gamma > 1 darkens, < 1 brightens, and no value leaves [0, 1].
 
+Leaf colours are smooth and rarely reach 0 or 1, so dead leaves have no clipped regions, where 6 %
+of the packaged test photos' crops are over a tenth crushed black (a night sky, a studio
+backdrop). A model that has never seen a flat black area fills it from the prompt's colours.
+``levels`` > 0 gives each image a black point ``U(0, levels)`` and a white point ``1 - U(0,
+levels)``, mapped to 0 and 1 with the values beyond them clipped, as a levels or contrast edit of a
+photo does: the darkest leaves become flat black, the brightest flat white.
+
 The stacking order gives a layer map for free: leaf ``k`` of ``n`` lies at depth ``1 - k/n``
 (later leaves are nearer), the background at depth 1.  Haze and underwater tasks use it.
 """
@@ -41,6 +48,7 @@ class DeadLeavesConfig:
     dof_max_sigma: float = 3.0
     tint_sigma: float = 0.0      # std of the log per-channel gain of a per-image colour cast (0 = none)
     exposure_sigma: float = 0.0  # std of the log gamma of a per-image tone curve (0 = none)
+    levels: float = 0.0          # largest black point / (1 - white point) of a per-image levels clip (0 = none)
 
 
 def _power_law_radii(rng: np.random.Generator, n: int, r_min: float, r_max: float, alpha: float) -> np.ndarray:
@@ -146,6 +154,10 @@ def dead_leaves(size: int, rng: np.random.Generator, config: DeadLeavesConfig = 
     if config.exposure_sigma > 0:  # drawn after tint, so specs without it keep their bytes
         gamma = np.float32(np.exp(rng.normal(0.0, config.exposure_sigma)))
         image = np.power(np.clip(image, 0.0, 1.0), gamma)
+
+    if config.levels > 0:  # drawn last, so specs without it keep their bytes
+        black, white = rng.uniform(0.0, config.levels), 1.0 - rng.uniform(0.0, config.levels)
+        image = (image - np.float32(black)) / np.float32(white - black)
 
     out = np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
     return out, depth

@@ -142,15 +142,17 @@ class DeadLeavesSource:
         return SourceImage(image, depth, self.name)
 
 
-_DEAD_LEAVES_OPTIONS = {"tint": "tint_sigma", "exposure": "exposure_sigma"}
+# option -> (DeadLeavesConfig field, largest value); levels stops at 0.5 so the black point stays below the white
+_DEAD_LEAVES_OPTIONS = {"tint": ("tint_sigma", 1.0), "exposure": ("exposure_sigma", 1.0), "levels": ("levels", 0.5)}
 
 
 def _dead_leaves_source(arg: str) -> DeadLeavesSource:
-    """``deadleaves`` or ``deadleaves:tint=S,exposure=E`` (DeadLeavesConfig.tint_sigma, .exposure_sigma)."""
+    """``deadleaves`` or ``deadleaves:tint=S,exposure=E,levels=L`` (DeadLeavesConfig.tint_sigma,
+    .exposure_sigma, .levels)."""
     if not arg:
         return DeadLeavesSource()
-    usage = (f"deadleaves:{arg}: options are tint=S and exposure=E, comma-separated, each in [0, 1] "
-             f"(e.g. deadleaves:tint=0.25,exposure=0.5)")
+    usage = (f"deadleaves:{arg}: options are tint=S and exposure=E in [0, 1] and levels=L in [0, 0.5], "
+             f"comma-separated (e.g. deadleaves:tint=0.25,exposure=0.5,levels=0.3)")
     values: dict[str, float] = {}
     for option in arg.split(","):
         key, _, text = option.partition("=")
@@ -158,11 +160,11 @@ def _dead_leaves_source(arg: str) -> DeadLeavesSource:
             value = float(text)
         except ValueError:
             raise SourceError(usage) from None
-        if key not in _DEAD_LEAVES_OPTIONS or key in values or not 0.0 <= value <= 1.0:
+        if key not in _DEAD_LEAVES_OPTIONS or key in values or not 0.0 <= value <= _DEAD_LEAVES_OPTIONS[key][1]:
             raise SourceError(usage)
         values[key] = value
     name = "deadleaves:" + ",".join(f"{key}={values[key]:g}" for key in _DEAD_LEAVES_OPTIONS if key in values)
-    config = DeadLeavesConfig(**{_DEAD_LEAVES_OPTIONS[key]: value for key, value in values.items()})
+    config = DeadLeavesConfig(**{_DEAD_LEAVES_OPTIONS[key][0]: value for key, value in values.items()})
     return DeadLeavesSource(name=name, config=config)
 
 
@@ -302,7 +304,7 @@ _SOURCE_FACTORIES: dict[str, Callable[[str], Source]] = {
 
 def build_source(spec: str) -> Source:
     """Parse a source spec: ``photos``, ``photos:astronaut,coffee``, ``deadleaves``,
-    ``deadleaves:tint=0.2,exposure=0.5``, ``folder:/path``, ``folder-upscale:/path``, or several joined by ``+``."""
+    ``deadleaves:tint=0.2,exposure=0.5,levels=0.3``, ``folder:/path``, ``folder-upscale:/path``, or several joined by ``+``."""
     parts = [p for p in spec.split("+") if p]
     if not parts:
         raise SourceError(f"empty source spec {spec!r}")

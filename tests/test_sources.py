@@ -53,8 +53,8 @@ def test_deadleaves_tint_casts_each_image_and_leaves_the_default_untouched():
     spread = np.std(np.array(ratios)[:, 0] - np.array(ratios)[:, 1])  # log R/G change across images
     assert 0.15 < spread < 0.7  # sqrt(2) * 0.25 = 0.35 before clipping
     for bad in ("deadleaves:tint=2", "deadleaves:tint=x", "deadleaves:blur=1", "deadleaves:tint=0.1,tint=0.2",
-                "deadleaves:exposure=-0.1", "deadleaves:tint=0.2,"):
-        with pytest.raises(SourceError, match="tint=S and exposure=E"):
+                "deadleaves:exposure=-0.1", "deadleaves:tint=0.2,", "deadleaves:levels=0.6"):
+        with pytest.raises(SourceError, match="tint=S and exposure=E in \\[0, 1\\] and levels=L in \\[0, 0.5\\]"):
             build_source(bad)
 
 
@@ -82,6 +82,35 @@ def test_deadleaves_exposure_spreads_brightness_like_photos_and_keeps_the_tinted
     # dead leaves alone sit at mid-grey (5-95 %: about 94-123); photos span dark to bright
     assert np.ptp(means_tinted) < 60
     assert min(means_both) < 70 and max(means_both) > 150
+
+
+def _clipped_fractions(image) -> tuple[float, float]:
+    """Fractions of pixels crushed black (every channel <= 3) and blown white (every channel >= 252)."""
+    return float((image.max(axis=2) <= 3).mean()), float((image.min(axis=2) >= 252).mean())
+
+
+def test_deadleaves_levels_clip_flat_black_and_white_regions_like_photos_and_keep_the_other_bytes():
+    # levels is drawn last: tint and exposure without it give the bytes they gave before it existed
+    without = build_source("deadleaves:exposure=0.5,tint=0.25")
+    clipped = build_source("deadleaves:levels=0.3,tint=0.25")
+    assert clipped.name == "deadleaves:tint=0.25,levels=0.3"
+    assert build_source("deadleaves:tint=0.25,exposure=0.5,levels=0.5").name == \
+        "deadleaves:tint=0.25,exposure=0.5,levels=0.5"
+    assert hashlib.sha256(build_source("deadleaves:tint=0.25").sample(0, 64, np.random.default_rng(0)).image
+                          .tobytes()).hexdigest() == TINTED_SEED0_SHA256
+    crushed = 0
+    for seed in range(60):
+        a = without.sample(0, 64, np.random.default_rng(seed))
+        b = clipped.sample(0, 64, np.random.default_rng(seed))
+        c = build_source("deadleaves:tint=0.25").sample(0, 64, np.random.default_rng(seed))
+        assert np.array_equal(a.depth, b.depth)
+        # a levels map is monotonic: a darker pixel of the tinted image stays no brighter
+        before, after = c.image[..., 1].ravel(), b.image[..., 1].ravel()
+        assert np.all(np.diff(after[np.lexsort((after, before))].astype(int)) >= 0)
+        assert _clipped_fractions(c.image)[0] < 0.1  # dead leaves alone have no large black regions
+        crushed += _clipped_fractions(b.image)[0] > 0.1
+    # 6 % of the packaged test photos' 128-px crops are over a tenth crushed black; levels=0.3 about 12 %
+    assert 3 <= crushed <= 15
 
 
 def test_depth_proxy_range_and_orientation():
