@@ -124,6 +124,33 @@ def versus_baseline(model_task, model: str, baseline: str = "identity"):
     return out.sort_values("task", key=lambda c: c.map(order)).reset_index(drop=True)
 
 
+def query_margins(results, model: str, baseline: str = "identity"):
+    """Per task, ``model`` against ``baseline`` query by query on the main track's headline metric
+    (per-image rows of bench.results): a DataFrame of task, ``queries`` (those both scored),
+    ``median`` margin and the ``worst`` one with its ``worst_query`` key. A mean margin can be
+    one catastrophic query; the median says whether the model loses typically."""
+    import pandas as pd
+
+    df = _latest(_label_models(results))
+    main = df[(df["track"] == "main") & (df["status"] == "ok") & df["model"].isin([model, baseline])]
+    missing = [m for m in (model, baseline) if m not in set(main["model"])]
+    if missing:
+        raise ValueError(f"no main-track results for {missing} (models: {sorted(set(df['model']))})")
+    main = main[main["metric"] == main["task"].map(headline_metrics(main))]
+    wide = main.pivot_table(index=["task", "metric", "sample_key"], columns="model", values="value",
+                            aggfunc="first").dropna(subset=[model, baseline]).reset_index()
+    sign = wide["metric"].map(lambda m: 1.0 if _higher_is_better(m) else -1.0)
+    wide["margin"] = sign * (wide[model] - wide[baseline])
+    rows = []
+    for task, group in wide.groupby("task", sort=False):
+        worst = group.loc[group["margin"].idxmin()]
+        rows.append({"task": task, "queries": len(group), "median": float(group["margin"].median()),
+                     "worst": float(worst["margin"]), "worst_query": worst["sample_key"]})
+    out = pd.DataFrame(rows, columns=["task", "queries", "median", "worst", "worst_query"])
+    order = {t: i for i, t in enumerate(task_order(out["task"]))}
+    return out.sort_values("task", key=lambda c: c.map(order)).reset_index(drop=True)
+
+
 def _higher_is_better(metric: str) -> bool:
     return METRICS[metric].higher_is_better if metric in METRICS else True
 

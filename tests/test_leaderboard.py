@@ -180,6 +180,32 @@ def test_versus_baseline_compares_headline_metrics_with_the_right_sign_and_count
     assert "| canny | edge | mae | 0.3 | 0.2 | -0.1 | no |" in card
 
 
+def test_query_margins_find_the_query_a_mean_is_lost_to(tmp_path):
+    from bench.leaderboard import query_margins
+    from conftest import load_script
+
+    model = [row(prov("m"), task="jpeg", value=v, sample=f"jpeg/test/{i:06d}") for i, v in enumerate((12, 31, 30))]
+    model += [row(prov("m"), task="canny", metric="mae", value=v, sample=f"canny/test/{i:06d}")
+              for i, v in enumerate((0.1, 0.3))]
+    base = [row(prov("identity"), task="jpeg", value=v, sample=f"jpeg/test/{i:06d}") for i, v in enumerate((34, 30, 29))]
+    base += [row(prov("identity"), task="canny", metric="mae", value=0.2, sample=f"canny/test/{i:06d}")
+             for i in range(3)]  # one query the model lacks: not paired, not counted
+    margins = query_margins(frame(model + base), "m").set_index("task")
+    assert margins.loc["jpeg", "queries"] == 3 and margins.loc["jpeg", "median"] == pytest.approx(1.0)
+    assert margins.loc["jpeg", "worst"] == pytest.approx(-22.0) and margins.loc["jpeg", "worst_query"] == "jpeg/test/000000"
+    # MAE: lower is better, so the query with the higher MAE is the worst
+    assert margins.loc["canny", "queries"] == 2 and margins.loc["canny", "worst"] == pytest.approx(-0.1)
+    assert margins.loc["canny", "worst_query"] == "canny/test/000001"
+    with pytest.raises(ValueError, match="no main-track results for \\['nobody'\\]"):
+        query_margins(frame(model + base), "nobody")
+
+    write_unit(tmp_path / "res", model, "jpeg")
+    write_unit(tmp_path / "res", base, "jpeg")
+    write_leaderboards([tmp_path / "res"], tmp_path / "lb")
+    card = load_script("model_card").card_tables(tmp_path / "lb", "m", results=[tmp_path / "res"])
+    assert "| jpeg | * | psnr | 24.33 | 31 | -6.67 | no | +1 | -22 (000000) |" in card
+
+
 def write_unit(folder, rows, name="gaussian_noise"):
     return write_rows(folder / rows[0]["model"] / "main" / f"{name}.parquet", rows, {"unit": name})
 
