@@ -50,6 +50,10 @@ class DeadLeavesConfig:
     exposure_sigma: float = 0.0  # std of the log gamma of a per-image tone curve (0 = none)
     levels: float = 0.0          # largest black point / (1 - white point) of a per-image levels clip (0 = none)
 
+    def __post_init__(self):
+        if not 0.0 <= self.levels <= 0.5:  # beyond 0.5 the black point could pass the white one
+            raise ValueError(f"DeadLeavesConfig.levels must be in [0, 0.5], got {self.levels}")
+
 
 def _power_law_radii(rng: np.random.Generator, n: int, r_min: float, r_max: float, alpha: float) -> np.ndarray:
     """Inverse-CDF draw from p(r) ~ r^-alpha on [r_min, r_max]."""

@@ -4,6 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
+from taskgen.deadleaves import DeadLeavesConfig
 from taskgen.sources import (PHOTO_LOADERS, DeadLeavesSource, FolderSource, InterleavedSource, PhotoSource,
                              SourceError, build_source, depth_proxy, load_photo)
 
@@ -111,6 +112,8 @@ def test_deadleaves_levels_clip_flat_black_and_white_regions_like_photos_and_kee
         crushed += _clipped_fractions(b.image)[0] > 0.1
     # 6 % of the packaged test photos' 128-px crops are over a tenth crushed black; levels=0.3 about 12 %
     assert 3 <= crushed <= 15
+    with pytest.raises(ValueError, match="levels must be in \\[0, 0.5\\], got 0.7"):
+        DeadLeavesConfig(levels=0.7)
 
 
 def test_depth_proxy_range_and_orientation():
