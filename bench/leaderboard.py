@@ -101,6 +101,18 @@ def headline_metrics(model_task) -> dict:
     return {task: ("mae" if task in with_mae else "psnr") for task in model_task["task"].unique()}
 
 
+def _margin_sign(metrics):
+    """Per row of a metric-name Series: +1 where higher is better, -1 where lower is (MAE), so that
+    sign * (model - baseline) is positive when the model is better."""
+    return metrics.map(lambda m: 1.0 if _higher_is_better(m) else -1.0)
+
+
+def _in_task_order(df):
+    """Rows sorted by their ``task`` column in the paper's order (task_order), index reset."""
+    order = {t: i for i, t in enumerate(task_order(df["task"]))}
+    return df.sort_values("task", key=lambda c: c.map(order)).reset_index(drop=True)
+
+
 def versus_baseline(model_task, model: str, baseline: str = "identity"):
     """Per task, ``model`` against ``baseline`` on the task's headline metric: a DataFrame of task,
     category, metric, the two means, ``margin`` (positive = ``model`` better: dB for PSNR, MAE
@@ -115,13 +127,12 @@ def versus_baseline(model_task, model: str, baseline: str = "identity"):
             .groupby(["task", "category", "metric", "model"], sort=False)["mean"].first()
             .unstack("model").reset_index())
     wide = wide.rename(columns={model: "model_mean", baseline: "baseline_mean"})
-    sign = wide["metric"].map(lambda m: 1.0 if _higher_is_better(m) else -1.0)
+    sign = _margin_sign(wide["metric"])
     out = pd.DataFrame({"task": wide["task"], "category": wide["category"], "metric": wide["metric"],
                         model: wide["model_mean"], baseline: wide["baseline_mean"],
                         "margin": sign * (wide["model_mean"] - wide["baseline_mean"])})
     out["beats"] = out["margin"] > 0
-    order = {t: i for i, t in enumerate(task_order(out["task"]))}
-    return out.sort_values("task", key=lambda c: c.map(order)).reset_index(drop=True)
+    return _in_task_order(out)
 
 
 def query_margins(results, model: str, baseline: str = "identity"):
@@ -139,16 +150,13 @@ def query_margins(results, model: str, baseline: str = "identity"):
     main = main[main["metric"] == main["task"].map(headline_metrics(main))]
     wide = main.pivot_table(index=["task", "metric", "sample_key"], columns="model", values="value",
                             aggfunc="first").dropna(subset=[model, baseline]).reset_index()
-    sign = wide["metric"].map(lambda m: 1.0 if _higher_is_better(m) else -1.0)
-    wide["margin"] = sign * (wide[model] - wide[baseline])
+    wide["margin"] = _margin_sign(wide["metric"]) * (wide[model] - wide[baseline])
     rows = []
     for task, group in wide.groupby("task", sort=False):
         worst = group.loc[group["margin"].idxmin()]
         rows.append({"task": task, "queries": len(group), "median": float(group["margin"].median()),
                      "worst": float(worst["margin"]), "worst_query": worst["sample_key"]})
-    out = pd.DataFrame(rows, columns=["task", "queries", "median", "worst", "worst_query"])
-    order = {t: i for i, t in enumerate(task_order(out["task"]))}
-    return out.sort_values("task", key=lambda c: c.map(order)).reset_index(drop=True)
+    return _in_task_order(pd.DataFrame(rows, columns=["task", "queries", "median", "worst", "worst_query"]))
 
 
 def _higher_is_better(metric: str) -> bool:

@@ -36,6 +36,9 @@ import cv2
 import numpy as np
 
 
+MAX_LEVELS = 0.5  # beyond it a black point could pass the white one
+
+
 @dataclass(frozen=True)
 class DeadLeavesConfig:
     alpha: float = 3.0           # power-law exponent of the radius distribution
@@ -51,8 +54,8 @@ class DeadLeavesConfig:
     levels: float = 0.0          # largest black point / (1 - white point) of a per-image levels clip (0 = none)
 
     def __post_init__(self):
-        if not 0.0 <= self.levels <= 0.5:  # beyond 0.5 the black point could pass the white one
-            raise ValueError(f"DeadLeavesConfig.levels must be in [0, 0.5], got {self.levels}")
+        if not 0.0 <= self.levels <= MAX_LEVELS:
+            raise ValueError(f"DeadLeavesConfig.levels must be in [0, {MAX_LEVELS:g}], got {self.levels}")
 
 
 def _power_law_radii(rng: np.random.Generator, n: int, r_min: float, r_max: float, alpha: float) -> np.ndarray:

@@ -22,7 +22,7 @@ from typing import Callable, Protocol
 import cv2
 import numpy as np
 
-from .deadleaves import DeadLeavesConfig, dead_leaves
+from .deadleaves import MAX_LEVELS, DeadLeavesConfig, dead_leaves
 from .images import random_crop_box, resize_short_side
 from .imageio import IMAGE_SUFFIXES, UnreadableImage, read_image
 
@@ -142,8 +142,8 @@ class DeadLeavesSource:
         return SourceImage(image, depth, self.name)
 
 
-# option -> (DeadLeavesConfig field, largest value); levels stops at 0.5 so the black point stays below the white
-_DEAD_LEAVES_OPTIONS = {"tint": ("tint_sigma", 1.0), "exposure": ("exposure_sigma", 1.0), "levels": ("levels", 0.5)}
+# option -> (DeadLeavesConfig field, largest value)
+_DEAD_LEAVES_OPTIONS = {"tint": ("tint_sigma", 1.0), "exposure": ("exposure_sigma", 1.0), "levels": ("levels", MAX_LEVELS)}
 
 
 def _dead_leaves_source(arg: str) -> DeadLeavesSource:
@@ -151,7 +151,7 @@ def _dead_leaves_source(arg: str) -> DeadLeavesSource:
     .exposure_sigma, .levels)."""
     if not arg:
         return DeadLeavesSource()
-    usage = (f"deadleaves:{arg}: options are tint=S and exposure=E in [0, 1] and levels=L in [0, 0.5], "
+    usage = (f"deadleaves:{arg}: options are tint=S and exposure=E in [0, 1] and levels=L in [0, {MAX_LEVELS:g}], "
              f"comma-separated (e.g. deadleaves:tint=0.25,exposure=0.5,levels=0.3)")
     values: dict[str, float] = {}
     for option in arg.split(","):
