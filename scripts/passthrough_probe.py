@@ -3,6 +3,7 @@
     python scripts/passthrough_probe.py checkpoints/genlv-s --shards /work/genlvs/shards
     python scripts/passthrough_probe.py RUN_DIR --shards DIR --tasks jpeg,ringing --queries 8 --split test
     python scripts/passthrough_probe.py checkpoints/genlv-s --shards DIR --tasks gaussian_blur --per-query
+    python scripts/passthrough_probe.py checkpoints/genlv-s --shards DIR --tasks jpeg,rl --flat-levels 0,2,8,255
 
 For each task, the first sample of the split is the prompt and the next ``--queries`` are queries.
 Three mean PSNRs (dB, on the target's integer range): the model's output against the target, the
@@ -14,6 +15,8 @@ pass-through outputs with each image's mean colour offset (per channel) taken ou
 the gap between the two is what a global colour cast costs. ``--per-query`` adds each query's scores
 with the mean brightness of its target and of the pass-through output: a model that brightens a dark
 photo it was told to leave alone (dark images seen only as low-light inputs) shows there.
+``--flat-levels`` adds the pass-through error inside a flat block at each given level
+(``flat_block_errors``): exactly black is where GenLV's LayerNorm is singular.
 
 The test split of a shard root made with the default sources is the packaged photos (not the
 dead-leaves images of the train split), with the first pair as the one prompt of every query.
@@ -39,6 +42,16 @@ def task_samples(shards: Path, split: str, task: str, count: int) -> list:
     return pairs[:count]
 
 
+def predict_checked(generalist, query, prompt_input, prompt_target, out_dtype):
+    """The generalist's output for one H×W×3 query and prompt pair, through the bench's own check (a NaN or
+    misshapen output is a BadOutput, not a clamped number), quantised to ``out_dtype`` (uint16 for an HDR target)."""
+    from bench.protocol import check_output, images_to_tensor
+
+    tensors = [images_to_tensor([image]) for image in (query, prompt_input, prompt_target)]
+    output = generalist.predict(*tensors)
+    return check_output(output, tuple(tensors[0].shape), who=generalist.name, quantize_to=out_dtype)[0]
+
+
 def probe_queries(generalist, samples: list) -> list[dict]:
     """Per query of samples[1:] (samples[0] is the prompt): its key, the model, identity and pass-through PSNRs,
     and the mean brightness (in [0, 1]) of the query target and of the pass-through output.
@@ -49,14 +62,6 @@ def probe_queries(generalist, samples: list) -> list[dict]:
     import numpy as np
 
     from bench.metrics import PSNR_CAP_DB, peak_value, psnr
-    from bench.protocol import check_output, images_to_tensor
-
-    def run(query, prompt_input, prompt_target, out_dtype):
-        tensors = [images_to_tensor([image]) for image in (query, prompt_input, prompt_target)]
-        output = generalist.predict(*tensors)
-        # the bench's own check: a NaN or misshapen output is a BadOutput, not a clamped number;
-        # quantised to the target's range (uint16 for an HDR target)
-        return check_output(output, tuple(tensors[0].shape), who=generalist.name, quantize_to=out_dtype)[0]
 
     def score(pred, target):
         return float(np.mean(psnr(pred, target)))
@@ -74,10 +79,10 @@ def probe_queries(generalist, samples: list) -> list[dict]:
     for query in samples[1:]:
         dtype = query.target.dtype
         peak = peak_value(dtype)
-        passed = run(query.target, prompt.target, prompt.target, dtype)
+        passed = predict_checked(generalist, query.target, prompt.target, prompt.target, dtype)
         rows.append({
             "key": query.key,
-            "model": score(run(query.input, prompt.input, prompt.target, dtype), query.target),
+            "model": score(predict_checked(generalist, query.input, prompt.input, prompt.target, dtype), query.target),
             # identity is undefined across bit depths (SDR -> HDR)
             "identity": score(query.input, query.target) if query.input.dtype == dtype else float("nan"),
             "pass_through": score(passed, query.target),
@@ -86,6 +91,38 @@ def probe_queries(generalist, samples: list) -> list[dict]:
             "pass_through_brightness": float(passed.mean()) / peak,
         })
     return rows
+
+
+def flat_block_errors(generalist, samples: list, levels: list[int], margin: int = 8) -> dict[int, float]:
+    """Per flat level v (0-255 scale): the mean absolute pass-through error, on the 0-255 scale, inside a
+    flat block at v covering the left half of each query target of samples[1:] (prompt: samples[0]'s
+    target twice), ``margin`` pixels in from the block's edges (a quarter of its smaller side if that is less).
+
+    An exactly black pixel is a singular input for a network whose bias-free patch embedding feeds a
+    LayerNorm (GenLV, X-Restormer): the embedding of 0 is 0, which the norm maps to its bias, while any
+    other flat grey normalises to one and the same vector, whatever its level. Levels 0 and 2 side by side show it.
+    """
+    import numpy as np
+
+    from bench.metrics import peak_value
+
+    prompt = samples[0].target
+    errors: dict[int, list[float]] = {level: [] for level in levels}
+    for query in samples[1:]:
+        target = query.target
+        height, width = target.shape[:2]
+        half = width // 2
+        inset = min(margin, min(height, half) // 4)  # a quarter of the block's smaller side on small images
+        if inset < 1:
+            raise ValueError(f"{query.key}: {height}x{width} is too small for a flat half block")
+        scale = peak_value(target.dtype) / 255.0
+        for level in levels:
+            flat = target.copy()
+            flat[:, :half] = round(level * scale)
+            out = predict_checked(generalist, flat, prompt, prompt, target.dtype)
+            inside = out[inset:height - inset, inset:half - inset].astype(np.float64) / scale
+            errors[level].append(float(np.abs(inside - level).mean()))
+    return {level: sum(values) / len(values) for level, values in errors.items()}
 
 
 COLUMNS = ("model", "identity", "pass_through", "pass_through_no_offset")
@@ -118,9 +155,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--per-query", action="store_true",
                         help="also print each query's scores and brightness (a dark photo brightened shows here)")
+    parser.add_argument("--flat-levels", default="",
+                        help="comma-separated 0-255 levels, e.g. 0,2,8,255: also print the pass-through error inside "
+                             "a flat block at each level (the left half of each query; exact black is singular "
+                             "for GenLV's LayerNorm)")
     args = parser.parse_args(argv)
     if args.queries < 1:
         parser.error("--queries must be >= 1")
+    try:
+        levels = [int(text) for text in args.flat_levels.split(",")] if args.flat_levels else []
+    except ValueError:
+        parser.error(f"--flat-levels {args.flat_levels!r}: expected comma-separated integers in 0..255")
+    if any(not 0 <= level <= 255 for level in levels):
+        parser.error(f"--flat-levels {args.flat_levels!r}: levels must be in 0..255")
 
     import torch
 
@@ -130,8 +177,11 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     try:
         generalist = CheckpointGeneralist(args.checkpoint, device=args.device)
-        per_query = {task: probe_queries(generalist, task_samples(Path(args.shards), args.split, task, args.queries + 1))
-                     for task in args.tasks.split(",")}
+        samples = {task: task_samples(Path(args.shards), args.split, task, args.queries + 1)
+                   for task in args.tasks.split(",")}
+        per_query = {task: probe_queries(generalist, pairs) for task, pairs in samples.items()}
+        flat = {task: flat_block_errors(generalist, pairs, levels) for task, pairs in samples.items()} \
+            if levels else {}
     except (FileNotFoundError, KeyError, ValueError, BadOutput) as err:  # CheckpointError is a ValueError
         print(f"passthrough_probe: {err}", file=sys.stderr)
         return 2
@@ -148,6 +198,13 @@ def main(argv: list[str] | None = None) -> int:
             for row in queries:
                 print(f"| {row['key']} | {row['brightness']:.2f} | {row['model']:.2f} | {row['identity']:.2f} | "
                       f"{row['pass_through']:.2f} | {row['pass_through_brightness']:.2f} |")
+    if flat:
+        print("\n| task | " + " | ".join(f"error in a flat {level} block" for level in levels) + " |\n|---|"
+              + "---|" * len(levels))
+        for task, errors in flat.items():
+            print(f"| {task} | " + " | ".join(f"{errors[level]:.1f}" for level in levels) + " |")
+        print("| mean | " + " | ".join(f"{nan_mean([errors[level] for errors in flat.values()]):.1f}"
+                                       for level in levels) + " |")
     return 0
 
 

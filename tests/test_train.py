@@ -684,3 +684,37 @@ def test_passthrough_probe_scores_a_trained_model_on_its_shards(shards, tmp_path
     assert probe.main([str(tmp_path), "--shards", str(shards), "--split", "train", "--tasks", "canny",
                        "--queries", str(N_TRAIN)]) == 2
     assert f"task 'canny' has {N_TRAIN} samples" in capsys.readouterr().err
+
+
+def test_passthrough_probe_flat_block_errors_measure_the_error_inside_the_block(shards, tmp_path, capsys):
+    from conftest import load_script
+
+    from bench.builtins import IdentityGeneralist
+
+    probe = load_script("passthrough_probe")
+    samples = probe.task_samples(shards, "train", "gaussian_noise", 3)
+
+    class Halving(IdentityGeneralist):
+        name = "halving"
+
+        def predict(self, query, prompt_input, prompt_target):
+            return query * 0.5
+
+    assert probe.flat_block_errors(IdentityGeneralist(), samples, [0, 2, 255]) == {0: 0.0, 2: 0.0, 255: 0.0}
+    # halving a flat block at v leaves v/2 inside it (quantised to the 8-bit grid: 255 -> 127.5 -> 128)
+    assert probe.flat_block_errors(Halving(), samples, [0, 8, 255]) == pytest.approx({0: 0.0, 8: 4.0, 255: 127.0})
+    # the option prints one row per task and a mean row; bad levels are a usage error
+    from model import checkpoints
+
+    net = model.build("genlv-tiny").eval()
+    with torch.no_grad():
+        net.output.weight.mul_(0.01)  # outputs near 0: inside the range the bench accepts
+    checkpoints.save_model(net, tmp_path / "model.safetensors", arch="genlv-tiny")
+    assert probe.main([str(tmp_path), "--shards", str(shards), "--split", "train", "--tasks", TASKS,
+                       "--queries", "1", "--threads", "1", "--flat-levels", "0,255"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    table = lines[lines.index("| task | error in a flat 0 block | error in a flat 255 block |"):]
+    assert [line.split(" | ")[0] for line in table[2:]] == ["| gaussian_noise", "| canny", "| mean"]
+    for bad in ("0,x", "256"):
+        with pytest.raises(SystemExit):
+            probe.main([str(tmp_path), "--shards", str(shards), "--tasks", "canny", "--flat-levels", bad])
