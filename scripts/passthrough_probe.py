@@ -100,12 +100,15 @@ def flat_block_errors(generalist, samples: list, levels: list[int], margin: int 
 
     An exactly black pixel is a singular input for a network whose bias-free patch embedding feeds a
     LayerNorm (GenLV, X-Restormer): the embedding of 0 is 0, which the norm maps to its bias, while any
-    other flat grey normalises to one and the same vector, whatever its level. Levels 0 and 2 side by side show it.
+    other flat grey normalises to nearly the same vector whatever its level (the norm's eps blends the two
+    below level ~4). Levels 0 and 2 side by side show it.
     """
     import numpy as np
 
     from bench.metrics import peak_value
 
+    if len(samples) < 2:
+        raise ValueError(f"flat_block_errors needs a prompt and at least one query, got {len(samples)} sample(s)")
     prompt = samples[0].target
     errors: dict[int, list[float]] = {level: [] for level in levels}
     for query in samples[1:]:

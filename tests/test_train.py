@@ -701,6 +701,8 @@ def test_passthrough_probe_flat_block_errors_measure_the_error_inside_the_block(
             return query * 0.5
 
     assert probe.flat_block_errors(IdentityGeneralist(), samples, [0, 2, 255]) == {0: 0.0, 2: 0.0, 255: 0.0}
+    with pytest.raises(ValueError, match="at least one query"):
+        probe.flat_block_errors(IdentityGeneralist(), samples[:1], [0])
     # halving a flat block at v leaves v/2 inside it (quantised to the 8-bit grid: 255 -> 127.5 -> 128)
     assert probe.flat_block_errors(Halving(), samples, [0, 8, 255]) == pytest.approx({0: 0.0, 8: 4.0, 255: 127.0})
     # the option prints one row per task and a mean row; bad levels are a usage error
