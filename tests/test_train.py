@@ -717,6 +717,11 @@ def test_passthrough_probe_flat_block_errors_measure_the_error_inside_the_block(
     lines = capsys.readouterr().out.splitlines()
     table = lines[lines.index("| task | error in a flat 0 block | error in a flat 255 block |"):]
     assert [line.split(" | ")[0] for line in table[2:]] == ["| gaussian_noise", "| canny", "| mean"]
+    from bench.builtins import CheckpointGeneralist
+
+    errors = probe.flat_block_errors(CheckpointGeneralist(tmp_path, device="cpu"),
+                                     probe.task_samples(shards, "train", "gaussian_noise", 2), [0, 255])
+    assert table[2] == f"| gaussian_noise | {errors[0]:.1f} | {errors[255]:.1f} |"
     for bad in ("0,x", "256"):
         with pytest.raises(SystemExit):
             probe.main([str(tmp_path), "--shards", str(shards), "--tasks", "canny", "--flat-levels", bad])
