@@ -140,6 +140,9 @@ def configure(params: Mapping, overrides: Mapping | None = None) -> SynthConfig:
     """Resolve params plus command-line overrides (non-None values win) into a SynthConfig."""
     p = dict(params)
     o = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if "out" in o and "summary" not in o and Path(o["out"]) != Path(p["out"]):
+        # Another out folder gets its summary beside its manifest, not over the pipeline's metrics/synth.json.
+        p["summary"] = str(Path(o["out"]) / "synth.json")
     for key in ("out", "summary", "seed", "size", "workers", "scheduler", "tasks", "splits"):
         if key in o:
             p[key] = o[key]

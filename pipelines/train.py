@@ -50,9 +50,21 @@ def parse_task_weights(value):
 
 def configure(params: Mapping, overrides: Mapping | None = None) -> TrainConfig:
     """TrainConfig from params plus overrides (values that are not None win; ``overrides`` of the
-    architecture are merged key by key)."""
+    architecture are merged key by key). An ``arch`` override drops the params' ``name``, an ``out``
+    override the params' ``metrics`` and ``summary``, unless those are overridden too."""
     merged = dict(params)
-    for key, value in (overrides or {}).items():
+    overrides = overrides or {}
+    # Labels and logs the params file gives for its own arch and out folder do not follow a command
+    # line that trains another arch or writes elsewhere: that run gets the documented defaults (the
+    # out folder's name; OUT/metrics.csv, OUT/summary.json) instead of a leaderboard row under a
+    # wrong name or the pipeline's tracked metrics/train.* overwritten.
+    if overrides.get("arch") not in (None, params.get("arch")) and overrides.get("name") is None:
+        merged["name"] = ""
+    if overrides.get("out") is not None and Path(overrides["out"]) != Path(params.get("out") or ""):
+        for key in ("metrics", "summary"):
+            if overrides.get(key) is None:
+                merged[key] = None
+    for key, value in overrides.items():
         if value is None:
             continue
         if key not in merged:

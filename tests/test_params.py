@@ -121,6 +121,41 @@ def test_command_line_beats_overlay_beats_params_file(tmp_path):
     assert config.size == 96 and config.counts["gaussian_noise"]["train"] == 5
 
 
+def test_command_line_arch_or_out_does_not_inherit_the_params_files_label_and_logs(tmp_path):
+    """`llvbench train --arch genlv-s --out elsewhere` next to the repository's params.yaml must not
+    label the run with the pipeline's model name or overwrite the pipeline's tracked metrics."""
+    from pipelines.commands import train as train_command
+
+    path = _write(tmp_path, """
+        synth: {out: data/shards, summary: metrics/synth.json}
+        train: {arch: genlv-tiny, name: genlv-tiny, out: checkpoints/pipeline, metrics: metrics/train.csv,
+                summary: metrics/train.json}
+    """)
+    parser = argparse.ArgumentParser()
+    train_command.add_arguments(parser)
+
+    def config_of(*argv):
+        args = parser.parse_args(["--params", str(path), *argv])
+        return train.configure(train.read_params(path, required=True), train_command.overrides_from(args))
+
+    pipeline = config_of("--steps", "7")
+    assert (pipeline.name, pipeline.metrics, pipeline.summary) == ("genlv-tiny", "metrics/train.csv",
+                                                                   "metrics/train.json")
+    assert (config_of("--arch", "genlv-tiny").name, config_of("--out", "checkpoints/pipeline/").metrics) \
+        == ("genlv-tiny", "metrics/train.csv")  # the params' own arch and folder keep them
+    other = config_of("--arch", "genlv-s", "--out", str(tmp_path / "run"))
+    assert (other.name, other.metrics, other.summary) == ("", None, None)  # the run folder's name and files
+    named = config_of("--arch", "genlv-s", "--name", "mine", "--out", str(tmp_path / "run"),
+                      "--metrics", "m.csv", "--summary", "s.json")
+    assert (named.name, named.metrics, named.summary) == ("mine", "m.csv", "s.json")
+
+    params = synth.read_params(path)
+    assert synth.configure(params, {"out": "data/shards/"}).summary == Path("metrics/synth.json")
+    elsewhere = tmp_path / "shards"
+    assert synth.configure(params, {"out": str(elsewhere)}).summary == elsewhere / "synth.json"
+    assert synth.configure(params, {"out": str(elsewhere), "summary": "s.json"}).summary == Path("s.json")
+
+
 def test_section_without_a_params_file_is_the_defaults(tmp_path):
     assert read_section(None, "train", {"steps": 1}) == {"steps": 1}
     assert read_section(tmp_path / "absent.yaml", "train", {"steps": 1}) == {"steps": 1}

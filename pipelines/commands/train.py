@@ -72,9 +72,12 @@ def add_arguments(p) -> None:
     p.add_argument("--epoch-length", type=int, help="samples per epoch (default: every train sample once)")
     p.add_argument("--log-every", type=int, help="metrics row every N steps")
     p.add_argument("--ckpt-every", type=int, help="checkpoint every N steps (and at the end)")
-    p.add_argument("--metrics", help="metrics CSV (default: OUT/metrics.csv)")
-    p.add_argument("--summary", help="summary JSON (default: OUT/summary.json)")
-    p.add_argument("--name", help="label written to config.json (default: the --out folder's name)")
+    p.add_argument("--metrics", help="metrics CSV (default: train.metrics of the params file; OUT/metrics.csv without "
+                                     "one or when --out names another folder)")
+    p.add_argument("--summary", help="summary JSON (default: train.summary of the params file; OUT/summary.json without "
+                                     "one or when --out names another folder)")
+    p.add_argument("--name", help="label written to config.json, the model's name in the leaderboard (default: train.name "
+                                  "of the params file, or the --out folder's name when --arch trains another arch)")
     p.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
 
 
