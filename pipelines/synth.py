@@ -141,8 +141,9 @@ def configure(params: Mapping, overrides: Mapping | None = None) -> SynthConfig:
     p = dict(params)
     o = {k: v for k, v in (overrides or {}).items() if v is not None}
     if "out" in o and "summary" not in o and Path(o["out"]) != Path(p["out"]):
-        # Another out folder gets its summary beside its manifest, not over the pipeline's metrics/synth.json.
-        p["summary"] = str(Path(o["out"]) / "synth.json")
+        # The params' summary is the pipeline's tracked metrics/synth.json: a run into another folder
+        # only prints its summary (inside the out folder its timings would make the data's bytes vary).
+        p["summary"] = None
     for key in ("out", "summary", "seed", "size", "workers", "scheduler", "tasks", "splits"):
         if key in o:
             p[key] = o[key]

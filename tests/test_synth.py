@@ -61,10 +61,10 @@ TASKS = "_synth_noise,_synth_invert"
 
 def _config(out, **overrides):
     params = read_params(None)
-    params.update({"tasks": TASKS, "size": 32, "samples_per_shard": 3, "summary": str(out) + ".summary.json",
+    params.update({"tasks": TASKS, "size": 32, "samples_per_shard": 3,
                    "counts": {"train": 7, "test": 4, "unseen": 0}, "per_task": {}})
     params.update(overrides.pop("params", {}))
-    return configure(params, {"out": str(out), **overrides})
+    return configure(params, {"out": str(out), "summary": str(out) + ".summary.json", **overrides})
 
 
 def _tree(root: Path) -> dict[str, bytes]:

@@ -31,7 +31,7 @@ def add_arguments(p) -> None:
     p.add_argument("--train-dir", help="train images from this folder instead of dead leaves")
     p.add_argument("--test-dir", help="test (and unseen) images from this folder instead of the packaged photos")
     p.add_argument("--summary", help="per-task summary JSON (default: synth.summary, metrics/synth.json; with "
-                                     "another --out, OUT/synth.json)")
+                                     "another --out, none: the summary is printed)")
     p.add_argument("--merge", action="store_true",
                    help="DVC's last synth stage: write OUT/manifest.json over the per-task roots OUT/tasks/TASK "
                         "of the tasks under synth.per_task")
