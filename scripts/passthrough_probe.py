@@ -12,7 +12,11 @@ own target with a query's target as the query, the output scored against that qu
 model that cannot reproduce an image it is told to leave alone scores below identity on every mild
 degradation, which is what the pass-through column measures. The last column scores the same
 pass-through outputs with each image's mean colour offset (per channel) taken out of the error:
-the gap between the two is what a global colour cast costs. ``--per-query`` adds each query's scores
+the gap between the two is what a global colour cast costs. "Floor cost" is what an output error as
+large as the pass-through error costs on top of identity's if the two are independent,
+10·log10(1 + 10^((identity − pass-through)/10)) dB per query: a model scoring identity − floor cost
+restores nothing beyond its own reproduction error, so a mild task (identity near the pass-through
+PSNR) is lost unless the model gains more than that. ``--per-query`` adds each query's scores
 with the mean brightness of its target and of the pass-through output: a model that brightens a dark
 photo it was told to leave alone (dark images seen only as low-light inputs) shows there.
 ``--flat-levels`` adds the pass-through error inside a flat block at each given level
@@ -90,7 +94,14 @@ def probe_queries(generalist, samples: list) -> list[dict]:
             "brightness": float(query.target.mean()) / peak,
             "pass_through_brightness": float(passed.mean()) / peak,
         })
+        rows[-1]["floor_cost"] = floor_cost_db(rows[-1]["identity"], rows[-1]["pass_through"])
     return rows
+
+
+def floor_cost_db(identity_psnr: float, pass_through_psnr: float) -> float:
+    """dB lost against identity by adding an independent error of the pass-through's size: identity's MSE
+    plus the pass-through MSE, as PSNR, below identity's PSNR (NaN without an identity score)."""
+    return 10.0 * math.log10(1.0 + 10.0 ** ((identity_psnr - pass_through_psnr) / 10.0))
 
 
 def flat_block_errors(generalist, samples: list, levels: list[int], margin: int = 8) -> dict[int, float]:
@@ -128,7 +139,7 @@ def flat_block_errors(generalist, samples: list, levels: list[int], margin: int 
     return {level: sum(values) / len(values) for level, values in errors.items()}
 
 
-COLUMNS = ("model", "identity", "pass_through", "pass_through_no_offset")
+COLUMNS = ("model", "identity", "pass_through", "pass_through_no_offset", "floor_cost")
 
 
 def nan_mean(values: list[float]) -> float:
@@ -189,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"passthrough_probe: {err}", file=sys.stderr)
         return 2
     rows = {task: column_means(queries) for task, queries in per_query.items()}
-    print("| task | model | identity | pass-through | pass-through, colour offset removed |\n|---|---|---|---|---|")
+    print("| task | model | identity | pass-through | pass-through, colour offset removed | floor cost |\n"
+          "|---|---|---|---|---|---|")
     for task, row in rows.items():
         print(f"| {task} | " + " | ".join(f"{row[name]:.2f}" for name in COLUMNS) + " |")
     means = column_means(list(rows.values()))  # a task without identity (SDR -> HDR) is left out of its mean

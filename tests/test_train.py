@@ -660,7 +660,7 @@ def test_passthrough_probe_scores_a_trained_model_on_its_shards(shards, tmp_path
     assert probe.main([str(tmp_path), "--shards", str(shards), "--split", "train", "--tasks", TASKS,
                        "--queries", "3", "--threads", "1", "--per-query"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "| task | model | identity | pass-through | pass-through, colour offset removed |"
+    assert lines[0] == "| task | model | identity | pass-through | pass-through, colour offset removed | floor cost |"
     per_query = lines[lines.index("") + 3:]
     assert len(lines[:lines.index("")]) == 2 + 2 + 1 and len(per_query) == 2 * 3
     samples = probe.task_samples(shards, "train", "gaussian_noise", 4)
@@ -669,12 +669,19 @@ def test_passthrough_probe_scores_a_trained_model_on_its_shards(shards, tmp_path
     row = probe.probe(CheckpointGeneralist(tmp_path, device="cpu"), samples)
     assert [line.split(" | ")[1:] for line in lines if line.startswith("| gaussian_noise |")] == \
         [[f"{row['model']:.2f}", f"{row['identity']:.2f}", f"{row['pass_through']:.2f}",
-          f"{row['pass_through_no_offset']:.2f} |"]]
+          f"{row['pass_through_no_offset']:.2f}", f"{row['floor_cost']:.2f} |"]]
     # taking each image's mean colour error out can only lower the squared error
     assert row["pass_through_no_offset"] >= row["pass_through"] - 1e-9
     queries = probe.probe_queries(CheckpointGeneralist(tmp_path, device="cpu"), samples)
     assert [query["key"] for query in queries] == [sample.key for sample in samples[1:]]
     assert row["pass_through"] == pytest.approx(np.mean([query["pass_through"] for query in queries]))
+    # floor cost: identity's MSE plus the pass-through MSE, in dB below identity (here from per-query MSEs)
+    for query, sample in zip(queries, samples[1:]):
+        mse = np.mean((sample.input.astype(float) - sample.target.astype(float)) ** 2)
+        pass_mse = 255.0 ** 2 * 10 ** (-query["pass_through"] / 10)
+        assert query["floor_cost"] == pytest.approx(10 * np.log10((mse + pass_mse) / mse), rel=1e-6)
+    assert probe.floor_cost_db(30.0, 30.0) == pytest.approx(10 * np.log10(2))  # equal errors: 3 dB
+    assert probe.floor_cost_db(20.0, 100.0) < 1e-6 and np.isnan(probe.floor_cost_db(float("nan"), 30.0))
     # outputs near 0 (the head scaled down above): the pass-through output is dark whatever the query
     assert all(query["pass_through_brightness"] < 0.1 < query["brightness"] for query in queries)
     assert per_query[0].startswith(f"| {samples[1].key} | {queries[0]['brightness']:.2f} | {queries[0]['model']:.2f} |")
