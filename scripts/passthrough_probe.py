@@ -84,17 +84,19 @@ def probe_queries(generalist, samples: list) -> list[dict]:
         dtype = query.target.dtype
         peak = peak_value(dtype)
         passed = predict_checked(generalist, query.target, prompt.target, prompt.target, dtype)
+        # identity is undefined across bit depths (SDR -> HDR)
+        identity = score(query.input, query.target) if query.input.dtype == dtype else float("nan")
+        pass_through = score(passed, query.target)
         rows.append({
             "key": query.key,
             "model": score(predict_checked(generalist, query.input, prompt.input, prompt.target, dtype), query.target),
-            # identity is undefined across bit depths (SDR -> HDR)
-            "identity": score(query.input, query.target) if query.input.dtype == dtype else float("nan"),
-            "pass_through": score(passed, query.target),
+            "identity": identity,
+            "pass_through": pass_through,
             "pass_through_no_offset": score_without_offset(passed, query.target),
+            "floor_cost": floor_cost_db(identity, pass_through),
             "brightness": float(query.target.mean()) / peak,
             "pass_through_brightness": float(passed.mean()) / peak,
         })
-        rows[-1]["floor_cost"] = floor_cost_db(rows[-1]["identity"], rows[-1]["pass_through"])
     return rows
 
 
