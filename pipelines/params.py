@@ -204,3 +204,11 @@ def read_section(path: str | Path | None, section: str, defaults: dict, *, requi
         _check_keys(overlay_path, section, overlay_values, defaults, closed)
         _update(params, _coerce_all(overlay_path, section, overlay_values, kinds), merge_dicts)
     return params
+
+
+def names_other_folder(override: str | Path | None, configured: str | Path | None) -> bool:
+    """True when a command-line ``--out`` points somewhere other than the params' out folder (both
+    resolved from the working directory, so ``data/shards`` and its absolute path are one folder)."""
+    if override is None:
+        return False
+    return configured is None or str(configured) == "" or Path(override).resolve() != Path(configured).resolve()

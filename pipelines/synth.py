@@ -33,7 +33,7 @@ from taskgen.shards import (PNG_COMPRESSION, ShardJob, ShardResult, build_manife
                             stale_shards, write_manifest, write_shard)
 from taskgen.sources import DEFAULT_SOURCES
 
-from pipelines.params import coerce, read_section
+from pipelines.params import coerce, names_other_folder, read_section
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ def configure(params: Mapping, overrides: Mapping | None = None) -> SynthConfig:
     """Resolve params plus command-line overrides (non-None values win) into a SynthConfig."""
     p = dict(params)
     o = {k: v for k, v in (overrides or {}).items() if v is not None}
-    if "out" in o and "summary" not in o and Path(o["out"]) != Path(p["out"]):
+    if "summary" not in o and names_other_folder(o.get("out"), p["out"]):
         # The params' summary is the pipeline's tracked metrics/synth.json: a run into another folder
         # only prints its summary (inside the out folder its timings would make the data's bytes vary).
         p["summary"] = None

@@ -14,7 +14,7 @@ from typing import Mapping
 
 from model.train import TrainConfig, train
 
-from pipelines.params import read_section
+from pipelines.params import names_other_folder, read_section
 
 SECTION = "train"
 
@@ -60,7 +60,7 @@ def configure(params: Mapping, overrides: Mapping | None = None) -> TrainConfig:
     # wrong name or the pipeline's tracked metrics/train.* overwritten.
     if overrides.get("arch") not in (None, params.get("arch")) and overrides.get("name") is None:
         merged["name"] = ""
-    if overrides.get("out") is not None and Path(overrides["out"]) != Path(params.get("out") or ""):
+    if names_other_folder(overrides.get("out"), params.get("out")):
         for key in ("metrics", "summary"):
             if overrides.get(key) is None:
                 merged[key] = None

@@ -143,6 +143,7 @@ def test_command_line_arch_or_out_does_not_inherit_the_params_files_label_and_lo
                                                                    "metrics/train.json")
     assert (config_of("--arch", "genlv-tiny").name, config_of("--out", "checkpoints/pipeline/").metrics) \
         == ("genlv-tiny", "metrics/train.csv")  # the params' own arch and folder keep them
+    assert config_of("--out", str(Path("checkpoints/pipeline").resolve())).metrics == "metrics/train.csv"
     other = config_of("--arch", "genlv-s", "--out", str(tmp_path / "run"))
     assert (other.name, other.metrics, other.summary) == ("", None, None)  # the run folder's name and files
     named = config_of("--arch", "genlv-s", "--name", "mine", "--out", str(tmp_path / "run"),
@@ -151,6 +152,7 @@ def test_command_line_arch_or_out_does_not_inherit_the_params_files_label_and_lo
 
     params = synth.read_params(path)
     assert synth.configure(params, {"out": "data/shards/"}).summary == Path("metrics/synth.json")
+    assert synth.configure(params, {"out": str(Path("data/shards").resolve())}).summary == Path("metrics/synth.json")
     elsewhere = tmp_path / "shards"
     assert synth.configure(params, {"out": str(elsewhere)}).summary is None  # printed only
     assert synth.configure(params, {"out": str(elsewhere), "summary": "s.json"}).summary == Path("s.json")
