@@ -1,4 +1,5 @@
-"""Leaderboards: aggregates of the per-image results, as parquet, Markdown and ``metrics.json``.
+"""Leaderboards: aggregates of the per-image results, as parquet, Markdown, LaTeX (``bench.latex``) and
+``metrics.json``.
 
 Tables (one parquet each, every row labelled by model):
 
@@ -318,8 +319,23 @@ def _robustness(rows):
 # --------------------------------------------------------------------------------------------
 # Markdown
 
-def _fmt(value, decimals: int) -> str:
-    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{decimals}f}"
+def format_value(value, decimals: int) -> str:
+    """A number with ``decimals`` places; '–' for a missing or non-finite one."""
+    return "–" if value is None or not math.isfinite(float(value)) else f"{float(value):.{decimals}f}"
+
+
+def column_ranks(cells: dict, rows: list[str], columns: list[str], higher_is_better: dict | bool) -> dict:
+    """{(row, column): value} -> {(row, column): rank}: 1 for the column's best value, 2 for the next
+    distinct value, and so on (tied values share a rank); missing and non-finite cells get none.
+    ``higher_is_better`` is one value for every column or a dict per column."""
+    ranks = {}
+    for c in columns:
+        better_high = higher_is_better[c] if isinstance(higher_is_better, dict) else higher_is_better
+        present = {r: float(cells[(r, c)]) for r in rows if (r, c) in cells and math.isfinite(cells[(r, c)])}
+        order = sorted(set(present.values()), reverse=bool(better_high))
+        position = {value: i + 1 for i, value in enumerate(order)}
+        ranks.update({(r, c): position[value] for r, value in present.items()})
+    return ranks
 
 
 def markdown_table(cells: dict, rows: list[str], columns: list[str], *, higher_is_better: bool, decimals: int,
@@ -329,20 +345,15 @@ def markdown_table(cells: dict, rows: list[str], columns: list[str], *, higher_i
     failed = failed or set()
     head = "| model | " + " | ".join(labels.get(c, c) for c in columns) + " |"
     lines = [head, "|" + "---|" * (len(columns) + 1)]
-    best = {}
-    for c in columns:
-        values = [cells[(r, c)] for r in rows if (r, c) in cells and not math.isnan(cells[(r, c)])]
-        if values:
-            best[c] = max(values) if higher_is_better else min(values)
+    ranks = column_ranks(cells, rows, columns, higher_is_better)
     for r in rows:
         out = []
         for c in columns:
             if (r, c) in failed:
                 out.append("failed")
                 continue
-            value = cells.get((r, c), math.nan)
-            text = _fmt(value, decimals)
-            out.append(f"**{text}**" if c in best and not math.isnan(value) and value == best[c] else text)
+            text = format_value(cells.get((r, c), math.nan), decimals)
+            out.append(f"**{text}**" if ranks.get((r, c)) == 1 else text)
         lines.append(f"| {r} | " + " | ".join(out) + " |")
     return "\n".join(lines)
 
@@ -398,6 +409,26 @@ def _paper_tables(lb: Leaderboards) -> list[str]:
     return sections
 
 
+def overall_rows(overall) -> tuple[list[str], list[list]]:
+    """(headers, rows) of the overall mean-rank table."""
+    rows = [[int(r.rank), r.model, f"{r.mean_rank:.2f}", int(r.tasks), int(r.failed_tasks)]
+            for r in overall.itertuples()]
+    return ["rank", "model", "mean rank", "tasks", "failed"], rows
+
+
+def efficiency_rows(efficiency) -> tuple[list[str], list[list]]:
+    """(headers, rows) of the efficiency table: parameters, FLOPs, latency, peak memory, device and the
+    official code's latency (reference data, one H200)."""
+    flops = next((c for c in efficiency.columns if c.startswith("flops_")), "flops")
+    rows = [[r["model"], format_value(r.get("params", math.nan) / 1e6, 3),
+             format_value(r.get(flops, math.nan) / 1e9, 2), format_value(r.get("latency_ms", math.nan), 2),
+             format_value(r.get("peak_memory_mib", math.nan), 0), r["device"],
+             format_value(r.get("official_latency_ms", math.nan), 1)]
+            for r in efficiency.to_dict("records")]
+    return ["model", "params (M)", f"{flops} (GFLOP)", "latency (ms/image)", "peak memory (MiB)", "device",
+            "official code (ms/image, H200)"], rows
+
+
 def to_markdown(lb: Leaderboards) -> str:
     """The paper-shaped tables (1–4) plus overall rank, mismatch, efficiency and failures."""
     sections = ["# llvbench leaderboard", ""]
@@ -405,23 +436,15 @@ def to_markdown(lb: Leaderboards) -> str:
         sections += ["## Warnings", ""] + [f"- {w}" for w in lb.warnings] + [""]
     sections += _paper_tables(lb)
     if len(lb.overall):
-        rows = [[r.rank, r.model, f"{r.mean_rank:.2f}", r.tasks, r.failed_tasks] for r in lb.overall.itertuples()]
-        sections += ["## Overall: mean rank across tasks (1 = best)", "",
-                     plain_table(["rank", "model", "mean rank", "tasks", "failed"], rows), ""]
+        sections += ["## Overall: mean rank across tasks (1 = best)", "", plain_table(*overall_rows(lb.overall)), ""]
     if len(lb.mismatch):
-        rows = [[r["model"], r["prompt_task"], r["task"], _fmt(r.get("psnr_to_query", math.nan), 2),
-                 _fmt(r.get("psnr_to_prompt_task", math.nan), 2)] for r in lb.mismatch.to_dict("records")]
+        rows = [[r["model"], r["prompt_task"], r["task"], format_value(r.get("psnr_to_query", math.nan), 2),
+                 format_value(r.get("psnr_to_prompt_task", math.nan), 2)] for r in lb.mismatch.to_dict("records")]
         sections += ["## Mismatch: prompt of task A on queries of task B (mean PSNR, dB)", "",
                      plain_table(["model", "prompt A", "queries B", "keeps the query", "applies A"], rows), ""]
     if len(lb.efficiency):
-        flops = next((c for c in lb.efficiency.columns if c.startswith("flops_")), "flops")
-        rows = [[r["model"], _fmt(r.get("params", math.nan) / 1e6, 3), _fmt(r.get(flops, math.nan) / 1e9, 2),
-                 _fmt(r.get("latency_ms", math.nan), 2), _fmt(r.get("peak_memory_mib", math.nan), 0), r["device"],
-                 _fmt(r.get("official_latency_ms", math.nan), 1)]
-                for r in lb.efficiency.to_dict("records")]
-        sections += ["## Efficiency", "", plain_table(["model", "params (M)", f"{flops} (GFLOP)", "latency (ms/image)",
-                                                       "peak memory (MiB)", "device",
-                                                       "official code (ms/image, H200)"], rows), "",
+        headers, rows = efficiency_rows(lb.efficiency)
+        sections += ["## Efficiency", "", plain_table(headers, rows), "",
                      "The last column is the authors' implementation of the same network measured on one "
                      "NVIDIA H200 (reference data, bench/peers.py); compare it with ours only on that GPU.", ""]
     if len(lb.failures):
@@ -457,8 +480,10 @@ def headline_numbers(lb: Leaderboards) -> dict:
 
 
 def write_leaderboards(results_paths, out_dir: str | Path) -> Leaderboards:
-    """Read result files/folders, write every table (parquet), leaderboard.md and metrics.json."""
+    """Read result files/folders, write every table (parquet), leaderboard.md, leaderboard.tex and metrics.json."""
     from taskgen.atomic import atomic_path, atomic_write_json, atomic_write_text
+
+    from .latex import to_latex
 
     lb = build_leaderboards(read_results(results_paths))
     for warning in lb.warnings:
@@ -468,5 +493,6 @@ def write_leaderboards(results_paths, out_dir: str | Path) -> Leaderboards:
         with atomic_path(out_dir / f"{name}.parquet") as tmp:
             table.to_parquet(tmp, index=False)
     atomic_write_text(out_dir / "leaderboard.md", to_markdown(lb))
+    atomic_write_text(out_dir / "leaderboard.tex", to_latex(lb))
     atomic_write_json(out_dir / "metrics.json", headline_numbers(lb))
     return lb

@@ -27,8 +27,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .leaderboard import (DECIMALS, SHORT_NAMES, build_leaderboards, headline_numbers, paper_tables,
-                          task_order)
+from .leaderboard import (DECIMALS, SHORT_NAMES, build_leaderboards, column_ranks, format_value, headline_numbers,
+                          overall_rows, paper_tables, task_order)
 from .metrics import METRICS
 from .samples import INPUT_ROLES, output_path, saved_examples, saved_units
 
@@ -215,10 +215,6 @@ def render_markdown(title: str, blocks: list) -> str:
 # --------------------------------------------------------------------------------------------
 # Tables
 
-def _fmt(value, decimals: int) -> str:
-    return "–" if value is None or not math.isfinite(float(value)) else f"{float(value):.{decimals}f}"
-
-
 def best_table(cells: dict, rows: list[str], columns: list[str], *, higher_is_better: dict | bool,
                decimals: dict | int, labels: dict | None = None, failed: set | None = None,
                row_header: str = "model", caption: str = "") -> Table:
@@ -231,11 +227,7 @@ def best_table(cells: dict, rows: list[str], columns: list[str], *, higher_is_be
     def per_column(setting, c):
         return setting[c] if isinstance(setting, dict) else setting
 
-    best = {}
-    for c in columns:
-        values = [cells[(r, c)] for r in rows if (r, c) in cells and math.isfinite(cells[(r, c)])]
-        if values:
-            best[c] = max(values) if per_column(higher_is_better, c) else min(values)
+    ranks = column_ranks(cells, rows, columns, higher_is_better)
     out = []
     for r in rows:
         line = [Cell(r)]
@@ -243,9 +235,8 @@ def best_table(cells: dict, rows: list[str], columns: list[str], *, higher_is_be
             if (r, c) in failed:
                 line.append(Cell("failed", numeric=True))
                 continue
-            value = cells.get((r, c), math.nan)
-            line.append(Cell(_fmt(value, per_column(decimals, c)), numeric=True,
-                             bold=c in best and math.isfinite(value) and value == best[c]))
+            line.append(Cell(format_value(cells.get((r, c), math.nan), per_column(decimals, c)), numeric=True,
+                             bold=ranks.get((r, c)) == 1))
         out.append(line)
     return Table([row_header] + [labels.get(c, c) for c in columns], out, caption)
 
@@ -419,10 +410,8 @@ class _Builder:
                            "from another photo). Mean over the task's queries; best value per column in bold; "
                            "'failed' marks a unit that failed, '–' one not evaluated."))
         if len(self.lb.overall):
-            rows = [[int(r.rank), r.model, f"{r.mean_rank:.2f}", int(r.tasks), int(r.failed_tasks)]
-                    for r in self.lb.overall.itertuples()]
-            self.add(Heading(3, "Overall: mean rank across tasks (1 = best)"),
-                     Table(["rank", "model", "mean rank", "tasks", "failed"], plain_rows(rows)))
+            headers, rows = overall_rows(self.lb.overall)
+            self.add(Heading(3, "Overall: mean rank across tasks (1 = best)"), Table(headers, plain_rows(rows)))
         for table in paper_tables(mt):
             n = table.rows[table.rows["status"] == "ok"].groupby("task")["n"].max()
             caption = "queries per task: " + ", ".join(f"{SHORT_NAMES.get(t, t)} {int(n.get(t, 0))}"
@@ -512,10 +501,11 @@ class _Builder:
             params, latency = r.get("params", math.nan), r.get("latency_ms", math.nan)
             points.append({"model": r["model"], "params": params, "latency_ms": latency,
                            "psnr": float(mean_psnr.get(r["model"], math.nan))})
-            rows.append([r["model"], _fmt(params / 1e6, 3), _fmt(r.get(flops, math.nan) / 1e9, 2) if flops else "–",
-                         _fmt(latency, 2), _fmt(r.get("peak_memory_mib", math.nan), 0),
-                         _fmt(mean_psnr.get(r["model"], math.nan), 2), r["device"],
-                         _fmt(r.get("official_latency_ms", math.nan), 1)])
+            rows.append([r["model"], format_value(params / 1e6, 3),
+                         format_value(r.get(flops, math.nan) / 1e9, 2) if flops else "–",
+                         format_value(latency, 2), format_value(r.get("peak_memory_mib", math.nan), 0),
+                         format_value(mean_psnr.get(r["model"], math.nan), 2), r["device"],
+                         format_value(r.get("official_latency_ms", math.nan), 1)])
         headers = ["model", "params (M)", f"{flops or 'flops'} (GFLOP)", "latency (ms/image)", "peak memory (MiB)",
                    "mean PSNR (dB)", "device", "official code (ms/image, H200)"]
         self.add(Table(headers, [[Cell(v, numeric=_looks_numeric(v)) for v in row] for row in rows],
@@ -544,8 +534,8 @@ class _Builder:
             return
         self.figure(figures.training_curves, "training_curves",
                     "Training loss (and learning rate) per step: " + ", ".join(curves), curves)
-        rows = [[name, int(df["step"].iloc[-1]), _fmt(df["loss"].iloc[-1], 4),
-                 _fmt(df["loss"].tail(max(1, len(df) // 10)).mean(), 4)] for name, df in curves.items()]
+        rows = [[name, int(df["step"].iloc[-1]), format_value(df["loss"].iloc[-1], 4),
+                 format_value(df["loss"].tail(max(1, len(df) // 10)).mean(), 4)] for name, df in curves.items()]
         self.add(Table(["run", "last step", "last loss", "mean loss, last 10 % of rows"], plain_rows(rows)))
         self.curves = curves
 
@@ -663,8 +653,8 @@ class _Builder:
         rank = {m: i for i, m in enumerate(self.models)}
         records = sorted(mm.to_dict("records"), key=lambda r: (paper.get((r["prompt_task"], r["task"]), len(paper)),
                                                                r["prompt_task"], r["task"], rank.get(r["model"], 0)))
-        rows = [[r["model"], r["prompt_task"], r["task"], _fmt(r.get("psnr_to_query", math.nan), 2),
-                 _fmt(r.get("psnr_to_prompt_task", math.nan), 2)] for r in records]
+        rows = [[r["model"], r["prompt_task"], r["task"], format_value(r.get("psnr_to_query", math.nan), 2),
+                 format_value(r.get("psnr_to_prompt_task", math.nan), 2)] for r in records]
         self.add(Table(["model", "prompt A", "queries B", "keeps the query (dB)", "applies A (dB)"],
                        plain_rows(rows)))
         units = list(dict.fromkeys(mismatch_unit(r["prompt_task"], r["task"]) for r in records))

@@ -14,7 +14,7 @@ COMMANDS = {
     "synth": "synthesise the task datasets into deterministic WebDataset shards (Dask)",
     "verify": "check every shard against the manifest (corrupt, missing, extra)",
     "eval": "evaluate generalists on the test split (tracks: main, robustness, mismatch, efficiency)",
-    "leaderboard": "aggregate eval results into leaderboards (parquet, Markdown, metrics.json)",
+    "leaderboard": "aggregate eval results into leaderboards (parquet, Markdown, LaTeX, metrics.json)",
     "report": "write the HTML + Markdown report (paper tables, charts, visual comparisons) from eval results",
     "train": "train a model (GenLV) on the train shards; CPU or GPU, torchrun for several GPUs",
     "apply": "apply a generalist to your own images with a prompt pair (full-resolution tiles or --resize)",

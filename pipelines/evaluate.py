@@ -4,7 +4,7 @@
 
 Thin glue over ``bench``: each model listed is loaded by spec (a load failure is recorded and the
 next model runs), every configured track is evaluated into ``out``, then ``leaderboard`` gets
-the aggregates, leaderboard.md and metrics.json. Units already evaluated with the same settings
+the aggregates, leaderboard.md, leaderboard.tex and metrics.json. Units already evaluated with the same settings
 are skipped, so re-running the stage after a crash only does what is missing.
 """
 from __future__ import annotations

@@ -135,6 +135,7 @@ def test_written_files_and_command(results, tmp_path, capsys):
     write_leaderboards([res_dir], lb_dir)
     for name in ("model_task", "model_category", "overall", "robustness", "mismatch", "efficiency", "failures"):
         assert len(pd.read_parquet(lb_dir / f"{name}.parquet").columns) > 0
+    assert "\\label{tab:llvbench-table-1-restoration}" in (lb_dir / "leaderboard.tex").read_text()
     metrics = json.loads((lb_dir / "metrics.json").read_text())["models"]
     assert metrics["alpha"]["psnr_restoration"] == pytest.approx(26.3333, abs=1e-3)
     assert metrics["alpha"]["robustness_std_mean"] == 1.0 and metrics["gamma"]["failed_tasks"] == 1
