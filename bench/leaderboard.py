@@ -3,7 +3,8 @@
 
 Tables (one parquet each, every row labelled by model):
 
-- ``model_task``: main-track mean per (model, task, metric), with n and failures;
+- ``model_task``: main-track mean per (model, task, metric), with n, the standard deviation over
+  queries (``query_std``), the half-width of the mean's 95 % t-interval (``ci95``) and failures;
 - ``model_category``: mean over a category's tasks of the task means (headline metric);
 - ``overall``: mean rank across tasks (rank 1 = best on the task's headline metric; a failed
   task ranks last among the models evaluated on it), tasks evaluated, tasks failed;
@@ -136,11 +137,29 @@ def versus_baseline(model_task, model: str, baseline: str = "identity"):
     return _in_task_order(out)
 
 
+def ci95_half_width(std: float, n: int) -> float:
+    """Half-width of the 95 % Student-t confidence interval of a mean of ``n`` values with sample
+    standard deviation ``std`` (ddof 1); NaN below two values."""
+    from scipy.stats import t
+
+    return float(t.ppf(0.975, n - 1) * std / math.sqrt(n)) if n >= 2 and math.isfinite(std) else math.nan
+
+
+def paired_verdict(mean: float, ci95: float) -> str:
+    """'better' / 'worse' when the 95 % interval of a mean margin excludes 0, else 'within noise'
+    ('too few queries' when there is no interval)."""
+    if not math.isfinite(ci95):
+        return "too few queries"
+    return "better" if mean - ci95 > 0 else "worse" if mean + ci95 < 0 else "within noise"
+
+
 def query_margins(results, model: str, baseline: str = "identity"):
     """Per task, ``model`` against ``baseline`` query by query on the main track's headline metric
-    (per-image rows of bench.results): a DataFrame of task, ``queries`` (those both scored),
-    ``median`` margin and the ``worst`` one with its ``worst_query`` key. A mean margin can be
-    one catastrophic query; the median says whether the model loses typically."""
+    (per-image rows of bench.results): a DataFrame of task, ``queries`` (those both scored), the
+    ``mean`` margin with its paired 95 % t-interval half-width ``ci95`` and ``verdict``
+    (paired_verdict), ``wins`` (queries the model is better on), the ``median`` margin and the
+    ``worst`` one with its ``worst_query`` key. A mean margin can be one catastrophic query; the
+    median says whether the model loses typically, the interval whether 8 queries can tell."""
     import pandas as pd
 
     df = _latest(_label_models(results))
@@ -154,10 +173,15 @@ def query_margins(results, model: str, baseline: str = "identity"):
     wide["margin"] = _margin_sign(wide["metric"]) * (wide[model] - wide[baseline])
     rows = []
     for task, group in wide.groupby("task", sort=False):
-        worst = group.loc[group["margin"].idxmin()]
-        rows.append({"task": task, "queries": len(group), "median": float(group["margin"].median()),
-                     "worst": float(worst["margin"]), "worst_query": worst["sample_key"]})
-    return _in_task_order(pd.DataFrame(rows, columns=["task", "queries", "median", "worst", "worst_query"]))
+        margin = group["margin"]
+        worst = group.loc[margin.idxmin()]
+        mean, ci95 = float(margin.mean()), ci95_half_width(float(margin.std(ddof=1)), len(group))
+        rows.append({"task": task, "queries": len(group), "mean": mean, "ci95": ci95,
+                     "verdict": paired_verdict(mean, ci95), "wins": int((margin > 0).sum()),
+                     "median": float(margin.median()), "worst": float(worst["margin"]),
+                     "worst_query": worst["sample_key"]})
+    columns = ["task", "queries", "mean", "ci95", "verdict", "wins", "median", "worst", "worst_query"]
+    return _in_task_order(pd.DataFrame(rows, columns=columns))
 
 
 def _higher_is_better(metric: str) -> bool:
@@ -169,11 +193,13 @@ def _model_task(main_ok, main_failed):
     import pandas as pd
 
     means = (main_ok.groupby(["model", "task", "category", "metric"], as_index=False)
-             .agg(mean=("value", "mean"), n=("value", "size"), higher_is_better=("higher_is_better", "first"),
-                  convention=("convention", "first"))
+             .agg(mean=("value", "mean"), n=("value", "size"), query_std=("value", "std"),
+                  higher_is_better=("higher_is_better", "first"), convention=("convention", "first"))
              .assign(status="ok", error=""))
+    means["ci95"] = [ci95_half_width(s, n) for s, n in zip(means["query_std"], means["n"])]
     failures = (main_failed[["model", "task", "category", "metric", "error"]]
-                .assign(mean=math.nan, n=0, status="failed", convention=NOT_MEASURED,
+                .assign(mean=math.nan, n=0, query_std=math.nan, ci95=math.nan, status="failed",
+                        convention=NOT_MEASURED,
                         higher_is_better=main_failed["metric"].map(_higher_is_better)))
     frames = [f for f in (means, failures) if len(f)]
     return pd.concat(frames, ignore_index=True) if frames else means
@@ -409,6 +435,24 @@ def _paper_tables(lb: Leaderboards) -> list[str]:
     return sections
 
 
+def uncertainty_note(model_task) -> str:
+    """One sentence on how far a task mean can be trusted: the median 95 % half-width per metric ('' without one)."""
+    ok = model_task[(model_task["status"] == "ok") & model_task["ci95"].notna()] if "ci95" in model_task else []
+    if not len(ok):
+        return ""
+    units = {"psnr": " dB (PSNR)", "mae": " (MAE)"}
+    widths = ", ".join(f"±{ok.loc[ok['metric'] == m, 'ci95'].median():.{DECIMALS[m]}f}{unit}"
+                       for m, unit in units.items() if (ok["metric"] == m).any())
+    if not widths:
+        return ""
+    n = ok.loc[ok["metric"].isin(list(units)), "n"]
+    queries = f"{int(n.min())}" if n.min() == n.max() else f"{int(n.min())}–{int(n.max())}"
+    return (f"Uncertainty: each task mean averages {queries} queries; the median half-width of its 95 % "
+            f"t-interval (model_task.parquet: ci95) is {widths}. A gap between two models smaller than that "
+            "needs a paired comparison on the same queries (scripts/model_card.py MODEL --baseline OTHER "
+            "--results EVAL_DIRS) before it counts.")
+
+
 def overall_rows(overall) -> tuple[list[str], list[list]]:
     """(headers, rows) of the overall mean-rank table."""
     rows = [[int(r.rank), r.model, f"{r.mean_rank:.2f}", int(r.tasks), int(r.failed_tasks)]
@@ -435,6 +479,9 @@ def to_markdown(lb: Leaderboards) -> str:
     if lb.warnings:
         sections += ["## Warnings", ""] + [f"- {w}" for w in lb.warnings] + [""]
     sections += _paper_tables(lb)
+    note = uncertainty_note(lb.model_task)
+    if note:
+        sections += [note, ""]
     if len(lb.overall):
         sections += ["## Overall: mean rank across tasks (1 = best)", "", plain_table(*overall_rows(lb.overall)), ""]
     if len(lb.mismatch):

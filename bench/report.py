@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .leaderboard import (DECIMALS, SHORT_NAMES, build_leaderboards, column_ranks, format_value, headline_numbers,
-                          overall_rows, paper_tables, task_order)
+                          overall_rows, paper_tables, task_order, uncertainty_note)
 from .metrics import METRICS
 from .samples import INPUT_ROLES, output_path, saved_examples, saved_units
 
@@ -421,6 +421,9 @@ class _Builder:
                                 higher_is_better=METRICS[table.metric].higher_is_better,
                                 decimals=DECIMALS[table.metric], labels=SHORT_NAMES, failed=table.failed,
                                 caption=caption))
+        note = uncertainty_note(mt)
+        if note:
+            self.add(Paragraph(note))
         self.robustness_table()
         self.category_table()
 

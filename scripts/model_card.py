@@ -8,7 +8,10 @@ Reads ``model_task.parquet`` of a leaderboard folder (``llvbench eval --leaderbo
 eval stage) and prints, on each task's headline metric (PSNR; MAE for edges), both means, the
 margin (positive = the model is better) and a per-category count of the tasks the model wins.
 With ``--results`` (the eval folders the leaderboard was made from), each task also gets the
-median of its per-query margins and its worst query: a mean lost to one query shows there.
+95 % interval of its mean margin from the paired per-query margins and a verdict (``better`` or
+``worse`` when the interval excludes 0, else ``within noise``: the queries cannot tell), the median
+of its per-query margins and its worst query: a mean lost to one query shows there. The summary
+then counts the tasks each verdict applies to per category.
 """
 from __future__ import annotations
 
@@ -36,16 +39,25 @@ def card_tables(leaderboard: str | Path, model: str, baseline: str = "identity",
     rows = [[r["task"], r["category"], r["metric"], f"{r[model]:.4g}", f"{r[baseline]:.4g}", f"{r['margin']:+.3g}",
              "yes" if r["beats"] else "no"] for r in table.to_dict("records")]
     headers = ["task", "category", "metric", model, baseline, "margin", "better"]
+    summary_headers = ["category", f"tasks {model} wins over {baseline}", "worst margin", "mean margin"]
     if results:
         per_query = query_margins(read_results(results), model, baseline).set_index("task")
-        headers += ["median query margin", "worst query"]
+        headers += ["95% CI of the margin (paired)", "verdict", "median query margin", "worst query"]
         for row in rows:
             q = per_query.loc[row[0]] if row[0] in per_query.index else None
-            row += ["" if q is None else f"{q['median']:+.3g}",
+            row += ["" if q is None else _interval(q["mean"], q["ci95"]), "" if q is None else q["verdict"],
+                    "" if q is None else f"{q['median']:+.3g}",
                     "" if q is None else f"{q['worst']:+.3g} ({q['worst_query'].rsplit('/', 1)[-1]})"]
-    return "\n\n".join([
-        plain_table(["category", f"tasks {model} wins over {baseline}", "worst margin", "mean margin"], summary),
-        plain_table(headers, rows)])
+        verdicts = table["task"].map(per_query["verdict"]).fillna("not paired")
+        summary_headers += ["better / within noise / worse (95% CI)"]
+        for line, (_, group) in zip(summary, verdicts.groupby(table["category"], sort=False)):
+            line.append(" / ".join(str(int((group == v).sum())) for v in ("better", "within noise", "worse")))
+    return "\n\n".join([plain_table(summary_headers, summary), plain_table(headers, rows)])
+
+
+def _interval(mean: float, half_width: float) -> str:
+    """'[low, high]' of a margin's interval; '' without one."""
+    return "" if half_width != half_width else f"[{mean - half_width:+.3g}, {mean + half_width:+.3g}]"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -70,6 +70,11 @@ def test_means_ranks_and_failures(results):
     mt = lb.model_task.set_index(["model", "task", "metric"])
     assert mt.loc[("alpha", "gaussian_noise", "psnr"), "mean"] == 31.0
     assert mt.loc[("alpha", "gaussian_noise", "psnr"), "n"] == 2
+    # values 30 and 32: std sqrt(2), so the 95 % t-interval's half-width is t(0.975, 1) = 12.706
+    assert mt.loc[("alpha", "gaussian_noise", "psnr"), "query_std"] == pytest.approx(math.sqrt(2))
+    assert mt.loc[("alpha", "gaussian_noise", "psnr"), "ci95"] == pytest.approx(12.7062, abs=1e-4)
+    assert math.isnan(mt.loc[("alpha", "pencil", "psnr"), "ci95"])  # one query: no interval
+    assert math.isnan(mt.loc[("gamma", "gaussian_noise", "psnr"), "ci95"])  # failed
     assert mt.loc[("gamma", "gaussian_noise", "psnr"), "status"] == "failed"
     overall = lb.overall.set_index("model")
     # GN: alpha 1, beta 2, gamma (failed) 3; canny MAE (lower is better): beta 1, gamma 2, alpha 3;
@@ -118,6 +123,8 @@ def test_markdown_has_paper_tables_with_best_in_bold(results):
     assert "| beta | **0.000** |" in table4 and "| alpha | 1.000 |" in table4
     assert "## Table 2" in md and "PencilDraw" in md and "LLE" in md
     assert "## Failures" in md and "boom" in md
+    # the cells with an interval hold 2 queries: GN 30/32 and 20/22 (±12.71 each), canny PSNR 10/10 (±0)
+    assert "each task mean averages 2 queries" in md and "is ±12.71 dB (PSNR), ±0.0000 (MAE)." in md
 
 
 def test_markdown_table_bolds_ties_and_leaves_missing_cells_blank():
@@ -193,6 +200,10 @@ def test_query_margins_find_the_query_a_mean_is_lost_to(tmp_path):
              for i in range(3)]  # one query the model lacks: not paired, not counted
     margins = query_margins(frame(model + base), "m").set_index("task")
     assert margins.loc["jpeg", "queries"] == 3 and margins.loc["jpeg", "median"] == pytest.approx(1.0)
+    # margins -22, 1, 1: mean -6.67, std 13.28, t(0.975, 2) = 4.303, so the interval spans 0
+    assert margins.loc["jpeg", "mean"] == pytest.approx(-20 / 3) and margins.loc["jpeg", "wins"] == 2
+    assert margins.loc["jpeg", "ci95"] == pytest.approx(4.3027 * math.sqrt(529 / 3) / math.sqrt(3), rel=1e-4)
+    assert margins.loc["jpeg", "verdict"] == "within noise"
     assert margins.loc["jpeg", "worst"] == pytest.approx(-22.0) and margins.loc["jpeg", "worst_query"] == "jpeg/test/000000"
     # MAE: lower is better, so the query with the higher MAE is the worst
     assert margins.loc["canny", "queries"] == 2 and margins.loc["canny", "worst"] == pytest.approx(-0.1)
@@ -204,7 +215,18 @@ def test_query_margins_find_the_query_a_mean_is_lost_to(tmp_path):
     write_unit(tmp_path / "res", base, "jpeg")
     write_leaderboards([tmp_path / "res"], tmp_path / "lb")
     card = load_script("model_card").card_tables(tmp_path / "lb", "m", results=[tmp_path / "res"])
-    assert "| jpeg | * | psnr | 24.33 | 31 | -6.67 | no | +1 | -22 (000000) |" in card
+    assert "| jpeg | * | psnr | 24.33 | 31 | -6.67 | no | [-39.7, +26.3] | within noise | +1 | -22 (000000) |" in card
+    assert "| * | 0 / 1 | -6.67 | -6.67 | 0 / 1 / 0 |" in card
+
+
+def test_ci95_and_paired_verdicts():
+    from bench.leaderboard import ci95_half_width, paired_verdict
+
+    # 1, 2, 3, 4: std 1.29099, standard error 0.645497, t(0.975, 3) = 3.182446
+    assert ci95_half_width(1.2909944, 4) == pytest.approx(2.054260, rel=1e-6)
+    assert math.isnan(ci95_half_width(1.0, 1)) and math.isnan(ci95_half_width(math.nan, 5))
+    assert paired_verdict(2.5, 2.05) == "better" and paired_verdict(-2.5, 2.05) == "worse"
+    assert paired_verdict(1.0, 2.05) == "within noise" and paired_verdict(1.0, math.nan) == "too few queries"
 
 
 def write_unit(folder, rows, name="gaussian_noise"):

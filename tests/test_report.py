@@ -229,6 +229,8 @@ def test_paper_tables_bold_the_best_value_of_each_column_and_match_the_results(b
     assert flaky[1]["text"] == "failed" and not flaky[1]["bold"]
     failures = page.table("Failures")
     assert any("edge maps are not supported" in row[3]["text"] for row in failures["rows"][1:])
+    # How far a task mean can be trusted, stated under the paper tables.
+    assert "Uncertainty: each task mean averages" in built["md"] and "t-interval" in html.unescape(built["html"])
 
 
 def test_conventions_and_manifest_hash_are_stated_above_the_tables(built):
