@@ -11,6 +11,7 @@ Output folder::
     data/per_task/{model}.csv    main-track mean PSNR per task (``dvc plots show`` bars)
     data/training/{run}.csv      step, loss, lr of each training run (``dvc plots show`` curves)
     metrics.json          headline numbers per model (``dvc metrics show``), as the leaderboard's
+    tables.tex            the leaderboard's tables as LaTeX floats for a paper (bench.latex)
 
 The page is assembled once as a list of blocks (headings, paragraphs, tables, figures, image
 galleries) and rendered twice, to HTML and to Markdown, so both always say the same. Tables follow
@@ -408,7 +409,8 @@ class _Builder:
         self.add(Heading(2, "Leaderboard"),
                  Paragraph("Main track: every test query with one fixed prompt (the next test pair of the task "
                            "from another photo). Mean over the task's queries; best value per column in bold; "
-                           "'failed' marks a unit that failed, '–' one not evaluated."))
+                           "'failed' marks a unit that failed, '–' one not evaluated. The same tables as LaTeX "
+                           "floats for a paper: tables.tex beside this page."))
         if len(self.lb.overall):
             headers, rows = overall_rows(self.lb.overall)
             self.add(Heading(3, "Overall: mean rank across tasks (1 = best)"), Table(headers, plain_rows(rows)))
@@ -751,6 +753,7 @@ def build_report(results_dirs, out_dir: str | Path, train_logs=(), config: Repor
     """Eval output folders (+ training log locations) -> the report files in ``out_dir``."""
     from taskgen.atomic import atomic_write_json, atomic_write_text
 
+    from .latex import to_latex
     from .results import read_results
 
     roots = [Path(p) for p in ([results_dirs] if isinstance(results_dirs, (str, Path)) else results_dirs)]
@@ -765,6 +768,8 @@ def build_report(results_dirs, out_dir: str | Path, train_logs=(), config: Repor
     atomic_write_text(report.markdown, render_markdown(config.title, blocks))
     metrics = out_dir / "metrics.json"
     atomic_write_json(metrics, headline_numbers(builder.lb))
-    report.data.append(metrics)
+    tables = out_dir / "tables.tex"
+    atomic_write_text(tables, to_latex(builder.lb))
+    report.data += [metrics, tables]
     _prune(out_dir, set(report.figures) | set(report.images) | set(report.data))
     return report

@@ -316,6 +316,8 @@ def test_dvc_data_and_metrics_come_from_the_same_numbers(built):
     assert list(training.columns) == ["step", "loss", "lr"] and len(training) == 30
     assert json.loads((out / "metrics.json").read_text()) == json.loads((root / "leaderboard" / "metrics.json")
                                                                         .read_text())
+    # the LaTeX tables beside the page are the leaderboard's own
+    assert (out / "tables.tex").read_text() == (root / "leaderboard" / "leaderboard.tex").read_text()
 
 
 # --------------------------------------------------------------------------------------------
