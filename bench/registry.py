@@ -13,6 +13,8 @@ A spec resolves, in this order, to
 
 The object found may be a generalist instance (used as is; options are then an error), or a class
 or factory called with the options (``checkpoint=PATH``, ``device=...``, plug-in specific ones).
+One option belongs to the bench, not the factory: ``self_ensemble=N`` (2, 4 or 8) wraps whatever
+was found in ``bench.ensemble.SelfEnsemble`` (the mean of N rotated/flipped predictions).
 """
 from __future__ import annotations
 
@@ -151,6 +153,17 @@ def _resolve(spec: str, options: dict):
 
 def load_generalist(spec, **options):
     """A generalist from a spec string (see the module docstring) or a generalist object itself."""
+    from .ensemble import TRANSFORMS, SelfEnsemble
+
+    transforms = options.pop("self_ensemble", 1)
+    if isinstance(transforms, bool) or transforms not in TRANSFORMS:
+        raise GeneralistError(f"{spec if isinstance(spec, str) else spec.name}: self_ensemble must be one of "
+                              f"{sorted(TRANSFORMS)} (symmetries of the square averaged), got {transforms!r}")
+    generalist = _load(spec, options)
+    return generalist if transforms == 1 else SelfEnsemble(generalist, transforms)
+
+
+def _load(spec, options: dict):
     if is_generalist(spec):
         if options:
             raise GeneralistError(f"{spec.name}: options {sorted(options)} given for a ready generalist object")
