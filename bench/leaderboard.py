@@ -155,33 +155,46 @@ def paired_verdict(mean: float, ci95: float) -> str:
 
 def query_margins(results, model: str, baseline: str = "identity"):
     """Per task, ``model`` against ``baseline`` query by query on the main track's headline metric
-    (per-image rows of bench.results): a DataFrame of task, ``queries`` (those both scored), the
+    (per-image rows of bench.results): a DataFrame of task, category, ``queries`` (those both scored), the
     ``mean`` margin with its paired 95 % t-interval half-width ``ci95`` and ``verdict``
     (paired_verdict), ``wins`` (queries the model is better on), the ``median`` margin and the
     ``worst`` one with its ``worst_query`` key. A mean margin can be one catastrophic query; the
     median says whether the model loses typically, the interval whether 8 queries can tell."""
     import pandas as pd
 
-    df = _latest(_label_models(results))
+    df = _mark_held_out(_latest(_label_models(results)))
     main = df[(df["track"] == "main") & (df["status"] == "ok") & df["model"].isin([model, baseline])]
     missing = [m for m in (model, baseline) if m not in set(main["model"])]
     if missing:
         raise ValueError(f"no main-track results for {missing} (models: {sorted(set(df['model']))})")
     main = main[main["metric"] == main["task"].map(headline_metrics(main))]
-    wide = main.pivot_table(index=["task", "metric", "sample_key"], columns="model", values="value",
+    wide = main.pivot_table(index=["task", "category", "metric", "sample_key"], columns="model", values="value",
                             aggfunc="first").dropna(subset=[model, baseline]).reset_index()
     wide["margin"] = _margin_sign(wide["metric"]) * (wide[model] - wide[baseline])
     rows = []
-    for task, group in wide.groupby("task", sort=False):
+    for (task, category), group in wide.groupby(["task", "category"], sort=False):
         margin = group["margin"]
         worst = group.loc[margin.idxmin()]
         mean, ci95 = float(margin.mean()), ci95_half_width(float(margin.std(ddof=1)), len(group))
-        rows.append({"task": task, "queries": len(group), "mean": mean, "ci95": ci95,
+        rows.append({"task": task, "category": category, "queries": len(group), "mean": mean, "ci95": ci95,
                      "verdict": paired_verdict(mean, ci95), "wins": int((margin > 0).sum()),
                      "median": float(margin.median()), "worst": float(worst["margin"]),
                      "worst_query": worst["sample_key"]})
-    columns = ["task", "queries", "mean", "ci95", "verdict", "wins", "median", "worst", "worst_query"]
+    columns = ["task", "category", "queries", "mean", "ci95", "verdict", "wins", "median", "worst", "worst_query"]
     return _in_task_order(pd.DataFrame(rows, columns=columns))
+
+
+VERDICTS = ("better", "within noise", "worse")
+
+
+def verdict_counts(margins) -> dict:
+    """query_margins' rows -> {category: {verdict: tasks}} over VERDICTS (categories in task order)."""
+    counts: dict = {}
+    for r in margins.itertuples():
+        per_category = counts.setdefault(r.category, dict.fromkeys(VERDICTS, 0))
+        if r.verdict in per_category:
+            per_category[r.verdict] += 1
+    return counts
 
 
 def _higher_is_better(metric: str) -> bool:

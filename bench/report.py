@@ -28,8 +28,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .leaderboard import (DECIMALS, SHORT_NAMES, build_leaderboards, column_ranks, format_value, headline_numbers,
-                          overall_rows, paper_tables, task_order, uncertainty_note)
+from .leaderboard import (DECIMALS, SHORT_NAMES, VERDICTS, build_leaderboards, column_ranks, format_value,
+                          headline_numbers, overall_rows, paper_tables, query_margins, task_order, uncertainty_note,
+                          verdict_counts)
 from .metrics import METRICS
 from .samples import INPUT_ROLES, output_path, saved_examples, saved_units
 
@@ -426,8 +427,30 @@ class _Builder:
         note = uncertainty_note(mt)
         if note:
             self.add(Paragraph(note))
+        self.versus_identity()
         self.robustness_table()
         self.category_table()
+
+    def versus_identity(self, baseline: str = "identity") -> None:
+        """Per model and category: tasks better than, within the noise of, and worse than ``baseline``
+        by the paired 95 % interval of the per-query margins."""
+        others = [m for m in self.models if m != baseline]
+        if baseline not in self.models or not others:
+            return
+        counts = {m: verdict_counts(query_margins(self.results, m, baseline)) for m in others}
+        categories = list(dict.fromkeys(c for per in counts.values() for c in per))  # paper task order
+        rows = []
+        for model in others:
+            cells = [counts[model].get(c) for c in categories]
+            total = {v: sum(cell[v] for cell in cells if cell) for v in VERDICTS}
+            rows.append([model] + [" / ".join(str(cell[v]) for v in VERDICTS) if cell else "–" for cell in cells]
+                        + [" / ".join(str(total[v]) for v in VERDICTS)])
+        self.add(Heading(3, f"Against {baseline}, query by query (paired 95 % interval)"),
+                 Table(["model"] + categories + ["all"], plain_rows(rows),
+                       f"tasks on which the model is better than {baseline} / within noise / worse: a task counts "
+                       "as better or worse when the "
+                       "95 % Student-t interval of the mean per-query margin (same queries, same prompts, headline "
+                       "metric) excludes 0"))
 
     def robustness_table(self) -> None:
         rb = self.lb.robustness

@@ -19,7 +19,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench.leaderboard import plain_table, query_margins, versus_baseline
+from bench.leaderboard import VERDICTS, plain_table, query_margins, verdict_counts, versus_baseline
 
 
 def card_tables(leaderboard: str | Path, model: str, baseline: str = "identity", results=None) -> str:
@@ -48,10 +48,10 @@ def card_tables(leaderboard: str | Path, model: str, baseline: str = "identity",
             row += ["" if q is None else _interval(q["mean"], q["ci95"]), "" if q is None else q["verdict"],
                     "" if q is None else f"{q['median']:+.3g}",
                     "" if q is None else f"{q['worst']:+.3g} ({q['worst_query'].rsplit('/', 1)[-1]})"]
-        verdicts = table["task"].map(per_query["verdict"]).fillna("not paired")
-        summary_headers += ["better / within noise / worse (95% CI)"]
-        for line, (_, group) in zip(summary, verdicts.groupby(table["category"], sort=False)):
-            line.append(" / ".join(str(int((group == v).sum())) for v in ("better", "within noise", "worse")))
+        counts = verdict_counts(per_query.reset_index())
+        summary_headers += [" / ".join(VERDICTS) + " (95% CI)"]
+        for line in summary:
+            line.append(" / ".join(str(counts.get(line[0], {}).get(v, 0)) for v in VERDICTS))
     return "\n\n".join([plain_table(summary_headers, summary), plain_table(headers, rows)])
 
 

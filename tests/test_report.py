@@ -449,3 +449,14 @@ def test_report_warns_about_what_the_leaderboard_warns_about_and_refuses_a_file_
     with pytest.raises(ValueError, match="--out .*r.sh must be a folder"):
         run_report_cli(["--results", str(eval_dir), "--out", str(tmp_path / "r.sh")])
     assert (tmp_path / "r.sh").read_text() == "keep me"
+
+
+def test_models_are_counted_against_identity_query_by_query(built):
+    table = Page(built["html"]).table("Against identity")
+    header = [c["text"] for c in table["rows"][0]]
+    assert header == ["model", "restoration", "enhancement", "edge", "all"]
+    rows = {row[0]["text"]: [c["text"] for c in row[1:]] for row in table["rows"][1:]}
+    assert set(rows) == {"prompt-target", "flaky"}  # identity is the baseline
+    # flaky returns the query (margins all 0: within noise) and failed on canny (nothing to pair)
+    assert rows["flaky"] == ["0 / 2 / 0", "0 / 1 / 0", "–", "0 / 3 / 0"]
+    assert sum(int(n) for n in rows["prompt-target"][-1].split(" / ")) == 4
