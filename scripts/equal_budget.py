@@ -98,15 +98,22 @@ def family(name: str) -> str:
     return name
 
 
-def claims_table(leaderboard: Path) -> list[str]:
-    """The paper's comparative claims, checked on the per-task means of this run."""
+def claims_table(leaderboard: Path, results=None) -> list[str]:
+    """The paper's comparative claims, checked on the per-task means of this run; with ``results``
+    (the per-image rows behind the leaderboard) also the tasks each side wins beyond noise (paired
+    95 % interval of the per-query margins, bench.leaderboard.query_margins)."""
     import pandas as pd
+
+    from bench.leaderboard import VERDICTS, query_margins
 
     table = pd.read_parquet(leaderboard / "model_task.parquet")
     headline = table[table["metric"].isin(["psnr", "mae"]) & (table["status"] == "ok")]
     headline = headline[~((headline["category"] == "edge") & (headline["metric"] == "psnr"))]
     families = {family(m): m for m in headline["model"].unique()}
-    lines = ["| claim (paper) | tasks | better here | mean Δ | holds here |", "|---|---|---|---|---|"]
+    paired = results is not None
+    lines = ["| claim (paper) | tasks | better here | mean Δ | holds here |"
+             + (" better / within noise / worse (paired 95 %) |" if paired else ""),
+             "|---|---|---|---|---|" + ("---|" if paired else "")]
     for claims, categories in ((RESTORATION_CLAIMS, {"restoration"}), (ALL_TASK_CLAIMS, None)):
         for better, worse, text in claims:
             if better not in families or worse not in families:
@@ -124,7 +131,12 @@ def claims_table(leaderboard: Path) -> list[str]:
             wins = int((diff > 0).sum())
             delta = diff.loc[psnr_tasks].mean() if psnr_tasks else float("nan")
             verdict = "yes" if wins > len(tasks) / 2 and (delta > 0 or delta != delta) else "no"
-            lines.append(f"| {text} | {len(tasks)} | {wins}/{len(tasks)} | {delta:+.2f} dB (PSNR tasks) | {verdict} |")
+            line = f"| {text} | {len(tasks)} | {wins}/{len(tasks)} | {delta:+.2f} dB (PSNR tasks) | {verdict} |"
+            if paired:
+                margins = query_margins(results, families[better], families[worse])
+                found = margins.loc[margins["task"].isin(list(tasks)), "verdict"]
+                line += " " + " / ".join(str(int((found == v).sum())) for v in VERDICTS) + " |"
+            lines.append(line)
     return lines
 
 
@@ -190,6 +202,7 @@ def git_commit(out: Path | None = None) -> str:
 
 
 def write_summary(args, plan: dict, models: list[dict], work: Path, out: Path, commands: list[str]) -> Path:
+    from bench.results import read_results
     from taskgen.atomic import atomic_write_text
 
     rows = ["| model | arch | overrides | parameters | train s | first step done at s | samples/s (whole run) "
@@ -236,8 +249,10 @@ def write_summary(args, plan: dict, models: list[dict], work: Path, out: Path, c
         "",
         "Per-task means of the headline metric (PSNR, MAE for edges); 'better here' counts the tasks",
         "where the first model wins; a claim holds when it wins on most tasks with a positive mean PSNR gap.",
+        "The last column counts the tasks where the first model is better, within noise, or worse by the",
+        "95 % Student-t interval of its mean per-query margin over the second (same queries and prompts).",
         "",
-        *claims_table(out),
+        *claims_table(out, read_results([work / "eval"])),
         "",
         "## Leaderboard",
         "",

@@ -53,6 +53,26 @@ def test_claims_are_decided_by_the_per_task_means(script, tmp_path):
     assert "| VPIP beats the same backbone without prompt (ViT-VPIP vs ViT) | 3 | 0/3 | -1.00 dB (PSNR tasks) | no |" \
         in table
     assert "GenLV beats PromptGIP" not in table  # no PromptGIP in this run: no claim row
+    assert "paired" not in table  # without the per-image results, no paired column
+
+
+def test_claims_count_the_tasks_won_beyond_noise_with_the_per_image_results(script, tmp_path):
+    from bench.evaluate import make_row
+
+    rows, per_image = [], []
+    # GN: GenLV better on every query by about 2 dB; JPEG: wins two queries, loses one by 5 dB (a mean of
+    # -1 dB that 3 queries cannot tell from 0); haze: worse by about 1 dB on every query.
+    for task, gaps in (("gaussian_noise", (2.0, 2.1, 1.9)), ("jpeg", (-5.0, 1.0, 1.0)), ("haze", (-1.0, -1.1, -0.9))):
+        for model, values in (("genlv-s", [20.0 + g for g in gaps]), ("xrestormer-s", [20.0] * 3)):
+            rows.append((model, task, "restoration", "psnr", sum(values) / 3))
+            per_image += [make_row({"run_id": "r", "model": model, "checkpoint_sha256": "", "data_manifest_sha256": "m",
+                                    "llvbench_version": "0", "device": "cpu"}, track="main", task=task,
+                                   category="restoration", metric="psnr", value=v, sample_key=f"{task}/test/{i:06d}",
+                                   prompt_key="p", prompt_task=task) for i, v in enumerate(values)]
+    table = "\n".join(script.claims_table(_leaderboard(tmp_path, rows), pd.DataFrame(per_image)))
+    assert "better / within noise / worse (paired 95 %) |" in table
+    assert "| VPIP beats the same backbone without prompt (GenLV vs X-Restormer) | 3 | 1/3 |" in table
+    assert table.rstrip().endswith("| 1 / 1 / 1 |")  # GN better, JPEG within noise, haze worse
     assert script.family("vit-vpip-tiny") == "vit-vpip" and script.family("vit-tiny") == "vit"
 
 
