@@ -437,7 +437,12 @@ class _Builder:
         others = [m for m in self.models if m != baseline]
         if baseline not in self.models or not others:
             return
-        counts = {m: verdict_counts(query_margins(self.results, m, baseline)) for m in others}
+        counts = {}
+        for model in others:
+            try:
+                counts[model] = verdict_counts(query_margins(self.results, model, baseline))
+            except ValueError:  # no main-track score to pair (every unit failed): a row of '–'
+                counts[model] = {}
         categories = list(dict.fromkeys(c for per in counts.values() for c in per))  # paper task order
         rows = []
         for model in others:

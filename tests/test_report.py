@@ -460,3 +460,19 @@ def test_models_are_counted_against_identity_query_by_query(built):
     # flaky returns the query (margins all 0: within noise) and failed on canny (nothing to pair)
     assert rows["flaky"] == ["0 / 2 / 0", "0 / 1 / 0", "–", "0 / 3 / 0"]
     assert sum(int(n) for n in rows["prompt-target"][-1].split(" / ")) == 4
+
+
+class AlwaysFails:
+    name = "broken"
+
+    def predict(self, query, prompt_input, prompt_target):
+        raise RuntimeError("nothing works (simulated)")
+
+
+def test_a_model_without_one_scored_query_gets_dashes_against_identity(built, tmp_path):
+    config = EvalConfig(tasks=("gaussian_noise", "canny"), save_samples=0)
+    for generalist in (bench.load_generalist("identity"), AlwaysFails()):
+        evaluate(generalist, built["split"], tmp_path / "eval", config)
+    report = build_report(tmp_path / "eval", tmp_path / "report", config=ReportConfig(formats=("png",)))
+    table = Page(report.html.read_text()).table("Against identity")
+    assert [[c["text"] for c in row] for row in table["rows"]] == [["model", "all"], ["broken", "0 / 0 / 0"]]
