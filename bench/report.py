@@ -453,9 +453,8 @@ class _Builder:
         self.add(Heading(3, f"Against {baseline}, query by query (paired 95 % interval)"),
                  Table(["model"] + categories + ["all"], plain_rows(rows),
                        f"tasks on which the model is better than {baseline} / within noise / worse: a task counts "
-                       "as better or worse when the "
-                       "95 % Student-t interval of the mean per-query margin (same queries, same prompts, headline "
-                       "metric) excludes 0"))
+                       "as better or worse when the 95 % Student-t interval of the mean per-query margin (same "
+                       "queries, same prompts, headline metric) excludes 0"))
 
     def robustness_table(self) -> None:
         rb = self.lb.robustness
