@@ -218,3 +218,37 @@ def training_curves(curves: dict, stem, formats=FORMATS, colors=None) -> dict[st
         axes[1].grid(alpha=0.3)
     return save_figure(fig, stem, formats)
 
+
+
+def comparison_grid(rows: list, columns: list[str], stem, formats=("png",), tile_inches: float = 1.35,
+                    title: str = "") -> dict[str, Path]:
+    """A paper-style figure of images (as the paper's Figure 5): one row per task, one column per role.
+
+    ``rows``: [(row label, [(uint8 RGB H×W×3 image or None, caption under it), ...]), ...] with one
+    cell per column; ``columns``: the column titles (prompt input, prompt target, query, models...,
+    ground truth). A cell without an image shows its caption alone (a failed or missing output).
+    Written as PNG by default: a vector format would only wrap the same pixels.
+    """
+    fig = new_figure(tile_inches * len(columns) + 0.9, (tile_inches + 0.25) * len(rows) + 0.4)
+    axes = fig.subplots(len(rows), len(columns), squeeze=False)
+    for i, (label, cells) in enumerate(rows):
+        if len(cells) != len(columns):
+            raise ValueError(f"comparison_grid: row {label!r} has {len(cells)} cells for {len(columns)} columns")
+        for j, (image, caption) in enumerate(cells):
+            ax = axes[i, j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if image is not None:
+                ax.imshow(image, interpolation="nearest")
+            else:
+                ax.text(0.5, 0.5, caption, ha="center", va="center", fontsize=7, wrap=True, transform=ax.transAxes)
+                caption = ""
+            ax.set_xlabel(caption, fontsize=7, labelpad=2)
+            if i == 0:
+                ax.set_title(columns[j], fontsize=8)
+        axes[i, 0].set_ylabel(label, fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return save_figure(fig, stem, formats)

@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .leaderboard import (DECIMALS, SHORT_NAMES, VERDICTS, build_leaderboards, column_ranks, format_value,
+from .leaderboard import (DECIMALS, SHORT_NAMES, UNSEEN, VERDICTS, build_leaderboards, column_ranks, format_value,
                           headline_numbers, overall_rows, paper_tables, query_margins, task_order, uncertainty_note,
                           verdict_counts)
 from .metrics import METRICS
@@ -373,8 +373,8 @@ class _Builder:
     def rel(self, path: Path) -> str:
         return path.relative_to(self.out).as_posix()
 
-    def figure(self, draw, name: str, caption: str, *args, **kwargs) -> None:
-        files = draw(*args, stem=self.out / "figures" / name, formats=self.config.formats, **kwargs)
+    def figure(self, draw, name: str, caption: str, *args, formats=None, **kwargs) -> None:
+        files = draw(*args, stem=self.out / "figures" / name, formats=formats or self.config.formats, **kwargs)
         self.report.figures.extend(files.values())
         self.add(FigureBlock({fmt: self.rel(p) for fmt, p in files.items()}, caption))
 
@@ -632,6 +632,9 @@ class _Builder:
                            "the ground truth. Images are shown at their stored size, scaled to 8 bits."))
         main = self.df[(self.df["track"] == "main")]
         shown = 0
+        grid_rows: dict[str, list] = {}  # category -> the first example of each task, for the paper figures
+        category_of = dict(zip(self.lb.model_task["task"], self.lb.model_task["category"]))
+        grid_models = [m for m in self.models if m in set(main["model"])]
         for task in task_order(main["task"].unique()):
             records = self._examples("main", task)
             if not records:
@@ -654,9 +657,40 @@ class _Builder:
             self.add(Gallery(f"{name} ({task})" if name != task else task,
                              ["prompt input", "prompt target", "query", *models, "ground truth"], rows))
             shown += 1
+            first = dict(zip(["prompt input", "prompt target", "query", *models, "ground truth"], rows[0]))
+            grid_rows.setdefault(category_of.get(task, "other"), []).append(
+                (name, [self._grid_cell(first.get(column), column in grid_models) for column in
+                        ["prompt input", "prompt target", "query", *grid_models, "ground truth"]]))
+        self.comparison_figures(grid_rows, grid_models)
         if not shown:
             self.add(Paragraph("No saved outputs: run llvbench eval with --save-samples N (default 2) to keep the "
                                "first N outputs of each task for this section."))
+
+    def _grid_cell(self, tile: Tile | None, is_output: bool) -> tuple:
+        """(8-bit RGB image or None, caption) of a gallery tile for the paper figures: an output keeps
+        its score (the model is the column's title), an input no caption."""
+        from taskgen.imageio import UnreadableImage, read_image
+
+        if tile is None:
+            return None, "not evaluated"
+        if tile.path is None:
+            return None, tile.caption
+        try:
+            image = read_image(self.out / tile.path)
+        except UnreadableImage:
+            return None, "unreadable"
+        return image, tile.caption.split(": ", 1)[-1] if is_output else ""
+
+    def comparison_figures(self, grid_rows: dict, models: list[str]) -> None:
+        """One figure per category (as the paper's Figure 5), from the first example of each task."""
+        from . import figures
+
+        order = ["restoration", "enhancement", "edge", "stylization", UNSEEN]
+        for category in sorted(grid_rows, key=lambda c: (order.index(c) if c in order else len(order), c)):
+            self.figure(figures.comparison_grid, f"comparison_{category}",
+                        f"{category}: the first query of each task, prompt pair, query, each model's output with "
+                        "its score, ground truth (PNG to put in a paper)", grid_rows[category],
+                        ["prompt input", "prompt target", "query", *models, "ground truth"], formats=("png",))
 
     def _score_caption(self, model: str, track: str, task: str, key: str) -> str:
         psnr = self.values.get((model, track, task, task, key, "psnr"))

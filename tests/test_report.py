@@ -476,3 +476,31 @@ def test_a_model_without_one_scored_query_gets_dashes_against_identity(built, tm
     report = build_report(tmp_path / "eval", tmp_path / "report", config=ReportConfig(formats=("png",)))
     table = Page(report.html.read_text()).table("Against identity")
     assert [[c["text"] for c in row] for row in table["rows"]] == [["model", "all"], ["broken", "0 / 0 / 0"]]
+
+
+def test_paper_figures_show_the_first_query_of_each_task_per_category(built):
+    out, page = built["out"], Page(built["html"])
+    # TASKS: two restoration tasks, low light (enhancement), canny (edge); PNG only
+    for category in ("restoration", "enhancement", "edge"):
+        assert f"figures/comparison_{category}.png" in page.refs
+        assert not (out / "figures" / f"comparison_{category}.svg").exists()
+        assert read_image(out / "figures" / f"comparison_{category}.png").std() > 10
+    restoration = read_image(out / "figures" / "comparison_restoration.png")
+    edge = read_image(out / "figures" / "comparison_edge.png")
+    # 7 columns (prompt pair, query, identity, prompt-target, flaky, ground truth) in one row for canny,
+    # the same width with two rows (GN, GB) for restoration
+    assert edge.shape[1] > 3 * edge.shape[0]
+    assert restoration.shape[1] == edge.shape[1] and restoration.shape[0] > 1.6 * edge.shape[0]
+
+
+def test_comparison_grid_draws_missing_cells_as_text_and_checks_the_shape(tmp_path):
+    import numpy as np
+
+    from bench.figures import comparison_grid
+
+    tile = np.full((16, 16, 3), 200, np.uint8)
+    files = comparison_grid([("GN", [(tile, ""), (None, "failed"), (tile, "PSNR 30.00 dB")])],
+                            ["query", "model", "ground truth"], stem=tmp_path / "grid")
+    assert set(files) == {"png"} and read_image(files["png"]).shape[2] == 3
+    with pytest.raises(ValueError, match="row 'GN' has 2 cells for 3 columns"):
+        comparison_grid([("GN", [(tile, ""), (tile, "")])], ["a", "b", "c"], stem=tmp_path / "bad")
