@@ -101,13 +101,15 @@ def family(name: str) -> str:
 def claims_table(leaderboard: Path, results=None) -> list[str]:
     """The paper's comparative claims, checked on the per-task means of this run; with ``results``
     (the per-image rows behind the leaderboard) also the tasks each side wins beyond noise (paired
-    95 % interval of the per-query margins, bench.leaderboard.query_margins)."""
+    95 % interval of the per-query margins, bench.leaderboard.query_margins). A task one model
+    failed (its unit failed, e.g. outputs out of range) counts as lost by that model, as in the
+    leaderboard's mean rank; it has no margin, so it is left out of the mean Δ and the paired counts."""
     import pandas as pd
 
     from bench.leaderboard import VERDICTS, query_margins
 
     table = pd.read_parquet(leaderboard / "model_task.parquet")
-    headline = table[table["metric"].isin(["psnr", "mae"]) & (table["status"] == "ok")]
+    headline = table[table["metric"].isin(["psnr", "mae"]) & table["status"].isin(["ok", "failed"])]
     headline = headline[~((headline["category"] == "edge") & (headline["metric"] == "psnr"))]
     families = {family(m): m for m in headline["model"].unique()}
     paired = results is not None
@@ -125,13 +127,20 @@ def claims_table(leaderboard: Path, results=None) -> list[str]:
                 tasks = [t for t in tasks if a.loc[t, "category"] in categories]
             if not len(tasks):
                 continue
-            sign = a.loc[tasks, "higher_is_better"].map({True: 1.0, False: -1.0})
-            diff = (a.loc[tasks, "mean"] - b.loc[tasks, "mean"]) * sign
-            psnr_tasks = [t for t in tasks if a.loc[t, "metric"] == "psnr"]
-            wins = int((diff > 0).sum())
+            a_failed, b_failed = a.loc[tasks, "status"] == "failed", b.loc[tasks, "status"] == "failed"
+            tasks = [t for t in tasks if not (a_failed[t] and b_failed[t])]  # nothing to compare
+            if not len(tasks):
+                continue
+            scored = [t for t in tasks if not (a_failed[t] or b_failed[t])]
+            sign = a.loc[scored, "higher_is_better"].map({True: 1.0, False: -1.0})
+            diff = (a.loc[scored, "mean"] - b.loc[scored, "mean"]) * sign
+            psnr_tasks = [t for t in scored if a.loc[t, "metric"] == "psnr"]
+            wins = int((diff > 0).sum()) + int(b_failed[tasks].sum())
             delta = diff.loc[psnr_tasks].mean() if psnr_tasks else float("nan")
             verdict = "yes" if wins > len(tasks) / 2 and (delta > 0 or delta != delta) else "no"
-            line = f"| {text} | {len(tasks)} | {wins}/{len(tasks)} | {delta:+.2f} dB (PSNR tasks) | {verdict} |"
+            failed = int(a_failed[tasks].sum() + b_failed[tasks].sum())
+            line = (f"| {text} | {len(tasks)}" + (f" ({failed} failed)" if failed else "")
+                    + f" | {wins}/{len(tasks)} | {delta:+.2f} dB (PSNR tasks) | {verdict} |")
             if paired:
                 margins = query_margins(results, families[better], families[worse])
                 found = margins.loc[margins["task"].isin(list(tasks)), "verdict"]

@@ -56,6 +56,22 @@ def test_claims_are_decided_by_the_per_task_means(script, tmp_path):
     assert "paired" not in table  # without the per-image results, no paired column
 
 
+def test_a_failed_task_counts_as_lost_by_the_model_that_failed_it(script, tmp_path):
+    nan = float("nan")
+    rows = [("genlv-s", "jpeg", "restoration", "psnr", 25.0), ("promptgip-s", "jpeg", "restoration", "psnr", 20.0),
+            ("genlv-s", "canny", "edge", "mae", nan), ("promptgip-s", "canny", "edge", "mae", 0.1),
+            ("genlv-s", "pencil", "stylization", "psnr", 12.0), ("promptgip-s", "pencil", "stylization", "psnr", 13.0),
+            ("genlv-s", "laplacian", "edge", "mae", 0.3), ("promptgip-s", "laplacian", "edge", "mae", nan),
+            ("genlv-s", "rtv", "stylization", "psnr", nan), ("promptgip-s", "rtv", "stylization", "psnr", nan)]
+    lb = _leaderboard(tmp_path, rows)
+    table = pd.read_parquet(lb / "model_task.parquet")
+    table.loc[table["mean"].isna(), "status"] = "failed"
+    table.to_parquet(lb / "model_task.parquet")
+    line = next(x for x in script.claims_table(lb) if x.startswith("| GenLV beats PromptGIP"))
+    # rtv failed for both: left out; canny lost by GenLV, laplacian won; the mean Δ of jpeg and pencil
+    assert line == "| GenLV beats PromptGIP on (almost) every task | 4 (2 failed) | 2/4 | +2.00 dB (PSNR tasks) | no |"
+
+
 def test_claims_count_the_tasks_won_beyond_noise_with_the_per_image_results(script, tmp_path):
     from bench.evaluate import make_row
 
