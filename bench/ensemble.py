@@ -22,6 +22,14 @@ TRANSFORMS = {
 }
 
 
+def check_transforms(transforms, who: str) -> int:
+    """``transforms`` if it is an ensemble size of TRANSFORMS, else a ValueError naming ``who``."""
+    if isinstance(transforms, bool) or not isinstance(transforms, int) or transforms not in TRANSFORMS:
+        raise ValueError(f"{who}: self_ensemble must be one of {sorted(TRANSFORMS)} (symmetries of the square "
+                         f"averaged), got {transforms!r}")
+    return transforms
+
+
 def dihedral(images, quarter_turns: int, flip: bool):
     """B×C×H×W tensor -> rotated ``quarter_turns`` × 90° counter-clockwise, then flipped left-right."""
     import torch
@@ -42,11 +50,8 @@ class SelfEnsemble:
     """A generalist whose answer is the mean of ``inner``'s answers under ``transforms`` symmetries."""
 
     def __init__(self, inner, transforms: int):
-        if transforms not in TRANSFORMS:
-            raise ValueError(f"{inner.name}: self_ensemble must be one of {sorted(TRANSFORMS)} "
-                             f"(symmetries of the square averaged), got {transforms!r}")
         self.inner = inner
-        self.transforms = TRANSFORMS[transforms]
+        self.transforms = TRANSFORMS[check_transforms(transforms, inner.name)]
         self.name = f"{inner.name}+x{transforms}"
 
     def predict(self, query, prompt_input, prompt_target):

@@ -153,12 +153,12 @@ def _resolve(spec: str, options: dict):
 
 def load_generalist(spec, **options):
     """A generalist from a spec string (see the module docstring) or a generalist object itself."""
-    from .ensemble import TRANSFORMS, SelfEnsemble
+    from .ensemble import SelfEnsemble, check_transforms
 
-    transforms = options.pop("self_ensemble", 1)
-    if isinstance(transforms, bool) or transforms not in TRANSFORMS:
-        raise GeneralistError(f"{spec if isinstance(spec, str) else spec.name}: self_ensemble must be one of "
-                              f"{sorted(TRANSFORMS)} (symmetries of the square averaged), got {transforms!r}")
+    try:  # checked before anything is built
+        transforms = check_transforms(options.pop("self_ensemble", 1), spec if isinstance(spec, str) else spec.name)
+    except ValueError as err:
+        raise GeneralistError(str(err)) from None
     generalist = _load(spec, options)
     return generalist if transforms == 1 else SelfEnsemble(generalist, transforms)
 

@@ -60,7 +60,7 @@ def test_options_and_info():
     info = describe(wrapped)
     assert info["self_ensemble"] == 4 and info["name"] == "identity+x4" and info["params"] == 0
     assert "mean of 4 predictions" in info["size"]
-    for bad in (3, 16, True, "8"):
+    for bad in (3, 16, True, "8", 8.0, [8]):
         with pytest.raises(GeneralistError, match="self_ensemble must be one of \\[1, 2, 4, 8\\]"):
             load_generalist("identity", self_ensemble=bad)
 
