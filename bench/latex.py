@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 import re
 
-from .leaderboard import (DECIMALS, SHORT_NAMES, Leaderboards, column_ranks, efficiency_rows, format_value,
-                          overall_rows, paper_tables, task_order)
+from .leaderboard import (DECIMALS, SHORT_NAMES, Leaderboards, column_ranks, count_span, efficiency_rows,
+                          format_value, overall_rows, paper_tables, queries_per_task, task_order)
 from .metrics import METRICS
 
 WIDE_COLUMNS = 8
@@ -83,11 +83,8 @@ def plain_latex_table(headers: list[str], rows: list[list], *, caption: str, lab
 
 def _queries(rows) -> str:
     """'8 queries per task', or the range when the tasks differ."""
-    counts = rows[rows["status"] == "ok"].groupby("task")["n"].max()
-    if not len(counts):
-        return "no queries"
-    low, high = int(counts.min()), int(counts.max())
-    return f"{low} queries per task" if low == high else f"{low}–{high} queries per task"
+    counts = queries_per_task(rows)
+    return f"{count_span(counts)} queries per task" if len(counts) else "no queries"
 
 
 def to_latex(lb: Leaderboards) -> str:

@@ -448,6 +448,17 @@ def _paper_tables(lb: Leaderboards) -> list[str]:
     return sections
 
 
+def queries_per_task(rows):
+    """model_task rows -> {task: queries scored} (the most any model scored), ok rows only."""
+    return rows[rows["status"] == "ok"].groupby("task")["n"].max()
+
+
+def count_span(counts) -> str:
+    """'8' when every count is 8, else 'low–high'."""
+    low, high = int(min(counts)), int(max(counts))
+    return f"{low}" if low == high else f"{low}–{high}"
+
+
 def uncertainty_note(model_task) -> str:
     """One sentence on how far a task mean can be trusted: the median 95 % half-width per metric ('' without one)."""
     ok = model_task[(model_task["status"] == "ok") & model_task["ci95"].notna()] if "ci95" in model_task else []
@@ -458,8 +469,7 @@ def uncertainty_note(model_task) -> str:
                        for m, unit in units.items() if (ok["metric"] == m).any())
     if not widths:
         return ""
-    n = ok.loc[ok["metric"].isin(list(units)), "n"]
-    queries = f"{int(n.min())}" if n.min() == n.max() else f"{int(n.min())}–{int(n.max())}"
+    queries = count_span(ok.loc[ok["metric"].isin(list(units)), "n"])
     return (f"Uncertainty: each task mean averages {queries} queries; the median half-width of its 95 % "
             f"t-interval (model_task.parquet: ci95) is {widths}. A gap between two models smaller than that "
             "needs a paired comparison on the same queries (scripts/model_card.py MODEL --baseline OTHER "

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .leaderboard import (DECIMALS, SHORT_NAMES, UNSEEN, VERDICTS, build_leaderboards, column_ranks, format_value,
-                          headline_numbers, overall_rows, paper_tables, query_margins, task_order, uncertainty_note,
-                          verdict_counts)
+                          headline_numbers, overall_rows, paper_tables, queries_per_task, query_margins, task_order,
+                          uncertainty_note, verdict_counts)
 from .metrics import METRICS
 from .samples import INPUT_ROLES, output_path, saved_examples, saved_units
 
@@ -416,7 +416,7 @@ class _Builder:
             headers, rows = overall_rows(self.lb.overall)
             self.add(Heading(3, "Overall: mean rank across tasks (1 = best)"), Table(headers, plain_rows(rows)))
         for table in paper_tables(mt):
-            n = table.rows[table.rows["status"] == "ok"].groupby("task")["n"].max()
+            n = queries_per_task(table.rows)
             caption = "queries per task: " + ", ".join(f"{SHORT_NAMES.get(t, t)} {int(n.get(t, 0))}"
                                                       for t in table.tasks)
             self.add(Heading(3, table.title),

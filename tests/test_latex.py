@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import re
 
-import pytest
 from test_leaderboard import frame, prov, results, row  # noqa: F401 - results is a fixture
 
 from bench.latex import latex_escape, plain_latex_table, ranked_table, to_latex
