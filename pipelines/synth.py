@@ -12,6 +12,7 @@ are kept; only the rest is written. The manifest is written last, atomically.
 """
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import math
@@ -31,7 +32,9 @@ from taskgen.registry import SPLITS, TaskSpec
 from taskgen.shards import (PNG_COMPRESSION, ShardJob, ShardResult, build_manifest, clear_journal,
                             merge_manifests, plan_shards, remove_temporaries, reusable,
                             stale_shards, write_manifest, write_shard)
-from taskgen.sources import DEFAULT_SOURCES
+from taskgen.paired import build_paired_source
+from taskgen.sources import (DEFAULT_SOURCES, FolderSource, InterleavedSource, PhotoSource, Source, SourceError,
+                             build_source, load_photo)
 
 from pipelines.params import coerce, names_other_folder, read_section
 
@@ -52,6 +55,8 @@ DEFAULTS: dict = {
     "workers": None,
     "scheduler": None,
 }
+# The smallest image side the task functions accept (taskgen.images.check_rgb).
+MIN_SIZE = 8
 # Below this many samples per extra worker, starting a worker process costs more than it saves.
 MIN_SAMPLES_PER_WORKER = 256
 TASK_ROOTS = "tasks"  # per-task sub-roots written by the per-task DVC stages
@@ -67,6 +72,31 @@ LOCAL_CLUSTER_CONFIG = {
 
 class SynthError(RuntimeError):
     """Synthesis failed; the message names the shard, task, split, sample index and seed."""
+
+
+# run_synth scans every user folder up front and FolderSource.scan logs each unusable file once.
+# Each shard then builds its own FolderSource (often in another process) that would log the same
+# files again, once per shard: while shards are written, this filter drops those repeats. A context
+# variable rather than a logger level, so that concurrent shards in threads cannot leave it stuck.
+_WRITING_SHARDS = contextvars.ContextVar("llvbench_writing_shards", default=False)
+
+
+class _RepeatedSkipFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (_WRITING_SHARDS.get() and record.msg == "skipping %s: %s")
+
+
+_REPEATED_SKIPS = _RepeatedSkipFilter()
+logging.getLogger("taskgen.sources").addFilter(_REPEATED_SKIPS)  # idempotent: one filter object
+
+
+@contextmanager
+def _writing_shards():
+    token = _WRITING_SHARDS.set(True)
+    try:
+        yield
+    finally:
+        _WRITING_SHARDS.reset(token)
 
 
 @dataclass
@@ -85,6 +115,8 @@ class SynthConfig:
     workers: int | None
     scheduler: str | None
     per_task_names: list[str] = field(default_factory=list)  # tasks listed under per_task
+    # split -> the option that set its source (named in errors): --train-dir, --test-dir or synth.sources.SPLIT
+    source_options: dict[str, str] = field(default_factory=dict)
 
     def manifest_params(self) -> dict:
         """The settings every shard shares (recorded in the manifest; no paths of this machine
@@ -136,22 +168,51 @@ def _workers(value) -> int | None:
     return workers
 
 
+def summary_path(params: Mapping, overrides: Mapping) -> Path | None:
+    """Where the per-task summary goes: ``--summary`` when given; else ``synth.summary`` unless the
+    effective out folder is not the one that summary belongs to. The default summary is the
+    pipeline's tracked metrics/synth.json, which describes data/shards: a run into another folder,
+    whether --out or the params file's synth.out moved it, only prints its summary (and a summary
+    inside the out folder would make the data's bytes vary with timings). Likewise a params file's
+    own summary belongs to its own out, not to a --out elsewhere."""
+    if "summary" in overrides:  # "" asks for none
+        return Path(overrides["summary"]) if overrides["summary"] else None
+    summary = params.get("summary")
+    if not summary or names_other_folder(overrides.get("out"), params["out"]):
+        return None
+    out = overrides.get("out", params["out"])
+    if Path(summary).resolve() == Path(DEFAULTS["summary"]).resolve() and names_other_folder(out, DEFAULTS["out"]):
+        return None
+    return Path(summary)
+
+
+def _at_least(value, least: int, where: str) -> int:
+    """A whole number >= ``least`` (ValueError naming ``where`` otherwise): refused before any work
+    instead of failing deep inside a task (size 0 used to end in a ZeroDivisionError)."""
+    n = coerce(value, int, where)
+    if n < least:
+        raise ValueError(f"{where} must be >= {least}, got {n}")
+    return n
+
+
 def configure(params: Mapping, overrides: Mapping | None = None) -> SynthConfig:
     """Resolve params plus command-line overrides (non-None values win) into a SynthConfig."""
     p = dict(params)
     o = {k: v for k, v in (overrides or {}).items() if v is not None}
-    if "summary" not in o and names_other_folder(o.get("out"), p["out"]):
-        # The params' summary is the pipeline's tracked metrics/synth.json: a run into another folder
-        # only prints its summary (inside the out folder its timings would make the data's bytes vary).
-        p["summary"] = None
-    for key in ("out", "summary", "seed", "size", "workers", "scheduler", "tasks", "splits"):
+    summary = summary_path(p, o)
+    for key in ("out", "seed", "size", "workers", "scheduler", "tasks", "splits"):
         if key in o:
             p[key] = o[key]
+    size = _at_least(p["size"], MIN_SIZE, "synth --size" if "size" in o else "synth.size")
+    seed = _at_least(p["seed"], 0, "synth --seed" if "seed" in o else "synth.seed")
     sources = dict(p["sources"])
+    source_options = {split: f"synth.sources.{split}" for split in sources}
     if "train_dir" in o:
         sources["train"] = f"folder:{o['train_dir']}"
+        source_options["train"] = "--train-dir"
     if "test_dir" in o:  # both evaluation splits read the user's test photos
         sources["test"] = sources["unseen"] = f"folder:{o['test_dir']}"
+        source_options["test"] = source_options["unseen"] = "--test-dir"
 
     splits = _as_list(p["splits"])
     bad = [s for s in splits if s not in SPLITS]
@@ -180,12 +241,91 @@ def configure(params: Mapping, overrides: Mapping | None = None) -> SynthConfig:
     if unknown and p["tasks"] == "all":
         log.warning("params per_task lists unregistered task(s), ignored: %s", ", ".join(unknown))
     return SynthConfig(
-        out=Path(p["out"]), summary=Path(p["summary"]) if p.get("summary") else None,
-        seed=int(p["seed"]), size=int(p["size"]), tasks=specs, splits=splits, sources=sources,
+        out=Path(p["out"]), summary=summary,
+        seed=seed, size=size, tasks=specs, splits=splits, sources=sources,
         counts=counts, paired=paired, samples_per_shard=int(p["samples_per_shard"]),
         png_compression=int(p["png_compression"]),
         workers=_workers(p.get("workers")),
-        scheduler=p.get("scheduler") or None, per_task_names=list(per_task))
+        scheduler=p.get("scheduler") or None, per_task_names=list(per_task), source_options=source_options)
+
+
+# --------------------------------------------------------------------------------------------
+# Sources, checked once up front
+
+
+def source_parts(source: Source) -> list[Source]:
+    """The plain sources a source reads: itself, or the parts of an interleaved source (``a+b``)."""
+    if isinstance(source, InterleavedSource):
+        return [leaf for part in source.parts for leaf in source_parts(part)]
+    return [source]
+
+
+def open_sources(config: SynthConfig, jobs: list[ShardJob]) -> dict[str, Source]:
+    """Build each image source the plan uses once, in this process, before any work: a typo
+    (``foldr:/x``) or a missing folder is one error naming the option that set it, instead of a
+    failure of every shard. Paired dataset specs are opened the same way (their folders listed)."""
+    sources: dict[str, Source] = {}
+    hdr = {spec.name: spec.hdr for spec in config.tasks}
+    paired_seen = set()
+    for job in jobs:
+        if job.source not in sources:
+            option = config.source_options.get(job.split, f"synth.sources.{job.split}")
+            try:
+                sources[job.source] = build_source(job.source)
+                for part in source_parts(sources[job.source]):
+                    if isinstance(part, PhotoSource):  # names are only looked up when a sample loads them
+                        for name in part.names:
+                            load_photo(name)
+            except SourceError as err:
+                raise SynthError(f"{option} ({job.source}): {err}") from None
+        if job.paired and (job.paired, hdr[job.task]) not in paired_seen:
+            try:
+                build_paired_source(job.paired, hdr=hdr[job.task])
+            except ValueError as err:  # PairedLayoutError
+                raise SynthError(f"synth.per_task.{job.task}.paired.{job.split} ({job.paired}): {err}") from None
+            paired_seen.add((job.paired, hdr[job.task]))
+    return sources
+
+
+def scan_folders(config: SynthConfig, jobs: list[ShardJob], sources: Mapping[str, Source]) -> dict[str, dict]:
+    """Check, once and here, the files of every user folder that the plan's samples reach: each
+    unusable one is logged once with its reason (shards only count theirs quietly) and the counts
+    by reason go into the summary. A folder without one usable image is an error naming it and its
+    option. Only the reached files are read: sample ``i`` takes the first usable file at or after
+    position ``i mod n``, so samples below ``stop`` reach the first ``stop`` files (and the search
+    onward from them), and a 2,048-pair plan over an ImageNet-sized folder decodes ~2,048 files, not
+    every one of them.
+
+    Returns ``{"folder:DIR" or "folder-upscale:DIR": {folder, files, reached, skipped, splits}}``.
+    """
+    import numpy as np
+
+    plans: dict[str, dict] = {}
+    for job in jobs:
+        if job.paired:  # a real paired dataset replaces the image source for this task and split
+            continue
+        for folder in source_parts(sources[job.source]):
+            if not isinstance(folder, FolderSource):
+                continue
+            label = f"{'folder-upscale' if folder.upscale else 'folder'}:{folder.root}"
+            plan = plans.setdefault(label, {"folder": folder, "stop": 0, "splits": [], "job": job})
+            plan["stop"] = max(plan["stop"], job.stop)
+            if job.split not in plan["splits"]:
+                plan["splits"].append(job.split)
+    reports: dict[str, dict] = {}
+    for label, plan in plans.items():
+        folder, job = plan["folder"], plan["job"]
+        reached = min(len(folder.files), plan["stop"])
+        rng = np.random.default_rng(0)  # the crops are thrown away: only which files load matters
+        try:
+            for index in range(reached):
+                folder.sample(index, config.size, rng)
+        except SourceError as err:  # not one usable file
+            option = config.source_options.get(job.split, f"synth.sources.{job.split}")
+            raise SynthError(f"{option} ({job.source}): {err}") from None
+        reports[label] = {"folder": str(folder.root), "files": len(folder.files), "reached": reached,
+                          "skipped": dict(sorted(folder.skipped.items())), "splits": plan["splits"]}
+    return reports
 
 
 # --------------------------------------------------------------------------------------------
@@ -215,7 +355,8 @@ def run_job(job: ShardJob, root: str) -> ShardResult:
     import cv2
 
     cv2.setNumThreads(1)
-    return write_shard(job, root)
+    with _writing_shards():
+        return write_shard(job, root)
 
 
 def _schedule_order(jobs: list[ShardJob]) -> list[ShardJob]:
@@ -240,7 +381,8 @@ def _run_inprocess(jobs: list[ShardJob], root: Path, progress: bool) -> list[Sha
     with _progress_bar(jobs, progress) as bar:
         for job in _schedule_order(jobs):
             try:
-                results.append(write_shard(job, root))
+                with _writing_shards():
+                    results.append(write_shard(job, root))
             except Exception as err:
                 raise _failure(job, err) from err
             bar.update(job.count)
@@ -320,8 +462,9 @@ def execute(jobs: list[ShardJob], root: Path, *, workers: int | None = None, sch
 
 
 def summarize(jobs: list[ShardJob], results: list[ShardResult], reused: Mapping[str, dict], wall_s: float,
-              run_info: Mapping) -> dict:
-    """Per task: pairs, seconds of work, ms per pair (of the pairs written this run)."""
+              run_info: Mapping, folders: Mapping[str, dict] | None = None) -> dict:
+    """Per task: pairs, seconds of work, ms per pair (of the pairs written this run); with
+    ``folders`` (``scan_folders``) also each user folder's file counts and skips by reason."""
     tasks: dict[str, dict] = {}
     for job in jobs:
         row = tasks.setdefault(job.task, {"pairs": 0, "written_pairs": 0, "reused_pairs": 0, "seconds": 0.0,
@@ -338,7 +481,10 @@ def summarize(jobs: list[ShardJob], results: list[ShardResult], reused: Mapping[
         row["ms_per_pair"] = round(1000 * row["seconds"] / row["written_pairs"], 3) if row["written_pairs"] else None
         row["seconds"] = round(row["seconds"], 4)
         row["generate_seconds"] = round(row["generate_seconds"], 4)
-    return {"tasks": tasks, "total": _totals(tasks, wall_s, run_info)}
+    summary = {"tasks": tasks, "total": _totals(tasks, wall_s, run_info)}
+    if folders:  # only runs that read user folders: the default metrics keep their keys
+        summary["folders"] = {label: dict(report) for label, report in folders.items()}
+    return summary
 
 
 def _totals(tasks: Mapping[str, Mapping], wall_s: float, run_info: Mapping) -> dict:
@@ -359,7 +505,17 @@ def format_summary(summary: Mapping) -> str:
     ms = f"{t['ms_per_pair']:.1f}" if t.get("ms_per_pair") is not None else "-"
     lines.append(f"{'total':<22} {t['pairs']:>6} {t['reused_pairs']:>6} {t['seconds']:>8.2f} {ms:>8}")
     lines.append(f"wall {t['wall_seconds']:.1f} s, {t.get('workers', 0)} worker(s), {t.get('executor', '-')}")
+    lines.extend(format_folder(label, report) for label, report in summary.get("folders", {}).items())
     return "\n".join(lines)
+
+
+def format_folder(label: str, report: Mapping) -> str:
+    """One line per user folder: ``folder:/x (test): 12 files, 7 reached; skipped 5: not an image 2, ...``."""
+    skipped = sum(report["skipped"].values())
+    line = f"{label} ({', '.join(report.get('splits', []))}): {report['files']} files, {report['reached']} reached"
+    if skipped:
+        line += f"; skipped {skipped}: " + ", ".join(f"{reason} {n}" for reason, n in report["skipped"].items())
+    return line
 
 
 def check_outputs(config: SynthConfig) -> None:
@@ -381,6 +537,7 @@ def run_synth(config: SynthConfig, *, progress: bool = True, force_dask: bool = 
     if not jobs:
         raise SynthError("nothing to synthesise: no task has samples in the requested splits "
                          f"({', '.join(config.splits)})")
+    folders = scan_folders(config, jobs, open_sources(config, jobs))
     root.mkdir(parents=True, exist_ok=True)
     remove_temporaries(root)
     reused = reusable(root, jobs)
@@ -397,7 +554,7 @@ def run_synth(config: SynthConfig, *, progress: bool = True, force_dask: bool = 
     write_manifest(root, manifest)
     clear_journal(root)
     _warn_unlisted(root, manifest)
-    summary = summarize(jobs, results, reused, time.perf_counter() - t0, run_info)
+    summary = summarize(jobs, results, reused, time.perf_counter() - t0, run_info, folders)
     if config.summary is not None:
         atomic_write_json(config.summary, summary)
     return summary
@@ -410,6 +567,23 @@ def _warn_unlisted(root: Path, manifest: Mapping) -> None:
     if others:
         log.warning("%d shard(s) in %s are not in this run's manifest (llvbench verify reports them as "
                     "extra): %s", len(others), root, ", ".join(others[:5]) + (" ..." if len(others) > 5 else ""))
+
+
+def merge_folder_reports(a: Mapping[str, dict], b: Mapping[str, dict]) -> dict[str, dict]:
+    """Folder reports of two per-task runs as one: the files the plans reached are the first few of
+    one sorted list, so the report that reached more holds the other's skips; it is kept, with the
+    union of the splits that read the folder."""
+    merged = {label: dict(report) for label, report in a.items()}
+    for label, report in b.items():
+        if label in merged:
+            splits = merged[label].get("splits", [])
+            splits = splits + [s for s in report.get("splits", []) if s not in splits]
+            if report.get("reached", 0) > merged[label].get("reached", 0):
+                merged[label] = dict(report)
+            merged[label]["splits"] = splits
+        else:
+            merged[label] = dict(report)
+    return merged
 
 
 def merge_task_roots(config: SynthConfig) -> dict:
@@ -431,7 +605,7 @@ def merge_task_roots(config: SynthConfig) -> dict:
     summary = {"tasks": {}, "total": {}}
     if config.summary is not None:
         part_dir = config.summary.with_suffix("")
-        walls, info = 0.0, {}
+        walls, info, folders = 0.0, {}, {}
         for name in names:
             path = part_dir / f"{name}.json"
             if path.is_file():
@@ -439,6 +613,9 @@ def merge_task_roots(config: SynthConfig) -> dict:
                 summary["tasks"].update(part["tasks"])
                 walls += part["total"].get("wall_seconds", 0.0)
                 info = {k: part["total"][k] for k in ("executor", "workers") if k in part["total"]}
+                folders = merge_folder_reports(folders, part.get("folders", {}))
         summary["total"] = _totals(summary["tasks"], walls, info)
+        if folders:
+            summary["folders"] = folders
         atomic_write_json(config.summary, summary)
     return summary

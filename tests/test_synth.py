@@ -296,6 +296,135 @@ def test_per_task_roots_merge_into_one_manifest(tmp_path):
     assert summary["tasks"]["_synth_invert"]["pairs"] == 5 and summary["total"]["pairs"] == 11
 
 
+def _image_folder(folder: Path) -> Path:
+    """Three usable 40-px images and three unusable files (zero-byte, not an image, truncated)."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True)
+    for i in range(3):
+        cv2.imwrite(str(folder / f"good{i}.png"), rng.integers(0, 256, (40, 40, 3), dtype=np.uint8))
+    (folder / "bad0.png").write_bytes(b"")
+    (folder / "bad1.jpg").write_bytes(b"not an image")
+    ok, buf = cv2.imencode(".jpg", rng.integers(0, 256, (40, 40, 3), dtype=np.uint8))
+    (folder / "bad2.jpg").write_bytes(buf.tobytes()[:200])
+    return folder
+
+
+def _skip_warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "skipping" in r.getMessage()]
+
+
+@pytest.mark.parametrize("n_test", [7, 1])
+def test_folder_is_scanned_once_each_bad_file_logged_once_and_counted_in_the_summary(tmp_path, caplog, n_test):
+    # 7 samples in 3-sample shards reach every file from several shards (each used to log them
+    # again); 1 sample reaches no bad file at all (they used to go unreported).
+    folder = _image_folder(tmp_path / "photos")
+    config = _config(tmp_path / "out", workers=1, splits="test", n_test=n_test, test_dir=str(folder))
+    with caplog.at_level("WARNING", logger="taskgen.sources"):
+        summary = run_synth(config, progress=False)
+    warnings = _skip_warnings(caplog)
+    assert sorted(w.split(": ")[0] for w in warnings) == [f"skipping {folder}/bad{i}.{ext}"
+                                                          for i, ext in enumerate(("png", "jpg", "jpg"))]
+    report = summary["folders"][f"folder:{folder}"]
+    # Sample 0 searches past the three bad files (sorted first) to good0: all are reached either way.
+    assert report["files"] == 6 and report["reached"] == min(n_test, 6) and report["splits"] == ["test"]
+    assert report["skipped"]["zero-byte file"] == 1 and report["skipped"]["not an image"] == 1
+    assert sum(report["skipped"].values()) == 3
+    assert json.loads(config.summary.read_text())["folders"] == summary["folders"]
+    from pipelines.synth import format_summary
+
+    assert f"folder:{folder} (test): 6 files, {min(n_test, 6)} reached; skipped 3: " in format_summary(summary)
+    assert "folders" not in load_manifest(tmp_path / "out")  # the manifest's bytes do not depend on it
+
+
+def test_per_task_folder_reports_merge_into_one(tmp_path, caplog):
+    folder = _image_folder(tmp_path / "photos")
+    root = tmp_path / "shards"
+    per_task = {"_synth_noise": {"train": 2, "test": 2}, "_synth_invert": {"train": 2, "test": 2}}
+    for task in per_task:
+        run_synth(_config(root / "tasks" / task, workers=1, tasks=task, test_dir=str(folder),
+                          summary=str(tmp_path / "m" / f"{task}.json"), params={"per_task": per_task}),
+                  progress=False)
+    summary = merge_task_roots(_config(root, summary=str(tmp_path / "m.json"), params={"per_task": per_task}))
+    assert list(summary["folders"]) == [f"folder:{folder}"]
+    assert summary["folders"][f"folder:{folder}"]["reached"] == 2
+    assert json.loads((tmp_path / "m.json").read_text())["folders"] == summary["folders"]
+
+
+def test_clean_runs_keep_their_summary_keys(tmp_path):
+    summary = run_synth(_config(tmp_path / "out", workers=1), progress=False)
+    assert set(summary) == {"tasks", "total"}  # metrics/synth.json of the default pipeline is unchanged
+
+
+def test_default_summary_follows_the_out_folder_however_it_was_set(tmp_path, monkeypatch, capsys):
+    from pipelines.commands import synth
+
+    monkeypatch.chdir(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    params = tmp_path / "p.yaml"
+    params.write_text(f"synth:\n  out: {elsewhere}\n  size: 32\n  counts: {{train: 2, test: 1}}\n")
+    # The audit's case: out moved by the params file, no summary given: nothing lands in ./metrics.
+    assert _cli(synth, ["--params", str(params), "--tasks", "_synth_noise", "--no-progress"]) == 0
+    assert load_manifest(elsewhere)["tasks"]["_synth_noise"]["counts"] == {"train": 2, "test": 1}
+    assert not (tmp_path / "metrics").exists()
+    assert "no summary file" in capsys.readouterr().out
+    resolve = lambda values, overrides: configure({**read_params(None), **values}, overrides).summary  # noqa: E731
+    assert resolve({}, {}) == Path("metrics/synth.json")                                   # default out
+    assert resolve({"out": str(tmp_path / "data/shards")}, {}) == Path("metrics/synth.json")  # same folder
+    assert resolve({"out": str(elsewhere)}, {}) is None                                     # synth.out
+    assert resolve({}, {"out": str(elsewhere)}) is None                                     # --out
+    mine = str(tmp_path / "mine.json")
+    assert resolve({"out": str(elsewhere), "summary": mine}, {}) == Path(mine)  # its own summary
+    assert resolve({"out": str(elsewhere), "summary": mine}, {"out": "other"}) is None
+    # dvc.yaml's stages name their summaries explicitly.
+    assert resolve({}, {"out": "data/shards/tasks/jpeg", "summary": "metrics/synth/jpeg.json"}) == \
+        Path("metrics/synth/jpeg.json")
+    assert resolve({}, {"out": "data/shards", "summary": "metrics/synth.json"}) == Path("metrics/synth.json")
+
+
+@pytest.mark.parametrize("overrides,params,message", [
+    ({"size": 0}, {}, r"synth --size must be >= 8, got 0"),
+    ({"size": -64}, {}, r"synth --size must be >= 8, got -64"),
+    ({}, {"size": 0}, r"synth\.size must be >= 8, got 0"),
+    ({"seed": -1}, {}, r"synth --seed must be >= 0, got -1"),
+])
+def test_size_and_seed_out_of_range_are_refused_naming_the_option(tmp_path, overrides, params, message):
+    with pytest.raises(ValueError, match=message):
+        _config(tmp_path / "out", params=params, **overrides)
+
+
+def test_size_zero_in_a_params_file_is_one_clear_error(tmp_path):
+    from pipelines.commands import synth
+
+    params = tmp_path / "p.yaml"
+    params.write_text(f"synth:\n  out: {tmp_path / 'out'}\n  size: 0\n")
+    with pytest.raises(ValueError, match=r"synth\.size must be >= 8, got 0"):
+        _cli(synth, ["--params", str(params), "--tasks", "_synth_noise", "--no-progress"])
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("case,message", [
+    ({"params": {"sources": {"train": "foldr:/x", "test": "photos", "unseen": "photos"}}},
+     r"^synth\.sources\.train \(foldr:/x\): unknown source 'foldr'"),
+    ({"params": {"sources": {"train": "deadleaves", "test": "photos:astronot", "unseen": "photos"}}},
+     r"^synth\.sources\.test \(photos:astronot\): unknown packaged photo 'astronot'"),
+    ({"train_dir": "{tmp}/missing"}, r"^--train-dir \(folder:.*missing\): image folder .*missing does not exist"),
+    ({"test_dir": "{tmp}/allbad"}, r"^--test-dir \(folder:.*allbad\): image folder .*allbad has no usable image "
+                                   r"for 32px crops \(.*zero-byte file: 1"),
+    ({"params": {"per_task": {"_synth_noise": {"paired": {"test": "lool:/x"}}}}},
+     r"^synth\.per_task\._synth_noise\.paired\.test \(lool:/x\): unknown paired dataset 'lool'"),
+])
+def test_bad_sources_fail_once_before_any_work_naming_the_option(tmp_path, case, message):
+    (tmp_path / "allbad").mkdir()
+    (tmp_path / "allbad" / "zero.png").write_bytes(b"")
+    overrides = {k: v.format(tmp=tmp_path) if isinstance(v, str) else v for k, v in case.items()}
+    config = _config(tmp_path / "out", workers=1, **overrides)
+    with pytest.raises(SynthError, match=message):
+        run_synth(config, progress=False)
+    assert not (tmp_path / "out").exists()
+
+
 # ----------------------------------------------------------------------------- llvbench preview
 
 @pytest.mark.parametrize("argv,message", [
@@ -326,3 +455,10 @@ def test_preview_out_that_is_a_folder_is_refused_and_a_file_is_written(tmp_path,
     assert (tmp_path / "sheet.png").stat().st_size > 0 and "2 tasks" in capsys.readouterr().out
     with pytest.raises(ValueError, match="per_row and tile must be >= 1"):
         contact_sheet([], 32, per_row=0)
+
+
+def test_an_empty_summary_override_asks_for_no_summary_file(tmp_path):
+    from pipelines.synth import configure, read_params
+
+    assert configure(read_params(None), {"out": str(tmp_path), "summary": ""}).summary is None
+    assert configure(read_params(None), {"out": str(tmp_path), "summary": "s.json"}).summary == Path("s.json")

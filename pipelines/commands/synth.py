@@ -5,6 +5,8 @@
                    [--scheduler tcp://host:8786] [--train-dir DIR] [--test-dir DIR]
 
 Values given here override the ``synth`` section of the params file and its profile overlay.
+Sizes, seeds and image source specs are checked before any work; every user image folder is
+scanned once up front (each unusable file logged once, counts by reason in the summary).
 """
 from __future__ import annotations
 
@@ -22,16 +24,17 @@ def add_arguments(p) -> None:
     p.add_argument("--n-train", type=int, help="train samples per task (overrides every task's count)")
     p.add_argument("--n-test", type=int, help="test samples per task")
     p.add_argument("--n-unseen", type=int, help="samples per held-out task in the unseen split")
-    p.add_argument("--size", type=int, help="crop size of the stored images in pixels")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--size", type=int, help="crop size of the stored images in pixels (>= 8)")
+    p.add_argument("--seed", type=int, help="base seed of every sample's generator (>= 0)")
     p.add_argument("--workers", type=int, help="worker processes (default: one per core while each gets "
                                                "enough work; 1 = run in this process)")
     p.add_argument("--scheduler", help="address of a running Dask scheduler (tcp://host:8786); workers must "
                                        "see --out on a shared file system")
     p.add_argument("--train-dir", help="train images from this folder instead of dead leaves")
     p.add_argument("--test-dir", help="test (and unseen) images from this folder instead of the packaged photos")
-    p.add_argument("--summary", help="per-task summary JSON (default: synth.summary, metrics/synth.json; with "
-                                     "another --out, none: the summary is printed)")
+    p.add_argument("--summary", help="per-task summary JSON (default: synth.summary, metrics/synth.json, which "
+                                     "belongs to data/shards: when the out folder is elsewhere, by --out or by "
+                                     "synth.out, none is written and the summary is only printed)")
     p.add_argument("--merge", action="store_true",
                    help="DVC's last synth stage: write OUT/manifest.json over the per-task roots OUT/tasks/TASK "
                         "of the tasks under synth.per_task")
@@ -54,5 +57,6 @@ def run(args) -> int:
         return 0
     summary = run_synth(config, progress=not args.no_progress)
     print(format_summary(summary))
-    print(f"wrote {config.out / 'manifest.json'}" + (f" and {config.summary}" if config.summary else ""))
+    print(f"wrote {config.out / 'manifest.json'}" + (f" and {config.summary}" if config.summary else
+                                                      " (no summary file: --summary FILE writes one)"))
     return 0
