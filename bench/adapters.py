@@ -29,9 +29,13 @@ def pad_to_multiple(images, multiple: int):
 
 
 def resolve_device(device: str) -> str:
-    """``auto`` -> "cuda" when a GPU is present, else "cpu"; any other name unchanged."""
+    """``auto`` -> "cuda" when a GPU is present, else "cpu"; any other name unchanged, but a CUDA
+    device without CUDA is a ValueError (once, here, instead of a failure in every unit)."""
     import torch
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        why = "this torch is a CPU build" if torch.version.cuda is None else "no GPU is visible"
+        raise ValueError(f"device {device!r} asked for, but CUDA is not available ({why}); use cpu or auto")
     return device

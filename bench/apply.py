@@ -285,10 +285,10 @@ class Applier:
                 return total / len(self._prompt_tensors)
         except BadOutput:
             raise
-        except (ValueError, RuntimeError) as err:
-            raise ApplyError(f"{self.generalist.name} failed on a {shape[2]}×{shape[3]} input "
-                             f"(its size rule: {size_rule(self.info)}): {err}; try another --tile "
-                             "or --resize") from err
+        except Exception as err:  # a plug-in may raise anything; name it, its input size and its size rule
+            raise ApplyError(f"{self.generalist.name}: predict() raised {type(err).__name__}: {err} on a "
+                             f"{shape[2]}×{shape[3]} input (its size rule: {size_rule(self.info)}); if the size "
+                             "is the cause, try another --tile or --resize") from err
 
     def _run_batches(self, items: list[np.ndarray]) -> list[np.ndarray]:
         outputs: list[np.ndarray] = []
@@ -431,7 +431,12 @@ def apply_to_files(applier: Applier, inputs: Iterable[str | Path], out_dir: str 
                     on_image(job)
         if not readable:
             continue
-        outputs = applier.apply([image for _, image in readable])
+        try:
+            outputs = applier.apply([image for _, image in readable])
+        except ValueError as err:  # ApplyError, BadOutput: say which input, and what is already written
+            names = ", ".join(str(job.source) for job, _ in readable)
+            raise ApplyError(f"{names}: {err} ({len(summary.written)} output(s) already written to "
+                             f"{out_dir})") from err
         for (job, _), output in zip(readable, outputs):
             summary.written.append(write_image_atomic(out_dir / job.output, output))
             if on_image:

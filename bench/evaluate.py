@@ -9,14 +9,16 @@ Layout of ``out_dir``::
                                           main and mismatch unit, with their inputs (bench.samples)
 
 A unit whose file exists with the same fingerprint (model, checkpoint, data manifest, device,
-track settings) and completed is skipped, so a killed evaluation resumes where it stopped; failed
-units are tried again (out-of-memory and similar failures are often transient). Any failure
+track settings, the options the model was built with) and completed is skipped, so a killed
+evaluation resumes where it stopped; failed units are tried again (out-of-memory and similar
+failures are often transient), and ``force`` runs every unit again (after a plug-in's code changed). Any failure
 inside a unit (a predict() exception, a bad output, a task the split lacks) becomes one
 ``failed`` row with the message, and the run goes on with the next unit; a generalist that
 cannot even be loaded gets a ``load`` failure file and the next model is tried.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import re
@@ -33,7 +35,7 @@ from taskgen.registry import CATEGORIES
 from taskgen.shards import package_version
 
 from .metrics import METRICS
-from .protocol import BadOutput, check_output, describe, images_to_tensor
+from .protocol import BadOutput, check_output, describe, images_to_tensor, jsonable
 from .results import NOT_MEASURED, read_fingerprint, write_rows
 from .samples import SampleWriter
 from .tracks import DEFAULT_MISMATCH_PAIRS, TRACKS
@@ -145,6 +147,8 @@ class EvalContext:
     provenance: dict
     log: logging.Logger = field(default=log)
     examples: SampleWriter | None = None      # saves a few outputs for the report; None: none
+    options: dict = field(default_factory=dict)  # what the generalist was built with (results_options)
+    force: bool = False                       # run units whose results are already there too
 
     def save_example(self, track: str, unit: str, position: int, sample_key: str, output: np.ndarray,
                      images: dict, **meta) -> None:
@@ -219,8 +223,54 @@ def select_tasks(split, requested, lookup: Callable | None = None) -> list[str]:
             if name not in chosen:
                 chosen.append(name)
         else:
-            raise ValueError(f"task {name!r} is not in {where}; it has: {', '.join(available)}")
+            raise ValueError(f"task {name!r} is not in {where}; it has: {', '.join(available)}"
+                             + _other_split_hint(name, split_name, lookup))
     return chosen
+
+
+def _other_split_hint(name: str, split_name: str, lookup: Callable) -> str:
+    """'; it is a task of the unseen split: --split unseen' when the task lives in another split."""
+    try:
+        splits = lookup(name).splits
+    except (KeyError, ValueError, AttributeError):  # not a registered task: nothing to suggest
+        return ""
+    other = [s for s in splits if s in ("test", "unseen") and s != split_name]
+    return f"; it is a task of the {other[0]} split: --split {other[0]}" if other else ""
+
+
+def path_sha256(path: str | Path) -> str:
+    """A file's sha256, or a folder's: the sha256 of its files' relative paths and sha256s, in order."""
+    from taskgen.shards import file_sha256
+
+    path = Path(path)
+    if path.is_file():
+        return file_sha256(path)
+    digest = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(f"{f.relative_to(path).as_posix()}\0{file_sha256(f)}\n".encode())
+    return digest.hexdigest()
+
+
+def results_options(options: dict | None, info: dict) -> tuple[dict, str]:
+    """The options a generalist was built with -> (those that decide its results, checkpoint sha256).
+
+    The device is left out (the resolved one is in the provenance). A ``checkpoint`` path is
+    replaced by its content hash: the model's own ``checkpoint_sha256`` when it reports one, else
+    the hash of the file or folder, so a plug-in that does not hash its weights is still re-scored
+    when they change, and the same weights under another path are not.
+    """
+    sha = str(info.get("checkpoint_sha256") or "")
+    kept = {}
+    for key, value in sorted((options or {}).items()):
+        if key == "device":
+            continue
+        if key == "checkpoint" and isinstance(value, (str, Path)):
+            if not sha and Path(value).exists():
+                sha = path_sha256(value)
+            if sha:
+                continue
+        kept[key] = jsonable(value)
+    return kept, sha
 
 
 def provenance(generalist_name: str, info: dict, split, run_id: str) -> dict:
@@ -235,19 +285,25 @@ def provenance(generalist_name: str, info: dict, split, run_id: str) -> dict:
 
 
 def evaluate(generalist, split, out_dir: str | Path, config: EvalConfig = EvalConfig(), *,
-             lookup: Callable | None = None, run_id: str | None = None) -> list[UnitOutcome]:
-    """Run every unit of every configured track for one generalist; returns what happened to each."""
+             lookup: Callable | None = None, run_id: str | None = None, options: dict | None = None,
+             force: bool = False) -> list[UnitOutcome]:
+    """Run every unit of every configured track for one generalist; returns what happened to each.
+
+    ``options``: what the generalist was built with (part of each unit's fingerprint, see
+    results_options); ``force``: run units whose results are already there too."""
     from taskgen.atomic import atomic_write_json
 
     lookup = lookup or _default_lookup
     run_id = run_id or uuid.uuid4().hex[:12]
     info = describe(generalist)
-    prov = provenance(generalist.name, info, split, run_id)
+    model_dir = Path(out_dir) / slug(generalist.name)
+    check_folder_owner(model_dir, generalist.name)
+    built_with, sha = results_options(options, info)
+    prov = provenance(generalist.name, {**info, "checkpoint_sha256": sha}, split, run_id)
     examples = SampleWriter(Path(out_dir), slug(generalist.name), config.save_samples) if config.save_samples else None
     ctx = EvalContext(generalist=generalist, info=info, split=split, config=config, lookup=lookup,
                       tasks=select_tasks(split, config.tasks, lookup), available_tasks=list(split.tasks),
-                      provenance=prov, examples=examples)
-    model_dir = Path(out_dir) / slug(generalist.name)
+                      provenance=prov, examples=examples, options=built_with, force=force)
     started = _now()
     outcomes = []
     for track_name in config.tracks:
@@ -263,16 +319,41 @@ def evaluate(generalist, split, out_dir: str | Path, config: EvalConfig = EvalCo
 
 
 def _fingerprint(ctx: EvalContext, track, unit: str) -> dict:
-    return {"format": RESULTS_FORMAT, "model": ctx.provenance["model"],
-            "checkpoint_sha256": ctx.provenance["checkpoint_sha256"],
-            "data_manifest_sha256": ctx.provenance["data_manifest_sha256"], "device": ctx.provenance["device"],
-            "track": track.name, "unit": unit, "settings": track.settings(ctx.config)}
+    fingerprint = {"format": RESULTS_FORMAT, "model": ctx.provenance["model"],
+                   "checkpoint_sha256": ctx.provenance["checkpoint_sha256"],
+                   "data_manifest_sha256": ctx.provenance["data_manifest_sha256"], "device": ctx.provenance["device"],
+                   "track": track.name, "unit": unit, "settings": track.settings(ctx.config)}
+    if ctx.options:  # only when there are some, so results of models built without options stay valid
+        fingerprint["options"] = ctx.options
+    return fingerprint
+
+
+def check_folder_owner(model_dir: Path, name: str) -> None:
+    """ValueError if ``model_dir`` holds another model's results (two names, one folder name)."""
+    owner = read_json_field(model_dir / "run.json", "model")
+    if owner is None:
+        first = next(iter(sorted(model_dir.glob("*/*.parquet"))), None)
+        owner = (read_fingerprint(first)[0] or {}).get("model") if first else None
+    if owner is not None and owner != name:
+        raise ValueError(f"{model_dir} holds the results of model {owner!r}, and {name!r} maps to the same "
+                         "folder name: rename one of them or use another results folder")
+
+
+def read_json_field(path: Path, key: str):
+    """``key`` of the JSON object in ``path``; None if the file is absent, unreadable or lacks it."""
+    import json
+
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data.get(key) if isinstance(data, dict) else None
 
 
 def _run_unit(ctx: EvalContext, track, unit: str, path: Path) -> UnitOutcome:
     fingerprint = _fingerprint(ctx, track, unit)
     model = ctx.provenance["model"]
-    if read_fingerprint(path) == (fingerprint, "done"):
+    if not ctx.force and read_fingerprint(path) == (fingerprint, "done"):
         ctx.log.info("%s %s/%s: already evaluated, skipped", model, track.name, unit)
         return UnitOutcome(model, track.name, unit, "skipped", path=str(path))
     start = time.perf_counter()
@@ -309,5 +390,7 @@ def evaluate_spec(spec: str, options: dict, split, out_dir: str | Path, config: 
                        category="*", metric="*", value=math.nan, status="failed", error=message)
         write_rows(failure_file, [row], {"format": RESULTS_FORMAT, "load": spec}, "failed")
         return [UnitOutcome(spec, "load", "*", "failed", message, path=str(failure_file))]
-    failure_file.unlink(missing_ok=True)  # an earlier load failure no longer holds
-    return evaluate(generalist, split, out_dir, config, **kwargs)
+    # An earlier load failure no longer holds, whether it was filed under the spec or the model's name.
+    failure_file.unlink(missing_ok=True)
+    (Path(out_dir) / slug(generalist.name) / LOAD_FAILURE_NAME).unlink(missing_ok=True)
+    return evaluate(generalist, split, out_dir, config, options=options, **kwargs)

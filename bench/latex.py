@@ -13,7 +13,7 @@ import math
 import re
 
 from .leaderboard import (DECIMALS, SHORT_NAMES, Leaderboards, column_ranks, count_span, efficiency_rows,
-                          format_value, overall_rows, paper_tables, queries_per_task, task_order)
+                          format_value, overall_rows, paper_tables, scored_counts, task_order)
 from .metrics import METRICS
 
 WIDE_COLUMNS = 8
@@ -82,8 +82,8 @@ def plain_latex_table(headers: list[str], rows: list[list], *, caption: str, lab
 
 
 def _queries(rows) -> str:
-    """'8 queries per task', or the range when the tasks differ."""
-    counts = queries_per_task(rows)
+    """'8 queries per task', or the range when the tasks or models differ."""
+    counts = scored_counts(rows)
     return f"{count_span(counts)} queries per task" if len(counts) else "no queries"
 
 

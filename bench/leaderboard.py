@@ -77,9 +77,10 @@ class Leaderboards:
 
 
 def _label_models(df):
-    """Model names, made unique per checkpoint when one name was run from several."""
+    """Model names, made unique per checkpoint when one name was run from several. A load failure
+    has no checkpoint hash and does not count as another checkpoint."""
     df = df.copy()
-    counts = df.groupby("model")["checkpoint_sha256"].nunique()
+    counts = df[df["track"] != "load"].groupby("model")["checkpoint_sha256"].nunique()
     several = df["model"].map(counts) > 1
     df.loc[several, "model"] = df.loc[several, "model"] + "@" + df.loc[several, "checkpoint_sha256"].str[:8]
     return df
@@ -448,9 +449,15 @@ def _paper_tables(lb: Leaderboards) -> list[str]:
     return sections
 
 
-def queries_per_task(rows):
-    """model_task rows -> {task: queries scored} (the most any model scored), ok rows only."""
-    return rows[rows["status"] == "ok"].groupby("task")["n"].max()
+def scored_counts(rows):
+    """model_task rows -> the queries each ok row scored (a Series of counts)."""
+    return rows.loc[rows["status"] == "ok", "n"]
+
+
+def query_spans(rows) -> dict:
+    """model_task rows -> {task: '8', or 'low–high' when the models scored different numbers of queries}."""
+    ok = rows[rows["status"] == "ok"]
+    return {task: count_span(n) for task, n in ok.groupby("task")["n"]}
 
 
 def count_span(counts) -> str:
@@ -472,7 +479,7 @@ def uncertainty_note(model_task) -> str:
     queries = count_span(ok.loc[ok["metric"].isin(list(units)), "n"])
     return (f"Uncertainty: each task mean averages {queries} queries; the median half-width of its 95 % "
             f"t-interval (model_task.parquet: ci95) is {widths}. A gap between two models smaller than that "
-            "needs a paired comparison on the same queries (scripts/model_card.py MODEL --baseline OTHER "
+            "needs a paired comparison on the same queries (scripts/model_card.py LEADERBOARD MODEL --baseline OTHER "
             "--results EVAL_DIRS) before it counts.")
 
 

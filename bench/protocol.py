@@ -64,18 +64,19 @@ def describe(generalist) -> dict:
         raise GeneralistError(f"{generalist.name}: info() must return a dict, got {type(extra).__name__}")
     info.update(extra)
     info["name"] = generalist.name
-    return {k: _jsonable(v) for k, v in info.items()}
+    return {k: jsonable(v) for k, v in info.items()}
 
 
-def _jsonable(value):
+def jsonable(value):
+    """A value -> JSON-friendly: numpy scalars as Python, sequences as lists, anything else as str."""
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     return str(value)
 
 

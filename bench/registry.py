@@ -77,8 +77,15 @@ def _import_attr(spec: str):
         raise GeneralistNotFound(f"{spec!r}: expected 'package.module:attr'")
     try:
         obj = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name and module_name.startswith(err.name) and module_name[len(err.name):][:1] in ("", "."):
+            # the module itself (or its package) is not on the path: a typo or an uninstalled module
+            raise GeneralistNotFound(f"{spec!r}: no module named {err.name!r}; it must be installed or on "
+                                     "PYTHONPATH (the llvbench command does not search the current folder: "
+                                     f"PYTHONPATH=. llvbench ...)") from err
+        raise GeneralistError(f"{spec!r}: cannot import {module_name!r} ({err})") from err
     except ImportError as err:
-        raise GeneralistNotFound(f"{spec!r}: cannot import {module_name!r} ({err})") from err
+        raise GeneralistError(f"{spec!r}: cannot import {module_name!r} ({err})") from err
     for part in attr_path.split("."):
         try:
             obj = getattr(obj, part)
@@ -179,11 +186,20 @@ def _load(spec, options: dict):
     try:
         generalist = obj(**options)
     except TypeError as err:
-        raise GeneralistError(f"{where} rejected the options {sorted(options)}: {err}") from err
+        given = f"the options {sorted(options)}" if options else "no options"
+        raise GeneralistError(f"{where} cannot be built with {given}: {err}") from err
     if not is_generalist(generalist):
         raise GeneralistError(f"{where} built a {type(generalist).__name__}, which lacks a string 'name' "
                               "or a predict(query, prompt_input, prompt_target) method")
     return generalist
+
+
+def check_spec(spec: str, options: dict | None = None) -> None:
+    """GeneralistNotFound unless ``spec`` names something to load (a built-in, an entry point, an
+    importable ``module:attr``, a checkpoint). Builds nothing: a model that exists but fails to
+    build is a load failure of its evaluation, not a usage error."""
+    if not is_generalist(spec):
+        _resolve(str(spec), dict(options or {}))
 
 
 def parse_options(pairs: list[str] | None) -> dict:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .leaderboard import (DECIMALS, SHORT_NAMES, UNSEEN, VERDICTS, build_leaderboards, column_ranks, format_value,
-                          headline_numbers, overall_rows, paper_tables, queries_per_task, query_margins, task_order,
+                          headline_numbers, overall_rows, paper_tables, query_margins, query_spans, task_order,
                           uncertainty_note, verdict_counts)
 from .metrics import METRICS
 from .samples import INPUT_ROLES, output_path, saved_examples, saved_units
@@ -416,8 +416,8 @@ class _Builder:
             headers, rows = overall_rows(self.lb.overall)
             self.add(Heading(3, "Overall: mean rank across tasks (1 = best)"), Table(headers, plain_rows(rows)))
         for table in paper_tables(mt):
-            n = queries_per_task(table.rows)
-            caption = "queries per task: " + ", ".join(f"{SHORT_NAMES.get(t, t)} {int(n.get(t, 0))}"
+            spans = query_spans(table.rows)
+            caption = "queries per task: " + ", ".join(f"{SHORT_NAMES.get(t, t)} {spans.get(t, '0')}"
                                                       for t in table.tasks)
             self.add(Heading(3, table.title),
                      best_table(table.cells, self.models, table.tasks,

@@ -101,6 +101,7 @@ MODEL_KEYS = ("spec", "checkpoint", "options", "tracks")
 def model_entry(entry) -> dict:
     """One ``eval.models`` item as a dict; a typo in its keys or tracks is a ValueError naming the model."""
     from bench.evaluate import TRACK_NAMES
+    from bench.registry import check_spec
     from pipelines.commands.eval import parse_tracks
 
     entry = {"spec": entry} if isinstance(entry, str) else dict(entry)
@@ -115,6 +116,7 @@ def model_entry(entry) -> dict:
             raise ValueError(f"eval.models entry {entry['spec']}: tracks {tracks!r}; known tracks "
                              f"{list(TRACK_NAMES)}")
         entry["tracks"] = parsed
+    check_spec(entry["spec"], {"checkpoint": entry["checkpoint"]} if entry.get("checkpoint") else {})
     return entry
 
 

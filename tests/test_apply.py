@@ -197,6 +197,25 @@ def test_model_that_cannot_take_the_size_names_its_rule():
     assert out.shape == image.shape
 
 
+def test_a_plugin_that_raises_is_named_with_the_error_type_and_the_input_file(tmp_path):
+    class FailsOnSecondImage(Pointwise):
+        name = "flaky-plugin"
+        calls = 0
+
+        def predict(self, query, prompt_input, prompt_target):
+            self.calls += 1
+            if self.calls > 1:
+                raise KeyError("output")
+            return super().predict(query, prompt_input, prompt_target)
+
+    for name in ("a.png", "b.png"):
+        write_image_atomic(tmp_path / "in" / name, load_photo("coffee")[:64, :64])
+    applier = Applier(FailsOnSecondImage(), prompts(), ApplyConfig(tile=64, overlap=16))
+    with pytest.raises(ApplyError, match=r"b.png: flaky-plugin: predict\(\) raised KeyError: 'output' on a 64×64 "
+                                         r"input .*\(1 output\(s\) already written to "):
+        apply_to_files(applier, [tmp_path / "in"], tmp_path / "out")
+
+
 def test_declared_size_multiple_is_checked_before_running():
     class Declared(Multiple48):
         def info(self):

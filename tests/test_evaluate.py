@@ -141,7 +141,7 @@ def test_failed_units_are_retried_on_the_next_run(split, tmp_path):
 
 def test_load_failures_are_recorded_and_cleared_by_a_later_load(split, tmp_path):
     outcomes = evaluate_spec("no_such_module_abc:Model", {}, split, tmp_path)
-    assert outcomes[0].status == "failed" and "cannot import" in outcomes[0].error
+    assert outcomes[0].status == "failed" and "no module named 'no_such_module_abc'" in outcomes[0].error
     df = read_results([tmp_path])
     assert list(df["track"]) == ["load"] and df["error"].iloc[0].startswith("cannot load generalist")
     assert evaluate_spec("identity", {"colour": "red"}, split, tmp_path)[0].status == "failed"
@@ -265,15 +265,17 @@ def test_efficiency_reports_the_official_codes_latency_next_to_ours(split, tmp_p
     assert "official code (ms/image, H200)" in text and f"| {PEERS['painter'].inference_ms_b1:.1f} |" in text
 
 
-def test_eval_command_writes_results_and_leaderboards(split, tmp_path, capsys):
+def test_eval_command_writes_results_and_leaderboards(split, tmp_path, capsys, monkeypatch):
     from pipelines.commands import eval as eval_cmd
 
     parser = argparse.ArgumentParser()
     eval_cmd.add_arguments(parser)
-    args = parser.parse_args(["--model", "identity", "--model", "no_such_module_abc:M", "--shards", str(split.root),
+    (tmp_path / "broken_plugin.py").write_text("def Model(**options):\n    raise OSError('weights file missing')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    args = parser.parse_args(["--model", "identity", "--model", "broken_plugin:Model", "--shards", str(split.root),
                               "--tasks", "restoration", "--limit", "2", "--out", str(tmp_path / "res"),
                               "--leaderboard", str(tmp_path / "lb"), "--strict"])
-    assert eval_cmd.run(args) == 1  # --strict: the broken plug-in makes the run fail
+    assert eval_cmd.run(args) == 1  # --strict: the plug-in that fails to load makes the run fail
     assert "identity: 2 done" in capsys.readouterr().out
     df = read_results([tmp_path / "res"])
     assert set(df[df["model"] == "identity"]["task"]) == {"gaussian_noise", "gaussian_blur"}
@@ -281,6 +283,98 @@ def test_eval_command_writes_results_and_leaderboards(split, tmp_path, capsys):
     with pytest.raises(ValueError, match="not in the test split"):
         eval_cmd.run(parser.parse_args(["--model", "identity", "--shards", str(split.root), "--tasks", "jpeg",
                                         "--out", str(tmp_path / "res2")]))
+    with pytest.raises(ValueError, match="'sepia' is not in the test split .*; it is a task of the unseen split: "
+                                         "--split unseen"):
+        eval_cmd.run(parser.parse_args(["--model", "identity", "--shards", str(split.root), "--tasks", "sepia",
+                                        "--out", str(tmp_path / "res2")]))
+    # A spec that names nothing is a usage error before any model runs: nothing is written.
+    with pytest.raises(bench.GeneralistNotFound, match="no module named 'typo_plugn'"):
+        eval_cmd.run(parser.parse_args(["--model", "identity", "--model", "typo_plugn:Model", "--shards",
+                                        str(split.root), "--out", str(tmp_path / "res3")]))
+    assert not (tmp_path / "res3").exists()
+
+
+def test_eval_command_resolves_the_device_once(tmp_path):
+    import torch
+
+    from pipelines.commands import eval as eval_cmd
+
+    parser = argparse.ArgumentParser()
+    eval_cmd.add_arguments(parser)
+    base = ["--model", "identity", "--out", str(tmp_path)]
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert eval_cmd.model_options(parser.parse_args(base + ["--device", "auto"]))["device"] == expected
+    assert eval_cmd.model_options(parser.parse_args(base + ["-o", "device=auto"]))["device"] == expected
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="device 'cuda' asked for, but CUDA is not available"):
+            eval_cmd.model_options(parser.parse_args(base + ["--device", "cuda"]))
+
+
+SCALED_PLUGIN = '''
+class Scaled:
+    """Multiplies the query by the number in its checkpoint file, times gain; hashes nothing itself."""
+
+    def __init__(self, checkpoint, gain=1.0, device="cpu"):
+        self.name = "scaled"
+        self.factor = float(open(checkpoint).read()) * gain
+        self.device = device
+
+    def info(self):
+        return {"device": self.device}
+
+    def predict(self, query, prompt_input, prompt_target):
+        return (query * self.factor).clamp(0, 1)
+'''
+
+
+def test_checkpoint_contents_and_options_decide_whether_a_unit_is_reused(split, tmp_path, monkeypatch):
+    import hashlib
+
+    (tmp_path / "scaled_plugin.py").write_text(SCALED_PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "copy").mkdir()
+    for name, text in (("a.txt", "1.0"), ("b.txt", "0.5"), ("copy/a.txt", "1.0")):
+        (tmp_path / name).write_text(text)
+    out, config = tmp_path / "res", EvalConfig(tasks=("gaussian_noise",), limit=2)
+
+    def statuses(checkpoint, force=False, **options):
+        return [o.status for o in evaluate_spec("scaled_plugin:Scaled", {"checkpoint": str(tmp_path / checkpoint),
+                                                                         **options}, split, out, config, force=force)]
+
+    assert statuses("a.txt") == ["done"]
+    assert statuses("copy/a.txt", device="cpu") == ["skipped"]  # the same weights under another path
+    assert statuses("b.txt") == ["done"]                         # other weights: scored again
+    assert statuses("b.txt", gain=2.0) == ["done"]               # another option: scored again
+    assert statuses("b.txt", gain=2.0) == ["skipped"]
+    assert statuses("b.txt", force=True, gain=2.0) == ["done"]   # --force: after the plug-in's code changed
+    df = read_results([out])
+    assert set(df["checkpoint_sha256"]) == {hashlib.sha256(b"0.5").hexdigest()}  # hashed by the bench
+
+
+def test_a_stale_load_failure_neither_relabels_nor_outlives_a_good_load(split, tmp_path, monkeypatch):
+    from bench.leaderboard import build_leaderboards
+
+    (tmp_path / "named_plugin.py").write_text(
+        "class Named:\n    name = 'named-model'\n\n    def predict(self, query, prompt_input, prompt_target):\n"
+        "        return query\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out, config = tmp_path / "res", EvalConfig(tasks=("gaussian_noise",), limit=2)
+    assert evaluate_spec("named_plugin:Named", {}, split, out, config)[0].status == "done"
+    # Asking for the model by its name alone (say, the checkpoint option forgotten) fails to load ...
+    assert evaluate_spec("named-model", {}, split, out, config)[0].status == "failed"
+    assert (out / "named-model" / "load.parquet").is_file()
+    lb = build_leaderboards(read_results([out]))
+    assert set(lb.model_task["model"]) == {"named-model"}  # ... and does not count as a second checkpoint
+    assert list(lb.failures["track"]) == ["load"]
+    assert evaluate_spec("named_plugin:Named", {}, split, out, config)[0].status == "skipped"
+    assert not (out / "named-model" / "load.parquet").exists()  # the good load clears the stale failure
+
+
+def test_two_names_for_one_results_folder_are_refused(split, tmp_path):
+    config = EvalConfig(tasks=("gaussian_noise",), limit=1)
+    assert evaluate(Returns("my net", lambda q: q), split, tmp_path, config)[0].status == "done"
+    with pytest.raises(ValueError, match="holds the results of model 'my net', and 'my_net' maps to the same"):
+        evaluate(Returns("my_net", lambda q: q), split, tmp_path, config)
 
 
 def test_dvc_stage_reads_params_and_writes_leaderboards(split, tmp_path):
@@ -323,6 +417,11 @@ def test_dvc_stage_reads_params_and_writes_leaderboards(split, tmp_path):
         with pytest.raises(ValueError, match="eval.models entry"):
             run_stage(read_params(params_file))
         params_file.write_text(params_file.read_text().replace(bad, "{spec: prompt-target, tracks: [main, mismatch]}"))
+
+    params_file.write_text(params_file.read_text().replace("{spec: prompt-target, tracks: [main, mismatch]}",
+                                                           "{spec: promt-target}"))
+    with pytest.raises(KeyError, match="unknown generalist 'promt-target'"):
+        run_stage(read_params(params_file))
 
     params_file.write_text("eval:\n  modles: [identity]\n")
     with pytest.raises(ValueError, match="unknown eval setting"):

@@ -90,3 +90,14 @@ def test_to_latex_puts_warnings_on_top_as_comments():
     assert lb.warnings
     head = to_latex(lb).split("\\begin{table")[0]
     assert head.count("% WARNING: ") == len(lb.warnings) and "\n\n" not in head.strip()
+
+
+def test_captions_give_the_span_of_queries_across_models_not_the_most():  # noqa: F811
+    from bench.leaderboard import query_spans
+
+    a, b = prov("alpha"), prov("beta")
+    rows = [row(a, value=30.0 + i, sample=f"s{i}") for i in range(3)]
+    rows += [row(b, value=20.0 + i, sample=f"s{i}") for i in range(8)]
+    lb = build_leaderboards(frame(rows))
+    assert "Mean over 3--8 queries per task" in float_with(to_latex(lb), "llvbench-table-1-restoration")
+    assert query_spans(lb.model_task) == {"gaussian_noise": "3–8"}

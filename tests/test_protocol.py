@@ -71,7 +71,7 @@ def test_module_attr_spec_with_options_and_ready_objects(plugin):
     assert ready.amount == 0.2
     with pytest.raises(bench.GeneralistError, match="takes no options"):
         bench.load_generalist(f"{plugin}:ready", amount=1)
-    with pytest.raises(bench.GeneralistError, match="rejected the options"):
+    with pytest.raises(bench.GeneralistError, match=r"cannot be built with the options \['colour'\]"):
         bench.load_generalist(f"{plugin}:Brighten", colour="red")
     with pytest.raises(bench.GeneralistError, match="lacks a string 'name'"):
         bench.load_generalist(f"{plugin}:not_a_generalist")
@@ -90,10 +90,31 @@ def test_entry_point_group_is_searched(plugin, monkeypatch):
 def test_unknown_specs_explain_what_is_accepted():
     with pytest.raises(bench.GeneralistNotFound, match="known: .*identity"):
         bench.load_generalist("no-such-model")
-    with pytest.raises(bench.GeneralistNotFound, match="cannot import"):
+    with pytest.raises(bench.GeneralistNotFound, match="no module named 'no_such_module_xyz'; it must be installed "
+                                                        "or on PYTHONPATH"):
         bench.load_generalist("no_such_module_xyz:Thing")
+    with pytest.raises(bench.GeneralistNotFound, match="no module named 'json.nope'"):
+        bench.load_generalist("json.nope:Thing")
     with pytest.raises(bench.GeneralistNotFound, match="has no attribute"):
         bench.load_generalist("json:NoSuchThing")
+
+
+def test_check_spec_finds_what_names_nothing_without_building(tmp_path, monkeypatch):
+    from bench.registry import check_spec
+
+    # A module that exists but lacks a dependency is the model's load failure, not a usage error.
+    (tmp_path / "needs_missing_dep.py").write_text("import no_such_dependency_qq\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(bench.GeneralistError, match="cannot import 'needs_missing_dep'") as caught:
+        check_spec("needs_missing_dep:Model")
+    assert not isinstance(caught.value, bench.GeneralistNotFound)
+    for spec in ("no-such-model", "typo_module_qq:Model", str(tmp_path / "missing-ckpt")):
+        with pytest.raises(bench.GeneralistNotFound):
+            check_spec(spec)
+    check_spec("identity")
+    check_spec("checkpoint")  # exists; that it needs --checkpoint is its build's business
+    with pytest.raises(bench.GeneralistError, match="cannot be built with no options: .*checkpoint"):
+        bench.load_generalist("checkpoint")
 
 
 def test_parse_options_reads_json_values():

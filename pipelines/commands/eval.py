@@ -35,6 +35,9 @@ def add_arguments(p) -> None:
                         "under OUT/samples for llvbench report (default 2; 0: none)")
     p.add_argument("--leaderboard", metavar="DIR", help="also aggregate --out into leaderboards in DIR")
     p.add_argument("--strict", action="store_true", help="exit with status 1 if any unit failed")
+    p.add_argument("--force", action="store_true",
+                   help="evaluate every unit again, even those whose results are already there with the same "
+                        "model, checkpoint, options, data and settings (after changing a plug-in's code)")
     p.add_argument("--out", required=True, help="results folder (one sub-folder per model)")
 
 
@@ -97,6 +100,9 @@ def build_config(args):
 
 
 def model_options(args) -> dict:
+    """--option/--checkpoint/--device -> the generalists' options; --device auto is resolved here,
+    so a plug-in receives a torch device name."""
+    from bench.adapters import resolve_device
     from bench.registry import parse_options
 
     options = parse_options(args.option)
@@ -104,6 +110,8 @@ def model_options(args) -> dict:
         options["checkpoint"] = args.checkpoint
     if args.device:
         options["device"] = args.device
+    if "device" in options:
+        options["device"] = resolve_device(str(options["device"]))
     return options
 
 
@@ -124,6 +132,7 @@ def print_summary(outcomes) -> int:
 
 def run(args) -> int:
     from bench.evaluate import evaluate_spec, select_tasks
+    from bench.registry import check_spec
     from taskgen.testset import TestSplit
 
     config = build_config(args)
@@ -133,9 +142,11 @@ def run(args) -> int:
     split = TestSplit(args.shards, split=args.split)
     select_tasks(split, config.tasks)  # an empty or wrong selection fails here, before any model loads
     options = model_options(args)
+    for spec in args.model:  # a spec that names nothing is a usage error, reported before any work
+        check_spec(spec, options)
     outcomes = []
     for spec in args.model:
-        outcomes += evaluate_spec(spec, options, split, args.out, config)
+        outcomes += evaluate_spec(spec, options, split, args.out, config, force=args.force)
     failures = print_summary(outcomes)
     print(f"results in {args.out}")
     if args.leaderboard:
