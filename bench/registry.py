@@ -196,8 +196,12 @@ def _load(spec, options: dict):
 
 def check_spec(spec: str, options: dict | None = None) -> None:
     """GeneralistNotFound unless ``spec`` names something to load (a built-in, an entry point, an
-    importable ``module:attr``, a checkpoint). Builds nothing: a model that exists but fails to
-    build is a load failure of its evaluation, not a usage error."""
+    importable ``module:attr``, a checkpoint) and its ``checkpoint`` option, a path, exists.
+    Builds nothing: a model that exists but fails to build is a load failure of its evaluation,
+    not a usage error."""
+    checkpoint = (options or {}).get("checkpoint")
+    if isinstance(checkpoint, (str, Path)) and not Path(checkpoint).exists():
+        raise GeneralistNotFound(f"no such checkpoint file or folder: {checkpoint} (the checkpoint option)")
     if not is_generalist(spec):
         _resolve(str(spec), dict(options or {}))
 

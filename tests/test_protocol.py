@@ -113,6 +113,8 @@ def test_check_spec_finds_what_names_nothing_without_building(tmp_path, monkeypa
             check_spec(spec)
     check_spec("identity")
     check_spec("checkpoint")  # exists; that it needs --checkpoint is its build's business
+    with pytest.raises(bench.GeneralistNotFound, match="no such checkpoint file or folder: .*gone.pt"):
+        check_spec("checkpoint", {"checkpoint": str(tmp_path / "gone.pt")})
     with pytest.raises(bench.GeneralistError, match="cannot be built with no options: .*checkpoint"):
         bench.load_generalist("checkpoint")
 
