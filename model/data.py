@@ -21,14 +21,19 @@ Workers: the dataset object holds paths, offsets and the plan parameters only (n
 images), so it pickles in milliseconds for ``spawn`` start-up (macOS/Windows, or CUDA-safe
 loaders); files are opened lazily in each worker. With ``fork`` (Linux default) workers start
 faster still; OpenCV's thread pool, which does not survive a fork, is shrunk to one thread around
-every fork of a process that imported this module. Each worker runs OpenCV and torch single-threaded.
+every fork of a process that imported this module. Each worker runs OpenCV and torch single-threaded,
+and exits when the process that iterates the loader ends, even if that one was killed (``exit_with``).
 """
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
+import select
 import sys
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Mapping
@@ -391,12 +396,66 @@ if hasattr(os, "register_at_fork"):  # forked DataLoader workers (Linux default 
                         after_in_child=_FORK_STATE.clear)
 
 
-def init_worker(_worker_id: int) -> None:
-    """DataLoader worker set-up: one thread each for OpenCV and torch (workers are the parallelism)."""
+def wait_for_exit(pid: int, poll_s: float = 1.0) -> None:
+    """Block until process ``pid`` has ended (at once if it is gone already).
+
+    Linux >= 5.3: a pidfd, readable when the process exits (no polling, immune to pid reuse once
+    opened). Elsewhere: ``kill(pid, 0)`` every ``poll_s`` seconds.
+    """
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    except (AttributeError, OSError):  # no pidfd_open (not Linux, or an older kernel)
+        fd = None
+    if fd is not None:
+        try:
+            select.select([fd], [], [])
+        finally:
+            os.close(fd)
+        return
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        except PermissionError:  # alive, owned by someone else (the pid was reused): keep waiting
+            pass
+        time.sleep(poll_s)
+
+
+def exit_with(pid: int) -> threading.Thread:
+    """End this process as soon as process ``pid`` ends (a daemon thread that waits for it).
+
+    Why: under the fork server a DataLoader worker's parent is the server, not the trainer, so
+    torch's own check (is my parent alive?) never fires when the trainer is killed; the worker
+    holds the server's and the resource tracker's pipes open, so all three outlived a killed
+    trainer. Once the worker exits, the server and the tracker see their pipes close and exit too.
+    """
+    def watch() -> None:
+        wait_for_exit(pid)
+        os._exit(1)  # no clean-up: the process that would consume our batches is gone
+
+    thread = threading.Thread(target=watch, name=f"exit-with-{pid}", daemon=True)
+    thread.start()
+    return thread
+
+
+def init_worker(_worker_id: int, trainer_pid: int | None = None) -> None:
+    """DataLoader worker set-up: one thread each for OpenCV and torch (workers are the parallelism),
+    and, given ``trainer_pid`` (the process that iterates the loader), exit when that process does."""
     import cv2
 
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
+    if trainer_pid is not None:
+        exit_with(trainer_pid)
+
+
+def worker_init_for_this_process():
+    """``worker_init_fn`` for a loader iterated by this process: ``init_worker`` bound to its pid
+    (a partial of a module function: it pickles for the fork server and spawn)."""
+    return functools.partial(init_worker, trainer_pid=os.getpid())
 
 
 class TrainLoader(DataLoader):
@@ -426,6 +485,7 @@ def make_loader(shards_dir: str | Path, batch_size: int, size: int, workers: int
     stream = TrainStream(shards_dir, size, task_weights=task_weights, seed=seed, rank=rank,
                          world_size=world_size, epoch_length=epoch_length, epochs=epochs, raw=True)
     return TrainLoader(stream, batch_size=batch_size, num_workers=workers, collate_fn=collate_integer,
-                       worker_init_fn=init_worker if workers else None, pin_memory=pin_memory,
+                       worker_init_fn=worker_init_for_this_process() if workers else None,
+                       pin_memory=pin_memory,
                        multiprocessing_context=multiprocessing_context if workers else None,
                        persistent_workers=False, convert=convert)

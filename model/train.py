@@ -33,7 +33,8 @@ Checkpoint folder (``out``)::
         weights.safetensors   training weights
         ema.safetensors       EMA weights (only with EMA)
         optimizer.pt          optimizer state dict (tensors and numbers: loads with weights_only=True)
-        trainer.json          step, schedule, samples seen, elapsed time, the run's settings
+        trainer.json          step, schedule, samples seen, elapsed time, the loss history (first loss,
+                              last 10, the open metrics window), the run's settings
 
 The state folder is written to a temporary folder and renamed into place, so a crash leaves either
 the previous or the new checkpoint. A non-finite loss or gradient norm stops the run before the
@@ -429,15 +430,67 @@ def make_step_loader(stream, batch_size: int, start: int, stop: int, *, workers:
     """
     import multiprocessing
 
-    from .data import init_worker
+    from .data import worker_init_for_this_process
 
     context = None
     if workers and "forkserver" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["__main__", "model.data"])  # takes effect when the server starts
+    # The workers watch this process's pid (their parent is the fork server): a killed trainer
+    # takes its workers, and with them the fork server and the resource tracker, along.
     return DataLoader(StepBatches(stream, batch_size, start, stop), batch_size=None, num_workers=workers,
-                      pin_memory=pin_memory, worker_init_fn=init_worker if workers else None,
+                      pin_memory=pin_memory, worker_init_fn=worker_init_for_this_process() if workers else None,
                       multiprocessing_context=context)
+
+
+_WORKER_ERROR_HEAD = "Caught {name} in DataLoader worker process "
+
+
+def worker_error_message(err: BaseException) -> str | None:
+    """The original message of an exception raised in a DataLoader worker; None for any other.
+
+    torch re-raises a worker's exception in the main process as the same type, with "Caught T in
+    DataLoader worker process N. Original Traceback ..." and the whole formatted traceback as its
+    message. That traceback ends with the exception's own line, "module.T: message" ("T: message"
+    for builtins), and the message runs from there to the end.
+    """
+    text = str(err)
+    kind = type(err)
+    if not text.startswith(_WORKER_ERROR_HEAD.format(name=kind.__name__)):
+        return None
+    starts = [(text.rfind("\n" + head), head) for head in
+              (f"{kind.__module__}.{kind.__qualname__}: ", f"{kind.__qualname__}: ")]
+    position, head = max(starts)
+    if position < 0:
+        return None
+    return text[position + 1 + len(head):].strip()
+
+
+def unwrap_worker_errors(batches) -> Iterator:
+    """Iterate ``batches``, re-raising an exception from a DataLoader worker with its original
+    message (one line naming shard and sample, as with ``--workers 0``) instead of torch's
+    traceback-in-a-message; the torch exception (which holds the worker's traceback as text)
+    stays its ``__cause__`` for ``--verbose``."""
+    iterator = iter(batches)
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except Exception as err:
+            message = worker_error_message(err)
+            if message is None:
+                raise
+            cause = err.with_traceback(None)  # its frames would keep the loader's iterator (and workers) alive
+        else:
+            yield batch
+            continue
+        del iterator  # the workers shut down now, not whenever the exception is freed
+        try:
+            clean = type(cause)(message)
+        except Exception:  # a type that wants other arguments
+            clean = RuntimeError(message)
+        raise clean from cause
 
 
 # ----------------------------------------------------------------------------- one training step
@@ -852,6 +905,37 @@ def _prepare_out(config: TrainConfig, dist: Distributed, manifest_sha: str) -> d
     return info
 
 
+def warmup_problem(config: TrainConfig) -> str:
+    """Why the schedule never reaches its peak learning rate ("" when it does).
+
+    A warning, not an error: a short smoke run (``--steps 10`` over params.yaml's warm-up of 20)
+    is a legitimate use, and a resumed run may shorten ``--steps`` on purpose.
+    """
+    if config.warmup < config.steps:
+        return ""
+    reached = learning_rate(config.steps - 1, peak=config.lr, warmup=config.warmup, total=config.steps,
+                            floor=config.min_lr)
+    return (f"--warmup {config.warmup} is not shorter than --steps {config.steps}: the learning rate rises for the "
+            f"whole run, to {reached:.3g} at the last step (peak {config.lr:g}), and never decays; "
+            "use a warm-up well below the steps")
+
+
+def nothing_to_train_message(config: TrainConfig, step: int) -> str:
+    """What a ``--resume`` says when the run is already at its last step (``--steps`` or ``--stop-at``)."""
+    limit = f"--stop-at {config.stop_at}" if config.stop_at is not None and config.stop_at < config.steps \
+        else f"--steps {config.steps}"
+    return (f"nothing trained: {config.out} is already at step {step} and {limit} ends the run there; "
+            "raise it to train further")
+
+
+def failure_message(err: BaseException) -> str:
+    """summary.json's message for a run that ended with ``err``: the one line the CLI prints."""
+    text = str(err).strip()
+    if isinstance(err, Exception):
+        return text or type(err).__name__
+    return type(err).__name__ + (f": {text}" if text else "")  # KeyboardInterrupt, SystemExit
+
+
 def _manifest_sha(shards: str) -> str:
     from taskgen.shards import manifest_sha256
 
@@ -906,22 +990,32 @@ def _train(config: TrainConfig, device: torch.device, dist: Distributed, builder
         log.info("resuming %s at step %d of %d", out, trainer.step_count, config.steps)
     start = trainer.step_count
     stop = max(start, min(config.steps, config.stop_at or config.steps))
-    if info is not None and start == stop and config.summary_path.is_file():
+    idle = nothing_to_train_message(config, start) if info is not None and start == stop else ""
+    if idle and config.summary_path.is_file():
         problem = eval_weights_problem(out, start)
         if problem and dist.is_main:  # e.g. a damaged model.safetensors: export the state's weights again
             log.warning("%s: %s; rewriting it from the training state at step %d", out / WEIGHTS_NAME, problem, start)
             save_model(_Weights(trainer.net, trainer.eval_state()), out / WEIGHTS_NAME, config.arch,
                        train_step=str(start), weights="ema" if trainer.ema is not None else "raw")
-        log.info("%s is already at step %d: nothing to train", out, start)
-        return json.loads(config.summary_path.read_text())
+        log.debug("%s", idle)  # the CLI prints it with the summary
+        # The saved summary describes the run that trained; its "out" may be a folder since moved.
+        return {**json.loads(config.summary_path.read_text()), "out": str(out), "nothing_trained": True,
+                "message": idle}
+    problem = warmup_problem(config)
+    if problem and dist.is_main and not idle:
+        log.warning("%s", problem)
     export = {"arch": config.arch, "overrides": overrides, "name": config.name or out.name,
               "objective": trainer.objective.name,
               "weights": "ema" if trainer.ema is not None else "raw", "colour_order": "rgb",
               "data_manifest_sha256": manifest_sha, "train": config.as_dict()}
     if init_sha:
         export["init_sha256"] = init_sha
-    metrics = MetricsLog(config.metrics_path, start if info is not None else None) if dist.is_main else None
     run = _RunRecord(start=start, checkpoint_step=start if info is not None else None)
+    if info is not None and isinstance(info.get("losses"), dict):  # states before it: this process's losses only
+        run.restore_losses(info["losses"])
+    # Rows past the last full logging window are logged again, over the whole window, by this run.
+    metrics = MetricsLog(config.metrics_path, start - min(run.window_steps, start) if info is not None else None) \
+        if dist.is_main else None
 
     def checkpoint() -> None:
         if dist.is_main:
@@ -930,19 +1024,20 @@ def _train(config: TrainConfig, device: torch.device, dist: Distributed, builder
                         "elapsed": elapsed_before + time.perf_counter() - t_start, "world_size": dist.world_size,
                         "ema_updates": trainer.ema.updates if trainer.ema is not None else 0,
                         "lr_next": trainer.lr_at(trainer.step_count), "data_manifest_sha256": manifest_sha,
-                        "config": config.as_dict()}
+                        "losses": run.loss_state(), "config": config.as_dict()}
             save_checkpoint(out, trainer, info_now, export)
         run.checkpoint_step = trainer.step_count
 
     loader = make_step_loader(stream, config.batch // dist.world_size, start, stop, workers=config.workers,
                               pin_memory=device.type == "cuda")
     bar = _progress_bar(progress and dist.is_main, start, config.steps)
-    window_loss, window_steps, window_t0 = 0.0, 0, time.perf_counter()
+    batches = unwrap_worker_errors(loader)
+    window_t0, steps_since_row = time.perf_counter(), 0  # this process's share of the window (for samples/s)
     status, message = "failed", ""
     out_of_time = False
     run.startup["setup_s"] = time.perf_counter() - t_start
     try:
-        for batch in loader:
+        for batch in batches:
             if "first_batch_s" not in run.startup:
                 run.startup["first_batch_s"] = time.perf_counter() - t_start
             if batch["step"] != trainer.step_count:
@@ -954,18 +1049,21 @@ def _train(config: TrainConfig, device: torch.device, dist: Distributed, builder
                 log.info("start-up: set up in %.1f s, the loader's first batch at %.1f s, the first step done at "
                          "%.1f s", run.startup["setup_s"], run.startup["first_batch_s"], run.startup["first_step_s"])
             run.record(result, batch["key"], config.batch)
-            window_loss += result.loss
-            window_steps += 1
+            steps_since_row += 1
             step = trainer.step_count
             if step % config.log_every == 0 or step == stop:
                 now = time.perf_counter()
-                row = {"step": step, "loss": window_loss / window_steps, "lr": result.lr,
-                       "samples_per_s": window_steps * config.batch / max(now - window_t0, 1e-9),
+                row = {"step": step, "loss": run.window_mean, "lr": result.lr,
+                       "samples_per_s": steps_since_row * config.batch / max(now - window_t0, 1e-9),
                        "elapsed": elapsed_before + now - t_start, "grad_norm": result.grad_norm}
                 if metrics is not None:
                     metrics.append(row)
                     _report(bar, row, config.steps)
-                window_loss, window_steps, window_t0 = 0.0, 0, now
+                # A row at --stop-at between two multiples of log_every leaves its window open: the
+                # checkpoint keeps it, and --resume logs the whole window where an uninterrupted run does.
+                if step % config.log_every == 0:
+                    run.close_window()
+                    window_t0, steps_since_row = now, 0
             if bar is not None:
                 bar.update(1)
             if step % config.ckpt_every == 0 and step != stop:
@@ -979,7 +1077,9 @@ def _train(config: TrainConfig, device: torch.device, dist: Distributed, builder
         if run.checkpoint_step != trainer.step_count:
             checkpoint()
         status = "completed" if trainer.step_count >= config.steps else "stopped"
-        if out_of_time:
+        if idle:
+            message = idle
+        elif out_of_time:
             message = (f"the {config.max_minutes:g}-minute budget ran out after step {trainer.step_count} of "
                        f"{config.steps}; continue with --resume")
         elif status == "stopped":
@@ -991,7 +1091,11 @@ def _train(config: TrainConfig, device: torch.device, dist: Distributed, builder
             else f"No checkpoint was written to {out}.")
         err.args = (message,)
         raise
+    except BaseException as err:
+        message = failure_message(err)  # summary.json says why the run failed
+        raise
     finally:
+        batches.close()  # drops the loader's iterator: its workers shut down now, not at garbage collection
         if bar is not None:
             bar.close()
         # Collectives only when every rank got here the same way (a NaN is seen by all ranks at once).
@@ -1005,6 +1109,8 @@ def _train(config: TrainConfig, device: torch.device, dist: Distributed, builder
             _share(atomic_write_json(config.summary_path, summary))
         if collective:
             dist.barrier()
+    if idle:  # resumed without a saved summary: the CLI still leads with "nothing trained"
+        summary["nothing_trained"] = True
     return summary
 
 
@@ -1022,8 +1128,10 @@ class _RunRecord:
     checkpoint_step: int | None
     samples_rank: int = 0
     samples_global: int = 0
-    first_loss: float | None = None
-    recent: list = field(default_factory=list)      # last 10 step losses
+    first_loss: float | None = None                 # of the whole run (kept in the checkpoint)
+    recent: list = field(default_factory=list)      # last 10 step losses (likewise)
+    window_sum: float = 0.0                         # losses since the last metrics row at a multiple of
+    window_steps: int = 0                           # log_every (likewise: a resumed row covers its whole window)
     last_grad_norm: float | None = None
     first_keys: list = field(default_factory=list)
     keys_digest: Any = field(default_factory=hashlib.sha256)
@@ -1031,13 +1139,41 @@ class _RunRecord:
 
     def record(self, result: StepResult, keys: list[str], global_batch: int) -> None:
         if self.first_loss is None:
-            self.first_loss, self.first_keys = result.loss, list(keys)
+            self.first_loss = result.loss
+        if not self.first_keys:
+            self.first_keys = list(keys)
         self.recent = (self.recent + [result.loss])[-10:]
+        self.window_sum += result.loss
+        self.window_steps += 1
         self.last_grad_norm = result.grad_norm
         for key in keys:
             self.keys_digest.update(key.encode() + b"\n")
         self.samples_rank += len(keys)
         self.samples_global += global_batch
+
+    @property
+    def window_mean(self) -> float:
+        return self.window_sum / max(self.window_steps, 1)
+
+    def close_window(self) -> None:
+        self.window_sum, self.window_steps = 0.0, 0
+
+    def loss_state(self) -> dict:
+        """What a resumed run needs to report the losses an uninterrupted run would (trainer.json)."""
+        return {"first_loss": self.first_loss, "recent": list(self.recent), "window_sum": self.window_sum,
+                "window_steps": self.window_steps}
+
+    def restore_losses(self, saved: Mapping) -> None:
+        """Continue from a checkpoint's ``loss_state``; a malformed entry is ignored (this process's losses only)."""
+        try:
+            first = saved.get("first_loss")
+            recent = [float(v) for v in saved.get("recent", [])][-10:]
+            window_sum, window_steps = float(saved.get("window_sum", 0.0)), int(saved.get("window_steps", 0))
+        except (TypeError, ValueError):
+            log.warning("the checkpoint's loss history is malformed; the summary covers this run's steps only")
+            return
+        self.first_loss = float(first) if isinstance(first, (int, float)) else None
+        self.recent, self.window_sum, self.window_steps = recent, window_sum, max(window_steps, 0)
 
     def rank_record(self, rank: int) -> dict:
         return {"rank": rank, "samples": self.samples_rank, "keys_sha256": self.keys_digest.hexdigest(),

@@ -50,17 +50,20 @@ def parse_task_weights(value):
 
 def configure(params: Mapping, overrides: Mapping | None = None) -> TrainConfig:
     """TrainConfig from params plus overrides (values that are not None win; ``overrides`` of the
-    architecture are merged key by key). An ``arch`` override drops the params' ``name``, an ``out``
-    override the params' ``metrics`` and ``summary``, unless those are overridden too."""
+    architecture are merged key by key). An ``arch`` override or an ``out`` override that names
+    another folder drops the params' ``name`` (the run is then labelled with its out folder's
+    name), and that ``out`` override the params' ``metrics`` and ``summary`` too, unless those are
+    overridden as well."""
     merged = dict(params)
     overrides = overrides or {}
     # Labels and logs the params file gives for its own arch and out folder do not follow a command
     # line that trains another arch or writes elsewhere: that run gets the documented defaults (the
     # out folder's name; OUT/metrics.csv, OUT/summary.json) instead of a leaderboard row under a
     # wrong name or the pipeline's tracked metrics/train.* overwritten.
-    if overrides.get("arch") not in (None, params.get("arch")) and overrides.get("name") is None:
+    other_folder = names_other_folder(overrides.get("out"), params.get("out"))
+    if (other_folder or overrides.get("arch") not in (None, params.get("arch"))) and overrides.get("name") is None:
         merged["name"] = ""
-    if names_other_folder(overrides.get("out"), params.get("out")):
+    if other_folder:
         for key in ("metrics", "summary"):
             if overrides.get(key) is None:
                 merged[key] = None
@@ -79,12 +82,16 @@ def run_train(config: TrainConfig, *, progress: bool = True) -> dict:
 
 
 def format_summary(summary: Mapping) -> str:
+    """The lines ``llvbench train`` prints; a resume that trained nothing says so first, above the
+    summary of the run as it was saved."""
     loss = summary.get("mean_loss_last_10")
     loss_text = f"{loss:.5f}" if loss is not None else "-"
-    lines = [f"{summary['status']}: {summary['arch']} ({summary['params']:,} parameters) step "
-             f"{summary['step']}/{summary['steps']}, loss (mean of the last 10 steps) {loss_text}",
-             f"{summary['samples_per_s']:.2f} samples/s on {summary['device']} x {summary['world_size']}, "
-             f"{summary['elapsed']:.1f} s in all; checkpoint (step {summary['checkpoint_step']}) in {summary['out']}"]
-    if summary.get("message"):
+    idle = bool(summary.get("nothing_trained"))
+    lines = [summary["message"]] if idle else []
+    lines += [f"{'saved run ' if idle else ''}{summary['status']}: {summary['arch']} ({summary['params']:,} "
+              f"parameters) step {summary['step']}/{summary['steps']}, loss (mean of the last 10 steps) {loss_text}",
+              f"{summary['samples_per_s']:.2f} samples/s on {summary['device']} x {summary['world_size']}, "
+              f"{summary['elapsed']:.1f} s in all; checkpoint (step {summary['checkpoint_step']}) in {summary['out']}"]
+    if summary.get("message") and not idle:
         lines.append(summary["message"])
     return "\n".join(lines)

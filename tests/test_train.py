@@ -732,3 +732,219 @@ def test_passthrough_probe_flat_block_errors_measure_the_error_inside_the_block(
     for bad in ("0,x", "256"):
         with pytest.raises(SystemExit):
             probe.main([str(tmp_path), "--shards", str(shards), "--tasks", "canny", "--flat-levels", bad])
+
+
+# ----------------------------------------------------------------------------- resume bookkeeping, idle resumes
+
+def _crash_at_call(n: int):
+    """A builder whose network raises from its n-th forward call (a run killed in the middle)."""
+    def builder(arch, **overrides):
+        net = model.build(arch, **overrides)
+        calls = [0]
+
+        def crash(_module, _inputs, _output):
+            calls[0] += 1
+            if calls[0] >= n:
+                raise RuntimeError("simulated crash")
+
+        net.register_forward_hook(crash)
+        return net
+    return builder
+
+
+def _loss_summary(summary: dict) -> list:
+    return [summary[k] for k in ("first_loss", "final_loss", "mean_loss_last_10")]
+
+
+def test_resume_reports_the_metrics_and_summary_of_an_uninterrupted_run(shards, tmp_path):
+    # log_every 4 against checkpoints at step 3: the window of row 4 straddles every resume below.
+    reference = train(make_config(shards, tmp_path / "ref", log_every=4), progress=False)
+    ref_steps, ref_losses = loss_curve(tmp_path / "ref")
+    assert ref_steps == [4, 6]
+
+    stopped = tmp_path / "stopped"  # --stop-at 3, then --resume
+    train(make_config(shards, stopped, log_every=4, stop_at=3), progress=False)
+    assert loss_curve(stopped)[0] == [3]  # the stopped run shows its last loss ...
+    resumed = train(make_config(shards, stopped, log_every=4, resume=True), progress=False)
+    steps, losses = loss_curve(stopped)
+    assert steps == [4, 6]  # ... and the resumed run logs that window whole, in its place
+    np.testing.assert_allclose(losses, ref_losses, rtol=1e-5)
+    np.testing.assert_allclose(_loss_summary(resumed), _loss_summary(reference), rtol=1e-5)
+
+    crashed = tmp_path / "crashed"  # checkpoint at 3, row 4 logged, killed in step 5, then --resume
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(make_config(shards, crashed, log_every=4), builder=_crash_at_call(5), progress=False)
+    failed = json.loads((crashed / "summary.json").read_text())
+    assert failed["status"] == "failed" and failed["message"] == "simulated crash"
+    old_state = tmp_path / "old-state"
+    import shutil
+
+    shutil.copytree(crashed, old_state)
+    resumed = train(make_config(shards, crashed, log_every=4, resume=True), progress=False)
+    steps, losses = loss_curve(crashed)
+    assert steps == [4, 6]
+    np.testing.assert_allclose(losses, ref_losses, rtol=1e-5)
+    np.testing.assert_allclose(_loss_summary(resumed), _loss_summary(reference), rtol=1e-5)
+
+    # A checkpoint written before the loss history was kept still resumes, reporting its own steps.
+    info_path = old_state / "state" / "trainer.json"
+    info = json.loads(info_path.read_text())
+    del info["losses"]
+    info_path.write_text(json.dumps(info))
+    resumed = train(make_config(shards, old_state, log_every=4, resume=True), progress=False)
+    assert resumed["status"] == "completed" and resumed["step"] == 6
+    assert resumed["first_loss"] != pytest.approx(reference["first_loss"], rel=1e-5)  # step 4's, not step 1's
+
+
+def test_resume_of_a_finished_run_says_nothing_was_trained_and_names_the_current_folder(shards, full_run, tmp_path):
+    import shutil
+
+    from pipelines.train import format_summary
+
+    moved = tmp_path / "moved"
+    shutil.copytree(full_run[0], moved)  # the saved summary still names the old folder
+    saved = (moved / "summary.json").read_bytes()
+    for changes, limit in (({}, "--steps 6"), ({"stop_at": 4}, "--stop-at 4")):
+        summary = train(make_config(shards, moved, resume=True, **changes), progress=False)
+        assert summary["nothing_trained"] and summary["out"] == str(moved) and summary["step"] == 6
+        assert summary["message"] == (f"nothing trained: {moved} is already at step 6 and {limit} ends the run "
+                                      "there; raise it to train further")
+        lines = format_summary(summary).splitlines()
+        assert lines[0] == summary["message"] and lines[1].startswith("saved run completed:")
+        assert lines[2].endswith(f"in {moved}") and str(full_run[0]) not in format_summary(summary)
+    assert (moved / "summary.json").read_bytes() == saved  # the run's record is left as it was
+
+
+def test_a_warmup_as_long_as_the_run_is_warned_about_once(shards, tmp_path, caplog):
+    from model.train import warmup_problem
+
+    assert warmup_problem(TrainConfig(steps=6, warmup=5)) == ""
+    assert "--warmup 6 is not shorter than --steps 6" in warmup_problem(TrainConfig(steps=6, warmup=6, lr=1e-3))
+    assert "to 0.00075 at the last step (peak 0.001)" in warmup_problem(TrainConfig(steps=6, warmup=8, lr=1e-3))
+    with caplog.at_level("WARNING", logger="model.train"):
+        train(make_config(shards, tmp_path / "run", steps=2, warmup=4, ema=0.0), progress=False)
+    assert [r.getMessage() for r in caplog.records].count(warmup_problem(make_config(shards, "x", steps=2,
+                                                                                     warmup=4))) == 1
+
+
+def test_an_out_folder_of_its_own_is_labelled_with_its_name_unless_name_is_given(tmp_path):
+    from pipelines.train import configure, read_params
+
+    params = {**read_params(None), "arch": "genlv-tiny", "name": "genlv-tiny", "out": "checkpoints/pipeline"}
+    assert configure(params, {}).name == "genlv-tiny"  # the pipeline's own run
+    assert configure(params, {"out": "checkpoints/pipeline/"}).name == "genlv-tiny"  # the same folder
+    assert configure(params, {"out": str(tmp_path / "sim_ck")}).name == ""  # -> config.json "sim_ck"
+    assert configure(params, {"out": str(tmp_path / "sim_ck"), "name": "mine"}).name == "mine"
+    assert configure(params, {"arch": "genlv-s"}).name == ""
+
+
+# ----------------------------------------------------------------------------- loader workers
+
+def test_worker_errors_get_their_original_one_line_message():
+    from model.train import worker_error_message
+    from taskgen.shards import ShardError
+
+    try:
+        try:
+            raise KeyError("inner")
+        except KeyError:
+            raise ShardError("a.tar: sample t/train/000002: target.png is not a decodable PNG") from None
+    except ShardError:
+        import traceback
+
+        wrapped = ShardError("Caught ShardError in DataLoader worker process 0.\nOriginal " +
+                             traceback.format_exc())
+    assert worker_error_message(wrapped) == "a.tar: sample t/train/000002: target.png is not a decodable PNG"
+    assert worker_error_message(ValueError("Caught ValueError in DataLoader worker process 3.\nOriginal "
+                                           "Traceback (most recent call last):\n  ...\nValueError: bad\nvalue")) \
+        == "bad\nvalue"
+    assert worker_error_message(ShardError("a.tar: broken")) is None  # not from a worker: left alone
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_an_undecodable_image_stops_training_with_one_line_naming_shard_and_sample(shards, tmp_path, workers):
+    import re
+    import shutil
+
+    from taskgen.shards import ShardError, index_shard
+
+    root = shutil.copytree(shards, tmp_path / "shards")
+    path = root / "train" / "canny-00000.tar"
+    span = index_shard(path)["canny/train/000002"]["target.png"]
+    data = bytearray(path.read_bytes())
+    data[span.offset + span.size // 2] ^= 0xFF  # every sample is read in the first epoch (steps 1-6)
+    path.write_bytes(bytes(data))
+    expected = f"{path}: sample canny/train/000002: target.png is not a decodable PNG"
+    out = tmp_path / "run"
+    with pytest.raises(ShardError, match=f"^{re.escape(expected)}$"):
+        train(make_config(shards=root, out=out, workers=workers), progress=False)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "failed" and summary["message"] == expected
+
+
+_ORPHAN_SCRIPT = """
+import os, sys, time
+from model.data import TrainStream
+from model.train import make_step_loader
+batches = iter(make_step_loader(TrainStream(sys.argv[1], 32, raw=True), 2, 0, 10**6, workers=1))
+next(batches)
+print(os.getpid(), flush=True)
+time.sleep(300)
+"""
+
+
+def _processes() -> dict[int, tuple[int, str, str]]:
+    """pid -> (parent pid, state, start time) of every process /proc lists."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # ended while listing
+            table[int(entry.name)] = (int(fields[1]), fields[0], fields[19])
+    return table
+
+
+def _descendants(pid: int) -> dict[int, str]:
+    """pid -> start time of every process below ``pid``."""
+    table, found, todo = _processes(), {}, [pid]
+    while todo:
+        parent = todo.pop()
+        for child, (ppid, _state, started) in table.items():
+            if ppid == parent and child not in found:
+                found[child] = started
+                todo.append(child)
+    return found
+
+
+def _alive(processes: dict[int, str]) -> list[int]:
+    """Which of these (pid -> start time) still run: a zombie or a reused pid does not count."""
+    table = _processes()
+    return [pid for pid, started in processes.items()
+            if pid in table and table[pid][2] == started and table[pid][1] != "Z"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_killed_trainer_takes_its_loader_workers_and_fork_server_along(shards):
+    import signal
+    import time
+
+    trainer = subprocess.Popen([sys.executable, "-c", _ORPHAN_SCRIPT, str(shards)], stdout=subprocess.PIPE,
+                               text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    helpers: dict[int, str] = {}
+    try:
+        assert int(trainer.stdout.readline()) == trainer.pid  # the first batch came from a worker
+        helpers = _descendants(trainer.pid)  # fork server, its worker, resource tracker
+        assert len(helpers) >= 2, helpers
+        trainer.send_signal(signal.SIGKILL)
+        trainer.wait(timeout=10)
+        deadline = time.monotonic() + 15
+        while _alive(helpers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _alive(helpers), f"still running after the trainer was killed: {_alive(helpers)}"
+    finally:
+        if trainer.poll() is None:
+            trainer.kill()
+        for pid in _alive(helpers):
+            os.kill(pid, signal.SIGKILL)

@@ -77,7 +77,8 @@ def add_arguments(p) -> None:
     p.add_argument("--summary", help="summary JSON (default: train.summary of the params file; OUT/summary.json without "
                                      "one or when --out names another folder)")
     p.add_argument("--name", help="label written to config.json, the model's name in the leaderboard (default: train.name "
-                                  "of the params file, or the --out folder's name when --arch trains another arch)")
+                                  "of the params file; the --out folder's name when --out names another folder "
+                                  "or --arch another arch)")
     p.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
 
 
