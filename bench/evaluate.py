@@ -11,10 +11,10 @@ Layout of ``out_dir``::
 A unit whose file exists with the same fingerprint (model, checkpoint, data manifest, device,
 track settings, the options the model was built with) and completed is skipped, so a killed
 evaluation resumes where it stopped; failed units are tried again (out-of-memory and similar
-failures are often transient), and ``force`` runs every unit again (after a plug-in's code changed). Any failure
-inside a unit (a predict() exception, a bad output, a task the split lacks) becomes one
-``failed`` row with the message, and the run goes on with the next unit; a generalist that
-cannot even be loaded gets a ``load`` failure file and the next model is tried.
+failures are often transient), and ``force`` runs every unit again (after a plug-in's code
+changed). Any failure inside a unit (a predict() exception, a bad output, a task the split lacks)
+becomes one ``failed`` row with the message, and the run goes on with the next unit; a generalist
+that cannot even be loaded gets a ``load`` failure file and the next model is tried.
 """
 from __future__ import annotations
 
