@@ -297,8 +297,8 @@ def evaluate(generalist, split, out_dir: str | Path, config: EvalConfig = EvalCo
     run_id = run_id or uuid.uuid4().hex[:12]
     info = describe(generalist)
     model_dir = Path(out_dir) / slug(generalist.name)
-    check_folder_owner(model_dir, generalist.name)
     built_with, sha = results_options(options, info)
+    check_previous_results(model_dir, generalist.name, sha)
     prov = provenance(generalist.name, {**info, "checkpoint_sha256": sha}, split, run_id)
     examples = SampleWriter(Path(out_dir), slug(generalist.name), config.save_samples) if config.save_samples else None
     ctx = EvalContext(generalist=generalist, info=info, split=split, config=config, lookup=lookup,
@@ -328,26 +328,32 @@ def _fingerprint(ctx: EvalContext, track, unit: str) -> dict:
     return fingerprint
 
 
-def check_folder_owner(model_dir: Path, name: str) -> None:
-    """ValueError if ``model_dir`` holds another model's results (two names, one folder name)."""
-    owner = read_json_field(model_dir / "run.json", "model")
-    if owner is None:
-        first = next(iter(sorted(model_dir.glob("*/*.parquet"))), None)
-        owner = (read_fingerprint(first)[0] or {}).get("model") if first else None
-    if owner is not None and owner != name:
-        raise ValueError(f"{model_dir} holds the results of model {owner!r}, and {name!r} maps to the same "
-                         "folder name: rename one of them or use another results folder")
-
-
-def read_json_field(path: Path, key: str):
-    """``key`` of the JSON object in ``path``; None if the file is absent, unreadable or lacks it."""
+def previous_results(model_dir: Path) -> dict:
+    """``{"model", "checkpoint_sha256"}`` of the results already in ``model_dir`` ({} if none):
+    from its run.json, or, for a run killed before writing it, from a result file's fingerprint."""
     import json
 
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data.get(key) if isinstance(data, dict) else None
+        run = json.loads((model_dir / "run.json").read_text())
+        found = {"model": run["model"], "checkpoint_sha256": run["provenance"]["checkpoint_sha256"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        first = next(iter(sorted(model_dir.glob("*/*.parquet"))), None)
+        found = (read_fingerprint(first)[0] or {}) if first else {}
+    return {key: found[key] for key in ("model", "checkpoint_sha256") if key in found}
+
+
+def check_previous_results(model_dir: Path, name: str, checkpoint_sha256: str) -> None:
+    """Refuse a folder that holds another model's results (two names, one folder name); warn when
+    this model's results there came from other weights, since they are replaced unit by unit."""
+    previous = previous_results(model_dir)
+    if previous.get("model", name) != name:
+        raise ValueError(f"{model_dir} holds the results of model {previous['model']!r}, and {name!r} maps to "
+                         "the same folder name: rename one of them or use another results folder")
+    old = previous.get("checkpoint_sha256") or ""
+    if old and checkpoint_sha256 and old != checkpoint_sha256:
+        log.warning("%s: the results in %s came from checkpoint %s…; they are replaced by those of checkpoint "
+                    "%s… (use another results folder, or another model name, to keep both)",
+                    name, model_dir, old[:12], checkpoint_sha256[:12])
 
 
 def _run_unit(ctx: EvalContext, track, unit: str, path: Path) -> UnitOutcome:

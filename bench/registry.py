@@ -151,6 +151,9 @@ def _resolve(spec: str, options: dict):
     if _is_checkpoint_path(Path(spec)) and "checkpoint" not in options:
         return builtins["checkpoint"].factory, {"checkpoint": spec, **options}, f"checkpoint folder {spec}"
     if "checkpoint" in options:
+        if spec not in _architectures() and "builder" not in options:  # a builder builds its own names
+            raise GeneralistNotFound(f"unknown generalist or architecture {spec!r} for the checkpoint"
+                                     + _close_match(spec, sorted({*builtins, *_architectures()})))
         return builtins["checkpoint"].factory, {"arch": spec, **options}, f"checkpoint of architecture {spec!r}"
     _explain_unresolved(spec)
     known = ", ".join(sorted(available_generalists()))
@@ -192,6 +195,14 @@ def _load(spec, options: dict):
         raise GeneralistError(f"{where} built a {type(generalist).__name__}, which lacks a string 'name' "
                               "or a predict(query, prompt_input, prompt_target) method")
     return generalist
+
+
+def _close_match(name: str, known: list[str]) -> str:
+    """'; did you mean 'x'?' for the nearest known name, else the list of known names."""
+    import difflib
+
+    close = difflib.get_close_matches(name, known, n=1)
+    return f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(sorted(known))}"
 
 
 def check_spec(spec: str, options: dict | None = None) -> None:

@@ -327,7 +327,7 @@ class Scaled:
 '''
 
 
-def test_checkpoint_contents_and_options_decide_whether_a_unit_is_reused(split, tmp_path, monkeypatch):
+def test_checkpoint_contents_and_options_decide_whether_a_unit_is_reused(split, tmp_path, monkeypatch, caplog):
     import hashlib
 
     (tmp_path / "scaled_plugin.py").write_text(SCALED_PLUGIN)
@@ -343,7 +343,9 @@ def test_checkpoint_contents_and_options_decide_whether_a_unit_is_reused(split, 
 
     assert statuses("a.txt") == ["done"]
     assert statuses("copy/a.txt", device="cpu") == ["skipped"]  # the same weights under another path
-    assert statuses("b.txt") == ["done"]                         # other weights: scored again
+    with caplog.at_level("WARNING", logger="bench.evaluate"):
+        assert statuses("b.txt") == ["done"]                     # other weights: scored again ...
+    assert "came from checkpoint " + hashlib.sha256(b"1.0").hexdigest()[:12] in caplog.text  # ... and said so
     assert statuses("b.txt", gain=2.0) == ["done"]               # another option: scored again
     assert statuses("b.txt", gain=2.0) == ["skipped"]
     assert statuses("b.txt", force=True, gain=2.0) == ["done"]   # --force: after the plug-in's code changed

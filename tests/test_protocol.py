@@ -115,6 +115,11 @@ def test_check_spec_finds_what_names_nothing_without_building(tmp_path, monkeypa
     check_spec("checkpoint")  # exists; that it needs --checkpoint is its build's business
     with pytest.raises(bench.GeneralistNotFound, match="no such checkpoint file or folder: .*gone.pt"):
         check_spec("checkpoint", {"checkpoint": str(tmp_path / "gone.pt")})
+    (tmp_path / "x.pth").write_bytes(b"")
+    with pytest.raises(bench.GeneralistNotFound, match="unknown generalist or architecture 'promtgip' for the "
+                                                        "checkpoint; did you mean 'promptgip'"):
+        check_spec("promtgip", {"checkpoint": str(tmp_path / "x.pth")})
+    check_spec("genlv-s", {"checkpoint": str(tmp_path / "x.pth")})  # an architecture: resolves
     with pytest.raises(bench.GeneralistError, match="cannot be built with no options: .*checkpoint"):
         bench.load_generalist("checkpoint")
 
