@@ -12,9 +12,11 @@ def add_arguments(p) -> None:
     p.add_argument("--model", action="append", required=True, metavar="SPEC",
                    help="built-in name (identity, prompt-target, checkpoint), entry point of the group "
                         "'llvbench.generalists', 'package.module:attr', or a checkpoint path; repeat for several")
-    p.add_argument("--checkpoint", help="checkpoint folder or file for the model (passed as checkpoint=PATH)")
+    p.add_argument("--checkpoint", help="checkpoint folder or file for the model (passed as checkpoint=PATH to "
+                                        "every --model: score models that need other options in separate runs "
+                                        "into the same --out)")
     p.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
-                   help="option passed to the generalist's factory (JSON values: 1, 0.5, true, \"text\")")
+                   help="option passed to every --model's factory (JSON values: 1, 0.5, true, \"text\")")
     p.add_argument("--device", help="shortcut for --option device=DEVICE (cpu, cuda, auto)")
     p.add_argument("--shards", default="data/shards", help="test split location (default: data/shards)")
     p.add_argument("--split", default="test", choices=["test", "unseen"],
