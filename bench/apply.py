@@ -387,6 +387,53 @@ def read_prompt_pairs(inputs: Sequence[str | Path], targets: Sequence[str | Path
     return prompt_set
 
 
+# PIL modes (from the header) that taskgen.imageio.read_image turns into RGB with a loss: alpha
+# composited on white (8-bit) or dropped (16-bit), one grey channel repeated three times.
+_ALPHA_MODES = ("RGBA", "LA", "PA")
+_GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L")
+
+
+def colour_conversions(path: str | Path) -> set[str]:
+    """What reading an input does to its colours, from its header alone (no decode): a subset of
+    'alpha' (an 8-bit alpha channel, composited on white), 'alpha16' (a 16-bit one, dropped) and
+    'grey' (written as RGB). Empty for plain RGB and for files PIL cannot open (skipped elsewhere)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            mode, transparent = img.mode, "transparency" in img.info
+            tiff_bits = tuple(getattr(img, "tag_v2", {}).get(258, ()) or ())  # BitsPerSample
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return set()
+    found = set()
+    if mode in _ALPHA_MODES or (mode == "P" and transparent):
+        # PIL reports a 16-bit RGBA PNG as RGBA; its bit depth is the 25th byte of the header.
+        with open(path, "rb") as f:
+            header = f.read(25)
+        sixteen = 16 in tiff_bits or (header[:8] == b"\x89PNG\r\n\x1a\n" and header[24:25] == b"\x10")
+        found.add("alpha16" if sixteen else "alpha")
+    if mode in _GREY_MODES:
+        found.add("grey")
+    return found
+
+
+def colour_note(paths: Iterable[str | Path]) -> str | None:
+    """One line counting the inputs whose alpha or grey layout was not kept, or None if none."""
+    counts = Counter(kind for path in paths for kind in colour_conversions(path))
+
+    def inputs(kind: str) -> str:
+        return "input" if counts[kind] == 1 else "inputs"
+
+    parts = []
+    if counts["alpha"]:
+        parts.append(f"{counts['alpha']} {inputs('alpha')} had an alpha channel (composited on white, alpha not kept)")
+    if counts["alpha16"]:
+        parts.append(f"{counts['alpha16']} 16-bit {inputs('alpha16')} had an alpha channel (dropped, not composited)")
+    if counts["grey"]:
+        parts.append(f"{counts['grey']} grey {inputs('grey')} written as RGB")
+    return "; ".join(parts) or None
+
+
 def check_outputs(jobs: Sequence[Job], out_dir: str | Path, protected: Iterable[str | Path] = ()) -> None:
     """Refuse a run that would write over one of its own input images or prompt images (paths
     compared resolved, so ``--out .`` next to the inputs, symlinks and ``..`` are caught)."""

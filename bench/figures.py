@@ -10,10 +10,31 @@ from __future__ import annotations
 from pathlib import Path
 
 FORMATS = ("png", "svg")
+# What save_figure can write without an outside program (pgf needs LaTeX; raw/rgba are not files
+# anyone opens); checked before a report writes anything, so a typo never leaves half a figures/.
+WRITABLE_FORMATS = ("png", "svg", "pdf", "eps", "ps", "jpg", "jpeg", "tif", "tiff", "webp", "svgz")
 DPI = 100
 # Drop the fields that change between runs or versions without the picture changing.
 _METADATA = {"png": {"Software": None}, "svg": {"Date": None, "Creator": None}, "pdf": {"CreationDate": None}}
 _CATEGORY_ORDER = ("restoration", "enhancement", "stylization", "edge")
+
+
+def check_formats(formats, option: str = "--formats") -> tuple[str, ...]:
+    """Figure format names -> lowercase, duplicates dropped; a ValueError naming ``option`` for an
+    empty list or a format save_figure cannot write."""
+    cleaned = tuple(dict.fromkeys(str(f).strip().lower().lstrip(".") for f in formats if str(f).strip()))
+    if not cleaned:
+        raise ValueError(f"{option} needs at least one figure format (e.g. png,svg)")
+    unknown = [f for f in cleaned if f not in WRITABLE_FORMATS]
+    if unknown:
+        raise ValueError(f"{option}: unknown figure format(s) {', '.join(unknown)}; "
+                         f"choose from {', '.join(WRITABLE_FORMATS)}")
+    return cleaned
+
+
+def count_noun(n: int, noun: str) -> str:
+    """'1 task', '2 tasks' (regular plurals only)."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def new_figure(width: float, height: float):
@@ -85,7 +106,7 @@ def category_bars(model_category, models: list[str], stem, formats=FORMATS, colo
         metric = str(part["metric"].iloc[0])
         ax.bar_label(bars, fmt="%.2f" if metric == "psnr" else "%.3f", fontsize=8)
         ax.set_xticks(range(len(shown)), shown, rotation=30, ha="right", fontsize=8)
-        ax.set_title(f"{category} ({int(part['tasks'].max())} tasks)", fontsize=10)
+        ax.set_title(f"{category} ({count_noun(int(part['tasks'].max()), 'task')})", fontsize=10)
         ax.set_ylabel(_metric_label(metric))
         ax.margins(y=0.15)
     return save_figure(fig, stem, formats)

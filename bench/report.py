@@ -4,7 +4,8 @@ Output folder::
 
     index.html            self-contained page: inline CSS, no script, no network; images beside it
     README.md             the same content as Markdown (GitHub renders it)
-    figures/*.png|svg     charts (bench.figures)
+    figures/*.png|svg     charts (bench.figures): always PNG, which the page shows, plus the other
+                          formats asked for (linked beside each chart)
     samples/{track}/{unit}/{stem}/*.png
                           the example images of the visual comparisons, copied from the eval
                           folder as 8-bit PNGs (16-bit HDR images scaled to 8 bits for display)
@@ -25,12 +26,13 @@ import html
 import logging
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .leaderboard import (DECIMALS, SHORT_NAMES, UNSEEN, VERDICTS, build_leaderboards, column_ranks, format_value,
                           headline_numbers, overall_rows, paper_tables, query_margins, query_spans, task_order,
                           uncertainty_note, verdict_counts)
+from .figures import check_formats, count_noun
 from .metrics import METRICS
 from .samples import INPUT_ROLES, output_path, saved_examples, saved_units
 
@@ -41,6 +43,8 @@ ROLE_LABELS = {"prompt_input": "prompt input", "prompt_target": "prompt target",
                "target": "ground truth"}
 CATEGORY_TITLES = (("restoration", "Restoration"), ("enhancement", "Enhancement"),
                    ("stylization", "Stylization"), ("edge", "Edge detection"))
+# Formats an <img> can show in every browser, best first; a figure in none of them is only linked.
+PAGE_IMAGE_FORMATS = ("png", "svg", "jpg", "jpeg", "webp", "gif")
 
 
 # --------------------------------------------------------------------------------------------
@@ -124,6 +128,12 @@ nav ul{columns:3;font-size:13px}code{background:#f6f8fa;padding:1px 4px;border-r
 """
 
 
+def page_image(files: dict) -> str | None:
+    """The file of a figure that a page shows inline (PNG first), or None when no browser displays
+    any of its formats (a PDF in an <img> shows nothing)."""
+    return next((files[fmt] for fmt in PAGE_IMAGE_FORMATS if fmt in files), None)
+
+
 def _html_block(block) -> str:
     esc = html.escape
     if isinstance(block, Heading):
@@ -144,10 +154,10 @@ def _html_block(block) -> str:
         caption = f"<caption>{esc(block.caption)}</caption>" if block.caption else ""
         return f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
     if isinstance(block, FigureBlock):
-        main = block.files.get("png") or block.files.get("svg") or next(iter(block.files.values()))
+        main = page_image(block.files)
+        image = f'<img src="{esc(main)}" alt="{esc(block.caption)}">' if main else ""
         others = " ".join(f'<a href="{esc(p)}">{esc(fmt.upper())}</a>' for fmt, p in block.files.items())
-        return (f'<figure><img src="{esc(main)}" alt="{esc(block.caption)}">'
-                f"<figcaption>{esc(block.caption)} ({others})</figcaption></figure>")
+        return f"<figure>{image}<figcaption>{esc(block.caption)} ({others})</figcaption></figure>"
     if isinstance(block, Gallery):
         head = "".join(f"<th>{esc(c)}</th>" for c in block.columns)
         rows = []
@@ -195,9 +205,10 @@ def _md_block(block) -> str:
                                            for c in row) + " |")
         return "\n".join(lines) + (f"\n\n_{_md_escape(block.caption)}_" if block.caption else "")
     if isinstance(block, FigureBlock):
-        main = block.files.get("png") or next(iter(block.files.values()))
+        main = page_image(block.files)
         links = ", ".join(f"[{fmt.upper()}]({p})" for fmt, p in block.files.items())
-        return f"![{_md_escape(block.caption)}]({main})\n\n_{_md_escape(block.caption)}_ ({links})"
+        image = f"![{_md_escape(block.caption)}]({main})\n\n" if main else ""
+        return f"{image}_{_md_escape(block.caption)}_ ({links})"
     if isinstance(block, Gallery):
         def tile(t: Tile) -> str:
             image = f'<img src="{t.path}" width="128" alt="">' if t.path else "(no image)"
@@ -374,7 +385,9 @@ class _Builder:
         return path.relative_to(self.out).as_posix()
 
     def figure(self, draw, name: str, caption: str, *args, formats=None, **kwargs) -> None:
-        files = draw(*args, stem=self.out / "figures" / name, formats=formats or self.config.formats, **kwargs)
+        # PNG always, whatever was asked: the page shows it and links the other formats beside it.
+        formats = tuple(dict.fromkeys(("png", *(formats or self.config.formats))))
+        files = draw(*args, stem=self.out / "figures" / name, formats=formats, **kwargs)
         self.report.figures.extend(files.values())
         self.add(FigureBlock({fmt: self.rel(p) for fmt, p in files.items()}, caption))
 
@@ -465,7 +478,7 @@ class _Builder:
         k = int(rb["prompts"].max())
         cells = {(r.model, r.task): r.std for r in rb.itertuples()}
         models = [m for m in self.models if m in set(rb["model"])]
-        self.add(Heading(3, f"Table 4: standard deviation of the task mean across {k} prompts↓"),
+        self.add(Heading(3, f"Table 4: standard deviation of the task mean across {count_noun(k, 'prompt')}↓"),
                  best_table(cells, models, task_order(rb["task"].unique()), higher_is_better=False,
                             decimals=DECIMALS["std"], labels=SHORT_NAMES,
                             caption="population std (ddof 0) of the per-prompt task means, on the task's headline "
@@ -541,16 +554,16 @@ class _Builder:
         headers = ["model", "params (M)", f"{flops or 'flops'} (GFLOP)", "latency (ms/image)", "peak memory (MiB)",
                    "mean PSNR (dB)", "device", "official code (ms/image, H200)"]
         self.add(Table(headers, [[Cell(v, numeric=_looks_numeric(v)) for v in row] for row in rows],
-                       caption=f"mean PSNR over the {len(common)} tasks with a PSNR mean for every model; the "
-                               "last column is the authors' implementation of the same network on one NVIDIA "
-                               "H200 (reference data, bench/peers.py): compare it with ours on that GPU only"))
+                       caption=f"mean PSNR over the {count_noun(len(common), 'task')} with a PSNR mean for every "
+                               "model; the last column is the authors' implementation of the same network on one "
+                               "NVIDIA H200 (reference data, bench/peers.py): compare it with ours on that GPU only"))
         import pandas as pd
 
         points = pd.DataFrame(points)
         if points["psnr"].notna().any():
             self.figure(figures.efficiency_scatter, "efficiency",
-                        f"Parameters and latency against mean PSNR over {len(common)} common tasks", points,
-                        colors=self.colors)
+                        f"Parameters and latency against mean PSNR over {count_noun(len(common), 'common task')}",
+                        points, colors=self.colors)
 
     def training(self) -> None:
         from . import figures
@@ -817,6 +830,8 @@ def build_report(results_dirs, out_dir: str | Path, train_logs=(), config: Repor
     from .latex import to_latex
     from .results import read_results
 
+    # Checked before anything is read or written, so a bad format leaves no half-written figures/.
+    config = replace(config, formats=check_formats(config.formats, "formats"))
     roots = [Path(p) for p in ([results_dirs] if isinstance(results_dirs, (str, Path)) else results_dirs)]
     out_dir = Path(out_dir)
     results = read_results(roots)

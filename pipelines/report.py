@@ -35,10 +35,11 @@ def read_params(path: str | Path | None) -> dict:
 
 
 def run_stage(params: dict):
+    from bench.figures import check_formats
     from bench.report import ReportConfig, build_report
 
     config = ReportConfig(title=str(params["title"]), samples_per_task=int(params["samples_per_task"]),
-                          formats=tuple(params["formats"]))
+                          formats=check_formats(params["formats"], "report.formats (params.yaml)"))
     return build_report(params["results"], params["out"], params["train_logs"] or (), config)
 
 

@@ -8,8 +8,9 @@ any image or other asset is missing or the page renders blank.
 Three checks, in order:
 
 1. static: every local file the HTML references (img/source/script/link/a/iframe, CSS url(...))
-   exists beside it, and no asset is loaded from the network (http(s)://, //host) — the report
-   must be self-contained; plain <a> links to web pages are allowed;
+   exists beside it, no asset is loaded from the network (http(s)://, //host) — the report
+   must be self-contained; plain <a> links to web pages are allowed — and every <img> points to a
+   format browsers display (PNG, JPEG, GIF, WebP, AVIF, SVG, BMP, ICO: a PDF or TIFF shows nothing);
 2. in the browser: a copy of the page with a probe script appended (written next to the page, so
    relative paths resolve the same, and removed afterwards) is loaded with ``--dump-dom``; on the
    ``load`` event the probe lists every <img> that did not decode (``naturalWidth == 0``);
@@ -50,6 +51,9 @@ PROBE = ("<script>window.addEventListener('load',function(){var bad=[],imgs=docu
 ASSET_ATTRS = {("img", "src"), ("img", "srcset"), ("source", "src"), ("source", "srcset"), ("script", "src"),
                ("link", "href"), ("iframe", "src"), ("video", "src"), ("video", "poster"), ("audio", "src"),
                ("embed", "src"), ("object", "data"), ("input", "src")}
+# What an <img> displays in current browsers, by file suffix (file: pages have no Content-Type).
+BROWSER_IMAGE_SUFFIXES = (".png", ".apng", ".jpg", ".jpeg", ".jfif", ".pjpeg", ".pjp", ".gif", ".webp", ".avif",
+                          ".svg", ".bmp", ".ico", ".cur")
 CSS_URL = re.compile(r"url\(\s*['\"]?([^'\")]+)['\"]?\s*\)")
 
 
@@ -101,6 +105,14 @@ def local_file(page: Path, url: str) -> Path | None:
     return Path(path) if parts.scheme == "file" or path.startswith("/") else page.parent / path
 
 
+def not_displayable(url: str) -> bool:
+    """True when an <img> with this URL cannot show anything in a browser: a data: URL of another
+    media type, or a file whose suffix is not a browser image format (e.g. figures/x.pdf)."""
+    if url.startswith("data:"):
+        return not url[5:].lower().startswith("image/")
+    return Path(unquote(urlsplit(url).path)).suffix.lower() not in BROWSER_IMAGE_SUFFIXES
+
+
 def static_problems(page: Path) -> tuple[list[str], int]:
     """(problems, number of local files checked) for the page's references."""
     problems, checked = [], 0
@@ -110,6 +122,9 @@ def static_problems(page: Path) -> tuple[list[str], int]:
         if remote and (tag, attr) != ("a", "href"):
             problems.append(f"<{tag} {attr}> loads {url} from the network: the report must be self-contained")
             continue
+        if tag == "img" and not_displayable(url):
+            problems.append(f"<img {attr}> shows {url}, which browsers do not display as an image "
+                            "(use PNG, JPEG, GIF, WebP, AVIF or SVG)")
         target = local_file(page, url)
         if target is None:
             continue

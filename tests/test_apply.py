@@ -378,3 +378,59 @@ def test_out_that_is_a_file_is_an_error_not_a_traceback(tmp_path, apply_files, c
         assert _apply_cli(tmp_path, [tmp_path / "inplace"], out) == 1
         assert "must be a folder, but it is a file" in capsys.readouterr().err
     assert (tmp_path / "r.sh").read_text() == "#!/bin/sh\n"
+
+
+# ----------------------------------------------------------------------------- colour layouts
+
+def test_alpha_and_grey_inputs_are_counted_in_one_note_and_written_as_rgb(tmp_path, capsys):
+    from PIL import Image
+
+    from bench.apply import colour_conversions, colour_note
+    from pipelines.cli import main
+
+    photo = load_photo("coffee")[:48, :40]
+    alpha = np.full((48, 40, 1), 128, np.uint8)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(np.concatenate([photo, alpha], axis=2), "RGBA").save(folder / "rgba.png")
+    Image.fromarray(np.concatenate([photo[:, :, :1], alpha], axis=2), "LA").save(folder / "grey_alpha.png")
+    Image.fromarray(photo[:, :, 1]).save(folder / "grey.jpg")
+    Image.fromarray(photo).convert("P").save(folder / "palette.gif", transparency=0)
+    cv2.imwrite(str(folder / "deep.png"), np.concatenate([photo, alpha], axis=2).astype(np.uint16) * 257)
+    write_image_atomic(folder / "plain.png", photo)
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 30)  # skipped: counted nowhere here
+    assert colour_conversions(folder / "rgba.png") == {"alpha"}
+    assert colour_conversions(folder / "grey_alpha.png") == {"alpha", "grey"}
+    assert colour_conversions(folder / "grey.jpg") == {"grey"}
+    assert colour_conversions(folder / "palette.gif") == {"alpha"}
+    assert colour_conversions(folder / "deep.png") == {"alpha16"}
+    assert colour_conversions(folder / "plain.png") == set() == colour_conversions(folder / "broken.png")
+    assert colour_note([folder / "plain.png"]) is None
+    assert colour_note([folder / "rgba.png", folder / "grey.jpg"]) == (
+        "1 input had an alpha channel (composited on white, alpha not kept); 1 grey input written as RGB")
+
+    write_image_atomic(tmp_path / "pa.png", photo)
+    write_image_atomic(tmp_path / "pb.png", photo)
+    rc = main(["apply", "--model", "identity", "--prompt-input", str(tmp_path / "pa.png"), "--prompt-target",
+               str(tmp_path / "pb.png"), str(folder), "--out", str(tmp_path / "out"), "--tile", "64",
+               "--overlap", "16", "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 0
+    notes = [line for line in err.splitlines() if line.startswith("note:")]
+    assert notes == ["note: 3 inputs had an alpha channel (composited on white, alpha not kept); 1 16-bit input "
+                     "had an alpha channel (dropped, not composited); 2 grey inputs written as RGB"]
+    # Outputs are RGB whatever came in: alpha composited on white (8-bit) or dropped (16-bit).
+    out = tmp_path / "out"
+    rgba = cv2.imread(str(out / "rgba.png"), cv2.IMREAD_UNCHANGED)
+    assert rgba.shape == (48, 40, 3)
+    expected = np.rint(photo.astype(np.float32) * (128 / 255) + 255 * (1 - 128 / 255)).astype(np.uint8)
+    np.testing.assert_allclose(read_image(out / "rgba.png").astype(int), expected.astype(int), atol=1)
+    deep = cv2.imread(str(out / "deep.png"), cv2.IMREAD_UNCHANGED)
+    assert deep.shape == (48, 40, 3) and deep.dtype == np.uint16
+    grey = read_image(out / "grey.png")
+    assert grey.shape == (48, 40, 3) and (grey[:, :, 0] == grey[:, :, 2]).all()
+
+
+def test_plain_rgb_inputs_get_no_colour_note(tmp_path, apply_files, capsys):
+    assert _apply_cli(tmp_path, [tmp_path / "inplace"], tmp_path / "out") == 0
+    assert "note:" not in capsys.readouterr().err

@@ -504,3 +504,84 @@ def test_comparison_grid_draws_missing_cells_as_text_and_checks_the_shape(tmp_pa
     assert set(files) == {"png"} and read_image(files["png"]).shape[2] == 3
     with pytest.raises(ValueError, match="row 'GN' has 2 cells for 3 columns"):
         comparison_grid([("GN", [(tile, ""), (tile, "")])], ["a", "b", "c"], stem=tmp_path / "bad")
+
+
+# --------------------------------------------------------------------------------------------
+# Figure formats, titles
+
+def test_formats_without_a_browser_image_still_show_png_on_the_page_and_link_the_rest(built, tmp_path):
+    out = tmp_path / "report"
+    assert run_report_cli(["--results", str(built["eval"]), "--out", str(out), "--formats", "PDF",
+                           "--train-logs", str(built["root"] / "runs")]) == 0
+    page = Page((out / "index.html").read_text())
+    figure_imgs = [src for src in page.refs if src.startswith("figures/") and src.endswith(".png")]
+    for name in FIGURES:
+        assert f"figures/{name}.png" in figure_imgs and f"figures/{name}.pdf" in page.refs
+        assert (out / "figures" / f"{name}.pdf").read_bytes().startswith(b"%PDF")
+        assert read_image(out / "figures" / f"{name}.png").std() > 10
+    html_text = (out / "index.html").read_text()
+    assert not re.search(r'<img src="[^"]*\.pdf"', html_text)
+    assert not re.search(r"!\[[^\]]*\]\([^)]*\.pdf\)", (out / "README.md").read_text())
+    assert not list((out / "figures").glob("*.svg"))
+    assert load_check_script().check(out / "index.html", None, None, allow_missing_browser=True, timeout=60) == 0
+
+
+def test_a_figure_with_no_browser_format_is_linked_not_shown_as_a_broken_image():
+    from bench.report import FigureBlock, render_html, render_markdown
+
+    block = FigureBlock({"pdf": "figures/x.pdf"}, "a chart")
+    assert "<img" not in render_html("t", [block]) and 'href="figures/x.pdf"' in render_html("t", [block])
+    assert "![" not in render_markdown("t", [block]) and "[PDF](figures/x.pdf)" in render_markdown("t", [block])
+    both = render_html("t", [FigureBlock({"pdf": "figures/x.pdf", "svg": "figures/x.svg"}, "a chart")])
+    assert '<img src="figures/x.svg"' in both
+
+
+def test_check_script_flags_an_img_that_browsers_cannot_display(tmp_path):
+    check = load_check_script()
+    (tmp_path / "x.pdf").write_bytes(b"%PDF-1.4")
+    (tmp_path / "x.png").write_bytes(b"png")
+    for src in ("x.pdf", "data:application/pdf;base64,JVBERg=="):
+        page = tmp_path / "page.html"
+        page.write_text(f'<html><body><img src="{src}"><a href="x.pdf">PDF</a></body></html>')
+        problems, _ = check.static_problems(page)
+        assert len(problems) == 1 and "browsers do not display" in problems[0], src
+        assert check.check(page, None, None, allow_missing_browser=True, timeout=60) == 1
+    page.write_text('<html><body><img src="x.png"><img src="data:image/png;base64,AA=="><a href="x.pdf">PDF</a>'
+                    "</body></html>")
+    assert check.static_problems(page) == ([], 2)
+
+
+@pytest.mark.parametrize("formats", ["xyz", "png,xyz", " , "])
+def test_a_bad_format_fails_before_anything_is_written(built, tmp_path, formats):
+    out = tmp_path / "report"
+    with pytest.raises(ValueError, match="--formats"):
+        run_report_cli(["--results", str(built["eval"]), "--out", str(out), "--formats", formats])
+    assert not out.exists()
+    with pytest.raises(ValueError, match="formats: unknown figure format"):
+        build_report(built["eval"], out, config=ReportConfig(formats=("png", "xyz")))
+    assert not out.exists()
+    from pipelines.report import DEFAULTS, run_stage
+
+    with pytest.raises(ValueError, match=r"report\.formats"):
+        run_stage({**DEFAULTS, "results": [str(built["eval"])], "out": str(out), "formats": ["svg", "jpgg"]})
+    assert not out.exists()
+
+
+def test_counts_in_titles_and_captions_are_singular_for_one(tmp_path):
+    from bench.figures import category_bars, count_noun
+
+    assert [count_noun(n, "task") for n in (0, 1, 2)] == ["0 tasks", "1 task", "2 tasks"]
+    mc = pd.DataFrame({"model": ["a", "b", "a"], "category": ["restoration", "restoration", "edge"],
+                       "metric": ["psnr", "psnr", "mae"], "mean": [20.0, 21.0, 0.1], "tasks": [1, 1, 2]})
+    svg = category_bars(mc, ["a", "b"], tmp_path / "bars", formats=("svg",))["svg"].read_text()
+    texts = re.findall(r"<!-- (.*?) -->", svg)  # matplotlib keeps each text as a comment
+    assert "restoration (1 task)" in texts and "edge (2 tasks)" in texts
+
+
+def test_a_one_task_report_says_task_not_tasks(built, tmp_path):
+    eval_dir = tmp_path / "eval"
+    evaluate(bench.load_generalist("identity"), built["split"], eval_dir,
+             EvalConfig(tasks=("gaussian_noise",), tracks=("main", "efficiency"), save_samples=0, latency_repeats=1,
+                        latency_warmup=0))
+    text = build_report(eval_dir, tmp_path / "report", config=ReportConfig(formats=("png",))).html.read_text()
+    assert "1 tasks" not in text and "over 1 common task" in text and "over the 1 task with" in text

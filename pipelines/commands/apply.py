@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 
 def add_arguments(p) -> None:
@@ -18,7 +19,8 @@ def add_arguments(p) -> None:
                    help="prompt input image; repeat with --prompt-target for several pairs")
     p.add_argument("--prompt-target", action="append", required=True, metavar="B.png",
                    help="prompt target image (the i-th pairs with the i-th --prompt-input)")
-    p.add_argument("--out", required=True, help="output folder (PNG, input's relative name, size and bit depth)")
+    p.add_argument("--out", required=True,
+                   help="output folder (RGB PNG, input's relative name, size and bit depth; alpha is not kept)")
     p.add_argument("--device", help="cpu, cuda or auto (default: the model's own default)")
     p.add_argument("--batch", type=int, default=4, help="tiles (or resized images) per forward pass (default 4)")
     p.add_argument("--tile", type=int, default=DEFAULT_TILE,
@@ -34,7 +36,8 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from bench import load_generalist
-    from bench.apply import Applier, ApplyConfig, apply_to_files, check_outputs, collect_jobs, read_prompt_pairs
+    from bench.apply import (Applier, ApplyConfig, apply_to_files, check_outputs, collect_jobs, colour_note,
+                             read_prompt_pairs)
     from pipelines.commands import check_output_folder
     from pipelines.commands.eval import model_options
 
@@ -52,6 +55,12 @@ def run(args) -> int:
     with tqdm(total=total, unit="image", desc="apply", file=sys.stderr, disable=args.no_progress,
               dynamic_ncols=True) as bar:
         summary = apply_to_files(applier, args.inputs, args.out, on_image=lambda job: bar.update(1))
+    # One note per run for what the RGB model cannot keep (counted on the inputs actually written).
+    written = set(summary.written)
+    note = colour_note(job.source for job in jobs if Path(args.out) / job.output in written)
+    if note:
+        summary.notes.append(note)
+        print(f"note: {note}", file=sys.stderr)
     mode = f"resized to {args.tile}²" if args.resize else f"tiles {args.tile}² overlapping >= {args.overlap} px"
     print(f"{generalist.name}: {len(summary.written)} written to {args.out} ({mode}; {prompts.combine})")
     if summary.skipped:

@@ -13,18 +13,19 @@ def add_arguments(p) -> None:
                         "a folder of run folders, or a CSV file")
     p.add_argument("--samples-per-task", type=int, default=2,
                    help="example rows per task and mismatch pair (at most what eval saved; default 2)")
-    p.add_argument("--formats", default="png,svg", help="figure formats, comma list (default: png,svg)")
+    p.add_argument("--formats", default="png,svg",
+                   help="figure formats, comma list (default: png,svg); PNG is always written for the page, "
+                        "other formats are linked beside each chart")
     p.add_argument("--title", default="llvbench report")
 
 
 def run(args) -> int:
+    from bench.figures import check_formats
     from bench.report import ReportConfig, build_report
     from pipelines.commands import check_output_folder
 
+    formats = check_formats(args.formats.split(","), "--formats")  # before any file is written
     check_output_folder(args.out, "--out")
-    formats = tuple(f.strip().lower() for f in args.formats.split(",") if f.strip())
-    if not formats:
-        raise ValueError("--formats needs at least one format (png, svg)")
     if args.samples_per_task < 0:
         raise ValueError("--samples-per-task must be 0 or more")
     report = build_report(args.results, args.out, args.train_logs,
