@@ -45,15 +45,17 @@ class PromptTargetGeneralist(IdentityGeneralist):
         return {**super().info(), "size": "prompt target resized bilinearly (antialiased) to the query size"}
 
 
-def _build_network(source: CheckpointSource, builder):
-    """The network for a resolved checkpoint, weights loaded strictly, on the CPU."""
+def _build_network(source: CheckpointSource, builder, trust_pickle: bool = False):
+    """The network for a resolved checkpoint, weights loaded strictly, on the CPU. The file is read
+    first, and checked on the meta device, so a damaged or foreign file costs no real build."""
     from model import build
-    from model.checkpoints import load_official, load_weights, read_state_dict
+    from model.checkpoints import build_and_load, load_official, read_state_dict
 
-    if source.official:
-        return load_official(source.arch, source.weights)  # RGB in and out (BGR weights wrapped)
-    network = (builder or build)(source.arch, **source.overrides)
-    return load_weights(network, read_state_dict(source.weights))
+    if source.official:  # RGB in and out (BGR weights wrapped)
+        return load_official(source.arch, source.weights, trust_pickle=trust_pickle)
+    state = read_state_dict(source.weights)
+    return build_and_load(lambda: (builder or build)(source.arch, **source.overrides), state,
+                          source=source.weights, arch=source.arch)
 
 
 @register_generalist("checkpoint", "a trained llvbench model: --checkpoint FOLDER|FILE.safetensors "
@@ -69,13 +71,16 @@ class CheckpointGeneralist:
     bottom/right to a multiple of ``size_multiple`` (option, config.json, the network's
     ``config.query_multiple``, else 32 as GenLV's windowed attention needs) and the output cropped
     back to the query's size. ``builder(arch, **overrides)`` replaces ``model.build`` (for
-    architectures registered elsewhere).
+    architectures registered elsewhere). ``trust_pickle=True`` (``-o trust_pickle=true``) reads an
+    official ``.pth`` with ``weights_only=False``; safetensors files hold no pickle, so it does not
+    apply to them.
     """
 
     def __init__(self, checkpoint: str | Path, arch: str | None = None, device: str = "auto",
                  name: str | None = None, size_multiple: int | None = None,
-                 builder: Callable | None = None):
+                 builder: Callable | None = None, trust_pickle: bool = False):
         self.source = resolve_checkpoint(checkpoint, arch)
+        self._trust_pickle = trust_pickle  # checked (a bool) by model.checkpoints.read_state_dict
         self.name = name or self.source.name or f"{self.source.arch}@{Path(checkpoint).stem}"
         self.device = device
         self._size_multiple = size_multiple or self.source.size_multiple
@@ -87,7 +92,7 @@ class CheckpointGeneralist:
     def network(self):
         """The network with its weights loaded, on its device (built on first access)."""
         if self._network is None:
-            network = _build_network(self.source, self._builder)
+            network = _build_network(self.source, self._builder, self._trust_pickle)
             self.device = resolve_device(self.device)
             if self._size_multiple is None:
                 config = getattr(network, "config", None) or getattr(getattr(network, "net", None), "config", None)

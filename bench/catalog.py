@@ -3,11 +3,13 @@
 Four kinds of rows: built-in generalists, installed entry points (group ``llvbench.generalists``),
 the architectures of ``model.registry`` (usable with ``--checkpoint``; parameter counts are
 computed on torch's meta device, so no memory is allocated and no weights are read; official
-releases are named with their Hugging Face location), and checkpoint folders found locally.
+releases are named with their Hugging Face download link), and checkpoint folders found locally.
+Each row's ``usage`` is the ``--model``/``--checkpoint``/``-o`` part of a working ``llvbench eval``
+or ``apply`` command; ``usage_authors`` is the route for a file written by the authors' code at a
+config without an official release (PromptGIP, Painter and PromptIR families: their adapter).
 """
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict, dataclass
 from importlib import metadata
@@ -15,7 +17,11 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-HF_URL = "https://huggingface.co/{repo}/blob/main/{path}"
+# /resolve/ is the file itself (a download); /blob/ would be its web page.
+HF_URL = "https://huggingface.co/{repo}/resolve/main/{path}"
+# Placeholders in usage lines: an llvbench checkpoint (training output or save_model file), a torch file.
+LLVBENCH_CHECKPOINT = "FOLDER|FILE.safetensors"
+TORCH_FILE = "FILE.pth"
 
 
 @dataclass(frozen=True)
@@ -25,7 +31,8 @@ class CatalogEntry:
     description: str
     params: int | None = None
     weights: str = ""  # where usable weights come from
-    usage: str = ""    # the --model/--checkpoint to pass
+    usage: str = ""    # the --model/--checkpoint/-o to pass
+    usage_authors: str = ""  # for a file written by the authors' code, when that differs from usage
 
 
 def count_parameters(arch: str, **overrides) -> int:
@@ -39,10 +46,10 @@ def count_parameters(arch: str, **overrides) -> int:
     return int(sum(p.numel() for p in network.parameters()))
 
 
-def official_weights_text(official) -> str:
+def official_weights_text(official, name: str = "NAME") -> str:
     """Where an architecture's released weights are, or why there are none."""
     if official is None:
-        return "none released (train it: llvbench train --arch NAME)"
+        return f"none released (train it: llvbench train --arch {name})"
     if not official.checkpoint:
         return f"none released by the authors ({official.hf_repo or 'their release'} has no checkpoint for this size)"
     colour = f" ({official.colour_order.upper()}-trained)"
@@ -66,6 +73,37 @@ def safe_parameter_count(arch: str, **overrides) -> int | None:
 PARAMETER_FREE = ("identity", "prompt-target")
 
 
+def architecture_usage(name: str) -> tuple[str, str]:
+    """(usage, usage_authors) for architecture ``name``: what to pass to ``llvbench eval``/``apply``.
+
+    An architecture with an official release reads the authors' file (named when known) with
+    ``--model NAME`` (for PromptGIP, Painter and PromptIR that is their adapter). Any other reads
+    only llvbench checkpoints; a config of an adapter's family also reads a file written by the
+    authors' code through that adapter with ``-o arch=NAME`` (e.g. the fixtures' configs)."""
+    from model import get_architecture
+
+    from .official import adapter_for
+
+    official = get_architecture(name).official
+    if official is not None:
+        file = Path(official.checkpoint).name if official.checkpoint else TORCH_FILE
+        return f"--model {name} --checkpoint {file}", ""
+    adapter = adapter_for(name)
+    authors = f"--model {adapter} -o arch={name} --checkpoint {TORCH_FILE}" if adapter else ""
+    return f"--model {name} --checkpoint {LLVBENCH_CHECKPOINT}", authors
+
+
+def builtin_usage(name: str) -> str:
+    """What to pass for built-in ``name``: nothing, an llvbench checkpoint, or its architecture's file."""
+    from model import list_architectures
+
+    if name in PARAMETER_FREE:
+        return f"--model {name}"
+    if name in list_architectures():  # the official-weight adapters carry their architecture's name
+        return architecture_usage(name)[0]
+    return f"--model {name} --checkpoint {LLVBENCH_CHECKPOINT}"
+
+
 def builtin_entries() -> list[CatalogEntry]:
     from .registry import _builtins
 
@@ -73,7 +111,7 @@ def builtin_entries() -> list[CatalogEntry]:
     for b in _builtins().values():
         needs_weights = b.name not in PARAMETER_FREE
         entries.append(CatalogEntry("builtin", b.name, b.description, params=None if needs_weights else 0,
-                                    usage=f"--model {b.name}" + (" --checkpoint PATH" if needs_weights else "")))
+                                    usage=builtin_usage(b.name)))
     return entries
 
 
@@ -91,38 +129,50 @@ def architecture_entries(with_params: bool = True) -> list[CatalogEntry]:
     entries = []
     for name in list_architectures():
         spec = get_architecture(name)
+        usage, usage_authors = architecture_usage(name)
         entries.append(CatalogEntry("architecture", name, spec.description,
                                     params=safe_parameter_count(name) if with_params else None,
-                                    weights=official_weights_text(spec.official),
-                                    usage=f"--model {name} --checkpoint PATH"))
+                                    weights=official_weights_text(spec.official, name),
+                                    usage=usage, usage_authors=usage_authors))
     return entries
 
 
+def checkpoint_folder_problem(folder: Path) -> tuple[dict | None, str]:
+    """(config, "") for a usable checkpoint folder, else (None, why): its config.json must be a
+    JSON object naming its architecture and its model.safetensors must exist with a sound header."""
+    from .checkpoint import (CONFIG_NAME, WEIGHTS_NAME, CheckpointError, read_checkpoint_config,
+                             read_safetensors_header)
+
+    if not (folder / WEIGHTS_NAME).is_file():
+        return None, f"{folder}: {CONFIG_NAME} but no {WEIGHTS_NAME} (training did not finish, or the weights were moved)"
+    try:
+        config = read_checkpoint_config(folder / CONFIG_NAME)
+        read_safetensors_header(folder / WEIGHTS_NAME)
+    except CheckpointError as err:  # both name the file and say why
+        return None, str(err)
+    return config, ""
+
+
 def checkpoint_entries(root: str | Path = "checkpoints", with_params: bool = True) -> list[CatalogEntry]:
-    """Checkpoint folders (config.json + model.safetensors) directly under ``root``; one whose
-    config or weights cannot be read is listed as ``UNREADABLE: why`` rather than as usable."""
+    """Checkpoint folders (those with a config.json) directly under ``root``; one whose config or
+    weights are missing or cannot be read is listed as ``UNREADABLE: why`` rather than as usable."""
     from model import list_architectures
 
-    from .checkpoint import CONFIG_NAME, WEIGHTS_NAME, CheckpointError, read_safetensors_header
+    from .checkpoint import CONFIG_NAME
 
     root = Path(root)
     if not root.is_dir():
         return []
     entries = []
-    for folder in sorted(p for p in root.iterdir() if (p / CONFIG_NAME).is_file() and (p / WEIGHTS_NAME).is_file()):
-        try:
-            config = json.loads((folder / CONFIG_NAME).read_text())
-            if not isinstance(config, dict):
-                raise ValueError("not a JSON object")
-            read_safetensors_header(folder / WEIGHTS_NAME)
-        except (OSError, ValueError, CheckpointError) as err:  # JSONDecodeError is a ValueError
-            why = str(err) if isinstance(err, CheckpointError) else f"{folder / CONFIG_NAME}: {err}"
+    for folder in sorted(p for p in root.iterdir() if (p / CONFIG_NAME).is_file()):
+        config, why = checkpoint_folder_problem(folder)
+        if config is None:
             entries.append(CatalogEntry("checkpoint", folder.name, f"UNREADABLE: {why}", params=None,
                                         weights=str(folder), usage=""))
             continue
         step = config.get("step")
-        description = f"architecture {config.get('arch', '?')}" + (f", step {step}" if step is not None else "")
-        arch, overrides = config.get("arch"), config.get("overrides") or {}
+        description = f"architecture {config['arch']}" + (f", step {step}" if step is not None else "")
+        arch, overrides = config["arch"], config.get("overrides") or {}
         params = (safe_parameter_count(arch, **overrides) if with_params and arch in list_architectures() else None)
         entries.append(CatalogEntry("checkpoint", config.get("name") or folder.name, description, params=params,
                                     weights=str(folder), usage=f"--model checkpoint --checkpoint {folder}"))
@@ -164,5 +214,9 @@ def format_catalog(entries: list[CatalogEntry]) -> str:
             lines.append(f"  {e.name:<16} {format_params(e.params):>9}  {e.description}")
             if e.weights:
                 lines.append(f"  {'':<16} {'':>9}  weights: {e.weights}")
+            if e.usage:
+                lines.append(f"  {'':<16} {'':>9}  usage: {e.usage}")
+            if e.usage_authors:
+                lines.append(f"  {'':<16} {'':>9}  a file from the authors' code: {e.usage_authors}")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"

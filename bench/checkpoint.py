@@ -8,7 +8,8 @@ Three layouts are accepted (reading and strict loading are ``model.checkpoints``
   its metadata), or a folder holding only such a ``model.safetensors``;
 - an official GenLV ``.pth`` release together with the architecture name (``--model genlv-huge
   --checkpoint checkpoint-22.pth``): loaded by ``model.checkpoints.load_official``, which wraps the
-  BGR-trained network so that it takes and returns RGB.
+  BGR-trained network so that it takes and returns RGB. An architecture without an official
+  release is refused here, with the command that reads the file (``official_file_refusal``).
 """
 from __future__ import annotations
 
@@ -35,10 +36,13 @@ class CheckpointSource:
     size_multiple: int | None = None
 
 
-def _read_config(path: Path) -> dict:
+def read_checkpoint_config(path: Path) -> dict:
+    """A checkpoint folder's config.json: a JSON object with a string ``arch`` (CheckpointError naming it)."""
     try:
         config = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
+    except OSError as err:
+        raise CheckpointError(f"{path}: cannot read ({err.strerror or err})") from None
+    except ValueError as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise CheckpointError(f"{path}: not valid JSON ({err})") from None
     if not isinstance(config, dict) or not isinstance(config.get("arch"), str):
         raise CheckpointError(f"{path}: must be a JSON object with a string 'arch'")
@@ -92,6 +96,30 @@ def _safetensors_metadata(path: Path) -> dict:
     return metadata
 
 
+def official_file_refusal(path: Path, arch: str) -> str:
+    """Why an authors' ``.pth`` cannot be loaded as ``--model ARCH`` ("" when it can): ``arch`` has no
+    official release. A config of the PromptGIP, Painter or PromptIR family runs through that
+    family's adapter (``--model promptgip -o arch=promptgip-fixture``); other files need training
+    in llvbench, which writes a checkpoint folder."""
+    try:
+        from model import get_architecture
+
+        spec = get_architecture(arch)
+    except (ImportError, KeyError):  # registered elsewhere (a builder=): nothing to check here
+        return ""
+    if spec.official is not None:
+        return ""
+    from .official import adapter_for
+
+    adapter = adapter_for(arch)
+    if adapter:
+        return (f"{path}: {arch!r} has no official weights, so --model {arch} reads only llvbench checkpoints "
+                f"(a folder or .safetensors); for a file written by the authors' code at this config use "
+                f"--model {adapter} -o arch={arch} --checkpoint {path}")
+    return (f"{path}: {arch!r} has no official weights, so --model {arch} reads only llvbench checkpoints "
+            f"(a folder with {CONFIG_NAME} + {WEIGHTS_NAME}, or a .safetensors file written by llvbench)")
+
+
 def resolve_checkpoint(path: str | Path, arch: str | None = None) -> CheckpointSource:
     """A checkpoint path (+ the architecture the user named, if any) -> what to build and load."""
     path = Path(path)
@@ -101,6 +129,9 @@ def resolve_checkpoint(path: str | Path, arch: str | None = None) -> CheckpointS
         if not arch:
             raise CheckpointError(f"{path}: an official checkpoint needs the architecture name "
                                   "(e.g. --model genlv-huge --checkpoint FILE)")
+        refusal = official_file_refusal(path, arch)
+        if refusal:
+            raise CheckpointError(refusal)
         return CheckpointSource(weights=path, arch=arch, official=True)
     if path.is_file() and path.name == CONFIG_NAME:
         raise CheckpointError(f"{path}: give the checkpoint folder ({path.parent}), not its {CONFIG_NAME}")
@@ -109,7 +140,7 @@ def resolve_checkpoint(path: str | Path, arch: str | None = None) -> CheckpointS
         raise CheckpointError(f"{path}: no {WEIGHTS_NAME} (a checkpoint folder holds {CONFIG_NAME} and {WEIGHTS_NAME})")
     config_path = path / CONFIG_NAME if path.is_dir() else None
     if config_path is not None and config_path.is_file():
-        config = _read_config(config_path)
+        config = read_checkpoint_config(config_path)
         read_safetensors_header(weights)  # a zero-byte, truncated or foreign file fails here, by name
         found = CheckpointSource(weights=weights, arch=config["arch"], overrides=dict(config.get("overrides") or {}),
                                  name=str(config.get("name") or ""), size_multiple=config.get("size_multiple"))

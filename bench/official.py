@@ -19,8 +19,10 @@ in [0, 1]; everything model-specific happens here (shared/reference/checkpoints/
 
 Weights: an official ``.pth`` (``{'model': state_dict}``, or PromptIR's Lightning
 ``{'state_dict': {'net.' + key: ...}}``, read with ``weights_only=True``) or one
-of our safetensors files, loaded strictly into ``model.build(arch)``; or a ready ``network``
-(tests, or weights already in memory). torch is imported on use.
+of our safetensors files, read first and then loaded strictly into ``model.build(arch)`` (a file that
+does not fit fails before the real build); or a ready ``network`` (tests, or weights already in
+memory). ``arch=`` picks another config of the same family, e.g. ``promptgip-fixture`` for a file
+written by the authors' code at the fixture's config. torch is imported on use.
 """
 from __future__ import annotations
 
@@ -93,6 +95,10 @@ class _OfficialGeneralist:
             raise ValueError(f"{self.default_arch}: give checkpoint=PATH (official .pth or .safetensors) or network=")
         self.arch = arch or self.default_arch
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
+        if self.checkpoint is not None and self.checkpoint.is_dir():  # say so now, not at the first predict
+            from model.checkpoints import CheckpointError, folder_message
+
+            raise CheckpointError(folder_message(self.checkpoint))
         self.name = name or (f"{self.arch}@{self.checkpoint.stem}" if self.checkpoint else self.arch)
         self.device = device
         self._trust_pickle = trust_pickle
@@ -105,10 +111,11 @@ class _OfficialGeneralist:
         """The network with its weights, on its device, in eval mode (built on first access)."""
         if self._network is None:
             from model import build
-            from model.checkpoints import load_weights, read_state_dict
+            from model.checkpoints import build_and_load, read_state_dict
 
+            # The file first: an empty or foreign file fails before the (300 M-parameter) build.
             state = read_state_dict(self.checkpoint, trust_pickle=self._trust_pickle)
-            self._network = load_weights(build(self.arch), state)
+            self._network = build_and_load(lambda: build(self.arch), state, source=self.checkpoint, arch=self.arch)
         if not self._placed:
             self.device = resolve_device(self.device)
             self._network = self._network.to(self.device).eval()
@@ -118,9 +125,9 @@ class _OfficialGeneralist:
     def info(self) -> dict:
         from taskgen.shards import file_sha256
 
+        network = self.network  # first: an unreadable file is reported by the loader, by name
         if self._sha256 is None and self.checkpoint is not None:
             self._sha256 = file_sha256(self.checkpoint)
-        network = self.network
         return {"params": int(sum(p.numel() for p in network.parameters())), "device": str(self.device),
                 "arch": self.arch, "checkpoint": str(self.checkpoint or ""), "checkpoint_sha256": self._sha256 or "",
                 **self._interface()}
@@ -216,3 +223,20 @@ class PromptIRGeneralist(_OfficialGeneralist):
         return {"size": f"query reflect-padded bottom/right to a multiple of {multiple}, output cropped back; "
                         "prompt images ignored",
                 "colour_order": "rgb", "normalisation": "none"}
+
+
+# ----------------------------------------------------------------------------- family lookup
+
+ADAPTERS = {cls.default_arch: cls for cls in (PromptGIPGeneralist, PainterGeneralist, PromptIRGeneralist)}
+
+
+def adapter_for(arch: str) -> str | None:
+    """The adapter (``promptgip``, ``painter``, ``promptir``) that runs files written by the authors'
+    code for any config of ``arch``'s family (same factory), or None (another family, or unknown)."""
+    from model import get_architecture
+
+    try:
+        factory = get_architecture(arch).factory
+    except KeyError:  # an architecture registered elsewhere (a builder=): no adapter
+        return None
+    return next((name for name in ADAPTERS if get_architecture(name).factory == factory), None)

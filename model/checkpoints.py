@@ -7,22 +7,31 @@
 * Our files are safetensors (written and read here without the ``safetensors`` package; the
   format is a little-endian u64 header length, a JSON header, then raw tensor bytes) whose
   ``__metadata__`` records the architecture name, its config and the colour order (RGB).
+
+Every failure is a ``CheckpointError`` naming the file: an unreadable file says why (empty,
+truncated, not a zip/pickle, a folder), and weights that do not fit name the architecture. The
+file is read, and checked against the architecture built on the meta device, before the real
+network is built, so a wrong file costs no full-size build.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import pickle
 import re
 import struct
+import zipfile
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 import torch
 from torch import nn
 
 from . import registry
+
+log = logging.getLogger(__name__)
 
 # Keys that hold the weights inside training-state dicts, most specific first.
 _WRAPPER_KEYS = ("model", "state_dict", "params_ema", "params")
@@ -36,31 +45,99 @@ class CheckpointError(ValueError):
 
 # ----------------------------------------------------------------------------- reading files
 
-def _torch_load(path: Path, trust_pickle: bool):
-    if trust_pickle:
-        return torch.load(path, map_location="cpu", weights_only=False)
+_ZIP_MAGIC = b"PK\x03\x04"   # torch.save's default format is a zip archive
+_PICKLE_PROTO = b"\x80"      # its legacy format starts with a pickle PROTO opcode
+_TORCH_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
+
+
+def folder_message(path: Path) -> str:
+    """What to do instead when a folder is given where a torch checkpoint file is expected."""
+    if (path / "config.json").is_file() or (path / "model.safetensors").is_file():
+        return (f"{path}: a folder, not a torch checkpoint file; an llvbench checkpoint folder "
+                f"(config.json + model.safetensors) is loaded with --model checkpoint --checkpoint {path} "
+                "(in Python: model.checkpoints.load_model)")
+    inside = sorted(p.name for p in path.iterdir() if p.suffix in _TORCH_SUFFIXES)[:3]
+    hint = f"give the file inside it ({', '.join(inside)})" if inside else "give the checkpoint file itself"
+    return f"{path}: a folder, not a torch checkpoint file; {hint}"
+
+
+def torch_file_problem(path: Path) -> str:
+    """Why ``path`` cannot be a ``torch.save`` file, judged from its size and first bytes ("" when it may be).
+
+    Checked before ``torch.load``, whose errors for such files are blank (EOFError), cryptic
+    (KeyError: 101) or long miniz text that never names the file."""
+    if path.is_dir():
+        return folder_message(path)
+    if not path.is_file():
+        return f"{path}: no such checkpoint file"
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        if path.stat().st_size == 0:
+            return f"{path}: not a readable torch checkpoint (empty file)"
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError as err:
+        return f"{path}: cannot read ({err.strerror or err})"
+    if head == _ZIP_MAGIC:
+        # The central directory sits at the end: a cut-off download has none.
+        return "" if zipfile.is_zipfile(path) else f"{path}: not a readable torch checkpoint (truncated zip archive)"
+    if head[:1] == _PICKLE_PROTO:
+        return ""
+    return f"{path}: not a readable torch checkpoint (neither a zip archive nor a pickle; starts with {head!r})"
+
+
+def _first_line(error: BaseException) -> str:
+    """The gist of a torch.load error: its first sentence, without miniz's advice paragraph."""
+    text = str(error).split(". This is an internal")[0].strip()
+    return (text.splitlines() or [""])[0] or type(error).__name__
+
+
+def _load(path: Path, weights_only: bool):
+    """torch.load on CPU; a damaged file becomes a CheckpointError naming it (pickle refusals pass through)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=weights_only)
+    except pickle.UnpicklingError as err:
+        if "Unsupported global" in str(err):
+            raise  # a class outside the allow-list: the caller decides (argparse.Namespace, trust_pickle)
+        found = re.search(r"WeightsUnpickler error: ?\s*(.+)", str(err))
+        raise CheckpointError(f"{path}: not a readable torch checkpoint (truncated or not a zip/pickle: "
+                              f"{found.group(1).strip() if found else _first_line(err)})") from None
+    except (EOFError, RuntimeError, KeyError, ValueError, struct.error) as err:
+        # EOFError/'unexpected EOF': cut off; RuntimeError: zip without torch data; KeyError: garbage.
+        gist = f"KeyError {err}" if isinstance(err, KeyError) else _first_line(err)  # KeyError's text is a bare key
+        raise CheckpointError(f"{path}: not a readable torch checkpoint (truncated or not a zip/pickle: {gist})") from None
+    except OSError as err:
+        raise CheckpointError(f"{path}: cannot read ({err.strerror or err})") from None
+
+
+def _torch_load(path: Path, trust_pickle: bool):
+    problem = torch_file_problem(path)
+    if problem:
+        raise CheckpointError(problem)
+    if trust_pickle:
+        return _load(path, weights_only=False)
+    try:
+        return _load(path, weights_only=True)
     except pickle.UnpicklingError as first_error:
         if "argparse.Namespace" not in str(first_error):
-            raise CheckpointError(_pickle_message(path, first_error)) from first_error
+            raise CheckpointError(_pickle_message(path, first_error)) from None
     # The official training loop stores its argparse.Namespace under 'args': allow that class only.
     try:
         if hasattr(torch.serialization, "safe_globals"):  # torch >= 2.5: scoped allow-list
             with torch.serialization.safe_globals([argparse.Namespace]):
-                return torch.load(path, map_location="cpu", weights_only=True)
+                return _load(path, weights_only=True)
         torch.serialization.add_safe_globals([argparse.Namespace])
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return _load(path, weights_only=True)
     except pickle.UnpicklingError as error:
-        raise CheckpointError(_pickle_message(path, error)) from error
+        raise CheckpointError(_pickle_message(path, error)) from None
 
 
 def _pickle_message(path: Path, error: Exception) -> str:
     found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
-    what = found.group(1) if found else str(error).splitlines()[0]
+    what = found.group(1) if found else _first_line(error)
     return (f"{path}: torch.load(weights_only=True) refused the pickled object {what}. The official "
             "GenLV files need only argparse.Namespace, which is allowed automatically; if you trust "
-            "this file, pass trust_pickle=True (loads with weights_only=False).")
+            "this file, load it with weights_only=False: -o trust_pickle=true on the command line, "
+            "trust_pickle=True in Python.")
 
 
 def unwrap_state_dict(obj) -> dict[str, torch.Tensor]:
@@ -82,9 +159,15 @@ def unwrap_state_dict(obj) -> dict[str, torch.Tensor]:
 def read_state_dict(path: str | os.PathLike, *, trust_pickle: bool = False) -> dict[str, torch.Tensor]:
     """Weights of a ``.safetensors`` file or an (official) torch checkpoint, on CPU."""
     path = Path(path)
+    if not isinstance(trust_pickle, bool):  # '-o trust_pickle=False' arrives as the (truthy) string 'False'
+        raise CheckpointError(f"{path}: trust_pickle must be true or false, not {trust_pickle!r}")
     if path.suffix == ".safetensors":
         return read_safetensors(path)[0]
-    return unwrap_state_dict(_torch_load(path, trust_pickle))
+    try:
+        return unwrap_state_dict(_torch_load(path, trust_pickle))
+    except CheckpointError as err:
+        message = str(err)
+        raise CheckpointError(message if message.startswith(f"{path}") else f"{path}: {message}") from None
 
 
 # ----------------------------------------------------------------------------- strict checking
@@ -109,13 +192,65 @@ def shapes(state: Mapping[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in state.items()}
 
 
-def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor]) -> nn.Module:
-    """Strictly load ``state`` into ``model``; a mismatch raises CheckpointError with a readable diff."""
-    diff = state_dict_diff(shapes(model.state_dict()), shapes(state))
-    if diff:
-        raise CheckpointError("checkpoint does not fit the model:\n  " + "\n  ".join(diff))
-    model.load_state_dict(state, strict=True)
+def _misfit_title(source, arch: str | None) -> str:
+    """'FILE: checkpoint does not fit architecture 'NAME'', with whichever of the two is known."""
+    target = f"architecture {arch!r}" if arch else "the model"
+    return (f"{source}: " if source else "") + f"checkpoint does not fit {target}"
+
+
+def _strip_prefix(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The keys of ``state`` under ``prefix``, without it."""
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def fit_state_dict(expected: Mapping[str, Iterable[int]], state: Mapping[str, torch.Tensor], *,
+                   source=None, arch: str | None = None) -> dict[str, torch.Tensor]:
+    """The state to load into a model whose ``key -> shape`` map is ``expected``.
+
+    ``state`` itself when it fits exactly. Otherwise its ``net.``/``module.`` keys with the prefix
+    stripped, when those fit exactly: a Lightning or DDP file that also saved a loss or EMA tensor
+    outside the wrapped network (the other keys are dropped, and logged). Otherwise a CheckpointError
+    with the key-by-key difference, naming the file and the architecture."""
+    diff = state_dict_diff(expected, shapes(state))
+    if not diff:
+        return dict(state)
+    notes = []
+    for prefix in _KEY_PREFIXES:
+        subset = _strip_prefix(state, prefix)
+        if not subset:
+            continue
+        subset_diff = state_dict_diff(expected, shapes(subset))
+        if not subset_diff:
+            dropped = [k for k in state if not k.startswith(prefix)]
+            log.info("%s: loading the %d key(s) under %r without the prefix; dropped %d key(s) outside it: %s",
+                     source or "checkpoint", len(subset), prefix, len(dropped),
+                     ", ".join(dropped[:10]) + (" ..." if len(dropped) > 10 else ""))
+            return subset
+        notes.append(f"the {len(subset)} key(s) under {prefix!r} with the prefix stripped do not fit either: "
+                     + "; ".join(subset_diff))
+    raise CheckpointError(_misfit_title(source, arch) + ":\n  " + "\n  ".join(diff + notes))
+
+
+def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], *, source=None,
+                 arch: str | None = None) -> nn.Module:
+    """Strictly load ``state`` into ``model`` (see ``fit_state_dict``); a mismatch raises CheckpointError
+    with a readable diff naming ``source`` (the file) and ``arch`` when given."""
+    model.load_state_dict(fit_state_dict(shapes(model.state_dict()), state, source=source, arch=arch), strict=True)
     return model
+
+
+def build_and_load(build: Callable[[], nn.Module], state: Mapping[str, torch.Tensor], *, source=None,
+                   arch: str | None = None) -> nn.Module:
+    """``build()`` with ``state`` loaded strictly, ``state`` checked first against ``build()`` on the meta
+    device, so weights that do not fit cost no real (possibly 400 M-parameter) build."""
+    try:
+        with torch.device("meta"):
+            expected = shapes(build().state_dict())
+    except Exception:  # noqa: BLE001 - a third-party factory that cannot build on meta: check after the build
+        expected = None
+    if expected is not None:
+        state = fit_state_dict(expected, state, source=source, arch=arch)
+    return load_weights(build(), state, source=source, arch=arch)
 
 
 # ----------------------------------------------------------------------------- official weights
@@ -142,7 +277,8 @@ def load_official(name: str, path: str | os.PathLike, *, rgb: bool = True, trust
     if spec.official is None:
         raise CheckpointError(f"{name!r} has no official weights; official sizes: "
                               f"{[n for n in registry.list_architectures() if registry.get_architecture(n).official]}")
-    net = load_weights(registry.build(name), read_state_dict(path, trust_pickle=trust_pickle)).eval()
+    state = read_state_dict(path, trust_pickle=trust_pickle)  # an unreadable file fails before any build
+    net = build_and_load(lambda: registry.build(name), state, source=path, arch=name).eval()
     return BGRWeights(net) if rgb and spec.official.colour_order == "bgr" else net
 
 
@@ -233,5 +369,5 @@ def load_model(path: str | os.PathLike) -> nn.Module:
     if "llvbench_arch" not in metadata:
         raise CheckpointError(f"{path}: no llvbench_arch in the safetensors metadata; "
                               "build the model yourself and use load_weights(model, read_state_dict(path))")
-    config = json.loads(metadata.get("llvbench_config", "{}"))
-    return load_weights(registry.build(metadata["llvbench_arch"], **config), state)
+    config, arch = json.loads(metadata.get("llvbench_config", "{}")), metadata["llvbench_arch"]
+    return build_and_load(lambda: registry.build(arch, **config), state, source=path, arch=arch)

@@ -1,4 +1,5 @@
-"""`llvbench models [--json]`: every generalist the bench can load, with parameter counts."""
+"""`llvbench models [--json]`: every generalist the bench can load, with parameter counts, where
+released weights download from, and the --model/--checkpoint/-o to pass (``usage``)."""
 from __future__ import annotations
 
 import json
@@ -11,7 +12,8 @@ def add_arguments(p) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output (a JSON list)")
     p.add_argument("--no-params", action="store_true", help="skip the parameter counts (no torch import)")
     p.add_argument("--checkpoints", help=f"folder scanned for local checkpoints (default: {DEFAULT_CHECKPOINTS} "
-                                         "if it exists)")
+                                         "if it exists); a folder with config.json whose config or weights "
+                                         "cannot be read is listed as UNREADABLE with the reason")
 
 
 def run(args) -> int:

@@ -1,0 +1,323 @@
+"""Checkpoint files as users hand them over: unreadable files, pickle refusals, prefixes, and the
+commands `llvbench models` prints.
+
+Nothing here builds an official-size network: official files are checked on the meta device (a
+recording `model.build` shows no real build), and real loads use the fixture/tiny configurations.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import logging
+import shlex
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import bench
+import model
+from bench.catalog import LLVBENCH_CHECKPOINT, TORCH_FILE, catalog, checkpoint_entries, format_catalog
+from model import checkpoints
+from model.checkpoints import CheckpointError
+from reference_data import fixture_path, load_fixture
+
+FIXTURES = {name: fixture_path(f"{name.split('-')[0]}-tiny-official") for name in ("promptgip-fixture", "painter-fixture")}
+needs_fixtures = pytest.mark.skipif(not all(p.exists() for p in FIXTURES.values()),
+                                    reason="shared/reference/fixtures not available")
+
+
+def _torch_file(tmp_path, name="good.pth"):
+    path = tmp_path / name
+    torch.save({"model": {"w": torch.arange(4000, dtype=torch.float32)}}, path)
+    return path
+
+
+def _record_builds(monkeypatch) -> list[str]:
+    """Wrap model.build so each call records the device it built on ('meta' or 'cpu')."""
+    calls, real = [], model.registry.build
+
+    def recording(name, **overrides):
+        calls.append(torch.empty(0).device.type)
+        return real(name, **overrides)
+
+    monkeypatch.setattr(model.registry, "build", recording)
+    monkeypatch.setattr(model, "build", recording)
+    return calls
+
+
+def _cli_generalist(usage: str, **substitutions):
+    """The generalist `llvbench eval <usage>` would load, with the usage's placeholders replaced."""
+    from bench.registry import load_generalist
+    from pipelines.cli import build_parser
+    from pipelines.commands.eval import model_options
+
+    tokens = [substitutions.get(t, t) for t in shlex.split(usage)]
+    args = build_parser().parse_args(["eval", *tokens, "--out", "unused", "--device", "cpu"])
+    return load_generalist(args.model[0], **model_options(args))
+
+
+def _images(seed=0, size=(40, 52)):
+    gen = torch.Generator().manual_seed(seed)
+    return tuple(torch.rand(1, 3, *size, generator=gen) for _ in range(3))
+
+
+# ----------------------------------------------------------------------------- 1. unreadable files
+
+def _damaged_files(tmp_path):
+    good = _torch_file(tmp_path).read_bytes()
+    legacy = tmp_path / "legacy.pth"
+    torch.save({"w": torch.zeros(3)}, legacy, _use_new_zipfile_serialization=False)
+    files = {"empty.pth": (b"", r"\(empty file\)"),
+             "text.pth": (b"hello world\n", r"\(neither a zip archive nor a pickle; starts with b'hell'\)"),
+             "cut.pth": (good[: len(good) // 2], r"\(truncated zip archive\)"),
+             "cut-legacy.pth": (legacy.read_bytes()[:-20], r"\(truncated or not a zip/pickle: .*unexpected EOF"),
+             "pickle.pth": (b"\x80\x02}q\x00(X\x01", r"\(truncated or not a zip/pickle: ")}
+    for name, (data, _) in files.items():
+        (tmp_path / name).write_bytes(data)
+    return {tmp_path / name: why for name, (_, why) in files.items()}
+
+
+def test_unreadable_torch_files_are_one_line_errors_naming_the_file(tmp_path):
+    for path, why in _damaged_files(tmp_path).items():
+        for trust in (False, True):
+            with pytest.raises(CheckpointError) as info:
+                checkpoints.read_state_dict(path, trust_pickle=trust)
+            text = str(info.value)
+            assert text.startswith(f"{path}: not a readable torch checkpoint ("), text
+            assert "\n" not in text and "miniz" not in text, text
+            assert re.search(why, text), (why, text)
+
+
+def test_a_folder_is_named_with_the_way_to_load_it(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text('{"arch": "genlv-tiny"}')
+    with pytest.raises(CheckpointError, match=rf"^{run}: a folder, not a torch checkpoint file; an llvbench "
+                                              rf"checkpoint folder .* --model checkpoint --checkpoint {run} "):
+        checkpoints.read_state_dict(run)
+    release = tmp_path / "release"
+    release.mkdir()
+    _torch_file(release, "checkpoint-22.pth")
+    with pytest.raises(CheckpointError, match=r"a folder, not a torch checkpoint file; give the file inside it "
+                                              r"\(checkpoint-22.pth\)"):
+        checkpoints.read_state_dict(release)
+    # The adapter refuses the folder when it is built, not at its first prediction.
+    with pytest.raises(CheckpointError, match="--model checkpoint --checkpoint"):
+        bench.load_generalist("promptgip", checkpoint=str(run))
+
+
+def test_cli_reports_damaged_files_without_a_traceback_and_builds_nothing(tmp_path, capsys, monkeypatch):
+    from pipelines.cli import main
+    from taskgen.imageio import write_image_atomic
+
+    image = (np.random.default_rng(0).random((32, 32, 3)) * 255).astype(np.uint8)
+    for name in ("a.png", "b.png", "q.png"):
+        write_image_atomic(tmp_path / name, image)
+    builds = _record_builds(monkeypatch)
+    damaged = _damaged_files(tmp_path)
+    for path in [*damaged, tmp_path / "run"]:
+        (tmp_path / "run").mkdir(exist_ok=True)
+        rc = main(["apply", "--model", "promptgip", "--checkpoint", str(path), "--prompt-input", str(tmp_path / "a.png"),
+                   "--prompt-target", str(tmp_path / "b.png"), str(tmp_path / "q.png"), "--out",
+                   str(tmp_path / "out"), "--no-progress"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 1 and err[-1].startswith(f"llvbench apply: error: {path}: "), err
+        assert not any("Traceback" in line for line in err)
+    assert builds == []  # the 329 M-parameter PromptGIP was never built, not even on meta
+
+
+# ----------------------------------------------------------------------------- 2. trust_pickle
+
+@pytest.fixture
+def small_official(monkeypatch):
+    """genlv-tiny registered as if it had an official (BGR) release, so the official route runs small."""
+    from model.registry import _REGISTRY, OfficialWeights, get_architecture
+
+    spec = get_architecture("genlv-tiny")
+    name = "genlv-tiny-released"
+    monkeypatch.setitem(_REGISTRY, name, type(spec)(name=name, factory=spec.factory, config=spec.config,
+                                                     official=OfficialWeights("none.json", "ckpt/x.pth")))
+    return name
+
+
+def test_pickle_refusal_gives_the_cli_form_and_the_option_is_honoured(tmp_path, small_official):
+    torch.manual_seed(1)
+    net = model.build("genlv-tiny").eval()
+    path = tmp_path / "checkpoint-1.pth"
+    torch.save({"model": net.state_dict(), "args": Path("runs/x")}, path)  # a class outside the allow-list
+    usage = f"--model {small_official} --checkpoint {path}"
+    refused = _cli_generalist(usage)
+    with pytest.raises(CheckpointError, match=r"refused the pickled object pathlib\.\w*Path.*-o trust_pickle=true "
+                                              r"on the command line, trust_pickle=True in Python"):
+        refused.predict(*_images())
+    trusted = _cli_generalist(usage + " -o trust_pickle=true")
+    query, p_in, p_out = _images(size=(32, 32))
+    with torch.inference_mode():  # official weights are BGR: the generalist flips in and out
+        expected = net(query.flip(1), p_in.flip(1), p_out.flip(1)).flip(1)
+    torch.testing.assert_close(trusted.predict(query, p_in, p_out), expected)
+    # '-o trust_pickle=False' is the string 'False', which must not count as true.
+    with pytest.raises(CheckpointError, match="trust_pickle must be true or false, not 'False'"):
+        _cli_generalist(usage + " -o trust_pickle=False").predict(*_images())
+
+
+# ----------------------------------------------------------------------------- 3. read first, named mismatch
+
+def test_a_file_that_does_not_fit_names_file_and_arch_before_any_real_build(tmp_path, monkeypatch):
+    torch.manual_seed(2)
+    path = tmp_path / "base-checkpoint-49.pth"
+    torch.save({"model": model.build("genlv-tiny").state_dict()}, path)
+    builds = _record_builds(monkeypatch)
+    generalist = bench.load_generalist("genlv101-base", checkpoint=str(path), device="cpu")
+    with pytest.raises(CheckpointError) as info:
+        generalist.predict(*_images())
+    assert str(info.value).startswith(f"{path}: checkpoint does not fit architecture 'genlv101-base':\n  ")
+    assert "missing key(s)" in str(info.value) and "shape mismatch" in str(info.value)
+    adapter = bench.load_generalist("promptgip", checkpoint=str(path), device="cpu")
+    with pytest.raises(CheckpointError, match=rf"^{path}: checkpoint does not fit architecture 'promptgip'"):
+        adapter.predict(*_images())
+    assert builds == ["meta", "meta"]  # checked on the meta device; no 33 M / 329 M network was built
+
+
+# ----------------------------------------------------------------------------- 4. prefixed keys
+
+def test_prefixed_keys_with_an_extra_key_are_unprefixed_and_the_drop_is_logged(tmp_path, caplog):
+    torch.manual_seed(3)
+    net = model.build("genlv-tiny")
+    for prefix in ("net.", "module."):
+        state = {prefix + k: v for k, v in net.state_dict().items()}
+        state["loss_fn.weight"] = torch.ones(3)
+        path = tmp_path / "lightning.ckpt"
+        torch.save({"state_dict": state, "epoch": 3}, path)
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="model.checkpoints"):
+            loaded = checkpoints.load_weights(model.build("genlv-tiny"), checkpoints.read_state_dict(path),
+                                              source=path, arch="genlv-tiny")
+        for (key, a), b in zip(net.state_dict().items(), loaded.state_dict().values()):
+            assert torch.equal(a, b), key
+        assert f"under '{prefix}' without the prefix; dropped 1 key(s) outside it: loss_fn.weight" in caplog.text
+
+
+def test_a_prefixed_subset_that_does_not_fit_keeps_the_strict_error_and_says_so(tmp_path):
+    net = model.build("genlv-tiny")
+    state = {"net." + k: v for k, v in net.state_dict().items() if k != "output.weight"}
+    state["loss_fn.weight"] = torch.ones(3)
+    with pytest.raises(CheckpointError) as info:
+        checkpoints.load_weights(model.build("genlv-tiny"), state, source="x.ckpt", arch="genlv-tiny")
+    lines = str(info.value).splitlines()
+    assert lines[0] == "x.ckpt: checkpoint does not fit architecture 'genlv-tiny':"
+    assert "unexpected key(s): net." in str(info.value)
+    assert lines[-1].strip().startswith("the ") and "under 'net.' with the prefix stripped do not fit either: " \
+        "1 missing key(s): output.weight" in lines[-1]
+
+
+# ----------------------------------------------------------------------------- 5. llvbench models: usage, links
+
+def _placeholder_file(tmp_path, usage: str, arch: str) -> dict:
+    """Files for a usage line's placeholders that resolve but hold no weights (routing only)."""
+    subs = {}
+    for token in shlex.split(usage):
+        if token == LLVBENCH_CHECKPOINT:
+            path = tmp_path / f"{arch}.safetensors"
+            checkpoints.write_safetensors(path, {}, {"llvbench_arch": arch, "llvbench_config": "{}"})
+            subs[token] = str(path)
+        elif token.endswith((".pth", ".ckpt")):
+            (tmp_path / token).write_bytes(b"")
+            subs[token] = str(tmp_path / token)
+    return subs
+
+
+def test_every_printed_usage_resolves_to_the_loader_it_means(tmp_path, monkeypatch):
+    from bench.builtins import CheckpointGeneralist
+    from bench.official import ADAPTERS
+
+    builds = _record_builds(monkeypatch)
+    entries = [e for e in catalog(with_params=False, checkpoints=tmp_path) if e.usage]
+    for e in entries:
+        for usage in filter(None, (e.usage, e.usage_authors)):
+            g = _cli_generalist(usage, **_placeholder_file(tmp_path, usage, e.name))
+            arch = getattr(g, "arch", None) or getattr(getattr(g, "source", None), "arch", None)
+            if e.name in ("identity", "prompt-target"):
+                continue
+            if e.name in ADAPTERS or usage == e.usage_authors:  # the authors' inference code
+                assert isinstance(g, tuple(ADAPTERS.values())) and arch == e.name, (usage, g)
+            else:
+                assert isinstance(g, CheckpointGeneralist), usage
+                official = model.get_architecture(arch).official if e.kind == "architecture" else None
+                assert g.source.official == (official is not None), usage
+                assert e.kind != "architecture" or arch == e.name
+    assert builds == []  # lazily built: nothing was built to check the routes
+
+
+def test_the_old_usage_for_a_fixture_config_explains_the_working_route(tmp_path):
+    path = tmp_path / "fixture.pth"
+    path.write_bytes(b"")
+    with pytest.raises(Exception, match=r"'promptgip-fixture' has no official weights.* --model promptgip "
+                                        r"-o arch=promptgip-fixture --checkpoint "):
+        bench.load_generalist("promptgip-fixture", checkpoint=str(path))
+    with pytest.raises(Exception, match=r"'genlv-fixture' has no official weights, so --model genlv-fixture reads "
+                                        r"only llvbench checkpoints"):
+        bench.load_generalist("genlv-fixture", checkpoint=str(path))
+
+
+@needs_fixtures
+@pytest.mark.parametrize("arch", sorted(FIXTURES))
+def test_fixture_usage_lines_run_the_authors_weights(tmp_path, arch):
+    from bench.official import ADAPTERS
+
+    _, params, _, _ = load_fixture(FIXTURES[arch])
+    path = tmp_path / "authors.pth"
+    torch.save({"model": params, "args": argparse.Namespace(model=arch)}, path)
+    row = next(e for e in catalog(with_params=False, checkpoints=tmp_path) if e.name == arch and e.kind == "architecture")
+    assert row.usage == f"--model {arch} --checkpoint {LLVBENCH_CHECKPOINT}"
+    g = _cli_generalist(row.usage_authors, **{TORCH_FILE: str(path)})
+    reference = ADAPTERS[arch.split("-")[0]](network=checkpoints.load_weights(model.build(arch), params), device="cpu")
+    images = _images()
+    torch.testing.assert_close(g.predict(*images), reference.predict(*images))
+    # Its llvbench route reads a file written by llvbench (here: the same weights, saved by save_model).
+    saved = tmp_path / f"{arch}.safetensors"
+    checkpoints.save_model(checkpoints.load_weights(model.build(arch), params), saved, arch)
+    out = _cli_generalist(row.usage, **{LLVBENCH_CHECKPOINT: str(saved)}).predict(*images)
+    assert out.shape == images[0].shape and torch.isfinite(out).all()
+
+
+def test_release_links_are_downloads_of_the_registered_file():
+    rows = [e for e in catalog(with_params=False) if e.kind == "architecture" and "https://" in e.weights]
+    assert rows  # the GenLV and Painter releases
+    for e in rows:
+        official = model.get_architecture(e.name).official
+        url = e.weights.split()[0]
+        assert url == f"https://huggingface.co/{official.hf_repo}/resolve/main/{official.checkpoint}", url
+        assert "/blob/" not in e.weights
+    assert "llvbench train --arch genlv-s)" in next(e.weights for e in catalog(with_params=False) if e.name == "genlv-s")
+
+
+# ----------------------------------------------------------------------------- 6. unreadable checkpoint folders
+
+def test_checkpoint_folders_without_weights_or_arch_are_listed_as_unreadable(tmp_path, capsys):
+    from pipelines.cli import main
+
+    good = tmp_path / "good"
+    good.mkdir()
+    torch.manual_seed(4)
+    checkpoints.save_model(model.build("genlv-tiny"), good / "model.safetensors", "genlv-tiny")
+    (good / "config.json").write_text(json.dumps({"arch": "genlv-tiny", "step": 7}))
+    (tmp_path / "no-weights").mkdir()
+    (tmp_path / "no-weights" / "config.json").write_text(json.dumps({"arch": "genlv-tiny"}))
+    (tmp_path / "no-arch").mkdir()
+    (tmp_path / "no-arch" / "config.json").write_text(json.dumps({"step": 1}))
+    (tmp_path / "no-arch" / "model.safetensors").write_bytes((good / "model.safetensors").read_bytes())
+    rows = {e.name: e for e in checkpoint_entries(tmp_path, with_params=False)}
+    assert set(rows) == {"good", "no-weights", "no-arch"}
+    assert rows["good"].description == "architecture genlv-tiny, step 7"
+    assert rows["good"].usage == f"--model checkpoint --checkpoint {good}"
+    assert rows["no-weights"].description == (f"UNREADABLE: {tmp_path / 'no-weights'}: config.json but no "
+                                              "model.safetensors (training did not finish, or the weights were moved)")
+    assert rows["no-arch"].description.startswith("UNREADABLE: ") and "string 'arch'" in rows["no-arch"].description
+    assert not rows["no-weights"].usage and not rows["no-arch"].usage
+    assert main(["models", "--no-params", "--checkpoints", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "no-weights" in printed and "UNREADABLE" in printed and f"usage: --model checkpoint --checkpoint {good}" in printed
+    assert format_catalog(list(rows.values())).count("UNREADABLE") == 2
