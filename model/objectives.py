@@ -121,9 +121,12 @@ def masked_patch_mse(pred: torch.Tensor, target: torch.Tensor, masked: torch.Ten
 @functools.lru_cache(maxsize=16)
 def imagenet_stats(device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """ImageNet mean and std as 1×3×1×1 tensors on ``device``, made once per device and dtype:
-    a fresh host-to-device copy on every call would also break CUDA graph capture."""
-    mean = torch.tensor(IMAGENET_MEAN, dtype=dtype).view(1, 3, 1, 1).to(device)
-    std = torch.tensor(IMAGENET_STD, dtype=dtype).view(1, 3, 1, 1).to(device)
+    a fresh host-to-device copy on every call would also break CUDA graph capture. Made outside
+    inference mode even when first asked for inside it (an evaluation), since inference tensors
+    cannot take part in a later training step's autograd."""
+    with torch.inference_mode(False):
+        mean = torch.tensor(IMAGENET_MEAN, dtype=dtype).view(1, 3, 1, 1).to(device)
+        std = torch.tensor(IMAGENET_STD, dtype=dtype).view(1, 3, 1, 1).to(device)
     return mean, std
 
 

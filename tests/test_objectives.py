@@ -210,3 +210,14 @@ def test_llvbench_train_then_the_bench_evaluates_the_checkpoint(arch, shards, tm
         assert "multiple of 8" in info["size"]
     else:
         assert f"resized to {SIZE}×{SIZE}" in info["size"] and "masked" in info["interface"]
+
+
+def test_imagenet_constants_first_made_during_inference_still_train():
+    from model.objectives import imagenet_denormalize, imagenet_stats
+
+    imagenet_stats.cache_clear()
+    with torch.inference_mode():  # an evaluation asks for them first ...
+        imagenet_denormalize(torch.zeros(1, 3, 2, 2))
+    x = torch.zeros(1, 3, 2, 2, requires_grad=True)
+    imagenet_denormalize(x).sum().backward()  # ... then a training step backpropagates through them
+    assert x.grad is not None
