@@ -171,6 +171,9 @@ def query_margins(results, model: str, baseline: str = "identity"):
     main = main[main["metric"] == main["task"].map(headline_metrics(main))]
     wide = main.pivot_table(index=["task", "category", "metric", "sample_key"], columns="model", values="value",
                             aggfunc="first").dropna(subset=[model, baseline]).reset_index()
+    columns = ["task", "category", "queries", "mean", "ci95", "verdict", "wins", "median", "worst", "worst_query"]
+    if wide.empty:  # no query scored by both (e.g. one model ran on the unseen split only): nothing to pair
+        return pd.DataFrame(columns=columns)
     wide["margin"] = _margin_sign(wide["metric"]) * (wide[model] - wide[baseline])
     rows = []
     for (task, category), group in wide.groupby(["task", "category"], sort=False):
@@ -181,7 +184,6 @@ def query_margins(results, model: str, baseline: str = "identity"):
                      "verdict": paired_verdict(mean, ci95), "wins": int((margin > 0).sum()),
                      "median": float(margin.median()), "worst": float(worst["margin"]),
                      "worst_query": worst["sample_key"]})
-    columns = ["task", "category", "queries", "mean", "ci95", "verdict", "wins", "median", "worst", "worst_query"]
     return _in_task_order(pd.DataFrame(rows, columns=columns))
 
 

@@ -319,3 +319,12 @@ def test_leaderboard_out_that_is_a_file_is_an_error(results, tmp_path, capsys):
     (tmp_path / "r.sh").write_text("keep me")
     assert main(["leaderboard", str(tmp_path / "res"), "--out", str(tmp_path / "r.sh")]) == 1
     assert "--out" in capsys.readouterr().err and (tmp_path / "r.sh").read_text() == "keep me"
+
+
+def test_query_margins_of_models_without_a_shared_query_are_empty():
+    from bench.leaderboard import query_margins
+
+    ident, only_unseen = prov("identity"), prov("tiny")
+    rows = [row(ident, value=30.0, sample="s0"), row(only_unseen, task="canny", metric="mae", value=0.1)]
+    margins = query_margins(frame(rows), "tiny")
+    assert margins.empty and "verdict" in margins.columns  # the report shows a row of '–'
