@@ -6,6 +6,11 @@ Thin glue over ``bench``: each model listed is loaded by spec (a load failure is
 next model runs), every configured track is evaluated into ``out``, then ``leaderboard`` gets
 the aggregates, leaderboard.md, leaderboard.tex and metrics.json. Units already evaluated with the same settings
 are skipped, so re-running the stage after a crash only does what is missing.
+
+Params mistakes (types, track, task and split names, model entries, specs, checkpoints) are one
+line naming the params file and key, before any work. When a model fails to load, no earlier
+result is pruned (its results stay in the leaderboard) and the stage exits 1 naming the model, so
+``dvc repro`` stops there instead of recording a leaderboard without it.
 """
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ import sys
 from pathlib import Path
 
 
-from pipelines.params import read_section
+from pipelines.params import did_you_mean, read_section, setting_source
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +45,91 @@ DEFAULTS: dict = {
 }
 
 
-def read_params(path: str | Path | None) -> dict:
-    """The ``eval`` section of a params file and its profile overlay over the defaults."""
-    return read_section(path, "eval", DEFAULTS)
+SPLIT_NAMES = ("test", "unseen")
+# Types of the settings that have one; the others (names, lists of them) are checked by check_layer.
+KINDS: dict = {"shards": str, "out": str, "leaderboard": str, "models": list, "limit": int | None,
+               "batch_size": int, "robustness_prompts": int, "latency_repeats": int, "seed": int,
+               "save_samples": int}
+# The least value of each count (EvalConfig's rules, checked here to name the file and key).
+LEAST = {"limit": 1, "batch_size": 1, "robustness_prompts": 2, "latency_repeats": 1, "seed": 0, "save_samples": 0}
+
+
+def read_params(path: str | Path | None, *, required: bool = False) -> dict:
+    """The ``eval`` section of a params file and its profile overlay over the defaults; a value of
+    the wrong type, out of range, or naming an unknown track, task, split or model key is a
+    ValueError naming the file (params or overlay) and key."""
+    return read_section(path, "eval", DEFAULTS, required=required, kinds=KINDS, check=check_layer)
+
+
+def _names(value, where: str) -> list[str]:
+    """A comma string or a list of strings -> the names (ValueError naming ``where`` otherwise)."""
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return [v.strip() for v in value]
+    raise ValueError(f"{where} must be a comma string or a list of names, got {value!r}")
+
+
+def _check_task(name: str, where: str, allow: tuple[str, ...] = ()) -> None:
+    import taskgen
+    from taskgen.registry import CATEGORIES
+
+    known = [*taskgen.task_names(), *CATEGORIES, *allow]
+    if name not in known:
+        raise ValueError(f"{where}: unknown task {name!r}{did_you_mean(name, known)}")
+
+
+def check_layer(source: Path, values: dict) -> dict:
+    """One layer (params file or overlay) of the eval section, checked: counts in range, and the
+    names of tracks, tasks, splits, mismatch pairs and model entries known; comma strings of splits
+    and mismatch pairs become lists. Errors name ``source`` and the key."""
+    from bench.tracks import CLEAN, TRACKS
+
+    values = dict(values)
+
+    def where(key: str) -> str:
+        return f"{source}: eval.{key}"
+
+    for key, least in LEAST.items():
+        if values.get(key) is not None and values[key] < least:
+            raise ValueError(f"{where(key)} must be >= {least}" + (" or null (every query)" if key == "limit" else "")
+                             + f", got {values[key]}")
+    if "tracks" in values:
+        tracks = values["tracks"]
+        if tracks != "all":
+            names = _names(tracks, where("tracks"))
+            if not names:
+                raise ValueError(f"{where('tracks')} names no track; known: {', '.join(TRACKS)}, or all")
+            for name in names:
+                if name not in TRACKS:
+                    raise ValueError(f"{where('tracks')}: unknown track {name!r}{did_you_mean(name, TRACKS)}")
+    if values.get("tasks") not in (None, "all"):
+        names = _names(values["tasks"], where("tasks"))
+        if not names:
+            raise ValueError(f"{where('tasks')} names no task; give task names or categories, or all")
+        for name in names:
+            _check_task(name, where("tasks"))
+    if "splits" in values:
+        values["splits"] = splits = _names(values["splits"], where("splits"))
+        if not splits:
+            raise ValueError(f"{where('splits')} names no split; known: {', '.join(SPLIT_NAMES)}")
+        for name in splits:
+            if name not in SPLIT_NAMES:
+                raise ValueError(f"{where('splits')}: unknown split {name!r}{did_you_mean(name, SPLIT_NAMES)}")
+    if values.get("mismatch_pairs") not in (None, "default"):
+        values["mismatch_pairs"] = pairs = _names(values["mismatch_pairs"], where("mismatch_pairs"))
+        for item in pairs:
+            prompt_task, sep, query_task = (part.strip() for part in item.partition(":"))
+            if not sep or not prompt_task or not query_task:
+                raise ValueError(f"{where('mismatch_pairs')}: item {item!r} is not PROMPT_TASK:QUERY_TASK")
+            _check_task(prompt_task, f"{where('mismatch_pairs')} item {item!r}")
+            _check_task(query_task, f"{where('mismatch_pairs')} item {item!r}", allow=(CLEAN,))
+    if "models" in values:
+        if not values["models"]:
+            raise ValueError(f"{where('models')} lists no model; the stage would prune every earlier result")
+        for entry in values["models"]:
+            model_entry(entry, where("models"))
+    return values
 
 
 def eval_config(params: dict):
@@ -50,7 +137,7 @@ def eval_config(params: dict):
     from pipelines.commands.eval import parse_mismatch, parse_tracks
 
     tasks = params["tasks"]
-    tasks = None if tasks in (None, "all") else tuple(tasks.split(",") if isinstance(tasks, str) else tasks)
+    tasks = None if tasks in (None, "all") else tuple(_names(tasks, "eval.tasks"))
     pairs = params["mismatch_pairs"]
     pairs = parse_mismatch(None if pairs in (None, "default") else ",".join(pairs))
     tracks = params["tracks"]
@@ -61,14 +148,46 @@ def eval_config(params: dict):
                       save_samples=int(params["save_samples"]))
 
 
-def run_stage(params: dict) -> list:
-    from bench.evaluate import evaluate_spec
+class StageOutcomes(list):
+    """The outcomes of every unit (UnitOutcome), and the models that failed to load (labels such
+    as ``checkpoint (checkpoints/genlv-s)``), whose earlier results were kept."""
+
+    def __init__(self, outcomes=(), load_failures=()):
+        super().__init__(outcomes)
+        self.load_failures = list(load_failures)
+
+
+def model_label(entry: dict) -> str:
+    """``spec`` or ``spec (checkpoint)``: how logs and errors name one ``eval.models`` entry."""
+    return f"{entry['spec']} ({entry['checkpoint']})" if entry.get("checkpoint") else str(entry["spec"])
+
+
+def run_stage(params: dict, params_file: str | Path | None = None) -> StageOutcomes:
+    """Evaluate every model of ``params`` (read_params), prune stale units unless a model failed to
+    load, and write the leaderboards. ``params_file`` names the file in the errors found here (a
+    spec or checkpoint that names nothing, tasks the test split lacks), all before any work."""
+    from bench.evaluate import evaluate_spec, select_tasks
     from bench.leaderboard import write_leaderboards
     from taskgen.testset import TestSplit
 
+    def where(key: str) -> str:
+        source = setting_source(params_file, "eval", key) if params_file is not None else None
+        return f"{source}: eval.{key}" if source is not None else f"eval.{key}"
+
     config = eval_config(params)
-    entries = [model_entry(entry) for entry in params["models"]]  # every typo reported before any work
-    outcomes = []
+    entries = [model_entry(entry, where("models")) for entry in params["models"]]  # every typo before any work
+    for entry in entries:
+        check_model(entry, where("models"))
+    if "test" in params["splits"] and config.tasks is not None:
+        test_split = TestSplit(params["shards"], split="test")
+        if test_split.tasks:  # tasks the test split does not have: refused before any model loads
+            try:
+                select_tasks(test_split, config.tasks)
+            except ValueError as err:
+                # the CLI's hint (--split unseen) does not apply: the stage scores the unseen split itself
+                raise ValueError(f"{where('tasks')}: " + str(err).replace(
+                    ": --split unseen", " (the stage scores every held-out task there, main track)")) from None
+    outcomes, load_failures = [], []
     for split_name in params["splits"]:
         split = TestSplit(params["shards"], split=split_name)
         if split_name != "test":
@@ -86,38 +205,77 @@ def run_stage(params: dict) -> list:
                 model_config = dataclasses.replace(config, tracks=tuple(t for t in config.tracks if t in entry["tracks"]))
                 if not model_config.tracks:
                     continue
-            outcomes += evaluate_spec(entry["spec"], options, split, params["out"], model_config)
-    removed = prune_stale_units(params["out"], [o.path for o in outcomes if o.path])
-    if removed:
-        log.info("removed %d result files that the current params no longer produce "
-                 "(other models, data or settings)", removed)
+            result = evaluate_spec(entry["spec"], options, split, params["out"], model_config)
+            if any(o.track == "load" for o in result) and model_label(entry) not in load_failures:
+                load_failures.append(model_label(entry))
+            outcomes += result
+    if load_failures:
+        # A model that did not load produced no units this run; pruning would delete its earlier
+        # results and drop it from the leaderboard without a word.
+        log.warning("kept the earlier results in %s (nothing pruned) because %s failed to load",
+                    params["out"], ", ".join(load_failures))
+    else:
+        removed = prune_stale_units(params["out"], [o.path for o in outcomes if o.path])
+        if removed:
+            log.info("removed %d result files that the current params no longer produce "
+                     "(other models, data or settings)", removed)
     write_leaderboards([params["out"]], params["leaderboard"])
-    return outcomes
+    return StageOutcomes(outcomes, load_failures)
 
 
 MODEL_KEYS = ("spec", "checkpoint", "options", "tracks")
 
 
-def model_entry(entry) -> dict:
-    """One ``eval.models`` item as a dict; a typo in its keys or tracks is a ValueError naming the model."""
+def model_entry(entry, where: str = "eval.models") -> dict:
+    """One ``eval.models`` item as a dict; a typo in its keys or tracks, or a value of the wrong type,
+    is a ValueError naming ``where`` (``FILE: eval.models``) and the entry."""
     from bench.evaluate import TRACK_NAMES
-    from bench.registry import check_spec
-    from pipelines.commands.eval import parse_tracks
 
+    if not isinstance(entry, (str, dict)):
+        raise ValueError(f"{where} entry {entry!r}: must be a spec or a mapping {{spec, checkpoint?, options?, "
+                         f"tracks?}}")
     entry = {"spec": entry} if isinstance(entry, str) else dict(entry)
-    unknown = sorted(set(entry) - set(MODEL_KEYS))
-    if unknown or "spec" not in entry:
-        raise ValueError(f"eval.models entry {entry}: needs `spec`; allowed keys {list(MODEL_KEYS)}, "
-                         f"unknown {unknown}")
+    unknown = sorted(map(str, set(entry) - set(MODEL_KEYS)))
+    if unknown:
+        hint = did_you_mean(unknown[0], MODEL_KEYS).replace("; known:", "; allowed:")
+        raise ValueError(f"{where} entry {entry}: unknown key(s) {', '.join(unknown)}{hint}")
+    if not isinstance(entry.get("spec"), str) or not entry["spec"].strip():
+        raise ValueError(f"{where} entry {entry}: needs `spec`, a model name, module:attr or checkpoint path; "
+                         f"allowed keys: {', '.join(MODEL_KEYS)}")
+    name = f"{where} entry {entry['spec']}"
+    if entry.get("checkpoint") is not None and not isinstance(entry["checkpoint"], str):
+        raise ValueError(f"{name}: checkpoint must be a path, got {entry['checkpoint']!r}")
+    if entry.get("options") is not None and not isinstance(entry["options"], dict):
+        raise ValueError(f"{name}: options must be a mapping, got {entry['options']!r}")
     tracks = entry.get("tracks")
     if tracks is not None:
-        parsed = parse_tracks(tracks if isinstance(tracks, str) else ",".join(tracks))
-        if not parsed or set(parsed) - set(TRACK_NAMES):
-            raise ValueError(f"eval.models entry {entry['spec']}: tracks {tracks!r}; known tracks "
-                             f"{list(TRACK_NAMES)}")
+        parsed = tuple(TRACK_NAMES) if tracks == "all" else tuple(_names(tracks, f"{name}: tracks"))
+        if not parsed:
+            raise ValueError(f"{name}: tracks {tracks!r} names no track; known tracks: {', '.join(TRACK_NAMES)}")
+        for track in parsed:
+            if track not in TRACK_NAMES:
+                raise ValueError(f"{name}: tracks {tracks!r}: unknown track {track!r}"
+                                 f"{did_you_mean(track, TRACK_NAMES)}")
         entry["tracks"] = parsed
-    check_spec(entry["spec"], {"checkpoint": entry["checkpoint"]} if entry.get("checkpoint") else {})
     return entry
+
+
+def check_model(entry: dict, where: str = "eval.models") -> None:
+    """The spec names something to load and its checkpoint exists (``bench.registry.check_spec``);
+    builds nothing. The error, of check_spec's class, names ``where`` and the model."""
+    from bench.protocol import GeneralistError
+    from bench.registry import GeneralistNotFound, available_generalists, check_spec
+
+    spec = entry["spec"]
+    try:
+        check_spec(spec, {"checkpoint": entry["checkpoint"]} if entry.get("checkpoint") else {})
+    except GeneralistError as err:
+        message = str(err)
+        if isinstance(err, GeneralistNotFound) and message.startswith(f"unknown generalist {spec!r};"):
+            hint = did_you_mean(spec, sorted(available_generalists()))
+            if hint.startswith("; did you mean"):  # the known list is in the message already
+                message = f"unknown generalist {spec!r}{hint} (or a module:attr, or a checkpoint path)"
+        raise type(err)(f"{where} entry {model_label(entry)}: {message}") from None
 
 
 def prune_stale_units(out: str | Path, kept: list[str]) -> int:
@@ -147,14 +305,35 @@ def prune_stale_units(out: str | Path, kept: list[str]) -> int:
     return removed
 
 
+DEFAULT_PARAMS = "params.yaml"
+# What a library error is: one line without a traceback (as `llvbench` prints them; --verbose shows it).
+STAGE_ERRORS = (ValueError, KeyError, FileNotFoundError, RuntimeError)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--params", help=f"params file (default: {DEFAULT_PARAMS}, built-in defaults if it does "
+                                          "not exist); a file given here must exist")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages; errors with a traceback")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
     from pipelines.commands.eval import print_summary
 
-    print_summary(run_stage(read_params(args.params)))
+    params_file = args.params or DEFAULT_PARAMS
+    try:
+        outcomes = run_stage(read_params(params_file, required=args.params is not None), params_file)
+    except STAGE_ERRORS as err:
+        if args.verbose:
+            raise
+        print(f"llvbench eval stage: error: {err}", file=sys.stderr)
+        return 1
+    print_summary(outcomes)
+    if outcomes.load_failures:
+        print(f"llvbench eval stage: error: {setting_source(params_file, 'eval', 'models') or params_file}: "
+              f"eval.models: {', '.join(outcomes.load_failures)} failed to load (above); its earlier results "
+              f"were kept, not pruned, and the leaderboards written", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -13,7 +13,7 @@ import math
 import types
 import typing
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import yaml
 
@@ -175,13 +175,15 @@ def _check_keys(source: Path, section: str, values: Mapping, defaults: Mapping, 
 
 def read_section(path: str | Path | None, section: str, defaults: dict, *, required: bool = False,
                  merge_dicts: bool = False, closed: tuple[str, ...] = (), kinds: Mapping[str, Any] | None = None,
-                 ) -> dict:
+                 check: Callable[[Path, dict], dict] | None = None) -> dict:
     """``defaults`` updated by the file's ``section``, then by its profile overlay's ``section``.
 
     Unknown keys (top-level, in the section, or in a ``closed`` dict setting) are an error naming
     the file (params or overlay), and so is a value that ``kinds`` (key -> type) refuses. A missing
     file gives the defaults unless ``required``. With ``merge_dicts`` a dict value updates the dict
-    below it instead of replacing it (e.g. ``sources: {test: ...}``), in both layers.
+    below it instead of replacing it (e.g. ``sources: {test: ...}``), in both layers. ``check``
+    (file, the layer's typed values) -> the values to merge: a stage's own checks of each layer,
+    raising a ValueError that names that file.
     """
     params = copy.deepcopy(defaults)
     if path is None:
@@ -195,15 +197,43 @@ def read_section(path: str | Path | None, section: str, defaults: dict, *, requi
     check_params(path, everything)
     values = everything.get(section) or {}
     _check_keys(path, section, values, defaults, closed)
-    _update(params, _coerce_all(path, section, values, kinds), merge_dicts)
+    _update(params, _checked(path, _coerce_all(path, section, values, kinds), check), merge_dicts)
     overlay_path = profile_path(path, everything.get(PROFILE_KEY))
     if overlay_path is not None:
         overlay = load_yaml_mapping(overlay_path)
         check_overlay(overlay_path, overlay, everything)
         overlay_values = overlay.get(section) or {}
         _check_keys(overlay_path, section, overlay_values, defaults, closed)
-        _update(params, _coerce_all(overlay_path, section, overlay_values, kinds), merge_dicts)
+        _update(params, _checked(overlay_path, _coerce_all(overlay_path, section, overlay_values, kinds), check),
+                merge_dicts)
     return params
+
+
+def _checked(source: Path, values: dict, check: Callable[[Path, dict], dict] | None) -> dict:
+    return values if check is None else check(source, values)
+
+
+def setting_source(path: str | Path | None, section: str, key: str) -> Path | None:
+    """The file that gives ``section.key`` its value: the profile overlay when it sets the key, else
+    the params file (None without one). For errors found after reading, e.g. a checkpoint of
+    ``eval.models`` that does not exist, so that they name the file to edit."""
+    if path is None or not Path(path).is_file():
+        return None
+    path = Path(path)
+    everything = load_yaml_mapping(path)
+    overlay_path = profile_path(path, everything.get(PROFILE_KEY))
+    if overlay_path is not None and key in (load_yaml_mapping(overlay_path).get(section) or {}):
+        return overlay_path
+    return path
+
+
+def did_you_mean(name, known) -> str:
+    """"; did you mean 'x'?" for the nearest of ``known``, else "; known: a, b, ..."."""
+    import difflib
+
+    known = [str(k) for k in known]
+    close = difflib.get_close_matches(str(name), known, n=1)
+    return f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(known)}"
 
 
 def names_other_folder(override: str | Path | None, configured: str | Path | None) -> bool:

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 
-from pipelines.params import read_section
+from pipelines.params import read_section, setting_source
 
 DEFAULTS: dict = {
     "results": ["results/eval"],   # eval output folders (llvbench eval --out)
@@ -23,32 +23,69 @@ DEFAULTS: dict = {
     "formats": ["png", "svg"],
     "title": "llvbench report",
 }
+KINDS: dict = {"out": str, "samples_per_task": int, "title": str}
+PATH_LISTS = ("results", "train_logs", "formats")  # a single string is a one-item list
 
 
-def read_params(path: str | Path | None) -> dict:
-    """The ``report`` section of a params file and its profile overlay over the defaults."""
-    params = read_section(path, "report", DEFAULTS)
-    for key in ("results", "train_logs", "formats"):  # a single string is a one-item list
-        if isinstance(params[key], str):
-            params[key] = [params[key]]
-    return params
+def read_params(path: str | Path | None, *, required: bool = False) -> dict:
+    """The ``report`` section of a params file and its profile overlay over the defaults; a value of
+    the wrong type or an unknown figure format is a ValueError naming the file (params or overlay)
+    and key."""
+    return read_section(path, "report", DEFAULTS, required=required, kinds=KINDS, check=check_layer)
 
 
-def run_stage(params: dict):
+def check_layer(source: Path, values: dict) -> dict:
+    """One layer of the report section, checked (errors name ``source`` and the key); single
+    strings of the list settings become one-item lists."""
+    from bench.figures import check_formats
+
+    values = dict(values)
+    for key in PATH_LISTS:
+        if key not in values or (key == "train_logs" and values[key] is None):
+            continue
+        value = [values[key]] if isinstance(values[key], str) else values[key]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValueError(f"{source}: report.{key} must be a list of strings (or one string), got {values[key]!r}")
+        values[key] = value
+    if values.get("samples_per_task") is not None and values["samples_per_task"] < 0:
+        raise ValueError(f"{source}: report.samples_per_task must be >= 0, got {values['samples_per_task']}")
+    if "formats" in values:
+        check_formats(values["formats"], f"{source}: report.formats")
+    return values
+
+
+def run_stage(params: dict, params_file: str | Path | None = None):
     from bench.figures import check_formats
     from bench.report import ReportConfig, build_report
 
+    source = setting_source(params_file, "report", "formats") if params_file is not None else None
+    option = f"{source}: report.formats" if source is not None else "report.formats"
     config = ReportConfig(title=str(params["title"]), samples_per_task=int(params["samples_per_task"]),
-                          formats=check_formats(params["formats"], "report.formats (params.yaml)"))
+                          formats=check_formats(params["formats"], option))
     return build_report(params["results"], params["out"], params["train_logs"] or (), config)
+
+
+DEFAULT_PARAMS = "params.yaml"
+# What a library error is: one line without a traceback (as `llvbench` prints them; --verbose shows it).
+STAGE_ERRORS = (ValueError, KeyError, FileNotFoundError, RuntimeError)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--params", help=f"params file (default: {DEFAULT_PARAMS}, built-in defaults if it does "
+                                          "not exist); a file given here must exist")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages; errors with a traceback")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    report = run_stage(read_params(args.params))
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    params_file = args.params or DEFAULT_PARAMS
+    try:
+        report = run_stage(read_params(params_file, required=args.params is not None), params_file)
+    except STAGE_ERRORS as err:
+        if args.verbose:
+            raise
+        print(f"llvbench report stage: error: {err}", file=sys.stderr)
+        return 1
     print(f"report: {report.html} and {report.markdown}")
     return 0
 

@@ -36,7 +36,7 @@ from taskgen.paired import build_paired_source
 from taskgen.sources import (DEFAULT_SOURCES, FolderSource, InterleavedSource, PhotoSource, Source, SourceError,
                              build_source, load_photo)
 
-from pipelines.params import coerce, names_other_folder, read_section
+from pipelines.params import coerce, did_you_mean, names_other_folder, read_section
 
 log = logging.getLogger(__name__)
 
@@ -136,9 +136,50 @@ KINDS: dict = {"out": str, "summary": str | None, "seed": int, "size": int, "sou
 
 
 def read_params(path: str | Path | None, *, required: bool = False) -> dict:
-    """The ``synth`` section of a params file and its profile overlay over the defaults (no file: defaults)."""
+    """The ``synth`` section of a params file and its profile overlay over the defaults (no file: defaults).
+    Each ``per_task`` entry is checked here, naming the file: a registered task, a mapping, known keys."""
     return read_section(path, "synth", DEFAULTS, required=required, merge_dicts=True,
-                        closed=("counts", "sources"), kinds=KINDS)
+                        closed=("counts", "sources"), kinds=KINDS, check=_check_layer)
+
+
+def _check_layer(source: Path, values: dict) -> dict:
+    for name, entry in (values.get("per_task") or {}).items():
+        where = f"{source}: synth.per_task.{name}"
+        if name not in taskgen.task_names():
+            # dvc.yaml makes a stage per entry (synth_task@NAME), which would fail late without naming this file
+            raise ValueError(f"{where}: unknown task {name!r}{did_you_mean(name, taskgen.task_names())}")
+        check_task_entry(entry, where)
+    return values
+
+
+PER_TASK_KEYS = (*SPLITS, "paired")
+
+
+def check_task_entry(entry, where: str) -> dict:
+    """One ``per_task`` entry (null or a mapping of split counts and ``paired``) as a dict; a
+    ValueError naming ``where`` (``FILE: synth.per_task.TASK``) otherwise."""
+    if entry is None:
+        return {}
+    if not isinstance(entry, dict):
+        raise ValueError(f"{where} must be a mapping of per-split counts ({', '.join(SPLITS)}) and/or paired, "
+                         f"{{}} for none; got {entry!r}")
+    typos = sorted(map(str, set(entry) - set(PER_TASK_KEYS)))
+    if typos:
+        raise ValueError(f"{where}: unknown key(s) {', '.join(typos)}{did_you_mean(typos[0], PER_TASK_KEYS)} "
+                         f"(split names with their counts, or paired)")
+    for split in SPLITS:
+        if split in entry:
+            _count(entry[split], f"{where}.{split}")
+    paired = entry.get("paired")
+    if paired is not None:
+        if not isinstance(paired, dict):
+            raise ValueError(f"{where}.paired must be a mapping of split: LAYOUT:DIR, got {paired!r}")
+        for split, spec in paired.items():
+            if split not in SPLITS:
+                raise ValueError(f"{where}.paired: unknown split {split!r}{did_you_mean(split, SPLITS)}")
+            if not isinstance(spec, str):
+                raise ValueError(f"{where}.paired.{split} must be a string LAYOUT:DIR, got {spec!r}")
+    return dict(entry)
 
 
 def _count(value, where: str) -> int:
@@ -222,12 +263,8 @@ def configure(params: Mapping, overrides: Mapping | None = None) -> SynthConfig:
     specs = taskgen.resolve_tasks(p["tasks"] if isinstance(p["tasks"], str) else _as_list(p["tasks"]))
     counts, paired = {}, {}
     for spec in specs:
-        entry = dict(per_task.get(spec.name) or {})
+        entry = check_task_entry(per_task.get(spec.name), f"synth per_task.{spec.name}")
         paired[spec.name] = dict(entry.pop("paired", {}) or {})
-        typos = [k for k in entry if k not in SPLITS]
-        if typos:
-            raise ValueError(f"per_task.{spec.name}: unknown key(s) {', '.join(typos)}; "
-                             f"expected split names ({', '.join(SPLITS)}) or 'paired'")
         task_counts = {}
         for split in splits:
             if split not in spec.splits:

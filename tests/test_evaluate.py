@@ -463,3 +463,85 @@ def test_eval_command_rejects_empty_or_wrong_selections_before_loading_anything(
         EvalConfig(tracks=())
     with pytest.raises(ValueError, match="names no task"):
         EvalConfig(tasks=())
+
+
+def _stage_params(split, tmp_path, models: str, **extra):
+    path = tmp_path / "p-x.yaml"
+    lines = [f"eval:", f"  shards: {split.root}", f"  out: {tmp_path / 'eval'}", f"  leaderboard: {tmp_path / 'lb'}",
+             f"  models: {models}", "  tasks: gaussian_noise", "  tracks: main", "  limit: 2"]
+    lines += [f"  {key}: {value}" for key, value in extra.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_a_model_that_fails_to_load_keeps_its_results_and_fails_the_stage(split, tmp_path, monkeypatch, capsys, caplog):
+    from pipelines.evaluate import main
+
+    (tmp_path / "scaled_plugin.py").write_text(SCALED_PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    weights = tmp_path / "model.txt"
+    weights.write_text("1.0")
+    params = _stage_params(split, tmp_path, f"[identity, {{spec: 'scaled_plugin:Scaled', checkpoint: {weights}}}]")
+    assert main(["--params", str(params)]) == 0
+    kept = sorted((tmp_path / "eval" / "scaled").rglob("*.parquet"))
+    assert kept
+
+    weights.write_text("1.0 truncated")  # a damaged checkpoint: the model no longer loads
+    capsys.readouterr()
+    with caplog.at_level("WARNING", logger="pipelines.evaluate"):
+        assert main(["--params", str(params)]) == 1  # dvc repro stops here instead of recording success
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (f"llvbench eval stage: error: {params}: eval.models: scaled_plugin:Scaled ({weights}) failed "
+                       "to load (above); its earlier results were kept, not pruned, and the leaderboards written")
+    assert "kept the earlier results" in caplog.text and "scaled_plugin:Scaled" in caplog.text
+    assert sorted((tmp_path / "eval" / "scaled").rglob("*.parquet")) == kept  # nothing pruned
+    models = set(pd.read_parquet(tmp_path / "lb" / "model_task.parquet")["model"])
+    assert models == {"identity", "scaled"}  # the leaderboard still has the model
+
+    weights.write_text("1.0")  # loads again: the stage succeeds and its stale load failure goes
+    assert main(["--params", str(params)]) == 0
+    assert sorted((tmp_path / "eval" / "scaled").rglob("*.parquet")) == kept
+
+
+def test_eval_stage_params_mistakes_are_one_line_naming_the_file_and_key(split, tmp_path, capsys):
+    from pipelines.evaluate import main
+
+    good = "[identity, {spec: prompt-target}]"
+    cases = [
+        ({"limit": "eight"}, good, "eval.limit must be a whole number, got 'eight'"),
+        ({"save_samples": -1}, good, "eval.save_samples must be >= 0, got -1"),
+        ({"robustness_prompts": 1}, good, "eval.robustness_prompts must be >= 2, got 1"),
+        ({"tracks": "[main, robustnes]"}, good, "eval.tracks: unknown track 'robustnes'; did you mean 'robustness'?"),
+        ({"tasks": "[gaussian_nosie]"}, good, "eval.tasks: unknown task 'gaussian_nosie'; did you mean "
+                                              "'gaussian_noise'?"),
+        ({"tasks": "jpeg"}, good, "eval.tasks: task 'jpeg' is not in the test split of "),
+        ({"splits": "[test, unsen]"}, good, "eval.splits: unknown split 'unsen'; did you mean 'unseen'?"),
+        ({"mismatch_pairs": "[jpeg:hazee]"}, good, "eval.mismatch_pairs item 'jpeg:hazee': unknown task 'hazee'; "
+                                                   "did you mean 'haze'?"),
+        ({}, "[identity, {spec: promt-target}]", "eval.models entry promt-target: unknown generalist "
+                                                 "'promt-target'; did you mean 'prompt-target'?"),
+        ({}, "[{spec: identity, trcks: [main]}]", "eval.models entry {'spec': 'identity', 'trcks': ['main']}: "
+                                                  "unknown key(s) trcks; did you mean 'tracks'?"),
+        ({}, "[{spec: identity, tracks: [mian]}]", "eval.models entry identity: tracks ['mian']: unknown track "
+                                                   "'mian'; did you mean 'main'?"),
+        ({}, f"[{{spec: checkpoint, checkpoint: {tmp_path / 'nope'}}}]",
+         f"eval.models entry checkpoint ({tmp_path / 'nope'}): no such checkpoint file or folder"),
+        ({}, "[]", "eval.models lists no model"),
+    ]
+    for extra, models, message in cases:
+        params = _stage_params(split, tmp_path, models, **extra)
+        assert main(["--params", str(params)]) == 1, message
+        err = capsys.readouterr().err
+        assert err.startswith(f"llvbench eval stage: error: {params}: {message}"), (message, err)
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+        assert not (tmp_path / "eval").exists() and not (tmp_path / "lb").exists()  # checked before any work
+
+    params.write_text("eval:\n  limit: 2\nevall:\n  limit: 2\n")
+    assert main(["--params", str(params)]) == 1
+    assert capsys.readouterr().err == f"llvbench eval stage: error: {params}: unknown top-level key(s) evall; " \
+                                      "known: profile, synth, train, eval, report\n"
+    assert main(["--params", str(tmp_path / "missing.yaml")]) == 1  # a named file must exist (no silent defaults)
+    assert "missing.yaml does not exist" in capsys.readouterr().err
+    params.write_text("eval:\n  limit: eight\n")
+    with pytest.raises(ValueError, match="eval.limit must be a whole number"):
+        main(["--params", str(params), "--verbose"])  # --verbose keeps the traceback

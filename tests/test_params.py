@@ -261,3 +261,68 @@ def test_values_are_coerced_to_the_setting_types(tmp_path):
         synth.configure({**synth.read_params(None), "counts": {"train": "many"}}, {"tasks": "jpeg"})
     with pytest.raises(ValueError, match=r"synth per_task\.jpeg\.test must be >= 0, got -1"):
         synth.configure({**synth.read_params(None), "per_task": {"jpeg": {"test": -1}}}, {"tasks": "jpeg"})
+
+
+@pytest.mark.parametrize("reader,text,message", [
+    (evaluate.read_params, "eval:\n  limit: eight\n", r"eval\.limit must be a whole number, got 'eight'"),
+    (evaluate.read_params, "eval:\n  batch_size: 0\n", r"eval\.batch_size must be >= 1, got 0"),
+    (evaluate.read_params, "eval:\n  models: identity\n", r"eval\.models must be a list, got 'identity'"),
+    (evaluate.read_params, "eval:\n  models: [{spec: identity, options: 3}]\n",
+     r"eval\.models entry identity: options must be a mapping, got 3"),
+    (evaluate.read_params, "eval:\n  tracks: [main, robustnes]\n", r"eval\.tracks: unknown track 'robustnes'"),
+    (evaluate.read_params, "eval:\n  tasks: canny,jpge\n", r"eval\.tasks: unknown task 'jpge'; did you mean 'jpeg'"),
+    (report.read_params, "report:\n  samples_per_task: two\n",
+     r"report\.samples_per_task must be a whole number, got 'two'"),
+    (report.read_params, "report:\n  formats: [png, svgx]\n", r"report\.formats: unknown figure format\(s\) svgx"),
+    (report.read_params, "report:\n  results: [3]\n", r"report\.results must be a list of strings"),
+])
+def test_eval_and_report_values_are_checked_naming_the_file_and_key(tmp_path, reader, text, message):
+    with pytest.raises(ValueError, match=rf"params\.yaml: {message}"):
+        reader(_write(tmp_path, text))
+
+
+def test_eval_and_report_values_keep_their_meaning(tmp_path):
+    path = _write(tmp_path, "eval:\n  limit: 8.0\n  splits: test\n  tasks: 'canny, jpeg'\n"
+                            "  mismatch_pairs: canny:clean\nreport:\n  formats: svg\n  train_logs: null\n")
+    params = evaluate.read_params(path)
+    assert (params["limit"], params["splits"], params["mismatch_pairs"]) == (8, ["test"], ["canny:clean"])
+    assert type(params["limit"]) is int
+    config = evaluate.eval_config(params)
+    assert config.tasks == ("canny", "jpeg") and config.mismatch_pairs == (("canny", "clean"),)
+    assert report.read_params(path)["formats"] == ["svg"] and report.read_params(path)["train_logs"] is None
+
+
+def test_errors_found_after_reading_name_the_overlay_that_set_the_key(tmp_path):
+    path = _write(tmp_path, PARAMS + "    eval: {}\n    report: {}\n",
+                  big=f"eval:\n  models: [{{spec: checkpoint, checkpoint: {tmp_path / 'nope'}}}]\n"
+                      "report:\n  formats: [png]\n")
+    with pytest.raises(KeyError, match=rf"profiles/big\.yaml: eval\.models entry checkpoint \(.*nope\): no such "):
+        evaluate.run_stage(evaluate.read_params(path), path)
+    (tmp_path / "profiles" / "big.yaml").write_text("eval:\n  tracks: [main, robustnes]\n")
+    with pytest.raises(ValueError, match=r"profiles/big\.yaml: eval\.tracks: unknown track 'robustnes'"):
+        evaluate.read_params(path)
+    (tmp_path / "profiles" / "big.yaml").write_text("report:\n  formats: [pngg]\n")
+    with pytest.raises(ValueError, match=r"profiles/big\.yaml: report\.formats: unknown figure format\(s\) pngg"):
+        report.read_params(path)
+    # The file named in run_stage's format check is the one given, not a hard-coded params.yaml.
+    other = tmp_path / "p-x.yaml"
+    other.write_text("report:\n  formats: [png]\n")
+    with pytest.raises(ValueError, match=rf"^{other}: report\.formats: unknown figure format\(s\) svgx"):
+        report.run_stage({**report.read_params(other), "formats": ["svgx"]}, other)
+
+
+def test_report_stage_params_mistakes_are_one_line_naming_the_file(tmp_path, capsys):
+    path = _write(tmp_path, f"report:\n  out: {tmp_path / 'report'}\n  formats: [png, svgx]\n")
+    assert report.main(["--params", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"llvbench report stage: error: {path}: report.formats: unknown figure format(s) svgx; "
+                          "choose from png, svg") and err.count("\n") == 1
+    path.write_text("report:\n  samples_per_task: two\n")
+    assert report.main(["--params", str(path)]) == 1
+    assert capsys.readouterr().err.strip() == (f"llvbench report stage: error: {path}: report.samples_per_task "
+                                               "must be a whole number, got 'two'")
+    assert report.main(["--params", str(tmp_path / "p-x.yaml")]) == 1
+    assert "p-x.yaml does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "report").exists()
+    with pytest.raises(ValueError, match="samples_per_task"):
+        report.main(["--params", str(path), "-v"])

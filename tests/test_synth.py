@@ -462,3 +462,37 @@ def test_an_empty_summary_override_asks_for_no_summary_file(tmp_path):
 
     assert configure(read_params(None), {"out": str(tmp_path), "summary": ""}).summary is None
     assert configure(read_params(None), {"out": str(tmp_path), "summary": "s.json"}).summary == Path("s.json")
+
+
+@pytest.mark.parametrize("entry,message", [
+    ("_synth_nois: {}", r"synth\.per_task\._synth_nois: unknown task '_synth_nois'; did you mean '_synth_noise'\?"),
+    ("_synth_noise: 16", r"synth\.per_task\._synth_noise must be a mapping of per-split counts .*; got 16"),
+    ("_synth_noise: {tran: 5}", r"synth\.per_task\._synth_noise: unknown key\(s\) tran; did you mean 'train'\?"),
+    ("_synth_noise: {train: many}", r"synth\.per_task\._synth_noise\.train must be a whole number, got 'many'"),
+    ("_synth_noise: {paired: {tset: 'lol:/x'}}", r"synth\.per_task\._synth_noise\.paired: unknown split 'tset'"),
+])
+def test_per_task_mistakes_are_one_line_naming_the_file_before_any_work(tmp_path, capsys, entry, message):
+    from pipelines import cli
+
+    params = tmp_path / "p-x.yaml"
+    params.write_text(f"synth:\n  out: {tmp_path / 'out'}\n  size: 32\n  per_task:\n    _synth_invert: {{}}\n"
+                      f"    {entry}\n")
+    with pytest.raises(ValueError, match=rf"^{params}: {message}"):
+        read_params(params)
+    # Every synth command refuses the file, also a DVC stage's `--tasks OTHER` and the merge stage.
+    for extra in ([], ["--tasks", "_synth_invert"], ["--merge"]):
+        assert cli.main(["synth", "--params", str(params), "--no-progress", *extra]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"llvbench synth: error: {params}: synth.per_task._synth_no") and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_valid_per_task_entries_still_configure_each_dvc_stage(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("synth:\n  per_task:\n    _synth_noise: {train: 2, paired: null}\n    _synth_invert:\n")
+    values = read_params(params)
+    for task, counts in (("_synth_noise", {"train": 2, "test": 16}), ("_synth_invert", {"train": 64, "test": 16})):
+        config = configure(values, {"tasks": task, "out": str(tmp_path / "tasks" / task)})  # as synth_task@TASK
+        assert config.counts == {task: counts} and config.paired == {task: {}}
+    with pytest.raises(ValueError, match=r"^synth per_task\._synth_noise must be a mapping"):  # dict callers too
+        configure({**values, "per_task": {"_synth_noise": 16}}, {"tasks": "_synth_noise"})
