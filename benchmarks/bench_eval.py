@@ -34,7 +34,35 @@ def median_ms(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def main() -> None:
+MIN_SIZE = 8  # synth's smallest crop (pipelines.synth.MIN_SIZE)
+
+
+def check_arguments(parser: argparse.ArgumentParser, args) -> None:
+    """Refuse bad options before anything is synthesised (parser.error: one line naming the option)."""
+    from taskgen import UnknownTaskError, resolve_tasks
+
+    for option, value, least in (("--size", args.size, MIN_SIZE), ("--n", args.n, 1),
+                                 ("--batch-size", args.batch_size, 1), ("--repeats", args.repeats, 1),
+                                 ("--threads", args.threads, 0)):
+        if value < least:
+            parser.error(f"{option} must be >= {least}, got {value}")
+    try:
+        specs = resolve_tasks(args.tasks)
+    except UnknownTaskError as err:
+        parser.error(f"--tasks {args.tasks}: {err}")
+    if not specs:
+        parser.error(f"--tasks {args.tasks!r} names no task; give task names or categories, or 'all'")
+    # 'all' and the categories take the tasks with a test split (held-out tasks have only the unseen
+    # split); a held-out task named on its own, or a selection with none left, is refused.
+    named = {name.strip() for name in args.tasks.split(",")}
+    held_out = [spec.name for spec in specs if "test" not in spec.splits
+                and (spec.name in named or all("test" not in s.splits for s in specs))]
+    if held_out:
+        parser.error(f"--tasks {args.tasks}: {', '.join(held_out)} {'has' if len(held_out) == 1 else 'have'} "
+                     "no test split (held-out tasks have only the unseen split); this benchmark times the test split")
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default="all", help="comma list of tasks or categories (default: all)")
     parser.add_argument("--size", type=int, default=256)
@@ -44,7 +72,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="OpenCV and torch threads (1: the bench's CPU cost per image; "
                              "0: their defaults, i.e. all cores, as `llvbench eval` runs)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    check_arguments(parser, args)
     import torch
 
     if args.threads > 0:

@@ -7,8 +7,10 @@ One training step is exactly what ``llvbench train`` does per batch (``model.tra
 forward, L1 loss, backward, gradient clipping, fused AdamW, optional EMA) on random images that are
 already on the device, so data loading is not measured. FLOPs are the forward FLOPs of one sample
 counted by ``torch.utils.flop_counter.FlopCounterMode`` times 3 (forward + backward), because the
-counter overcounts the backward of grouped convolutions; MFU is against ``--peak-tflops`` (989 =
-H100/H200 dense bf16). Peak memory is the CUDA allocator's peak per batch size; on the CPU it is
+counter overcounts the backward of grouped convolutions; MFU is against ``--peak-tflops``, by default
+the device's dense bf16 peak when it is a GPU of ``PEAK_TFLOPS`` (989 = H100/H200); on the CPU or
+another GPU there is no known peak and MFU is n/a (null in the JSON) unless ``--peak-tflops`` is
+given. Peak memory is the CUDA allocator's peak per batch size; on the CPU it is
 the process's peak resident set so far (it only grows). Writes a JSON that names the device.
 """
 from __future__ import annotations
@@ -27,6 +29,18 @@ from bench.peers import peer_for, same_device_kind
 from model.objectives import predict
 from model.train import Trainer, TrainConfig, build_network, compile_network, resolve_device
 from taskgen.atomic import atomic_write_json
+
+
+# Dense bf16 tensor-core peaks (TFLOP/s, no sparsity) by a fragment of torch.cuda.get_device_name;
+# the first fragment found wins, so the more specific names come first.
+PEAK_TFLOPS = (("H100 PCIe", 756.0), ("H100", 989.0), ("H200", 989.0), ("A100", 312.0))
+
+
+def known_peak_tflops(device: torch.device, name: str) -> float | None:
+    """The dense bf16 peak of ``device`` named ``name`` from PEAK_TFLOPS; None on the CPU or an unlisted GPU."""
+    if device.type != "cuda":
+        return None
+    return next((peak for fragment, peak in PEAK_TFLOPS if fragment in name), None)
 
 
 def forward_flops(net: torch.nn.Module, size: int, device: torch.device) -> int:
@@ -97,7 +111,7 @@ def bench_batch(args, batch: int, device: torch.device, flops_per_sample: int) -
     return {"batch": batch, "step_ms": 1000 * step_s, "step_ms_min": 1000 * min(times),
             "samples_per_s": batch / step_s, "peak_memory_gib": peak_memory_gib(device),
             "achieved_tflops": train_flops / step_s / 1e12,
-            "mfu": train_flops / step_s / (args.peak_tflops * 1e12), "warmup_s": warmup_s, "oom": False}
+            "mfu": train_flops / step_s / (args.peak_tflops * 1e12) if args.peak_tflops else None, "warmup_s": warmup_s, "oom": False}
 
 
 def time_calls(fn, device: torch.device, warmup: int, steps: int) -> list[float]:
@@ -181,6 +195,36 @@ def device_name(device: torch.device) -> str:
     return f"{cpu_name()} (CPU), {torch.get_num_threads()} torch thread(s)"
 
 
+def mfu_text(mfu: float | None) -> str:
+    """'12.34%', or 'n/a' where the device has no known peak."""
+    return "n/a" if mfu is None else f"{100 * mfu:.2f}%"
+
+
+def check_arguments(parser: argparse.ArgumentParser, args) -> list[int]:
+    """Refuse bad options before anything is built (parser.error: one line naming the option);
+    returns the batch sizes."""
+    from model.registry import list_architectures
+
+    if args.arch not in list_architectures():
+        parser.error(f"--arch {args.arch}: unknown architecture; known: {', '.join(list_architectures())}")
+    try:
+        batches = [int(b) for b in args.batch.split(",") if b.strip()]
+    except ValueError:
+        parser.error(f"--batch {args.batch!r}: expected a comma list of whole numbers, e.g. 1,2,4")
+    if not batches or min(batches) < 1:
+        parser.error(f"--batch {args.batch!r}: every batch size must be >= 1")
+    for option, value, least in (("--size", args.size, 1), ("--steps", args.steps, 1), ("--warmup", args.warmup, 0)):
+        if value < least:
+            parser.error(f"{option} must be >= {least}, got {value}")
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be >= 1 (leave it out for torch's default), got {args.threads}")
+    if args.peak_tflops is not None and not args.peak_tflops > 0:
+        parser.error(f"--peak-tflops must be > 0, got {args.peak_tflops}")
+    if not 0.0 <= args.ema < 1.0:
+        parser.error(f"--ema is a decay in [0, 1) (0 = off), got {args.ema}")
+    return batches
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="genlv-tiny")
@@ -200,20 +244,31 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--ema", type=float, default=0.0, help="EMA decay (0 = off), to include its cost")
     parser.add_argument("--steps", type=int, default=10, help="timed steps per batch size (median reported)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation happens here)")
-    parser.add_argument("--peak-tflops", type=float, default=989.0, help="device peak for MFU (989: H100/H200 bf16)")
+    parser.add_argument("--peak-tflops", type=float,
+                        help="device peak for MFU (default: the GPU's dense bf16 peak when PEAK_TFLOPS knows it, "
+                             "989 on an H100/H200; none on the CPU, so MFU is n/a)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--json", help="output JSON (default: bench-train-ARCH-SIZE.json)")
     args = parser.parse_args(argv)
+    batches = check_arguments(parser, args)
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
+    try:
+        device = resolve_device(args.device)
+    except (ValueError, RuntimeError) as err:
+        parser.error(str(err))
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = not args.no_autotune
 
     net = build_network(TrainConfig(arch=args.arch, size=args.size)).to(device)
+    multiple = int(getattr(getattr(net, "config", None), "query_multiple", 1))
+    if args.size % multiple:
+        parser.error(f"--size {args.size}: {args.arch} needs a size that is a multiple of {multiple}")
+    if args.peak_tflops is None:
+        args.peak_tflops = known_peak_tflops(device, device_name(device))
     flops = forward_flops(net, args.size, device)
     params = sum(p.numel() for p in net.parameters())
     del net
@@ -229,7 +284,7 @@ def main(argv: list[str] | None = None) -> dict:
           f"cuDNN autotuning={'off' if args.no_autotune else 'on'}")
     path = args.json or f"bench-train-{args.arch}-{args.size}.json"
     print(f"{'batch':>5} {'samples/s':>10} {'step ms':>9} {'peak GiB':>9} {'TFLOP/s':>8} {'MFU':>7} {'warm-up s':>9}")
-    for batch in [int(b) for b in args.batch.split(",") if b.strip()]:
+    for batch in batches:
         try:
             row = bench_batch(args, batch, device, flops)
         except torch.cuda.OutOfMemoryError:
@@ -240,7 +295,7 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"{batch:>5} {'out of memory':>10}")
         else:
             print(f"{batch:>5} {row['samples_per_s']:>10.2f} {row['step_ms']:>9.1f} {row['peak_memory_gib']:>9.2f} "
-                  f"{row['achieved_tflops']:>8.3f} {100 * row['mfu']:>6.2f}% {row['warmup_s']:>9.1f}")
+                  f"{row['achieved_tflops']:>8.3f} {mfu_text(row['mfu']):>7} {row['warmup_s']:>9.1f}")
         atomic_write_json(path, result)  # after every row: a run cut short keeps what it measured
     if args.no_inference:
         print(f"wrote {path}")

@@ -14,7 +14,10 @@ commands, budget), each model's training figures, the leaderboard tables and the
 claims checked against these numbers. Re-running after a crash redoes only what is missing.
 ``--summarise`` only rebuilds the leaderboard and README from the work folder: for a plan too
 long for one machine session, run it with ``--only`` one model at a time, keep (or bring back)
-each model's summary.json and its eval results in the same work folder, then summarise.
+each model's summary.json and its eval results in the same work folder, then summarise. The
+summarised README reports the data, device and commit the models' own files record (config.json,
+summary.json, which equal_budget stamps with the training commit, and the eval run.json), listing
+them per model where they differ; this checkout's commit appears only as "summarised at".
 ``--train-only`` stops after training, so a caller with a deadline can train models one at a time
 under its own timeout; ``--finished-only`` then evaluates, in one go, those whose training finished.
 """
@@ -74,6 +77,18 @@ def trained(model: dict, plan: dict, work: Path) -> bool:
     """Has ``model`` finished the plan's training in ``work``?"""
     summary = read_json(work / model["name"] / "summary.json")
     return summary.get("status") == "completed" and summary.get("step") == plan["train"]["steps"]
+
+
+def stamp_commit(summary_path: Path) -> None:
+    """Record the commit that trained a model in its summary.json (which travels with the results),
+    so that a later --summarise, maybe on another machine, reports it rather than its own HEAD."""
+    from taskgen.atomic import atomic_write_json
+
+    summary = read_json(summary_path)
+    commit = git_commit()
+    if summary and not commit.startswith("unknown"):
+        summary["equal_budget"] = {"commit": commit}
+        atomic_write_json(summary_path, summary)
 
 
 def train_command(model: dict, plan: dict, work: Path, shards: str, device: str | None) -> list[str]:
@@ -192,10 +207,100 @@ def device_label(device: str | None) -> str:
     return f"CPU: {platform.processor() or platform.machine()}, torch {torch.__version__}"
 
 
-def trained_on(models: list[dict], work: Path) -> str:
-    """The devices the models' training summaries name (a summarised run may span several machines)."""
-    devices = sorted({str(read_json(work / m["name"] / "summary.json").get("device", "unknown")) for m in models})
-    return "training on " + ", ".join(devices) + " (from the models' summary.json)"
+def recorded(models: list[dict], work: Path) -> dict[str, dict]:
+    """Per model, what its own files say about how it was made: the shards and requested device of its
+    config.json, the device its summary.json names, the commit equal_budget stamped into summary.json
+    when it trained it, and the device and llvbench version of its eval run.json."""
+    records = {}
+    for model in models:
+        name = model["name"]
+        train = read_json(work / name / "config.json").get("train") or {}
+        summary = read_json(work / name / "summary.json")
+        evaluated = read_json(work / "eval" / name / "run.json").get("provenance") or {}
+        version = evaluated.get("llvbench_version")
+        records[name] = {"shards": train.get("shards"), "requested": train.get("device"),
+                         "device": summary.get("device"),
+                         "commit": (summary.get("equal_budget") or {}).get("commit"),
+                         "eval_device": evaluated.get("device"),
+                         "version": version if version and "unknown" not in version else None}
+    return records
+
+
+def agreed(records: dict[str, dict], key: str, fmt=str) -> str | None:
+    """One value of ``key`` when every model that records it agrees; else each value with its models
+    ("a (m1, m2); b (m3)"); None when none records it."""
+    groups: dict[str, list[str]] = {}
+    for name, record in records.items():
+        if record.get(key) not in (None, ""):
+            groups.setdefault(fmt(record[key]), []).append(name)
+    missing = [name for name, record in records.items() if record.get(key) in (None, "")]
+    if not groups:
+        return None
+    if len(groups) == 1 and not missing:
+        return next(iter(groups))
+    if missing:
+        groups["not recorded"] = missing
+    return "; ".join(f"{value} ({', '.join(names)})" for value, names in groups.items())
+
+
+def rerun_lines(args, models: list[dict], plan_models: list[dict], records: dict[str, dict] | None) -> list[str]:
+    """The command(s) that rerun this comparison: one per set of models that shared shards and device
+    (from the records when summarising; else this run's options)."""
+    def command(shards, device, names):
+        subset = len(names) < len(plan_models)
+        return (f"python scripts/equal_budget.py --plan {args.plan}"
+                + (f" --plans {shown([args.plans])}" if Path(args.plans).resolve() != PLANS else "")
+                + (f" --only {','.join(names)}" if subset else "")
+                + (f" --shards {shown([shards])}" if shards != "data/shards" else "")
+                + (f" --device {device}" if device else "")
+                + (f" --steps {args.steps}" if args.steps is not None else "")
+                + (f" --size {args.size}" if args.size is not None else ""))
+
+    if records is None:
+        return [command(args.shards, args.device, [m["name"] for m in models])]
+    groups: dict[tuple, list[str]] = {}
+    for model in models:
+        record = records[model["name"]]
+        device = record["requested"] if record["requested"] not in (None, "", "auto") else None
+        groups.setdefault((record["shards"] or args.shards, device), []).append(model["name"])
+    return [command(shards, device, names) for (shards, device), names in groups.items()]
+
+
+def provenance_lines(args, plan: dict, models: list[dict], work: Path, out: Path) -> list[str]:
+    """The README's Data, Device, Commit and Rerun lines. A live run reports its own options, this
+    machine and HEAD; ``--summarise`` reports what the models' own files record (they may have been
+    trained elsewhere, at another commit), HEAD only as the commit the summary was made at."""
+    queries = (f"train split for training, test split for evaluation: {plan['eval'].get('limit') or 'all'} "
+               f"queries per task, tracks {', '.join(plan['eval']['tracks'])}")
+    if not getattr(args, "summarise", False):
+        reruns = rerun_lines(args, models, plan["models"], None)
+        return [f"- **Data:** `{args.shards}` ({queries}).",
+                f"- **Device:** {device_label(args.device)}.",
+                f"- **Commit:** {git_commit(out)}.",
+                f"- **Rerun:** `{reruns[0]}`"]
+    records = recorded(models, work)
+    shards = agreed(records, "shards", lambda v: f"`{v}`")
+    trained = agreed(records, "device")
+    requested = agreed(records, "requested", lambda v: f"`--device {v}`")
+    evaluated = agreed(records, "eval_device")
+    commit = agreed(records, "commit")
+    version = agreed(records, "version")
+    device = ("training on " + (trained or "a device not recorded")
+              + (f" ({requested})" if requested else "")
+              + (f", evaluation on {evaluated}" if evaluated else "")
+              + " (from the models' summary.json, config.json and eval run.json)")
+    made = (f"trained at {commit} (summary.json)" if commit else
+            "not recorded by the models (their summary.json, config.json and eval run.json name no commit"
+            + (f"; llvbench {version}" if version else "") + ")")
+    reruns = rerun_lines(args, models, plan["models"], records)
+    if shards is None:
+        shards = f"`{args.shards}` (--shards: the models' config.json record no shards)"
+    return [f"- **Data:** {shards} ({queries}).",
+            f"- **Device:** {device}.",
+            f"- **Commit:** {made}; summarised at {git_commit(out)}.",
+            "- **Rerun:** " + ("; ".join(f"`{line}`" for line in reruns)
+                               + (" (the models were trained with different data or devices)" if len(reruns) > 1
+                                  else ""))]
 
 
 def git_commit(out: Path | None = None) -> str:
@@ -236,13 +341,7 @@ def write_summary(args, plan: dict, models: list[dict], work: Path, out: Path, c
         f"{budget['steps'] * budget['batch']:,} samples at {budget['size']} px, lr {budget['lr']} with "
         f"{budget.get('warmup', 0)} warm-up steps then cosine, seed {budget.get('seed', 0)}; each model "
         "with its authors' loss (model/objectives.py).",
-        f"- **Data:** `{args.shards}` (train split for training, test split for evaluation: "
-        f"{plan['eval'].get('limit') or 'all'} queries per task, tracks {', '.join(plan['eval']['tracks'])}).",
-        f"- **Device:** {trained_on(models, work) if getattr(args, 'summarise', False) else device_label(args.device)}.",
-        f"- **Commit:** {git_commit(out)}.",
-        f"- **Rerun:** `python scripts/equal_budget.py --plan {args.plan}"
-        + (f" --shards {args.shards}" if args.shards != "data/shards" else "")
-        + (f" --device {args.device}" if args.device else "") + "`",
+        *provenance_lines(args, plan, models, work, out),
         "",
         *(["## Notes", "", notes, ""] if notes else []),
         "## Training",
@@ -294,6 +393,24 @@ def summarise(args, plan: dict, models: list[dict], work: Path, out: Path) -> in
     return 0
 
 
+def read_plans(parser: argparse.ArgumentParser, path: str) -> dict:
+    """The ``plans`` mapping of a plans file; a missing, unreadable or malformed file is a parser error."""
+    try:
+        text = Path(path).read_text()
+    except OSError as err:
+        parser.error(f"--plans {path}: cannot read it ({err.strerror or err})")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        parser.error(f"--plans {path}: not valid YAML ({' '.join(str(err).split())})")
+    plans = data.get("plans") if isinstance(data, dict) else None
+    if not isinstance(plans, dict) or not all(isinstance(p, dict) and {"train", "eval", "models"} <= set(p)
+                                              for p in plans.values()):
+        parser.error(f"--plans {path}: expected a 'plans' mapping of plans, each with train, eval and models "
+                     "(see scripts/equal_budget.yaml)")
+    return plans
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--plan", required=True, help="a plan of scripts/equal_budget.yaml (cpu, gpu)")
@@ -322,13 +439,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.notes and not Path(args.notes).is_file():
         parser.error(f"--notes {args.notes}: no such file")
 
-    plans = yaml.safe_load(Path(args.plans).read_text())["plans"]
+    for option, value in (("--steps", args.steps), ("--size", args.size)):
+        if value is not None and value < 1:
+            parser.error(f"{option} must be >= 1, got {value} (leave it out for the plan's)")
+    plans = read_plans(parser, args.plans)
     if args.plan not in plans:
         parser.error(f"unknown plan {args.plan!r}; plans: {', '.join(plans)}")
     plan = plans[args.plan]
-    if args.steps:
+    if args.steps is not None:
         plan["train"] = {**plan["train"], "steps": args.steps, "ckpt_every": args.steps}
-    if args.size:
+    if args.size is not None:
         plan["train"] = {**plan["train"], "size": args.size}
     models = plan["models"]
     if args.only:
@@ -361,6 +481,7 @@ def main(argv: list[str] | None = None) -> int:
                                    if c != "--resume"]))
             continue
         run(train_command(model, plan, work, args.shards, args.device), commands)
+        stamp_commit(work / model["name"] / "summary.json")
     if args.train_only:
         return 0
 

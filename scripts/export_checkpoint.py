@@ -13,7 +13,10 @@ an existing export is replaced whole or not at all; other files already in OUT (
 ``--continues``: the run was started with ``--init OUT`` (checked: the run's init_sha256 must be
 OUT's weights), so OUT's metrics.csv is kept and the run's rows are appended after it, their step
 and elapsed shifted past its last row: the shipped curve (drawn by the report) then covers every
-run that trained these weights.
+run that trained these weights. The export keeps OUT's name (not the run folder's) and its
+config.json ``step`` counts every step that trained the weights: OUT's steps (its ``step``, or its
+curve's last step where that is larger: exports made before this counted the last run only) plus
+the run's; ``continued`` records both parts.
 
 ``--interpolate BASE --ratio R``: export BASE + R * (run - BASE) instead of the run's weights, a
 linear path between two checkpoints of the same architecture (R = 1: the run; 0: BASE). Fine-tuning
@@ -41,15 +44,16 @@ RUN_LOGS = ("metrics.csv", "summary.json")
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
-def chain_metrics(earlier: str, later: str, where: str = "metrics.csv") -> str:
-    """Two metrics.csv texts -> one curve: ``later``'s rows follow ``earlier``'s, step and elapsed shifted."""
+def chain_metrics(earlier: str, later: str, where: str = "metrics.csv", steps_before: int = 0) -> str:
+    """Two metrics.csv texts -> one curve: ``later``'s rows follow ``earlier``'s, step and elapsed shifted
+    (step by ``earlier``'s last step, or by ``steps_before`` where that is larger: steps past the last row)."""
     first, second = list(csv.DictReader(io.StringIO(earlier))), list(csv.DictReader(io.StringIO(later)))
     if not first:
         return later
     if second and list(second[0]) != list(first[0]):
         raise ValueError(f"{where}: the run logs columns {list(second[0])}, the export {list(first[0])}; "
                          "cannot chain the curves")
-    step, elapsed = int(first[-1]["step"]), float(first[-1]["elapsed"])
+    step, elapsed = max(int(first[-1]["step"]), steps_before), float(first[-1]["elapsed"])
     for row in second:
         row["step"], row["elapsed"] = str(int(row["step"]) + step), repr(float(row["elapsed"]) + elapsed)
     text = io.StringIO()
@@ -57,6 +61,25 @@ def chain_metrics(earlier: str, later: str, where: str = "metrics.csv") -> str:
     writer.writeheader()
     writer.writerows(first + second)
     return text.getvalue()
+
+
+def previous_steps(out: Path) -> int:
+    """The steps that trained ``out``'s weights: its config.json ``step``, or its metrics.csv's last
+    step where that is larger (an export continued before the total was recorded counts its last run only)."""
+    config = json.loads((out / CONFIG_NAME).read_text()) if (out / CONFIG_NAME).is_file() else {}
+    with open(out / "metrics.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    logged = int(rows[-1]["step"]) if rows else 0
+    return max(int(config.get("step") or 0), logged)
+
+
+def continued_config(config: dict, run: Path, out: Path) -> dict:
+    """The run's config as the continuation of ``out``: ``out``'s name, the total step, both parts recorded."""
+    previous = json.loads((out / CONFIG_NAME).read_text()) if (out / CONFIG_NAME).is_file() else {}
+    before, added = previous_steps(out), int(config.get("step") or 0)
+    return {**config, "name": previous.get("name") or out.name, "step": before + added,
+            "continued": {"previous_step": before, "run_step": added,
+                          "run_name": config.get("name") or run.name}}
 
 
 def check_continuation(run: Path, out: Path) -> None:
@@ -103,6 +126,8 @@ def export_checkpoint(run: str | Path, out: str | Path, dtype: str = "bfloat16",
         raise FileNotFoundError(f"{run}: not a training run folder (missing {', '.join(missing)})")
     state, metadata = read_safetensors(run / WEIGHTS_NAME)
     config = json.loads((run / CONFIG_NAME).read_text())
+    if continues:
+        config = continued_config(config, run, out)
     if interpolate is not None:
         if not 0.0 <= ratio <= 1.0:
             raise ValueError(f"--ratio {ratio}: must lie in [0, 1] (0 = {interpolate}, 1 = {run})")
@@ -132,7 +157,8 @@ def export_checkpoint(run: str | Path, out: str | Path, dtype: str = "bfloat16",
                 shutil.copy2(run / name, staging / name)
         if continues:
             (staging / "metrics.csv").write_text(chain_metrics(
-                (out / "metrics.csv").read_text(), (run / "metrics.csv").read_text(), str(run / "metrics.csv")))
+                (out / "metrics.csv").read_text(), (run / "metrics.csv").read_text(), str(run / "metrics.csv"),
+                config["continued"]["previous_step"]))
         old = out.with_name(f".{out.name}.old")
         if out.exists():
             out.rename(old)

@@ -199,7 +199,9 @@ def main(argv: list[str] | None = None) -> int:
         flat = {task: flat_block_errors(generalist, pairs, levels) for task, pairs in samples.items()} \
             if levels else {}
     except (FileNotFoundError, KeyError, ValueError, BadOutput) as err:  # CheckpointError is a ValueError
-        print(f"passthrough_probe: {err}", file=sys.stderr)
+        # a KeyError's str() is its message in quotes (an unknown task): print the message itself
+        message = err.args[0] if isinstance(err, KeyError) and len(err.args) == 1 else err
+        print(f"passthrough_probe: {message}", file=sys.stderr)
         return 2
     rows = {task: column_means(queries) for task, queries in per_query.items()}
     print("| task | model | identity | pass-through | pass-through, colour offset removed | floor cost |\n"

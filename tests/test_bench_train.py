@@ -40,6 +40,8 @@ def test_bench_train_writes_a_row_per_batch_with_the_options_it_ran(scripts, tmp
     assert saved["inference_method"] == "eager"  # CUDA graphs only on CUDA
     assert "CPU" in saved["device"]
     assert not list(tmp_path.glob("*.tmp"))  # written atomically
+    # the CPU has no known peak: MFU is null, not a fraction of a GPU's peak
+    assert saved["peak_tflops"] is None and all(r["mfu"] is None for r in saved["rows"])
 
 
 def test_bench_train_can_skip_inference_and_trace_each_step(scripts, tmp_path, capsys):
@@ -64,3 +66,45 @@ def test_profile_step_lists_operators_by_time(scripts, tmp_path):
     times = [float(line.split()[0]) for line in compact[2:7]]
     assert len(times) == 5 and times == sorted(times, reverse=True) and times[0] > 0
     assert "total self CPU time" in compact[-1]
+
+
+def test_mfu_is_against_the_devices_known_peak_or_n_a(scripts, tmp_path, capsys):
+    bench_train, _ = scripts
+    cuda, cpu = torch.device("cuda", 0), torch.device("cpu")
+    assert bench_train.known_peak_tflops(cuda, "NVIDIA H200") == 989.0
+    assert bench_train.known_peak_tflops(cuda, "NVIDIA H100 80GB HBM3") == 989.0
+    assert bench_train.known_peak_tflops(cuda, "NVIDIA H100 PCIe") == 756.0
+    assert bench_train.known_peak_tflops(cuda, "Tesla T4") is None  # unlisted GPU: no guess
+    assert bench_train.known_peak_tflops(cpu, "AMD EPYC (CPU), 2 torch thread(s)") is None
+    assert bench_train.mfu_text(None) == "n/a" and bench_train.mfu_text(0.1234) == "12.34%"
+    argv = ["--arch", "genlv-tiny", "--size", "32", "--batch", "1", "--steps", "1", "--warmup", "0",
+            "--threads", "1", "--no-inference"]
+    bench_train.main(argv + ["--json", str(tmp_path / "cpu.json")])
+    row = [line for line in capsys.readouterr().out.splitlines() if line.split()[:1] == ["1"]]
+    assert len(row) == 1 and row[0].split()[5] == "n/a"
+    given = bench_train.main(argv + ["--peak-tflops", "0.001", "--json", str(tmp_path / "given.json")])
+    assert given["peak_tflops"] == 0.001 and given["rows"][0]["mfu"] > 0  # an explicit peak is used
+    assert "%" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--batch", "0"], "--batch '0': every batch size must be >= 1"),
+    (["--batch", "1,two"], "--batch '1,two': expected a comma list of whole numbers"),
+    (["--steps", "0"], "--steps must be >= 1, got 0"),
+    (["--warmup", "-1"], "--warmup must be >= 0, got -1"),
+    (["--arch", "genlv-x"], "--arch genlv-x: unknown architecture; known: "),
+    (["--size", "50"], "--size 50: genlv-tiny needs a size that is a multiple of 32"),
+    (["--size", "0"], "--size must be >= 1, got 0"),
+    (["--peak-tflops", "0"], "--peak-tflops must be > 0"),
+    (["--device", "gpu0"], "--device 'gpu0' is not a device"),
+])
+def test_bench_train_bad_options_are_one_line_errors(scripts, tmp_path, capsys, argv, message):
+    bench_train, _ = scripts
+    out = tmp_path / "b.json"
+    with pytest.raises(SystemExit) as exit_info:
+        bench_train.main(["--arch", "genlv-tiny", "--size", "32", "--batch", "1", "--steps", "1", "--warmup", "0",
+                          "--threads", "1", "--no-inference", "--json", str(out), *argv])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not out.exists()  # nothing measured

@@ -1,6 +1,7 @@
 """scripts/equal_budget.py: its plans build, and the paper's claims are checked on real numbers."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -138,6 +139,12 @@ def test_a_plan_run_in_two_parts_is_summarised_from_the_work_folder(script, tmp_
     assert script.main(common + ["--summarise", "--notes", str(notes)]) == 0
     readme = (out / "README.md").read_text()
     assert "training on cpu" in readme and "genlv-tiny" in readme and "xrestormer-tiny" in readme
+    # provenance from the models' own files: their shards, the --device they trained with, the commit
+    # equal_budget stamped when it trained them; this checkout's HEAD only as "summarised at"
+    assert f"- **Data:** `{shards}` (train split" in readme
+    assert "(`--device cpu`), evaluation on cpu" in readme
+    assert re.search(r"- \*\*Commit:\*\* trained at [0-9a-f]{7,}[^;]*\(summary\.json\); summarised at ", readme)
+    assert f"--shards {shards} --device cpu`" in readme
     assert "## Notes\n\nTrained in two leases; xrestormer-tiny second.\n" in readme
     assert "| samples/s (steady) |" in readme
     for chart in ("category_means.png", "training_curves.png"):  # drawn and shown
@@ -173,3 +180,112 @@ def test_the_commit_line_ignores_the_output_folder_only(script, tmp_path, monkey
     assert "uncommitted" in script.git_commit()
     (tmp_path / "code.py").write_text("x = 2\n")  # a real change elsewhere still shows
     assert "uncommitted" in script.git_commit(tmp_path / "out")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--steps", "0"], "--steps must be >= 1, got 0"),
+    (["--size", "0"], "--size must be >= 1, got 0"),
+    (["--size", "-64"], "--size must be >= 1, got -64"),
+    (["--plans", "/nonexistent/plans.yaml"], "--plans /nonexistent/plans.yaml: cannot read it"),
+])
+def test_bad_options_are_one_line_errors_before_anything_starts(script, tmp_path, capsys, argv, message):
+    work = tmp_path / "work"
+    with pytest.raises(SystemExit) as exit_info:
+        script.main(["--plan", "cpu", "--work", str(work), "--out", str(tmp_path / "out"), *argv])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not work.exists()  # refused before the plan's work folder is made, let alone training
+
+
+def test_a_plans_file_that_is_not_a_plans_mapping_is_an_argument_error(script, tmp_path, capsys):
+    for text, message in (("plans: [1\n", "not valid YAML"), ("x: 1\n", "expected a 'plans' mapping"),
+                          ("plans: {cpu: {train: {}}}\n", "expected a 'plans' mapping")):
+        plans = tmp_path / "plans.yaml"
+        plans.write_text(text)
+        with pytest.raises(SystemExit):
+            script.main(["--plan", "cpu", "--plans", str(plans), "--work", str(tmp_path / "w")])
+        assert message in capsys.readouterr().err
+
+
+def _trained_elsewhere(work, name, shards, device, gpu, commit=None, eval_device="cuda (NVIDIA H200)"):
+    """A model folder as one trained on another machine leaves it: config.json, summary.json, eval run.json."""
+    import json
+
+    (work / name).mkdir(parents=True)
+    (work / name / "config.json").write_text(json.dumps({"name": name, "train": {"shards": shards, "device": device}}))
+    summary = {"status": "completed", "device": gpu}
+    if commit:
+        summary["equal_budget"] = {"commit": commit}
+    (work / name / "summary.json").write_text(json.dumps(summary))
+    (work / "eval" / name).mkdir(parents=True)
+    (work / "eval" / name / "run.json").write_text(json.dumps(
+        {"provenance": {"device": eval_device, "llvbench_version": "0+unknown"}}))
+
+
+def _summarise_args(script, argv):
+    import argparse
+
+    args = argparse.Namespace(plan="gpu-lease", plans=str(script.PLANS), shards="data/shards", device=None,
+                              steps=None, size=None, summarise=True)
+    for key, value in argv.items():
+        setattr(args, key, value)
+    return args
+
+
+def test_summarise_reports_the_data_device_and_commit_the_models_record(script, tmp_path, monkeypatch):
+    monkeypatch.setattr(script, "git_commit", lambda out=None: "feed123")  # this checkout's HEAD
+    plan = PLANS["gpu-lease"]
+    models = plan["models"][:2]
+    work = tmp_path / "work"
+    for model in models:
+        _trained_elsewhere(work, model["name"], "/tmp/session/shards", "cuda", "NVIDIA H200")
+    # summarised without --shards or --device: the records, not the defaults, are reported
+    lines = script.provenance_lines(_summarise_args(script, {}), plan, models, work, tmp_path / "out")
+    text = "\n".join(lines)
+    assert lines[0].startswith("- **Data:** `/tmp/session/shards` (train split")
+    assert "data/shards" not in text
+    assert lines[1] == ("- **Device:** training on NVIDIA H200 (`--device cuda`), evaluation on cuda (NVIDIA H200) "
+                        "(from the models' summary.json, config.json and eval run.json).")
+    assert lines[2].startswith("- **Commit:** not recorded by the models") and lines[2].endswith(
+        "; summarised at feed123.")
+    names = ",".join(m["name"] for m in models)
+    assert lines[3] == (f"- **Rerun:** `python scripts/equal_budget.py --plan gpu-lease --only {names} "
+                        "--shards /tmp/session/shards --device cuda`")
+
+
+def test_summarise_lists_the_records_when_the_models_differ(script, tmp_path, monkeypatch):
+    monkeypatch.setattr(script, "git_commit", lambda out=None: "feed123")
+    plan = PLANS["gpu-lease"]
+    first, second, third = (m["name"] for m in plan["models"][:3])
+    work = tmp_path / "work"
+    _trained_elsewhere(work, first, "/tmp/a", "cuda", "NVIDIA H200", commit="50f0aa1")
+    _trained_elsewhere(work, second, "/tmp/a", "cuda", "NVIDIA H200", commit="50f0aa1")
+    _trained_elsewhere(work, third, "/tmp/b", "cpu", "cpu (2 threads)", commit="804c820", eval_device="cpu")
+    lines = script.provenance_lines(_summarise_args(script, {"shards": "/ignored"}), plan, plan["models"][:3],
+                                    work, tmp_path / "out")
+    assert lines[0].startswith(f"- **Data:** `/tmp/a` ({first}, {second}); `/tmp/b` ({third}) (train split")
+    assert f"training on NVIDIA H200 ({first}, {second}); cpu (2 threads) ({third})" in lines[1]
+    assert f"evaluation on cuda (NVIDIA H200) ({first}, {second}); cpu ({third})" in lines[1]
+    assert lines[2] == (f"- **Commit:** trained at 50f0aa1 ({first}, {second}); 804c820 ({third}) (summary.json); "
+                        "summarised at feed123.")
+    assert f"`python scripts/equal_budget.py --plan gpu-lease --only {first},{second} --shards /tmp/a --device cuda`" \
+        in lines[3]
+    assert f"`python scripts/equal_budget.py --plan gpu-lease --only {third} --shards /tmp/b --device cpu`" in lines[3]
+    assert "/ignored" not in "\n".join(lines)
+
+
+def test_training_stamps_the_commit_into_the_summary(script, tmp_path, monkeypatch):
+    import json
+
+    summary = tmp_path / "summary.json"
+    summary.write_text(json.dumps({"status": "completed", "step": 3}))
+    monkeypatch.setattr(script, "git_commit", lambda out=None: "unknown")  # no git (a device copy): nothing
+    script.stamp_commit(summary)
+    assert "equal_budget" not in json.loads(summary.read_text())
+    monkeypatch.setattr(script, "git_commit", lambda out=None: "abc1234 (with uncommitted changes)")
+    script.stamp_commit(summary)
+    assert json.loads(summary.read_text()) == {"status": "completed", "step": 3,
+                                               "equal_budget": {"commit": "abc1234 (with uncommitted changes)"}}
+    script.stamp_commit(tmp_path / "absent.json")  # a run that wrote no summary: nothing to stamp
+    assert not (tmp_path / "absent.json").exists()

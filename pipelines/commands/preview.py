@@ -45,8 +45,9 @@ def run(args) -> int:
     else:
         source = PhotoSource((args.photo,)).sample(0, args.size, np.random.default_rng(args.seed))
     triples = preview_triples(specs, source, args.seed)
+    tasks = f"{len(specs)} task" + ("" if len(specs) == 1 else "s")
     sheet = contact_sheet(triples, args.size, args.per_row,
-                          title=f"llvbench preview: {len(specs)} tasks on {source.source_id}, seed {args.seed}")
+                          title=f"llvbench preview: {tasks} on {source.source_id}, seed {args.seed}")
     write_image_atomic(args.out, sheet)
-    print(f"wrote {args.out} ({len(specs)} tasks, {sheet.shape[1]}x{sheet.shape[0]})")
+    print(f"wrote {args.out} ({tasks}, {sheet.shape[1]}x{sheet.shape[0]})")
     return 0
