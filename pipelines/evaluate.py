@@ -14,14 +14,13 @@ result is pruned (its results stay in the leaderboard) and the stage exits 1 nam
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import sys
 from pathlib import Path
 
 
-from pipelines.params import did_you_mean, read_section, setting_source
+from pipelines.params import did_you_mean, read_section, run_stage_main, setting_source
 
 log = logging.getLogger(__name__)
 
@@ -149,12 +148,13 @@ def eval_config(params: dict):
 
 
 class StageOutcomes(list):
-    """The outcomes of every unit (UnitOutcome), and the models that failed to load (labels such
-    as ``checkpoint (checkpoints/genlv-s)``), whose earlier results were kept."""
+    """The outcomes of every unit (UnitOutcome), the models that failed to load (labels such as
+    ``checkpoint (checkpoints/genlv-s)``), whose earlier results were kept, and the params file."""
 
-    def __init__(self, outcomes=(), load_failures=()):
+    def __init__(self, outcomes=(), load_failures=(), params_file: str | Path | None = None):
         super().__init__(outcomes)
         self.load_failures = list(load_failures)
+        self.params_file = params_file
 
 
 def model_label(entry: dict) -> str:
@@ -220,7 +220,7 @@ def run_stage(params: dict, params_file: str | Path | None = None) -> StageOutco
             log.info("removed %d result files that the current params no longer produce "
                      "(other models, data or settings)", removed)
     write_leaderboards([params["out"]], params["leaderboard"])
-    return StageOutcomes(outcomes, load_failures)
+    return StageOutcomes(outcomes, load_failures, params_file)
 
 
 MODEL_KEYS = ("spec", "checkpoint", "options", "tracks")
@@ -306,30 +306,17 @@ def prune_stale_units(out: str | Path, kept: list[str]) -> int:
 
 
 DEFAULT_PARAMS = "params.yaml"
-# What a library error is: one line without a traceback (as `llvbench` prints them; --verbose shows it).
-STAGE_ERRORS = (ValueError, KeyError, FileNotFoundError, RuntimeError)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", help=f"params file (default: {DEFAULT_PARAMS}, built-in defaults if it does "
-                                          "not exist); a file given here must exist")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages; errors with a traceback")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
     from pipelines.commands.eval import print_summary
 
-    params_file = args.params or DEFAULT_PARAMS
-    try:
-        outcomes = run_stage(read_params(params_file, required=args.params is not None), params_file)
-    except STAGE_ERRORS as err:
-        if args.verbose:
-            raise
-        print(f"llvbench eval stage: error: {err}", file=sys.stderr)
-        return 1
+    outcomes, status = run_stage_main("eval", __doc__.splitlines()[0], DEFAULT_PARAMS, read_params, run_stage, argv)
+    if status:
+        return status
     print_summary(outcomes)
     if outcomes.load_failures:
+        params_file = outcomes.params_file or DEFAULT_PARAMS
         print(f"llvbench eval stage: error: {setting_source(params_file, 'eval', 'models') or params_file}: "
               f"eval.models: {', '.join(outcomes.load_failures)} failed to load (above); its earlier results "
               f"were kept, not pruned, and the leaderboards written", file=sys.stderr)

@@ -242,3 +242,34 @@ def names_other_folder(override: str | Path | None, configured: str | Path | Non
     if override is None:
         return False
     return configured is None or str(configured) == "" or Path(override).resolve() != Path(configured).resolve()
+
+
+# What a stage's main() reports as one line (the libraries' errors name their file, task or model);
+# the same set as the llvbench command's.
+STAGE_ERRORS = (ValueError, KeyError, FileNotFoundError, RuntimeError)
+
+
+def run_stage_main(stage: str, description: str, default_params: str, read_params: Callable,
+                   run_stage: Callable, argv: list[str] | None = None) -> tuple[Any, int]:
+    """A DVC stage's command line: ``--params`` (default ``default_params``; a file named must
+    exist) and ``-v``; returns (the stage's result, 0), or (None, 1) after one error line
+    ``llvbench STAGE stage: error: ...`` (``-v``: the traceback instead)."""
+    import argparse
+    import logging
+    import sys
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--params", help=f"params file (default: {default_params}, built-in defaults if it does "
+                                          "not exist); a file given here must exist")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages; errors with a traceback")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    params_file = args.params or default_params
+    try:
+        return run_stage(read_params(params_file, required=args.params is not None), params_file), 0
+    except STAGE_ERRORS as err:
+        if args.verbose:
+            raise
+        print(f"llvbench {stage} stage: error: {err}", file=sys.stderr)
+        return None, 1

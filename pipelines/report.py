@@ -7,13 +7,11 @@ are skipped, so the stage runs on a CPU profile that only evaluated the baseline
 """
 from __future__ import annotations
 
-import argparse
-import logging
 import sys
 from pathlib import Path
 
 
-from pipelines.params import read_section, setting_source
+from pipelines.params import read_section, run_stage_main, setting_source
 
 DEFAULTS: dict = {
     "results": ["results/eval"],   # eval output folders (llvbench eval --out)
@@ -66,26 +64,12 @@ def run_stage(params: dict, params_file: str | Path | None = None):
 
 
 DEFAULT_PARAMS = "params.yaml"
-# What a library error is: one line without a traceback (as `llvbench` prints them; --verbose shows it).
-STAGE_ERRORS = (ValueError, KeyError, FileNotFoundError, RuntimeError)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", help=f"params file (default: {DEFAULT_PARAMS}, built-in defaults if it does "
-                                          "not exist); a file given here must exist")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages; errors with a traceback")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
-    params_file = args.params or DEFAULT_PARAMS
-    try:
-        report = run_stage(read_params(params_file, required=args.params is not None), params_file)
-    except STAGE_ERRORS as err:
-        if args.verbose:
-            raise
-        print(f"llvbench report stage: error: {err}", file=sys.stderr)
-        return 1
+    report, status = run_stage_main("report", __doc__.splitlines()[0], DEFAULT_PARAMS, read_params, run_stage, argv)
+    if status:
+        return status
     print(f"report: {report.html} and {report.markdown}")
     return 0
 
