@@ -244,6 +244,17 @@ def test_typos_and_sections_that_are_not_mappings_are_errors_naming_the_file(tmp
     (train.read_params, "train:\n  steps: true\n", r"train\.steps must be a whole number, got True"),
     (train.read_params, "train:\n  bf16: 'yes'\n", r"train\.bf16 must be true or false, got 'yes'"),
     (train.read_params, "train:\n  overrides: 16\n", r"train\.overrides must be a mapping, got 16"),
+    (evaluate.read_params, "eval:\n  limit: eight\n", r"eval\.limit must be a whole number, got 'eight'"),
+    (evaluate.read_params, "eval:\n  batch_size: 0\n", r"eval\.batch_size must be >= 1, got 0"),
+    (evaluate.read_params, "eval:\n  models: identity\n", r"eval\.models must be a list, got 'identity'"),
+    (evaluate.read_params, "eval:\n  models: [{spec: identity, options: 3}]\n",
+     r"eval\.models entry identity: options must be a mapping, got 3"),
+    (evaluate.read_params, "eval:\n  tracks: [main, robustnes]\n", r"eval\.tracks: unknown track 'robustnes'"),
+    (evaluate.read_params, "eval:\n  tasks: canny,jpge\n", r"eval\.tasks: unknown task 'jpge'; did you mean 'jpeg'"),
+    (report.read_params, "report:\n  samples_per_task: two\n",
+     r"report\.samples_per_task must be a whole number, got 'two'"),
+    (report.read_params, "report:\n  formats: [png, svgx]\n", r"report\.formats: unknown figure format\(s\) svgx"),
+    (report.read_params, "report:\n  results: [3]\n", r"report\.results must be a list of strings"),
 ])
 def test_values_of_the_wrong_type_are_errors_naming_the_file_and_key(tmp_path, reader, text, message):
     with pytest.raises(ValueError, match=rf"params\.yaml: {message}"):
@@ -261,24 +272,6 @@ def test_values_are_coerced_to_the_setting_types(tmp_path):
         synth.configure({**synth.read_params(None), "counts": {"train": "many"}}, {"tasks": "jpeg"})
     with pytest.raises(ValueError, match=r"synth per_task\.jpeg\.test must be >= 0, got -1"):
         synth.configure({**synth.read_params(None), "per_task": {"jpeg": {"test": -1}}}, {"tasks": "jpeg"})
-
-
-@pytest.mark.parametrize("reader,text,message", [
-    (evaluate.read_params, "eval:\n  limit: eight\n", r"eval\.limit must be a whole number, got 'eight'"),
-    (evaluate.read_params, "eval:\n  batch_size: 0\n", r"eval\.batch_size must be >= 1, got 0"),
-    (evaluate.read_params, "eval:\n  models: identity\n", r"eval\.models must be a list, got 'identity'"),
-    (evaluate.read_params, "eval:\n  models: [{spec: identity, options: 3}]\n",
-     r"eval\.models entry identity: options must be a mapping, got 3"),
-    (evaluate.read_params, "eval:\n  tracks: [main, robustnes]\n", r"eval\.tracks: unknown track 'robustnes'"),
-    (evaluate.read_params, "eval:\n  tasks: canny,jpge\n", r"eval\.tasks: unknown task 'jpge'; did you mean 'jpeg'"),
-    (report.read_params, "report:\n  samples_per_task: two\n",
-     r"report\.samples_per_task must be a whole number, got 'two'"),
-    (report.read_params, "report:\n  formats: [png, svgx]\n", r"report\.formats: unknown figure format\(s\) svgx"),
-    (report.read_params, "report:\n  results: [3]\n", r"report\.results must be a list of strings"),
-])
-def test_eval_and_report_values_are_checked_naming_the_file_and_key(tmp_path, reader, text, message):
-    with pytest.raises(ValueError, match=rf"params\.yaml: {message}"):
-        reader(_write(tmp_path, text))
 
 
 def test_eval_and_report_values_keep_their_meaning(tmp_path):
