@@ -29,7 +29,9 @@
 # BATCH (64), SIZE (128), N_TRAIN (pairs per task, 1024), LIMIT (eval queries per task, 16),
 # TRAIN_SOURCE (the train split's image source, deadleaves:tint=0.25), TASK_WEIGHTS (genlv-s's task
 # mix: a JSON object or file, e.g. scripts/genlv-s-task-weights.json; default uniform),
-# IDENTITY_RATE (llvbench train --identity-rate: the share of identity pairs; default 0).
+# IDENTITY_RATE (llvbench train --identity-rate: the share of identity pairs; default 0),
+# LLVBENCH_COMMIT (the commit of the tree, which the device copy has no git to tell: set it on the
+# command line, LLVBENCH_COMMIT=$(git rev-parse --short HEAD) written out, so equal-budget records it).
 set -euo pipefail
 
 OUT=${OUT:-out/device}

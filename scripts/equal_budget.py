@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import platform
 import shlex
 import statistics
@@ -305,8 +306,14 @@ def provenance_lines(args, plan: dict, models: list[dict], work: Path, out: Path
 
 def git_commit(out: Path | None = None) -> str:
     """HEAD's short hash, marked when tracked files differ from it (the output folder itself aside:
-    this run has just rewritten its tables there)."""
-    result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    this run has just rewritten its tables there). A copy of the tree without git (the device
+    machine's) has no HEAD: there the caller can name it in LLVBENCH_COMMIT, else "unknown"."""
+    try:
+        result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    except OSError:  # no git program
+        result = None
+    if result is None or result.returncode != 0 or not result.stdout.strip():
+        return os.environ.get("LLVBENCH_COMMIT", "").strip() or "unknown"
     spec = ["--", "."]
     if out is not None and Path(out).resolve().is_relative_to(REPO):
         spec.append(f":(exclude){Path(out).resolve().relative_to(REPO)}")

@@ -289,3 +289,11 @@ def test_training_stamps_the_commit_into_the_summary(script, tmp_path, monkeypat
                                                "equal_budget": {"commit": "abc1234 (with uncommitted changes)"}}
     script.stamp_commit(tmp_path / "absent.json")  # a run that wrote no summary: nothing to stamp
     assert not (tmp_path / "absent.json").exists()
+
+
+def test_a_tree_without_git_takes_its_commit_from_the_environment(script, tmp_path, monkeypatch):
+    monkeypatch.setattr(script, "REPO", tmp_path)  # not a git repository, like the device machine's copy
+    monkeypatch.delenv("LLVBENCH_COMMIT", raising=False)
+    assert script.git_commit() == "unknown"
+    monkeypatch.setenv("LLVBENCH_COMMIT", "abc1234")
+    assert script.git_commit() == "abc1234"
