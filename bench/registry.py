@@ -156,9 +156,9 @@ def _resolve(spec: str, options: dict):
                                      + _close_match(spec, sorted({*builtins, *_architectures()})))
         return builtins["checkpoint"].factory, {"arch": spec, **options}, f"checkpoint of architecture {spec!r}"
     _explain_unresolved(spec)
-    known = ", ".join(sorted(available_generalists()))
-    raise GeneralistNotFound(f"unknown generalist {spec!r}; known: {known}; or give 'package.module:attr', "
-                             "a checkpoint folder, or an architecture name with --checkpoint")
+    raise GeneralistNotFound(f"unknown generalist {spec!r}{_close_match(spec, sorted(available_generalists()))} "
+                             "(or give 'package.module:attr', a checkpoint folder, or an architecture name with "
+                             "--checkpoint)")
 
 
 def load_generalist(spec, **options):

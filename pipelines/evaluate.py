@@ -70,12 +70,11 @@ def _names(value, where: str) -> list[str]:
 
 
 def _check_task(name: str, where: str, allow: tuple[str, ...] = ()) -> None:
-    import taskgen
+    """A task name or category (or one of ``allow``); ValueError naming ``where`` otherwise."""
+    from pipelines.commands.eval import check_task_name
     from taskgen.registry import CATEGORIES
 
-    known = [*taskgen.task_names(), *CATEGORIES, *allow]
-    if name not in known:
-        raise ValueError(f"{where}: unknown task {name!r}{did_you_mean(name, known)}")
+    check_task_name(name, where, allow=(*CATEGORIES, *allow))
 
 
 def check_layer(source: Path, values: dict) -> dict:
@@ -264,18 +263,12 @@ def check_model(entry: dict, where: str = "eval.models") -> None:
     """The spec names something to load and its checkpoint exists (``bench.registry.check_spec``);
     builds nothing. The error, of check_spec's class, names ``where`` and the model."""
     from bench.protocol import GeneralistError
-    from bench.registry import GeneralistNotFound, available_generalists, check_spec
+    from bench.registry import check_spec
 
-    spec = entry["spec"]
     try:
-        check_spec(spec, {"checkpoint": entry["checkpoint"]} if entry.get("checkpoint") else {})
+        check_spec(entry["spec"], {"checkpoint": entry["checkpoint"]} if entry.get("checkpoint") else {})
     except GeneralistError as err:
-        message = str(err)
-        if isinstance(err, GeneralistNotFound) and message.startswith(f"unknown generalist {spec!r};"):
-            hint = did_you_mean(spec, sorted(available_generalists()))
-            if hint.startswith("; did you mean"):  # the known list is in the message already
-                message = f"unknown generalist {spec!r}{hint} (or a module:attr, or a checkpoint path)"
-        raise type(err)(f"{where} entry {model_label(entry)}: {message}") from None
+        raise type(err)(f"{where} entry {model_label(entry)}: {err}") from None
 
 
 def prune_stale_units(out: str | Path, kept: list[str]) -> int:

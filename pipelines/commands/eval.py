@@ -54,16 +54,15 @@ def parse_tracks(text: str) -> tuple[str, ...]:
     return tracks
 
 
-def _check_task_name(name: str, option: str, allow: tuple[str, ...] = ()) -> None:
-    import difflib
-
+def check_task_name(name: str, option: str, allow: tuple[str, ...] = ()) -> None:
+    """ValueError naming ``option`` unless ``name`` is a registered task (or one of ``allow``)."""
     import taskgen
 
-    known = [s.name for s in taskgen.list_tasks()] + list(allow)
+    from pipelines.params import did_you_mean
+
+    known = [*taskgen.task_names(), *allow]
     if name not in known:
-        close = difflib.get_close_matches(name, known, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else f"; tasks: {', '.join(known)}"
-        raise ValueError(f"{option}: unknown task {name!r}{hint}")
+        raise ValueError(f"{option}: unknown task {name!r}{did_you_mean(name, known)}")
 
 
 def parse_mismatch(text: str | None):
@@ -76,8 +75,8 @@ def parse_mismatch(text: str | None):
         prompt_task, sep, query_task = (part.strip() for part in item.strip().partition(":"))
         if not sep or not prompt_task or not query_task:
             raise ValueError(f"--mismatch item {item!r} is not PROMPT_TASK:QUERY_TASK")
-        _check_task_name(prompt_task, f"--mismatch {item.strip()}")
-        _check_task_name(query_task, f"--mismatch {item.strip()}", allow=(CLEAN,))
+        check_task_name(prompt_task, f"--mismatch {item.strip()}")
+        check_task_name(query_task, f"--mismatch {item.strip()}", allow=(CLEAN,))
         pairs.append((prompt_task, query_task))
     return tuple(pairs)
 
