@@ -74,7 +74,7 @@ class SynthError(RuntimeError):
     """Synthesis failed; the message names the shard, task, split, sample index and seed."""
 
 
-# run_synth scans every user folder up front and FolderSource.scan logs each unusable file once.
+# run_synth checks the files of every user folder up front (scan_folders), logging each unusable one once.
 # Each shard then builds its own FolderSource (often in another process) that would log the same
 # files again, once per shard: while shards are written, this filter drops those repeats. A context
 # variable rather than a logger level, so that concurrent shards in threads cannot leave it stuck.
