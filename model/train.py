@@ -51,7 +51,9 @@ import logging
 import math
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -928,6 +930,29 @@ def nothing_to_train_message(config: TrainConfig, step: int) -> str:
             "raise it to train further")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM as an exception, so a killed run still writes summary.json and stops its workers."""
+
+    exit_code = 128 + signal.SIGTERM  # what a shell reports for a process SIGTERM killed
+
+
+@contextlib.contextmanager
+def sigterm_raises():
+    """Within: SIGTERM raises Terminated in the main thread (elsewhere, or outside: left alone)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Terminated("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def failure_message(err: BaseException) -> str:
     """summary.json's message for a run that ended with ``err``: the one line the CLI prints."""
     text = str(err).strip()
@@ -955,7 +980,8 @@ def train(config: TrainConfig, *, builder: Callable | None = None, progress: boo
     if config.threads:
         torch.set_num_threads(int(config.threads))
     try:
-        return _train(config, device, dist, builder, progress)
+        with sigterm_raises():
+            return _train(config, device, dist, builder, progress)
     finally:
         torch.set_num_threads(threads_before)
         dist.close()
@@ -1091,6 +1117,13 @@ def _train(config: TrainConfig, device: torch.device, dist: Distributed, builder
             else f"No checkpoint was written to {out}.")
         err.args = (message,)
         raise
+    except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM (Terminated)
+        status = "interrupted"
+        message = f"{failure_message(err)} at step {trainer.step_count}; " + (
+            f"continue with --resume from the checkpoint at step {run.checkpoint_step}"
+            if run.checkpoint_step is not None else f"no checkpoint was written to {out}")
+        err.args = (message,)  # the CLI prints it
+        raise
     except BaseException as err:
         message = failure_message(err)  # summary.json says why the run failed
         raise
@@ -1099,7 +1132,7 @@ def _train(config: TrainConfig, device: torch.device, dist: Distributed, builder
         if bar is not None:
             bar.close()
         # Collectives only when every rank got here the same way (a NaN is seen by all ranks at once).
-        collective = status != "failed"
+        collective = status not in ("failed", "interrupted")
         ranks = dist.gather(run.rank_record(dist.rank)) if collective else [run.rank_record(dist.rank)]
         summary = run.summary(status=status, message=message, config=config, trainer=trainer, device=device,
                               dist=dist, ranks=ranks, samples_before=samples_before,

@@ -45,9 +45,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args._run(args) or 0)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM where a command turns it into one
+        print(f"llvbench {args.command}: interrupted" + (f": {err}" if str(err) else ""), file=sys.stderr)
+        return getattr(err, "exit_code", 130)
     except (ValueError, KeyError, FileNotFoundError, RuntimeError) as err:
         # Library errors already name the task/file/model; show them without a traceback.
         if args.verbose:

@@ -948,3 +948,43 @@ def test_a_killed_trainer_takes_its_loader_workers_and_fork_server_along(shards)
             trainer.kill()
         for pid in _alive(helpers):
             os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_sigterm_ends_training_with_a_summary_a_resume_hint_and_no_workers_left(shards, tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    trainer = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", "train", "--arch", "genlv-tiny", "--shards", str(shards), "--out", str(out), "--steps", "100000",
+         "--batch", "2", "--size", str(SIZE), "--log-every", "1", "--ckpt-every", "2", "--workers", "1",
+         "--threads", "1", "--no-progress"],
+        stderr=subprocess.PIPE, text=True, cwd=tmp_path,  # no params.yaml there: built-in defaults
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    helpers: dict[int, str] = {}
+    try:
+        deadline = time.monotonic() + 120
+        metrics = out / "metrics.csv"
+        while time.monotonic() < deadline and trainer.poll() is None:
+            if metrics.exists() and len(metrics.read_text().splitlines()) > 4:  # header + 4 steps: one checkpoint
+                break
+            time.sleep(0.2)
+        assert trainer.poll() is None, trainer.stderr.read()
+        helpers = _descendants(trainer.pid)
+        trainer.send_signal(signal.SIGTERM)
+        _, stderr = trainer.communicate(timeout=60)
+    finally:
+        if trainer.poll() is None:
+            trainer.kill()
+    assert trainer.returncode == 128 + signal.SIGTERM, stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "interrupted"
+    assert summary["message"].startswith("Terminated: SIGTERM at step ")
+    assert "continue with --resume from the checkpoint at step " in summary["message"]
+    assert f"llvbench train: interrupted: {summary['message']}" in stderr
+    assert not list(out.glob("**/*.tmp*")), "a half-written file was left behind"
+    deadline = time.monotonic() + 15
+    while _alive(helpers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _alive(helpers), f"still running after the trainer ended: {_alive(helpers)}"
