@@ -375,6 +375,13 @@ class _Builder:
         self.manifests = sorted(set(results["data_manifest_sha256"]) - {""})
         mt = self.lb.model_task
         self.failed_units = {(r.model, r.task) for r in mt[mt["status"] == "failed"].itertuples()}
+        # Models whose latest load failed: their cells without an earlier score read 'failed', not '–'.
+        fl = self.lb.failures
+        self.load_failed = set(fl.loc[fl["track"] == "load", "model"]) if len(fl) else set()
+
+    def failed_cells(self, cells: dict, columns, failed: set = frozenset()) -> set:
+        """``failed`` plus every empty (model, column) cell of a model that failed to load."""
+        return set(failed) | {(m, c) for m in self.load_failed for c in columns if (m, c) not in cells}
 
     # -- helpers
 
@@ -423,7 +430,8 @@ class _Builder:
         self.add(Heading(2, "Leaderboard"),
                  Paragraph("Main track: every test query with one fixed prompt (the next test pair of the task "
                            "from another photo). Mean over the task's queries; best value per column in bold; "
-                           "'failed' marks a unit that failed, '–' one not evaluated. The same tables as LaTeX "
+                           "'failed' marks a unit that failed (every cell of a model that failed to load), '–' "
+                           "one not evaluated. The same tables as LaTeX "
                            "floats for a paper: tables.tex beside this page."))
         if len(self.lb.overall):
             headers, rows = overall_rows(self.lb.overall)
@@ -435,8 +443,8 @@ class _Builder:
             self.add(Heading(3, table.title),
                      best_table(table.cells, self.models, table.tasks,
                                 higher_is_better=METRICS[table.metric].higher_is_better,
-                                decimals=DECIMALS[table.metric], labels=SHORT_NAMES, failed=table.failed,
-                                caption=caption))
+                                decimals=DECIMALS[table.metric], labels=SHORT_NAMES,
+                                failed=self.failed_cells(table.cells, table.tasks, table.failed), caption=caption))
         note = uncertainty_note(mt)
         if note:
             self.add(Paragraph(note))
@@ -461,8 +469,9 @@ class _Builder:
         for model in others:
             cells = [counts[model].get(c) for c in categories]
             total = {v: sum(cell[v] for cell in cells if cell) for v in VERDICTS}
-            rows.append([model] + [" / ".join(str(cell[v]) for v in VERDICTS) if cell else "–" for cell in cells]
-                        + [" / ".join(str(total[v]) for v in VERDICTS)])
+            empty = "failed" if model in self.load_failed else "–"
+            rows.append([model] + [" / ".join(str(cell[v]) for v in VERDICTS) if cell else empty for cell in cells]
+                        + [" / ".join(str(total[v]) for v in VERDICTS) if any(cells) else empty])
         self.add(Heading(3, f"Against {baseline}, query by query (paired 95 % interval)"),
                  Table(["model"] + categories + ["all"], plain_rows(rows),
                        f"tasks on which the model is better than {baseline} / within noise / worse: a task counts "
@@ -497,6 +506,7 @@ class _Builder:
                  best_table(cells, self.models, columns,
                             higher_is_better={c: METRICS[metric_of[c]].higher_is_better for c in columns},
                             decimals={c: DECIMALS[metric_of[c]] for c in columns}, labels=labels,
+                            failed=self.failed_cells(cells, columns),
                             caption="mean over the category's tasks of the task means; failed tasks are left out"))
 
     def charts(self) -> None:

@@ -475,7 +475,24 @@ def test_a_model_without_one_scored_query_gets_dashes_against_identity(built, tm
         evaluate(generalist, built["split"], tmp_path / "eval", config)
     report = build_report(tmp_path / "eval", tmp_path / "report", config=ReportConfig(formats=("png",)))
     table = Page(report.html.read_text()).table("Against identity")
-    assert [[c["text"] for c in row] for row in table["rows"]] == [["model", "all"], ["broken", "0 / 0 / 0"]]
+    assert [[c["text"] for c in row] for row in table["rows"]] == [["model", "all"], ["broken", "–"]]
+
+
+def test_a_model_that_failed_to_load_reads_failed_in_every_table(built, tmp_path):
+    from bench.evaluate import evaluate_spec
+
+    config = EvalConfig(tasks=("gaussian_noise", "canny"), save_samples=0)
+    evaluate(bench.load_generalist("identity"), built["split"], tmp_path / "eval", config)
+    bad = tmp_path / "bad.safetensors"
+    bad.write_text("{}")
+    [outcome] = evaluate_spec("checkpoint", {"checkpoint": str(bad)}, built["split"], tmp_path / "eval", config)
+    assert outcome.status == "failed"
+    report = build_report(tmp_path / "eval", tmp_path / "report", config=ReportConfig(formats=("png",)))
+    page = Page(report.html.read_text())
+    for title in ("Table 1", "Table 3", "Against identity", "Mean per category"):
+        rows = {row[0]["text"]: [c["text"] for c in row[1:]] for row in page.table(title)["rows"][1:]}
+        assert set(rows["checkpoint"]) == {"failed"}, (title, rows)
+        assert title == "Against identity" or "failed" not in rows["identity"]
 
 
 def test_paper_figures_show_the_first_query_of_each_task_per_category(built):
