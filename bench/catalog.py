@@ -138,40 +138,47 @@ def architecture_entries(with_params: bool = True) -> list[CatalogEntry]:
 
 
 def checkpoint_folder_problem(folder: Path) -> tuple[dict | None, str]:
-    """(config, "") for a usable checkpoint folder, else (None, why): its config.json must be a
-    JSON object naming its architecture and its model.safetensors must exist with a sound header."""
+    """(config, "") for a usable checkpoint folder, else (None, why). The folder holds a sound
+    model.safetensors and either a config.json naming its architecture or, without one, the
+    architecture in the safetensors metadata (what ``save_model`` writes); the config of the
+    latter is ``{"arch", "overrides", "weights_only": True}``."""
     from .checkpoint import (CONFIG_NAME, WEIGHTS_NAME, CheckpointError, read_checkpoint_config,
-                             read_safetensors_header)
+                             resolve_checkpoint)
 
-    if not (folder / WEIGHTS_NAME).is_file():
+    has_config = (folder / CONFIG_NAME).is_file()
+    if has_config and not (folder / WEIGHTS_NAME).is_file():
         return None, f"{folder}: {CONFIG_NAME} but no {WEIGHTS_NAME} (training did not finish, or the weights were moved)"
     try:
-        config = read_checkpoint_config(folder / CONFIG_NAME)
-        read_safetensors_header(folder / WEIGHTS_NAME)
-    except CheckpointError as err:  # both name the file and say why
+        source = resolve_checkpoint(folder)  # checks the config, the header and where the arch comes from
+        config = read_checkpoint_config(folder / CONFIG_NAME) if has_config else \
+            {"arch": source.arch, "overrides": source.overrides, "weights_only": True}
+    except CheckpointError as err:  # each names the file and says why
         return None, str(err)
     return config, ""
 
 
 def checkpoint_entries(root: str | Path = "checkpoints", with_params: bool = True) -> list[CatalogEntry]:
-    """Checkpoint folders (those with a config.json) directly under ``root``; one whose config or
-    weights are missing or cannot be read is listed as ``UNREADABLE: why`` rather than as usable."""
+    """Checkpoint folders directly under ``root`` (those with a config.json or a model.safetensors);
+    one whose config or weights are missing or cannot be read is listed as ``UNREADABLE: why``
+    rather than as usable."""
     from model import list_architectures
 
-    from .checkpoint import CONFIG_NAME
+    from .checkpoint import CONFIG_NAME, WEIGHTS_NAME
 
     root = Path(root)
     if not root.is_dir():
         return []
     entries = []
-    for folder in sorted(p for p in root.iterdir() if (p / CONFIG_NAME).is_file()):
+    for folder in sorted(p for p in root.iterdir()
+                         if (p / CONFIG_NAME).is_file() or (p / WEIGHTS_NAME).is_file()):
         config, why = checkpoint_folder_problem(folder)
         if config is None:
             entries.append(CatalogEntry("checkpoint", folder.name, f"UNREADABLE: {why}", params=None,
                                         weights=str(folder), usage=""))
             continue
         step = config.get("step")
-        description = f"architecture {config['arch']}" + (f", step {step}" if step is not None else "")
+        description = f"architecture {config['arch']}" + (f", step {step}" if step is not None else "") + \
+            (f" (no {CONFIG_NAME}: architecture from the weights' metadata)" if config.get("weights_only") else "")
         arch, overrides = config["arch"], config.get("overrides") or {}
         params = (safe_parameter_count(arch, **overrides) if with_params and arch in list_architectures() else None)
         entries.append(CatalogEntry("checkpoint", config.get("name") or folder.name, description, params=params,

@@ -321,3 +321,24 @@ def test_checkpoint_folders_without_weights_or_arch_are_listed_as_unreadable(tmp
     printed = capsys.readouterr().out
     assert "no-weights" in printed and "UNREADABLE" in printed and f"usage: --model checkpoint --checkpoint {good}" in printed
     assert format_catalog(list(rows.values())).count("UNREADABLE") == 2
+
+
+def test_a_folder_with_only_llvbench_weights_is_listed_and_one_with_foreign_weights_is_unreadable(tmp_path):
+    from safetensors.torch import save_file
+
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    torch.manual_seed(4)
+    checkpoints.save_model(model.build("genlv-tiny"), bare / "model.safetensors", "genlv-tiny")
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    save_file({"w": torch.zeros(2)}, str(foreign / "model.safetensors"))  # no llvbench_arch metadata
+    (tmp_path / "empty").mkdir()  # neither file: not a checkpoint folder at all
+    rows = {e.name: e for e in checkpoint_entries(tmp_path, with_params=True)}
+    assert set(rows) == {"bare", "foreign"}
+    assert rows["bare"].description == ("architecture genlv-tiny (no config.json: architecture from the "
+                                        "weights' metadata)")
+    assert rows["bare"].usage == f"--model checkpoint --checkpoint {bare}"
+    assert rows["bare"].params == sum(p.numel() for p in model.build("genlv-tiny").parameters())
+    assert rows["foreign"].description.startswith("UNREADABLE: ") and "llvbench_arch" in rows["foreign"].description
+    assert not rows["foreign"].usage
