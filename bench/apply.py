@@ -394,19 +394,24 @@ _GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L")
 
 
 def colour_conversions(path: str | Path) -> set[str]:
-    """What reading an input does to its colours, from its header alone (no decode): a subset of
-    'alpha' (an 8-bit alpha channel, composited on white), 'alpha16' (a 16-bit one, dropped) and
-    'grey' (written as RGB). Empty for plain RGB and for files PIL cannot open (skipped elsewhere)."""
+    """What reading an input does to its colours: a subset of 'alpha' (an 8-bit alpha channel that
+    is not fully opaque, composited on white), 'alpha16' (such a 16-bit one, dropped) and 'grey'
+    (written as RGB). Empty for plain RGB, for a fully opaque alpha channel (nothing is lost) and
+    for files PIL cannot read (skipped elsewhere)."""
     from PIL import Image
 
     try:
         with Image.open(path) as img:
             mode, transparent = img.mode, "transparency" in img.info
             tiff_bits = tuple(getattr(img, "tag_v2", {}).get(258, ()) or ())  # BitsPerSample
+            has_alpha = mode in _ALPHA_MODES or (mode == "P" and transparent)
+            if has_alpha:  # decode the alpha only where there is one
+                alpha = (img.convert("RGBA") if mode == "P" else img).getchannel("A")
+                has_alpha = alpha.getextrema()[0] < 255
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
         return set()
     found = set()
-    if mode in _ALPHA_MODES or (mode == "P" and transparent):
+    if has_alpha:
         # PIL reports a 16-bit RGBA PNG as RGBA; its bit depth is the 25th byte of the header.
         with open(path, "rb") as f:
             header = f.read(25)

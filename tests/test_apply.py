@@ -399,6 +399,10 @@ def test_alpha_and_grey_inputs_are_counted_in_one_note_and_written_as_rgb(tmp_pa
     cv2.imwrite(str(folder / "deep.png"), np.concatenate([photo, alpha], axis=2).astype(np.uint16) * 257)
     write_image_atomic(folder / "plain.png", photo)
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 30)  # skipped: counted nowhere here
+    opaque = np.full((48, 40, 1), 255, np.uint8)  # nothing to composite, nothing lost
+    Image.fromarray(np.concatenate([photo, opaque], axis=2), "RGBA").save(tmp_path / "opaque.png")
+    cv2.imwrite(str(tmp_path / "opaque16.png"), np.concatenate([photo, opaque], axis=2).astype(np.uint16) * 257)
+    assert colour_conversions(tmp_path / "opaque.png") == set() == colour_conversions(tmp_path / "opaque16.png")
     assert colour_conversions(folder / "rgba.png") == {"alpha"}
     assert colour_conversions(folder / "grey_alpha.png") == {"alpha", "grey"}
     assert colour_conversions(folder / "grey.jpg") == {"grey"}
