@@ -96,9 +96,21 @@ def test_make_sample_on_photos():
 # --------------------------------------------------------------------------------------------
 # Properties of each style
 
-def test_pencil_target_is_grey():
-    _, tgt, _ = _run("pencil", _photo("chelsea", 96))
-    assert np.array_equal(tgt[..., 0], tgt[..., 1]) and np.array_equal(tgt[..., 0], tgt[..., 2])
+def test_pencil_target_is_the_drawing_as_luma_with_the_photos_chroma():
+    from taskgen.ops import pencil
+
+    image = _photo("chelsea", 96)
+    _, tgt, params = _run("pencil", image)
+    assert params["tone_weights"] == [76.0, 22.0, 2.0]
+    assert not np.array_equal(tgt[..., 0], tgt[..., 2]), "colour, not grey"
+    luma = lambda x: x.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    drawing = pencil.pencil_drawing(image).astype(np.float32)
+    unclipped = (tgt > 2).all(axis=2) & (tgt < 253).all(axis=2)
+    assert unclipped.mean() > 0.5
+    assert np.abs(luma(tgt) - drawing)[unclipped].max() <= 1.5, "Y is the drawing"
+    # U and V are the photo's: each pixel moved by the same amount in R, G and B
+    shift = tgt.astype(np.float32) - image.astype(np.float32)
+    assert np.abs(shift[..., 0] - shift[..., 2])[unclipped].max() <= 1.0
 
 
 def test_rtv_target_flattens_texture_of_a_photo():

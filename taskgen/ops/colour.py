@@ -100,10 +100,13 @@ def local_contrast(display: np.ndarray, amount: float, sigma_frac: float = 0.04)
     return np.clip(x + (np.float32(amount) * detail * weight)[:, :, None], 0.0, 1.0)
 
 
-def clahe_rgb(image: np.ndarray, clip_limit: float = 2.0, tiles: int = 8) -> np.ndarray:
-    """uint8 RGB -> uint8 RGB: CLAHE (Zuiderveld 1994) on each channel independently."""
+def clahe_lightness(image: np.ndarray, clip_limit: float = 2.0, tiles: int = 8) -> np.ndarray:
+    """uint8 RGB -> uint8 RGB: CLAHE (Zuiderveld 1994) on the L channel of OpenCV's 8-bit CIELAB,
+    a and b kept, so the contrast changes and the colour cast stays (the GenLV reference's ICE)."""
     clahe = cv2.createCLAHE(clipLimit=float(clip_limit), tileGridSize=(int(tiles), int(tiles)))
-    return np.stack([clahe.apply(np.ascontiguousarray(image[:, :, c])) for c in range(3)], axis=2)
+    lab = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2LAB)
+    lab[:, :, 0] = clahe.apply(np.ascontiguousarray(lab[:, :, 0]))
+    return cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
 
 
 def quantiles(values: np.ndarray, probs: np.ndarray) -> np.ndarray:

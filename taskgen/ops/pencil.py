@@ -34,7 +34,12 @@ TONE_LAMBDA = 0.2                     # smoothness of the texture exponent beta 
 TONE_SIGMA_B = 9.0
 TONE_U_A, TONE_U_B = 105.0, 225.0
 TONE_MU_D, TONE_SIGMA_D = 90.0, 11.0
-TONE_WEIGHTS = (52.0, 37.0, 11.0)     # bright : mid : dark, the paper's middle group
+# bright : mid : dark. The paper lists three groups; the GenLV reference generator
+# (pencil_drawing.py, w_group=2) and the authors' MATLAB (GenToneMap.m, its last assignment) use 76:22:2.
+TONE_WEIGHTS = (76.0, 22.0, 2.0)
+# The reference darkens both layers before multiplying them: R = S ** 2 * T ** 1.5.
+STROKE_DARKNESS = 2.0
+TONE_DARKNESS = 1.5
 TEXTURE_SEED = 12345                  # fixed: the texture is a style asset, not per-sample randomness
 TEXTURE_TILE = 512
 
@@ -178,9 +183,27 @@ def tone_layer(luma_u8: np.ndarray, solver: str = "multigrid") -> np.ndarray:
 
 # --------------------------------------------------------------------------------------------
 
-def pencil_drawing(image: np.ndarray, solver: str = "multigrid") -> np.ndarray:
-    """uint8 RGB -> uint8 HxW grey pencil drawing R = S * T (strokes times textured tone)."""
+def pencil_lightness(image: np.ndarray, solver: str = "multigrid") -> np.ndarray:
+    """uint8 RGB -> float32 HxW pencil drawing in [0, 1]: R = S ** 2 * T ** 1.5 (strokes times
+    textured tone, both darkened as the reference generator does), drawn from the BT.601 luma."""
     luma_u8 = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
     luma = luma_u8.astype(np.float32) * np.float32(1.0 / 255.0)
-    drawing = stroke_layer(luma) * tone_layer(luma_u8, solver=solver)
-    return np.clip(np.rint(drawing * 255.0), 0, 255).astype(np.uint8)
+    strokes = np.power(stroke_layer(luma), np.float32(STROKE_DARKNESS))
+    tone = np.power(tone_layer(luma_u8, solver=solver), np.float32(TONE_DARKNESS))
+    return (strokes * tone).astype(np.float32)
+
+
+def pencil_drawing(image: np.ndarray, solver: str = "multigrid") -> np.ndarray:
+    """uint8 RGB -> uint8 HxW grey pencil drawing (``pencil_lightness`` rounded)."""
+    return np.clip(np.rint(pencil_lightness(image, solver) * 255.0), 0, 255).astype(np.uint8)
+
+
+def pencil_colour(image: np.ndarray, solver: str = "multigrid") -> np.ndarray:
+    """uint8 RGB -> uint8 RGB colour pencil drawing: the drawing replaces the luma Y of the photo
+    in YUV (BT.601), U and V kept, then clipped to [0, 1] - the reference generator's ``rgb=True``.
+    The inverse YUV transform maps a change of Y to the same change of R, G and B, so this is
+    the photo plus (drawing - Y) in every channel."""
+    rgb = image.astype(np.float32) * np.float32(1.0 / 255.0)
+    luma = rgb @ np.array([0.299, 0.587, 0.114], np.float32)
+    shifted = rgb + (pencil_lightness(image, solver) - luma)[:, :, None]
+    return np.clip(np.rint(shifted * 255.0), 0, 255).astype(np.uint8)

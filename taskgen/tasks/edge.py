@@ -39,9 +39,10 @@ def laplacian(image: np.ndarray, rng: np.random.Generator):
     description="Soft perceptual boundary map: bilateral edge-preserving smoothing, Lab colour "
                 "gradients at scales 1/2/4 px combined by geometric mean, non-maximum suppression, "
                 "soft 1 - exp(-(g/7)^2) mapping, slight widening.",
-    departs_from_paper="The paper uses DexiNed predictions, whose weights cannot ship; this is a "
-                       "classical, deterministic stand-in that imitates a learned soft boundary map "
-                       "(texture-suppressed, colour-aware, thin and soft), not DexiNed itself.")
+    departs_from_paper="The paper cites DexiNed (Poma et al.); the GenLV loader reads edge maps from "
+                       "disk (the BIPED dataset of the DexiNed authors), which cannot ship. This is a "
+                       "classical, deterministic stand-in that imitates a soft boundary map "
+                       "(texture-suppressed, colour-aware, thin and soft), not those maps.")
 def perceptual_edges(image: np.ndarray, rng: np.random.Generator):
     """uint8 RGB -> (image, 3-channel soft boundary map, params)."""
     check_rgb(image)

@@ -261,7 +261,8 @@ def render_underwater(image: np.ndarray, rng: np.random.Generator, depth: np.nda
     name="underwater_contrast", category=CATEGORY, metric="psnr", target_domain="contrast-equalised underwater photo",
     description="Underwater image contrast enhancement: input rendered with the underwater formation model "
                 "(per-channel attenuation exp(-beta_c d), red strongest, plus backscatter); target is CLAHE "
-                "(clip 2.0, 8x8 tiles) of each RGB channel of that input.",
+                "(clip 2.0, 8x8 tiles) of the lightness L of that input in 8-bit CIELAB, a and b kept "
+                "(GenLV reference).",
     departs_from_paper="Stand-in for UIEB's histogram-equalisation (ICE) references: synthetic underwater inputs "
                        "from a physical model with depth from the source (dead-leaves layers or a photo depth proxy).",
     needs_depth=True,
@@ -270,7 +271,7 @@ def underwater_contrast(image: np.ndarray, rng: np.random.Generator, depth: np.n
     check_rgb(image)
     underwater, params = render_underwater(image, rng, depth)
     params["clahe"] = dict(CLAHE_PARAMS)
-    return underwater, colour.clahe_rgb(underwater, **CLAHE_PARAMS), params
+    return underwater, colour.clahe_lightness(underwater, **CLAHE_PARAMS), params
 
 
 @register_task(
