@@ -23,6 +23,7 @@ import logging
 import math
 import re
 import time
+import traceback
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -97,7 +98,16 @@ class UnitOutcome:
 
 
 class PredictError(RuntimeError):
-    """predict() raised; the message names the generalist and the original error."""
+    """predict() raised; the message names the generalist, the original error and where it was raised."""
+
+
+def raised_at(err: BaseException) -> str:
+    """'at FILE:LINE in FUNCTION' of the innermost frame of ``err``'s traceback: where to start looking."""
+    frames = traceback.extract_tb(err.__traceback__)
+    if not frames:
+        return "no traceback"
+    last = frames[-1]
+    return f"at {last.filename}:{last.lineno} in {last.name}"
 
 
 def slug(name: str) -> str:
@@ -174,7 +184,8 @@ class EvalContext:
             with torch.inference_mode():
                 output = self.generalist.predict(q, p_in, p_out)
         except Exception as err:
-            raise PredictError(f"{self.generalist.name}: predict() raised {type(err).__name__}: {err}") from err
+            raise PredictError(f"{self.generalist.name}: predict() raised {type(err).__name__}: {err} "
+                               f"({raised_at(err)})") from err
         return check_output(output, tuple(q.shape), who=self.generalist.name, check_values=check_values,
                             quantize_to=quantize_to)
 
@@ -363,16 +374,19 @@ def _run_unit(ctx: EvalContext, track, unit: str, path: Path) -> UnitOutcome:
         ctx.log.info("%s %s/%s: already evaluated, skipped", model, track.name, unit)
         return UnitOutcome(model, track.name, unit, "skipped", path=str(path))
     start = time.perf_counter()
+    failure = None
     try:
         rows = track.run(ctx, unit)
         status, error = "done", ""
     except (PredictError, BadOutput) as err:
-        status, error = "failed", str(err)
+        status, error, failure = "failed", str(err), err
     except Exception as err:  # a bad plug-in or bad data must not stop the other units
-        status, error = "failed", f"{type(err).__name__}: {err}"
+        status, error, failure = "failed", f"{type(err).__name__}: {err}", err
     if status == "failed":
         rows = [ctx.failure_row(track.name, unit, error)]
-        ctx.log.warning("%s %s/%s failed: %s", model, track.name, unit, error)
+        # the whole traceback with -v (debug), one line otherwise
+        ctx.log.warning("%s %s/%s failed: %s", model, track.name, unit, error,
+                        exc_info=failure if ctx.log.isEnabledFor(logging.DEBUG) else None)
     seconds = time.perf_counter() - start
     write_rows(path, rows, fingerprint, status)
     if status == "done":

@@ -6,6 +6,7 @@ Built-in task modules are imported on first use, so ``import taskgen`` stays che
 from __future__ import annotations
 
 import importlib
+import logging
 from importlib import metadata
 
 from .registry import CANONICAL_ORDER, TaskSpec, register_task, sample_rng, task_index
@@ -36,8 +37,15 @@ def _load_builtin_tasks() -> None:
     for module in _BUILTIN_MODULES:
         importlib.import_module(module)
     # Third-party tasks register themselves when their entry point module is imported.
+    # One broken plug-in must not break every command: it is logged, named, and left out.
     for entry in metadata.entry_points(group="llvbench.tasks"):
-        entry.load()
+        try:
+            entry.load()
+        except Exception as err:
+            package = getattr(entry.dist, "name", None) or "?"
+            logging.getLogger(__name__).warning(
+                "task plug-in %r (%s, package %s) not loaded: %s: %s", entry.name, entry.value, package,
+                type(err).__name__, err)
     _loaded = True
 
 

@@ -88,6 +88,8 @@ class TaskSpec:
 
 _REGISTRY: dict[str, TaskSpec] = {}
 _TASK_NAME = re.compile(r"[a-z_][a-z0-9_]*")
+# Words that --tasks and the mismatch track read as something other than a task.
+RESERVED_NAMES = frozenset(CATEGORIES) | {"all", "unseen", "clean"}
 
 
 def register_task(*, name: str, category: str, metric: str, target_domain: str,
@@ -99,6 +101,9 @@ def register_task(*, name: str, category: str, metric: str, target_domain: str,
         # names at the first dot, so a dot, slash or dash in a name would corrupt both.
         raise ValueError(f"task name {name!r} must be snake_case: lowercase letters, digits and '_', "
                          "starting with a letter or '_'")
+    if name in RESERVED_NAMES:
+        raise ValueError(f"task name {name!r} is reserved (a category, 'all', 'unseen' or the mismatch "
+                         "track's 'clean'); choose another")
     if category not in CATEGORIES:
         raise ValueError(f"task {name!r}: category {category!r} is not one of {CATEGORIES}")
     if metric not in METRICS:
@@ -108,7 +113,9 @@ def register_task(*, name: str, category: str, metric: str, target_domain: str,
 
     def decorator(fn: TaskFn) -> TaskFn:
         if name in _REGISTRY and _REGISTRY[name].fn is not fn:
-            raise ValueError(f"task {name!r} is registered twice")
+            old = _REGISTRY[name].fn
+            raise ValueError(f"task {name!r} is already registered by {old.__module__}.{old.__qualname__}; "
+                             f"{fn.__module__}.{fn.__qualname__} needs another name")
         _REGISTRY[name] = TaskSpec(name=name, category=category, metric=metric,
                                    target_domain=target_domain, description=description, fn=fn,
                                    departs_from_paper=departs_from_paper, needs_depth=needs_depth,

@@ -39,6 +39,12 @@ def _check_output(spec: TaskSpec, side: str, arr) -> None:
     check_rgb(arr, f"task {spec.name} {side}", dtypes=allowed)
 
 
+def _global_numpy_rng_state() -> tuple[int, bytes]:
+    """Where numpy's legacy global generator stands (np.random.*): a draw from it moves this."""
+    state = np.random.get_state(legacy=False)["state"]
+    return state["pos"], state["key"].tobytes()
+
+
 def make_sample(spec: TaskSpec, split: str, index: int, *, seed: int, size: int, source: Source,
                 paired: PairedSource | None = None) -> Sample:
     """Draw the source image then apply the task, both from the sample's own generator.
@@ -55,7 +61,11 @@ def make_sample(spec: TaskSpec, split: str, index: int, *, seed: int, size: int,
     except Exception as err:
         raise TaskFailure(f"source failed for {where}: {type(err).__name__}: {err}") from err
     try:
+        before = _global_numpy_rng_state()
         inp, tgt, params = spec.generate(src.image, rng, depth=src.depth)
+        if _global_numpy_rng_state() != before:  # such shards would differ run to run
+            raise ValueError("drew from numpy's global random generator (np.random.*); draw every random "
+                             "value from the rng argument, or the shards are not reproducible")
         _check_output(spec, "input", inp)
         _check_output(spec, "target", tgt)
         if inp.shape != tgt.shape or inp.shape[:2] != src.image.shape[:2]:

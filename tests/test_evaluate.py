@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -112,6 +113,20 @@ def test_a_failing_plugin_is_recorded_and_the_run_goes_on(split, tmp_path):
     assert len(failed) == 1 and failed["status"].iloc[0] == "failed" and math.isnan(failed["value"].iloc[0])
     assert failed["convention"].iloc[0] == NOT_MEASURED  # every row states its convention
     assert "predict() raised RuntimeError: CUDA out of memory (simulated)" in failed["error"].iloc[0]
+    # and where: the plug-in's own line, to start looking from
+    assert re.search(r"\(at .*test_evaluate\.py:\d+ in predict\)$", failed["error"].iloc[0])
+
+
+def test_a_failed_unit_logs_its_traceback_only_when_verbose(split, tmp_path, caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="bench"):
+        evaluate(FailsFirstCall(), split, tmp_path / "quiet", EvalConfig())
+    assert "Traceback" not in caplog.text and "failed: " in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="bench"):
+        evaluate(FailsFirstCall(), split, tmp_path / "verbose", EvalConfig())
+    assert "Traceback (most recent call last)" in caplog.text and "CUDA out of memory (simulated)" in caplog.text
 
 
 @pytest.mark.parametrize("name, fn, message", [

@@ -38,11 +38,50 @@ def test_register_twice_with_another_function_fails():
     def first(image, rng):
         return image, image, {}
 
-    with pytest.raises(ValueError, match="registered twice"):
+    with pytest.raises(ValueError, match=r"task '_twice' is already registered by test_registry\."
+                                         r"test_register_twice_with_another_function_fails\.<locals>\.first; "
+                                         r".*second needs another name"):
         @register_task(name="_twice", category="edge", metric="mae", target_domain="x", description="x")
         def second(image, rng):
             return image, image, {}
     registered().pop("_twice")
+
+
+@pytest.mark.parametrize("name", ["edge", "stylization", "all", "unseen", "clean"])
+def test_reserved_words_are_refused_as_task_names(name):
+    with pytest.raises(ValueError, match=f"task name '{name}' is reserved"):
+        register_task(name=name, category="edge", metric="mae", target_domain="x", description="x")
+
+
+def test_a_task_drawing_from_numpys_global_generator_fails_by_name(monkeypatch):
+    from taskgen.sample import TaskFailure, make_sample
+    from taskgen.sources import build_source
+
+    @register_task(name="_global_rng", category="edge", metric="mae", target_domain="x", description="x")
+    def noisy(image, rng):
+        return image, np.clip(image + np.random.randint(0, 3, image.shape), 0, 255).astype(np.uint8), {}
+
+    try:
+        with pytest.raises(TaskFailure, match=r"task failed for task=_global_rng split=train index=0 .*"
+                                              r"drew from numpy's global random generator"):
+            make_sample(registered()["_global_rng"], "train", 0, seed=0, size=32, source=build_source("deadleaves"))
+    finally:
+        registered().pop("_global_rng")
+
+
+def test_a_broken_task_plug_in_is_logged_and_left_out(monkeypatch, caplog):
+    class Entry:
+        name, value, dist = "broken", "mylab.tasks:register", None
+
+        def load(self):
+            raise ModuleNotFoundError("No module named 'not_a_module_xyz'")
+
+    monkeypatch.setattr(taskgen, "_loaded", False)
+    monkeypatch.setattr(taskgen.metadata, "entry_points", lambda group: [Entry()])
+    with caplog.at_level("WARNING"):
+        taskgen._load_builtin_tasks()
+    assert "task plug-in 'broken' (mylab.tasks:register, package ?) not loaded: ModuleNotFoundError" in caplog.text
+    assert taskgen.get_task("jpeg").name == "jpeg"  # the built-ins are all there
 
 
 def test_get_task_unknown_names_the_known_ones():
