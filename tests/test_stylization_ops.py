@@ -262,3 +262,29 @@ def test_palettes_load_from_package_data():
         assert palette.lab.shape == palette.rgb.shape
     assert "ground" in npr.load_palette("divisionism").extras
     assert "contour" in npr.load_palette("cloisonnism").extras
+
+
+def test_rtv_weights_are_the_releases_zero_padded_window_and_gradient_magnitude_floors():
+    from scipy.signal import convolve2d
+
+    image = _photo("chelsea", 40).astype(np.float32) / 255
+    sigma = 1.5
+    size = rtv.window_size(sigma)
+    assert (rtv.window_size(3.0), size, rtv.window_size(0.75), rtv.window_size(0.5)) == (15, 9, 5, 3)
+    g = cv2.getGaussianKernel(size, sigma).ravel()
+    blurred = np.stack([convolve2d(convolve2d(image[:, :, c], g[None, :], mode="same"), g[:, None], mode="same")
+                        for c in range(3)], axis=2)  # conv2 'same': zeros outside
+
+    def forward(x, axis):
+        d = np.zeros_like(x)
+        d[(slice(None),) * axis + (slice(0, -1),)] = np.diff(x, axis=axis)
+        return d
+
+    magnitude = np.sqrt(forward(image, 1) ** 2 + forward(image, 0) ** 2).mean(axis=2)
+    expected_x = 1 / np.maximum(magnitude, 0.02) / np.maximum(np.abs(forward(blurred, 1)).mean(axis=2), 1e-3)
+    expected_y = 1 / np.maximum(magnitude, 0.02) / np.maximum(np.abs(forward(blurred, 0)).mean(axis=2), 1e-3)
+    expected_x[:, -1] = 0
+    expected_y[-1, :] = 0
+    a_x, a_y = rtv.texture_weights(image, sigma)
+    np.testing.assert_allclose(a_x, expected_x, rtol=2e-3)
+    np.testing.assert_allclose(a_y, expected_y, rtol=2e-3)

@@ -1,19 +1,24 @@
 """Relative total variation (RTV) structure extraction: Xu, Yan, Xia & Jia, "Structure extraction
-from texture via relative total variation", SIGGRAPH Asia 2012.
+from texture via relative total variation", SIGGRAPH Asia 2012, as the authors' ``tsmooth`` release
+computes it (the GenLV reference uses a port of it).
 
 The structure S of an image I minimises
 
     sum_p (S_p - I_p)^2 + lam * (D_x(p) / (L_x(p) + eps) + D_y(p) / (L_y(p) + eps))
 
-where D is the windowed total variation (Gaussian window sigma) of the gradient and L the windowed
-*inherent* variation |sum of signed gradients|: texture has large D but small L (its gradients cancel
-inside the window), a structure edge has D ~ L.  The paper's iterative scheme freezes the non-linear
-part into per-edge weights a_x = u_x * w_x, a_y = u_y * w_y and solves the linear system
+where D is the windowed total variation of the gradient and L the windowed *inherent* variation
+|sum of signed gradients|: texture has large D but small L (its gradients cancel inside the
+window), a structure edge has D ~ L.  The release freezes the non-linear part into per-edge weights
 
-    (Id + lam * (Dx^T diag(a_x) Dx + Dy^T diag(a_y) Dy)) s = i        (all channels share the matrix)
+    a_x = 1 / max(|G_sigma * d_x S|, eps) * 1 / max(|grad S|, eps_s)      (a_y alike)
 
-a few times, recomputing the weights from the last S.  That system is a 5-point weighted Laplacian
-plus the identity, solved by ``taskgen.ops.gridsolve``:
+(channel means of the absolute values, G_sigma a zero-padded separable Gaussian of size
+round(5 sigma) | 1, |grad S| the gradient magnitude) and solves
+
+    (Id + lam/2 * (Dx^T diag(a_x) Dx + Dy^T diag(a_y) Dy)) s = i        (all channels share the matrix)
+
+a few times, recomputing the weights from the last S (the release halves lam before solving).
+That system is a 5-point weighted Laplacian plus the identity, solved by ``taskgen.ops.gridsolve``:
 
 - ``"multigrid"`` (default): multigrid-preconditioned conjugate gradients, warm-started from the
   previous structure; ~0.1 s at 256^2 on one core, 60-70 dB PSNR from the exact solve.
@@ -29,9 +34,9 @@ import numpy as np
 
 from .gridsolve import solve_grid_system
 
-RTV_LAMBDA = 0.01        # paper default smoothness weight (0.01-0.03 in the paper's examples)
+RTV_LAMBDA = 0.01        # paper default smoothness weight (0.01-0.03 in the paper's examples); halved in the solve
 RTV_SIGMA = 3.0          # paper default texture window scale, in px
-RTV_SHARPNESS = 0.02     # eps_s: floor of |grad S| in the w weights (paper default)
+RTV_SHARPNESS = 0.02     # eps_s: floor of |grad S| in the weights (release default)
 RTV_EPS = 1e-3           # eps: floor of the inherent variation L (avoids division by zero)
 RTV_ITERATIONS = 4       # outer re-weighting iterations (the paper uses 3-4)
 SOLVERS = ("multigrid", "jacobi", "exact", "torch")
@@ -40,9 +45,25 @@ SOLVERS = ("multigrid", "jacobi", "exact", "torch")
 # --------------------------------------------------------------------------------------------
 # Weights
 
-def _gaussian(image: np.ndarray, sigma: float) -> np.ndarray:
-    """float32 HxW(xC) -> Gaussian-blurred copy (cv2 picks radius 4 sigma for float32; reflect-101 borders)."""
-    return cv2.GaussianBlur(image, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT_101)
+def window_size(sigma: float) -> int:
+    """The release's Gaussian window: round(5 sigma) (halves away from zero, as MATLAB) made odd."""
+    return int(np.floor(5.0 * sigma + 0.5)) | 1
+
+
+def _window(image: np.ndarray, sigma: float) -> np.ndarray:
+    """float32 HxW(xC) -> separable Gaussian of ``window_size(sigma)`` taps, zero outside the image
+    (MATLAB's conv2 'same', as the release's conv2_sep)."""
+    size = window_size(sigma)
+    return cv2.GaussianBlur(image, (size, size), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_CONSTANT)
+
+
+def _forward_differences(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """float32 HxWxC -> (d_x, d_y): next minus this pixel, 0 in the last column / row."""
+    dx = np.zeros_like(image)
+    dy = np.zeros_like(image)
+    np.subtract(image[:, 1:], image[:, :-1], out=dx[:, :-1])
+    np.subtract(image[1:], image[:-1], out=dy[:-1])
+    return dx, dy
 
 
 def texture_weights(structure: np.ndarray, sigma: float, sharpness: float = RTV_SHARPNESS,
@@ -50,21 +71,15 @@ def texture_weights(structure: np.ndarray, sigma: float, sharpness: float = RTV_
     """float32 HxWx3 structure -> (a_x, a_y) float32 HxW edge weights of the RTV linear system.
 
     a_x[i, j] couples pixel (i, j) with (i, j+1) (last column 0); a_y[i, j] couples (i, j) with
-    (i+1, j) (last row 0).  a = u * w with u = G_sigma * 1 / (|G_sigma * dS| + eps) (the inverse
-    windowed inherent variation, spread back over the window) and w = 1 / (|dS| + eps_s).  Colour
-    images share one set of weights: absolute values are averaged over channels.
+    (i+1, j) (last row 0).  a = 1 / max(|d(G_sigma * S)|, eps) * 1 / max(|grad S|, eps_s), each a
+    channel mean, as the authors' computeTextureWeights.
     """
-    dx = np.zeros_like(structure)
-    dy = np.zeros_like(structure)
-    np.subtract(structure[:, 1:], structure[:, :-1], out=dx[:, :-1])
-    np.subtract(structure[1:], structure[:-1], out=dy[:-1])
-    weights = []
-    for grad in (dx, dy):
-        inherent = _channel_mean(np.abs(_gaussian(grad, sigma)))
-        spread_inverse = _gaussian(1.0 / (inherent + np.float32(eps)), sigma)          # u
-        inverse_gradient = 1.0 / (_channel_mean(np.abs(grad)) + np.float32(sharpness))  # w
-        weights.append((spread_inverse * inverse_gradient).astype(np.float32))
-    a_x, a_y = weights
+    dx, dy = _forward_differences(structure)
+    magnitude = _channel_mean(np.sqrt(dx * dx + dy * dy))
+    inverse_gradient = 1.0 / np.maximum(magnitude, np.float32(sharpness))
+    gx, gy = _forward_differences(_window(structure, sigma))
+    a_x = (inverse_gradient / np.maximum(_channel_mean(np.abs(gx)), np.float32(eps))).astype(np.float32)
+    a_y = (inverse_gradient / np.maximum(_channel_mean(np.abs(gy)), np.float32(eps))).astype(np.float32)
     a_x[:, -1] = 0.0
     a_y[-1, :] = 0.0
     return a_x, a_y
@@ -94,7 +109,8 @@ def rtv_smooth(image: np.ndarray, lam: float = RTV_LAMBDA, sigma: float = RTV_SI
 
     The window scale starts at ``sigma`` and halves every outer iteration down to 0.5 px, as in the
     authors' release: coarse windows first decide what is texture, finer ones then sharpen the kept
-    edges.  Each solve is warm-started from the previous structure.
+    edges.  The solves use lam / 2, as the release does.  Each is warm-started from the previous
+    structure.
     """
     if solver == "torch":
         import torch
@@ -108,7 +124,7 @@ def rtv_smooth(image: np.ndarray, lam: float = RTV_LAMBDA, sigma: float = RTV_SI
     window = float(sigma)
     for _ in range(iterations):
         a_x, a_y = texture_weights(structure, window, sharpness)
-        structure, count = solve_rtv_system(rhs, a_x, a_y, lam, x0=structure, solver=solver, tol=tol)
+        structure, count = solve_rtv_system(rhs, a_x, a_y, lam / 2.0, x0=structure, solver=solver, tol=tol)
         counts.append(count)
         window = max(window / 2.0, 0.5)
     return structure, counts
@@ -125,37 +141,37 @@ def rtv(image: np.ndarray, lam: float = RTV_LAMBDA, sigma: float = RTV_SIGMA, so
 # --------------------------------------------------------------------------------------------
 # PyTorch path (GPU when present): the same scheme, Jacobi-preconditioned CG, batched
 
-def _torch_gaussian(x, sigma: float):
-    """(B, C, H, W) tensor -> separable Gaussian blur, radius 4 sigma, reflect-101 borders (as cv2 on float32)."""
+def _torch_window(x, sigma: float):
+    """(B, C, H, W) tensor -> separable Gaussian of ``window_size(sigma)`` taps, zero borders (as ``_window``)."""
     import torch
     import torch.nn.functional as F
 
-    radius = max(1, int(round(4.0 * sigma)))  # cv2 uses 4 sigma for float images
-    radius = min(radius, x.shape[-1] - 1, x.shape[-2] - 1)
+    radius = window_size(sigma) // 2
     t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
     kernel = torch.exp(-0.5 * (t / sigma) ** 2)
     kernel = kernel / kernel.sum()
     c = x.shape[1]
-    x = F.pad(x, (radius, radius, 0, 0), mode="reflect")
-    x = F.conv2d(x, kernel.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
-    x = F.pad(x, (0, 0, radius, radius), mode="reflect")
-    return F.conv2d(x, kernel.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
+    x = F.conv2d(x, kernel.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c, padding=(0, radius))
+    return F.conv2d(x, kernel.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c, padding=(radius, 0))
 
 
-def _torch_weights(s, sigma: float, sharpness: float, eps: float = RTV_EPS):
-    """(B, 3, H, W) structure -> (a_x, a_y) (B, 1, H, W) RTV edge weights (see texture_weights)."""
+def _torch_differences(s):
     import torch
 
     dx = torch.zeros_like(s)
     dy = torch.zeros_like(s)
     dx[..., :, :-1] = s[..., :, 1:] - s[..., :, :-1]
     dy[..., :-1, :] = s[..., 1:, :] - s[..., :-1, :]
-    out = []
-    for grad in (dx, dy):
-        inherent = _torch_gaussian(grad, sigma).abs().mean(1, keepdim=True)
-        u = _torch_gaussian(1.0 / (inherent + eps), sigma)
-        out.append(u / (grad.abs().mean(1, keepdim=True) + sharpness))
-    a_x, a_y = out
+    return dx, dy
+
+
+def _torch_weights(s, sigma: float, sharpness: float, eps: float = RTV_EPS):
+    """(B, 3, H, W) structure -> (a_x, a_y) (B, 1, H, W) RTV edge weights (see texture_weights)."""
+    dx, dy = _torch_differences(s)
+    inverse_gradient = 1.0 / (dx * dx + dy * dy).sqrt().mean(1, keepdim=True).clamp_min(sharpness)
+    gx, gy = _torch_differences(_torch_window(s, sigma))
+    a_x = inverse_gradient / gx.abs().mean(1, keepdim=True).clamp_min(eps)
+    a_y = inverse_gradient / gy.abs().mean(1, keepdim=True).clamp_min(eps)
     a_x[..., :, -1] = 0
     a_y[..., -1, :] = 0
     return a_x, a_y
@@ -187,7 +203,7 @@ def rtv_smooth_torch(images, lam: float = RTV_LAMBDA, sigma: float = RTV_SIGMA, 
     with torch.no_grad():
         for _ in range(iterations):
             a_x, a_y = _torch_weights(s, window, sharpness)
-            a_x, a_y = lam * a_x, lam * a_y
+            a_x, a_y = lam / 2.0 * a_x, lam / 2.0 * a_y  # the release halves lam
             diag = 1.0 + a_x + a_y
             diag[..., :, 1:] += a_x[..., :, :-1]
             diag[..., 1:, :] += a_y[..., :-1, :]
