@@ -87,36 +87,40 @@ def add_ringing(image: np.ndarray, cutoff: float, size: int = 15, pad_to: int = 
     return filter_image(image, jinc_kernel(cutoff, size, pad_to))
 
 
-def gaussian_psf_blur(image: np.ndarray, sigma: float) -> np.ndarray:
-    """float32 image convolved with a normalised Gaussian PSF (3-sigma support, reflect-101 borders)."""
-    ksize = 2 * int(math.ceil(3.0 * sigma)) + 1
-    return cv2.GaussianBlur(image, (ksize, ksize), sigma, borderType=cv2.BORDER_REFLECT_101)
+def convolve_same(image: np.ndarray, psf: np.ndarray) -> np.ndarray:
+    """float32 HxW(xC) convolved with ``psf`` (odd size), output the input's size, zeros outside
+    (scipy.signal.convolve's mode 'same', which skimage's Richardson-Lucy uses)."""
+    flipped = np.ascontiguousarray(psf[::-1, ::-1], dtype=np.float32)  # filter2D correlates
+    return cv2.filter2D(image, -1, flipped, borderType=cv2.BORDER_CONSTANT)
 
 
-def richardson_lucy(observed: np.ndarray, psf_sigma: float, iterations: int) -> np.ndarray:
-    """float32 [0,1] image -> float32 [0,1] Richardson-Lucy deconvolution with a Gaussian PSF.
-
-    Starts from the observation itself (not a flat image) and updates
-    ``estimate *= psf^T * (observed / (psf * estimate))``; the Gaussian PSF is symmetric, so the
-    adjoint is the same blur.
-    """
-    eps = np.float32(1e-4)  # keeps the ratio finite in black regions
-    observed = np.maximum(observed.astype(np.float32), eps)
-    estimate = observed.copy()
+def richardson_lucy(observed: np.ndarray, psf: np.ndarray, iterations: int, start: float = 0.5) -> np.ndarray:
+    """float32 [0,1] image -> float32 Richardson-Lucy estimate, as skimage.restoration.richardson_lucy:
+    from a flat ``start`` image, ``estimate *= psf_mirror * (observed / (psf * estimate))``, zero-padded
+    convolutions, clipped to [-1, 1]."""
+    observed = observed.astype(np.float32)
+    estimate = np.full_like(observed, np.float32(start))
+    mirror = psf[::-1, ::-1]
     for _ in range(iterations):
-        reblurred = np.maximum(gaussian_psf_blur(estimate, psf_sigma), eps)
-        estimate *= gaussian_psf_blur(observed / reblurred, psf_sigma)
-    return np.clip(estimate, 0.0, 1.0)
+        blurred = convolve_same(estimate, psf) + np.float32(1e-12)
+        estimate *= convolve_same(observed / blurred, mirror)
+    return np.clip(estimate, -1.0, 1.0)
 
 
-def add_rl_artifacts(image: np.ndarray, blur_sigma: float, psf_sigma: float, iterations: int) -> np.ndarray:
-    """uint8 RGB -> uint8 RGB: Gaussian blur (blur_sigma), 8-bit quantisation, then R-L with a mismatched PSF.
+RL_PSF_SIZE = 5   # the reference's 5x5 uniform PSF
+RL_PAD = 7        # the reference pads 7 px with a linear ramp to 0 before deconvolving, then crops
 
-    An over-estimated PSF (psf_sigma > blur_sigma) makes the deconvolution over-sharpen: halos and
-    overshoot along edges, and amplified quantisation grain - the look of R-L restored photos.
-    """
-    blurred = to_uint8(gaussian_psf_blur(to_float(image), blur_sigma))
-    return to_uint8(richardson_lucy(to_float(blurred), psf_sigma, iterations))
+
+def add_rl_artifacts(image: np.ndarray, iterations: int = 1) -> np.ndarray:
+    """uint8 RGB -> uint8 RGB: the reference's R-L degradation (PromptGIP/GenLV ``r_l``): the image,
+    padded 7 px with a linear ramp to 0, deconvolved with a 5x5 uniform PSF for one iteration from
+    the flat start, cropped back. One iteration from a flat start is the PSF blur itself, so this is
+    a 5x5 box blur whose border reads the ramp."""
+    pad = ((RL_PAD, RL_PAD), (RL_PAD, RL_PAD), (0, 0))
+    padded = np.pad(to_float(image), pad, mode="linear_ramp", end_values=0.0)
+    psf = np.full((RL_PSF_SIZE, RL_PSF_SIZE), 1.0 / RL_PSF_SIZE ** 2, np.float32)
+    estimate = richardson_lucy(padded, psf, iterations)
+    return to_uint8(estimate[RL_PAD:-RL_PAD, RL_PAD:-RL_PAD])
 
 
 # --------------------------------------------------------------------------------------------

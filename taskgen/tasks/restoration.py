@@ -68,10 +68,8 @@ def _draw_ringing(rng, shape):
 
 
 def _draw_rl(rng, shape):
-    blur_sigma = _uniform(rng, 1.0, 2.5)
-    mismatch = _uniform(rng, 1.25, 1.75)
-    return {"blur_sigma": blur_sigma, "psf_mismatch": mismatch, "psf_sigma": blur_sigma * mismatch,
-            "iterations": _int(rng, 5, 20)}
+    # Reference: fixed, nothing drawn (one iteration, 5x5 uniform PSF, 7 px linear-ramp pad).
+    return {"psf": "uniform", "psf_size": deg.RL_PSF_SIZE, "iterations": 1, "pad": deg.RL_PAD}
 
 
 def _draw_inpainting(rng, shape):
@@ -146,8 +144,7 @@ RECIPES: dict[str, Recipe] = {
     "gaussian_blur": Recipe(_draw_gaussian_blur, lambda im, p, rng: deg.gaussian_blur(im, p["sigma"], p["ksize"])),
     "jpeg": Recipe(_draw_jpeg, lambda im, p, rng: deg.jpeg_compress(im, p["quality"])),
     "ringing": Recipe(_draw_ringing, lambda im, p, rng: deg.add_ringing(im, p["cutoff"], p["size"], p["pad_to"])),
-    "rl": Recipe(_draw_rl, lambda im, p, rng: deg.add_rl_artifacts(
-        im, p["blur_sigma"], p["psf_sigma"], p["iterations"])),
+    "rl": Recipe(_draw_rl, lambda im, p, rng: deg.add_rl_artifacts(im, p["iterations"])),
     "inpainting": Recipe(_draw_inpainting, _apply_inpainting),
     "rain_simple": Recipe(_draw_rain_simple, lambda im, p, rng: deg.add_rain_simple(
         im, p["density"], p["length"], p["angle"], p["blur_ksize"], rng)),
@@ -192,11 +189,10 @@ _SINGLE_TASKS = {
                     "~ U(1.0, 1.4) rad/px, reflect borders.",
         departs_from_paper="The reference fixes the cutoff at 1.2 rad/px; we jitter it by +-0.2."),
     "rl": dict(
-        description="Richardson-Lucy artifacts: Gaussian blur sigma ~ U(1, 2.5), 8-bit quantisation, then "
-                    "5-20 R-L iterations with a Gaussian PSF 1.25-1.75x too wide (overshoot, halos, grain).",
-        departs_from_paper="The reference runs one R-L iteration from skimage's flat start, which reduces "
-                           "to a 5x5 box blur; we implement actual R-L deconvolution with a mismatched "
-                           "PSF so the pairs show R-L's characteristic artifacts."),
+        description=f"R-L: one Richardson-Lucy iteration with a 5x5 uniform PSF from the flat start, on the "
+                    f"image padded 7 px with a linear ramp to 0, cropped back ({_REF}); one iteration from a "
+                    f"flat start equals the PSF blur, so the input is a 5x5 box blur with ramp-darkened borders.",
+        departs_from_paper=""),
     "inpainting": dict(
         description=f"Inpainting: 5-10 random straight lines, 5-10 px thick, all white or all black ({_REF}).",
         departs_from_paper=""),
