@@ -162,7 +162,9 @@ def llf_target(image: np.ndarray, params: dict = LLF_PARAMS) -> np.ndarray:
                 "enhancement: remap r(i;g) = i + (i-g) exp(-(i-g)^2 / 2*0.1^2) on intensity, colour by ratios, "
                 "32 intensity samples.",
     departs_from_paper="Applied to any source image instead of FiveK expert-C photos; 32 interpolated intensity "
-                       "samples instead of 256 (measured difference < 1 grey level).",
+                       "samples instead of 256 (measured difference < 1 grey level). The GenLV reference's Python "
+                       "port (dataset/local_laplacian_filter.py) remaps each RGB channel separately; this remaps "
+                       "the intensity and restores colour by ratios, as MATLAB's locallapfilt does by default.",
 )
 def local_laplacian(image: np.ndarray, rng: np.random.Generator):
     check_rgb(image)
@@ -207,7 +209,11 @@ def multiscale_tone(image: np.ndarray, params: dict = MTM_PARAMS) -> np.ndarray:
                 "lightness at lambda 0.125/0.5/2 (alpha 1.2), fine/medium/coarse detail boosted x3.0/2.0/1.4.",
     departs_from_paper="Applied to any source image instead of FiveK expert-C photos; WLS solved by a fast "
                        "approximation (Min et al. 2014 FGS + 20/60/120 Jacobi-PCG steps): output within a mean "
-                       "0.1-0.7 grey level of the exact sparse solve, PSNR >= 45 dB (tests/test_wls.py).",
+                       "0.1-0.7 grey level of the exact sparse solve, PSNR >= 45 dB (tests/test_wls.py). The "
+                       "GenLV reference's Python port of Farbman's demo (dataset/wlsFilter.py) uses two scales "
+                       "(lambda 0.125, 0.5) with sigmoid detail curves and saturation x1.1 in three variants "
+                       "(fine, medium, coarse); its training targets were made in MATLAB, with the variant not "
+                       "recorded, so this linear three-scale boost is our own choice.",
 )
 def tone_multiscale(image: np.ndarray, rng: np.random.Generator):
     check_rgb(image)
