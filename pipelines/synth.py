@@ -499,9 +499,11 @@ def execute(jobs: list[ShardJob], root: Path, *, workers: int | None = None, sch
 
 
 def summarize(jobs: list[ShardJob], results: list[ShardResult], reused: Mapping[str, dict], wall_s: float,
-              run_info: Mapping, folders: Mapping[str, dict] | None = None) -> dict:
+              run_info: Mapping, folders: Mapping[str, dict] | None = None,
+              third_party: Mapping[str, str] | None = None) -> dict:
     """Per task: pairs, seconds of work, ms per pair (of the pairs written this run); with
-    ``folders`` (``scan_folders``) also each user folder's file counts and skips by reason."""
+    ``folders`` (``scan_folders``) also each user folder's file counts and skips by reason; with
+    ``third_party`` (``taskgen.third_party_tasks``) the tasks from outside taskgen and their packages."""
     tasks: dict[str, dict] = {}
     for job in jobs:
         row = tasks.setdefault(job.task, {"pairs": 0, "written_pairs": 0, "reused_pairs": 0, "seconds": 0.0,
@@ -521,6 +523,8 @@ def summarize(jobs: list[ShardJob], results: list[ShardResult], reused: Mapping[
     summary = {"tasks": tasks, "total": _totals(tasks, wall_s, run_info)}
     if folders:  # only runs that read user folders: the default metrics keep their keys
         summary["folders"] = {label: dict(report) for label, report in folders.items()}
+    if third_party:  # likewise only runs that include plug-in tasks
+        summary["third_party_tasks"] = dict(third_party)
     return summary
 
 
@@ -574,6 +578,11 @@ def run_synth(config: SynthConfig, *, progress: bool = True, force_dask: bool = 
     if not jobs:
         raise SynthError("nothing to synthesise: no task has samples in the requested splits "
                          f"({', '.join(config.splits)})")
+    planned_names = {job.task for job in jobs}
+    planned = [spec for spec in config.tasks if spec.name in planned_names]
+    third_party = taskgen.third_party_tasks(planned)
+    if third_party:  # installed plug-ins join `tasks: all` without being named anywhere else
+        log.info("third-party tasks included: %s", taskgen.describe_third_party(planned))
     folders = scan_folders(config, jobs, open_sources(config, jobs))
     root.mkdir(parents=True, exist_ok=True)
     remove_temporaries(root)
@@ -591,7 +600,7 @@ def run_synth(config: SynthConfig, *, progress: bool = True, force_dask: bool = 
     write_manifest(root, manifest)
     clear_journal(root)
     _warn_unlisted(root, manifest)
-    summary = summarize(jobs, results, reused, time.perf_counter() - t0, run_info, folders)
+    summary = summarize(jobs, results, reused, time.perf_counter() - t0, run_info, folders, third_party)
     if config.summary is not None:
         atomic_write_json(config.summary, summary)
     return summary
@@ -642,7 +651,7 @@ def merge_task_roots(config: SynthConfig) -> dict:
     summary = {"tasks": {}, "total": {}}
     if config.summary is not None:
         part_dir = config.summary.with_suffix("")
-        walls, info, folders = 0.0, {}, {}
+        walls, info, folders, third_party = 0.0, {}, {}, {}
         for name in names:
             path = part_dir / f"{name}.json"
             if path.is_file():
@@ -651,8 +660,11 @@ def merge_task_roots(config: SynthConfig) -> dict:
                 walls += part["total"].get("wall_seconds", 0.0)
                 info = {k: part["total"][k] for k in ("executor", "workers") if k in part["total"]}
                 folders = merge_folder_reports(folders, part.get("folders", {}))
+                third_party.update(part.get("third_party_tasks", {}))
         summary["total"] = _totals(summary["tasks"], walls, info)
         if folders:
             summary["folders"] = folders
+        if third_party:
+            summary["third_party_tasks"] = third_party
         atomic_write_json(config.summary, summary)
     return summary

@@ -12,7 +12,8 @@ from importlib import metadata
 from .registry import CANONICAL_ORDER, TaskSpec, register_task, sample_rng, task_index
 
 __all__ = ["list_tasks", "get_task", "task_names", "register_task", "sample_rng", "task_index",
-           "TaskSpec", "CANONICAL_ORDER", "UnknownTaskError"]
+           "TaskSpec", "CANONICAL_ORDER", "UnknownTaskError", "task_package", "third_party_tasks",
+           "describe_third_party"]
 
 _BUILTIN_MODULES = (
     "taskgen.tasks.restoration",
@@ -78,6 +79,24 @@ def get_task(name: str) -> TaskSpec:
     except KeyError:
         known = ", ".join(task_names())
         raise UnknownTaskError(f"unknown task {name!r}; known tasks: {known}") from None
+
+
+def task_package(spec: TaskSpec) -> str:
+    """Top-level package of the module defining the task function: ``taskgen`` for built-ins."""
+    return spec.fn.__module__.split(".")[0]
+
+
+def third_party_tasks(specs) -> dict[str, str]:
+    """Task name -> its package, for the tasks among ``specs`` that come from outside taskgen."""
+    return {s.name: task_package(s) for s in specs if task_package(s) != "taskgen"}
+
+
+def describe_third_party(specs) -> str:
+    """``colour_quantize (mylab), ...`` for the tasks not from taskgen; empty when there are none.
+
+    Installed plug-ins join ``tasks: all`` silently otherwise, so synth and ``llvbench tasks`` say so.
+    """
+    return ", ".join(f"{name} ({package})" for name, package in third_party_tasks(specs).items())
 
 
 def resolve_tasks(spec: str | list[str] | None) -> list[TaskSpec]:

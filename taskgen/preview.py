@@ -5,6 +5,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .registry import TaskSpec, sample_rng
+from .sample import TaskFailure, run_task
 from .sources import SourceImage
 
 
@@ -16,10 +17,18 @@ def display_uint8(image: np.ndarray) -> np.ndarray:
 
 
 def preview_triples(specs: list[TaskSpec], source: SourceImage, seed: int) -> list[tuple[TaskSpec, list[np.ndarray]]]:
-    """Apply every task to the same source image (task draws from its own test-split generator)."""
+    """Apply every task to the same source image (task draws from its own test-split generator).
+
+    The task runs under synth's checks (``run_task``), so a sheet shows only pairs synth would store;
+    a task that raises or breaks the contract is a ``TaskFailure`` naming it.
+    """
     out = []
     for spec in specs:
-        inp, tgt, _ = spec.generate(source.image, sample_rng(seed, spec.name, "test", 0), depth=source.depth)
+        try:
+            inp, tgt, _ = run_task(spec, source.image, sample_rng(seed, spec.name, "test", 0), depth=source.depth)
+        except Exception as err:
+            raise TaskFailure(f"task failed for task={spec.name} (preview, image={source.source_id}, seed={seed}): "
+                              f"{type(err).__name__}: {err}") from err
         out.append((spec, [source.image, display_uint8(inp), display_uint8(tgt)]))
     return out
 

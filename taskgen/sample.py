@@ -45,6 +45,28 @@ def _global_numpy_rng_state() -> tuple[int, bytes]:
     return state["pos"], state["key"].tobytes()
 
 
+def check_task_output(spec: TaskSpec, source_image: np.ndarray, inp, tgt, params) -> None:
+    """Raise ValueError naming the first way a task's (input, target, params) breaks its contract."""
+    _check_output(spec, "input", inp)
+    _check_output(spec, "target", tgt)
+    if inp.shape != tgt.shape or inp.shape[:2] != source_image.shape[:2]:
+        raise ValueError(f"shapes differ: source {source_image.shape}, input {inp.shape}, target {tgt.shape}")
+    if not isinstance(params, dict):
+        raise ValueError(f"params must be a dict, got {type(params).__name__}")
+
+
+def run_task(spec: TaskSpec, image: np.ndarray, rng: np.random.Generator, depth: np.ndarray | None = None):
+    """``spec.generate`` with the checks synth and preview share: no draw from numpy's global
+    generator, and outputs that keep the task contract. Returns (input, target, params)."""
+    before = _global_numpy_rng_state()
+    inp, tgt, params = spec.generate(image, rng, depth=depth)
+    if _global_numpy_rng_state() != before:  # such shards would differ run to run
+        raise ValueError("drew from numpy's global random generator (np.random.*); draw every random "
+                         "value from the rng argument, or the shards are not reproducible")
+    check_task_output(spec, image, inp, tgt, params)
+    return inp, tgt, params
+
+
 def make_sample(spec: TaskSpec, split: str, index: int, *, seed: int, size: int, source: Source,
                 paired: PairedSource | None = None) -> Sample:
     """Draw the source image then apply the task, both from the sample's own generator.
@@ -61,17 +83,7 @@ def make_sample(spec: TaskSpec, split: str, index: int, *, seed: int, size: int,
     except Exception as err:
         raise TaskFailure(f"source failed for {where}: {type(err).__name__}: {err}") from err
     try:
-        before = _global_numpy_rng_state()
-        inp, tgt, params = spec.generate(src.image, rng, depth=src.depth)
-        if _global_numpy_rng_state() != before:  # such shards would differ run to run
-            raise ValueError("drew from numpy's global random generator (np.random.*); draw every random "
-                             "value from the rng argument, or the shards are not reproducible")
-        _check_output(spec, "input", inp)
-        _check_output(spec, "target", tgt)
-        if inp.shape != tgt.shape or inp.shape[:2] != src.image.shape[:2]:
-            raise ValueError(f"shapes differ: source {src.image.shape}, input {inp.shape}, target {tgt.shape}")
-        if not isinstance(params, dict):
-            raise ValueError(f"params must be a dict, got {type(params).__name__}")
+        inp, tgt, params = run_task(spec, src.image, rng, depth=src.depth)
     except Exception as err:
         raise TaskFailure(f"task failed for {where}: {type(err).__name__}: {err}") from err
     return Sample(sample_key(spec.name, split, index), spec.name, split, index, inp, tgt,

@@ -146,22 +146,38 @@ def _package_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*.py") if "__pycache__" not in p.parts)
 
 
+def plugin_source_files(task_module: str) -> list[tuple[str, Path]]:
+    """(name, path) of every source file of the top-level package holding ``task_module``, sorted.
+
+    A plug-in task keeps constants and helpers beside its module (``mylab/helpers.py``), so the
+    whole package is hashed, named relative to the package's parent (``mylab/helpers.py``); a
+    top-level single-file module is just that file.
+    """
+    top = importlib.import_module(task_module.split(".")[0])
+    roots = [Path(d).resolve() for d in getattr(top, "__path__", [])]  # several for a namespace package
+    if not roots:
+        top_file = Path(getattr(top, "__file__", "") or "").resolve()
+        return [(top_file.name, top_file)] if top_file.is_file() else []
+    files = {(path.relative_to(root.parent).as_posix(), path) for root in roots for path in _package_files(root)}
+    return sorted(files)
+
+
 @lru_cache(maxsize=None)
 def code_fingerprint(task_module: str) -> str:
-    """sha256 of every taskgen source file plus the task's own module when it lives elsewhere.
+    """sha256 of every taskgen source file plus, for a task outside taskgen, every source file of
+    its top-level package.
 
-    Conservative on purpose: any edit to taskgen invalidates reuse of old shards, so a resumed or
-    repeated run never keeps shards made by different code.
+    Conservative on purpose: any edit to taskgen or to a plug-in's package invalidates reuse of old
+    shards, so a resumed or repeated run never keeps shards made by different code.
     """
     digest = hashlib.sha256()
     package = Path(__file__).resolve().parent
-    files = _package_files(package)
+    named = [(path.relative_to(package).as_posix(), path) for path in _package_files(package)]
     module = importlib.import_module(task_module)
     module_file = Path(getattr(module, "__file__", "") or "").resolve()
     if module_file.is_file() and package not in module_file.parents:
-        files.append(module_file)
-    for path in files:
-        name = path.relative_to(package).as_posix() if package in path.parents else path.name
+        named.extend(plugin_source_files(task_module))
+    for name, path in named:
         digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 

@@ -353,8 +353,11 @@ def test_per_task_folder_reports_merge_into_one(tmp_path, caplog):
 
 
 def test_clean_runs_keep_their_summary_keys(tmp_path):
-    summary = run_synth(_config(tmp_path / "out", workers=1), progress=False)
+    # A built-in task: this module's own tasks come from outside taskgen, which the summary names.
+    summary = run_synth(_config(tmp_path / "out", workers=1, params={"tasks": "salt_pepper"}), progress=False)
     assert set(summary) == {"tasks", "total"}  # metrics/synth.json of the default pipeline is unchanged
+    plugins = run_synth(_config(tmp_path / "plug", workers=1), progress=False)
+    assert plugins["third_party_tasks"] == {"_synth_noise": __name__, "_synth_invert": __name__}
 
 
 def test_default_summary_follows_the_out_folder_however_it_was_set(tmp_path, monkeypatch, capsys):

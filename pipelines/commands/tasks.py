@@ -1,4 +1,8 @@
-"""`llvbench tasks [--json] [--category C]`."""
+"""`llvbench tasks [--json] [--category C]`.
+
+Tasks from outside taskgen (installed plug-ins, ``register_task`` elsewhere) are listed with the
+built-ins, as ``tasks: all`` includes them; the table's last line names them and their packages, and
+each JSON row has ``package``."""
 from __future__ import annotations
 
 import json
@@ -16,7 +20,7 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     specs = taskgen.list_tasks(args.category)
     if args.json:
-        print(json.dumps([s.as_row() for s in specs], indent=2))
+        print(json.dumps([{**s.as_row(), "package": taskgen.task_package(s)} for s in specs], indent=2))
         return 0
     if args.markdown:
         print("| task | category | metric | splits | target domain | recipe | departs from the paper |")
@@ -34,4 +38,7 @@ def run(args) -> int:
         splits = "+".join(s.splits)
         print(f"{s.name:<20} {s.category:<12} {s.metric:<6} {splits:<11} {s.target_domain:<26} {recipe}")
     print(f"\n{len(specs)} tasks")
+    third_party = taskgen.describe_third_party(specs)
+    if third_party:
+        print(f"third-party tasks included: {third_party}")
     return 0
