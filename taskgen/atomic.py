@@ -15,8 +15,17 @@ from pathlib import Path
 
 @contextmanager
 def atomic_path(path: str | Path):
-    """Yield a temporary path beside ``path``; on success it is renamed onto ``path``."""
+    """Yield a temporary path beside ``path``; on success it is renamed onto ``path``.
+
+    An existing path that is not a regular file (``/dev/null``, ``/dev/stdout``, a FIFO) is
+    yielded itself: renaming onto it would replace the device with a file.
+    """
     path = Path(path)
+    if path.exists() and not path.is_file():
+        if path.is_dir():
+            raise IsADirectoryError(f"{path} is a folder, not a file to write")
+        yield path
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -36,7 +45,7 @@ def atomic_write_bytes(path: str | Path, data: bytes, durable: bool = True) -> P
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             fh.write(data)
-            if durable:
+            if durable and Path(tmp).is_file():  # a device or pipe written in place has nothing to sync
                 fh.flush()
                 os.fsync(fh.fileno())
     return Path(path)
