@@ -7,6 +7,7 @@ defaults.
 from __future__ import annotations
 
 import json
+import logging
 import typing
 from pathlib import Path
 from typing import Mapping
@@ -15,6 +16,8 @@ from typing import Mapping
 from model.train import TrainConfig, train
 
 from pipelines.params import names_other_folder, read_section
+
+log = logging.getLogger(__name__)
 
 SECTION = "train"
 
@@ -74,7 +77,24 @@ def configure(params: Mapping, overrides: Mapping | None = None) -> TrainConfig:
             raise ValueError(f"unknown training setting {key!r}")
         merged[key] = {**(merged.get(key) or {}), **value} if key == "overrides" else value
     merged["task_weights"] = parse_task_weights(merged.get("task_weights"))
+    warn_inherited_schedule(params, overrides)
     return TrainConfig(**merged)
+
+
+# Settings tuned per architecture: a params file's values for its own arch rarely suit another.
+SCHEDULE_KEYS = ("lr", "warmup", "steps", "ckpt_every", "log_every")
+
+
+def warn_inherited_schedule(params: Mapping, overrides: Mapping) -> None:
+    """Log which schedule settings a run of another architecture takes from the params file."""
+    arch = overrides.get("arch")
+    if arch in (None, params.get("arch")):
+        return
+    inherited = [f"{key} {params[key]}" for key in SCHEDULE_KEYS
+                 if key in params and overrides.get(key) is None]
+    if inherited:
+        log.warning("training %s with the params file's settings for %s: %s; pass them on the command line "
+                    "if they do not suit %s", arch, params.get("arch"), ", ".join(inherited), arch)
 
 
 def run_train(config: TrainConfig, *, progress: bool = True) -> dict:

@@ -319,3 +319,17 @@ def test_report_stage_params_mistakes_are_one_line_naming_the_file(tmp_path, cap
     assert not (tmp_path / "report").exists()
     with pytest.raises(ValueError, match="samples_per_task"):
         report.main(["--params", str(path), "-v"])
+
+
+def test_training_another_arch_warns_which_schedule_settings_come_from_the_params_file(caplog):
+    from pipelines import train
+
+    params = {**train.defaults(), "arch": "genlv-tiny", "lr": 1e-3, "warmup": 20, "ckpt_every": 100}
+    with caplog.at_level("WARNING", logger="pipelines.train"):
+        train.configure(params, {"arch": "genlv-base", "lr": 1e-4, "warmup": 1000})
+    assert "training genlv-base with the params file's settings for genlv-tiny: " in caplog.text
+    assert "ckpt_every 100" in caplog.text and "lr " not in caplog.text.split(": ", 1)[1].split(";")[0]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="pipelines.train"):
+        train.configure(params, {"arch": "genlv-tiny", "steps": 5})  # the params' own arch: nothing to say
+    assert not caplog.text
