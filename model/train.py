@@ -573,6 +573,10 @@ def compile_network(model: nn.Module, mode: str) -> nn.Module:
     if not mode:
         return model
     regions = compile_regions(model) if mode == "regional" else []
+    # torch.compile is lazy: the work happens in the first step(s), which would look like a hang.
+    log.info("torch.compile (%s, %s): the first steps include compiling%s", mode,
+             f"{len(regions)} blocks" if regions else "the whole network",
+             "" if next(model.parameters()).is_cuda else "; on the CPU it is slow and rarely pays off")
     if not regions:
         return torch.compile(model)
     # One graph per block shape: every U-Net level (and each batch size) is its own static-shape
@@ -799,6 +803,35 @@ class _Weights:
 def remove_temporaries(out: Path) -> None:
     for path in out.glob(f".{STATE_DIR}.*.tmp"):
         shutil.rmtree(path, ignore_errors=True)
+    for path in out.glob(FAILURE_NOTES):
+        path.unlink(missing_ok=True)
+
+
+# Under DDP a rank that fails takes the others down with collective errors ("Connection closed by
+# peer"); each failing rank leaves a note so that rank 0's summary names the first failure.
+FAILURE_NOTES = ".failure.rank*.json"
+
+
+def write_failure_note(out: Path, rank: int, message: str, failed_at: float) -> None:
+    atomic_write_json(out / FAILURE_NOTES.replace("*", str(rank)),
+                      {"rank": rank, "message": message, "time": failed_at}, durable=False)
+
+
+def first_failure(out: Path, own: dict, world_size: int, wait_s: float = 2.0) -> dict:
+    """The earliest of rank 0's failure ``own`` and the notes the other ranks leave within ``wait_s``."""
+    deadline = time.monotonic() + wait_s
+    notes: list[dict] = []
+    while time.monotonic() < deadline:
+        notes = []
+        for path in out.glob(FAILURE_NOTES):
+            try:
+                notes.append(json.loads(path.read_text()))
+            except (OSError, ValueError):
+                continue  # being written
+        if len(notes) >= world_size - 1:
+            break
+        time.sleep(0.1)
+    return min([own, *notes], key=lambda note: note["time"])
 
 
 # ----------------------------------------------------------------------------- metrics log
@@ -875,7 +908,7 @@ def _check_sizes(net: nn.Module, config: TrainConfig, world_size: int) -> None:
         raise ValueError(f"--batch {config.batch} (global) is not divisible by the {world_size} ranks")
 
 
-def _prepare_out(config: TrainConfig, dist: Distributed, manifest_sha: str) -> dict | None:
+def _prepare_out(config: TrainConfig, dist: Distributed, manifest_sha: str, epoch_length: int) -> dict | None:
     """The trainer.json of the run to continue (None: start fresh); refuses to overwrite a run."""
     out = Path(config.out)
     info = read_trainer_info(out)
@@ -897,9 +930,10 @@ def _prepare_out(config: TrainConfig, dist: Distributed, manifest_sha: str) -> d
         log.warning("resuming on different shards (manifest sha256 %s, the run started on %s): the data "
                     "order is not the one of the first part", manifest_sha[:12],
                     str(info.get("data_manifest_sha256"))[:12])
-    if info.get("world_size", 1) != dist.world_size:
-        log.warning("resuming a %s-rank run on %s ranks: the data order stays the same only if the epoch "
-                    "length is a multiple of both", info.get("world_size", 1), dist.world_size)
+    before = info.get("world_size", 1)
+    if before != dist.world_size and (epoch_length % before or epoch_length % dist.world_size):
+        log.warning("resuming a %s-rank run on %s ranks: the data order changes, since the epoch of %d "
+                    "samples is not a multiple of both", before, dist.world_size, epoch_length)
     for key in ("steps", "lr", "min_lr", "warmup", "weight_decay", "betas", "grad_clip", "ema"):
         if previous.get(key) != current.get(key):
             log.warning("resuming with %s %r instead of %r: the run continues with a different recipe",
@@ -979,12 +1013,26 @@ def train(config: TrainConfig, *, builder: Callable | None = None, progress: boo
     threads_before = torch.get_num_threads()
     if config.threads:
         torch.set_num_threads(int(config.threads))
+    quiet = RanksAfterTheFirstQuiet(dist.rank)
+    log.addFilter(quiet)
     try:
         with sigterm_raises():
             return _train(config, device, dist, builder, progress)
     finally:
+        log.removeFilter(quiet)
         torch.set_num_threads(threads_before)
         dist.close()
+
+
+class RanksAfterTheFirstQuiet(logging.Filter):
+    """Under torchrun every rank would repeat each line: ranks other than 0 log errors only."""
+
+    def __init__(self, rank: int):
+        super().__init__()
+        self.rank = rank
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.rank == 0 or record.levelno >= logging.ERROR
 
 
 def _train(config: TrainConfig, device: torch.device, dist: Distributed, builder, progress: bool) -> dict:
@@ -993,7 +1041,9 @@ def _train(config: TrainConfig, device: torch.device, dist: Distributed, builder
     stream = make_stream(config, dist)  # first: a missing or unsuitable shards folder fails fast
     overrides = network_overrides(config, builder)  # a --size the architecture cannot take fails fast too
     manifest_sha = _manifest_sha(config.shards)
-    info = _prepare_out(config, dist, manifest_sha)
+    if config.batch % dist.world_size:  # before anything is written
+        raise ValueError(f"--batch {config.batch} (global) is not divisible by the {dist.world_size} ranks")
+    info = _prepare_out(config, dist, manifest_sha, stream.epoch_length)
     dist.barrier()  # every rank has read the old state before rank 0 may replace it
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -1059,7 +1109,7 @@ def _train(config: TrainConfig, device: torch.device, dist: Distributed, builder
     bar = _progress_bar(progress and dist.is_main, start, config.steps)
     batches = unwrap_worker_errors(loader)
     window_t0, steps_since_row = time.perf_counter(), 0  # this process's share of the window (for samples/s)
-    status, message = "failed", ""
+    status, message, failed_at = "failed", "", time.time()
     out_of_time = False
     run.startup["setup_s"] = time.perf_counter() - t_start
     try:
@@ -1126,11 +1176,19 @@ def _train(config: TrainConfig, device: torch.device, dist: Distributed, builder
         raise
     except BaseException as err:
         message = failure_message(err)  # summary.json says why the run failed
+        failed_at = time.time()
         raise
     finally:
         batches.close()  # drops the loader's iterator: its workers shut down now, not at garbage collection
         if bar is not None:
             bar.close()
+        failed_rank = None
+        if dist.enabled and status == "failed":
+            if not dist.is_main:
+                write_failure_note(out, dist.rank, message, failed_at)
+            else:
+                first = first_failure(out, {"rank": 0, "message": message, "time": failed_at}, dist.world_size)
+                message, failed_rank = first["message"], first["rank"]
         # Collectives only when every rank got here the same way (a NaN is seen by all ranks at once).
         collective = status not in ("failed", "interrupted")
         ranks = dist.gather(run.rank_record(dist.rank)) if collective else [run.rank_record(dist.rank)]
@@ -1138,6 +1196,8 @@ def _train(config: TrainConfig, device: torch.device, dist: Distributed, builder
                               dist=dist, ranks=ranks, samples_before=samples_before,
                               elapsed=elapsed_before + time.perf_counter() - t_start,
                               wall=time.perf_counter() - t_start, manifest_sha=manifest_sha)
+        if failed_rank is not None:
+            summary["failed_rank"] = failed_rank
         if dist.is_main:
             _share(atomic_write_json(config.summary_path, summary))
         if collective:

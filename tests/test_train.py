@@ -988,3 +988,71 @@ def test_a_sigterm_ends_training_with_a_summary_a_resume_hint_and_no_workers_lef
     while _alive(helpers) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not _alive(helpers), f"still running after the trainer ended: {_alive(helpers)}"
+
+
+def test_ranks_after_the_first_log_errors_only():
+    import logging
+
+    from model.train import RanksAfterTheFirstQuiet
+
+    def record(level):
+        return logging.LogRecord("model.train", level, __file__, 1, "msg", None, None)
+
+    assert RanksAfterTheFirstQuiet(0).filter(record(logging.INFO))
+    assert not RanksAfterTheFirstQuiet(1).filter(record(logging.INFO))
+    assert not RanksAfterTheFirstQuiet(3).filter(record(logging.WARNING))
+    assert RanksAfterTheFirstQuiet(1).filter(record(logging.ERROR))
+
+
+def test_resuming_on_another_number_of_ranks_warns_only_when_the_data_order_changes(full_run, caplog):
+    from model.train import Distributed, _prepare_out, read_trainer_info
+
+    out, _ = full_run
+    info = read_trainer_info(out)
+    config = make_config(info["config"]["shards"], out, resume=True)
+    sha = info["data_manifest_sha256"]
+    with caplog.at_level("WARNING", logger="model.train"):
+        _prepare_out(config, Distributed(rank=0, world_size=2), sha, epoch_length=12)
+    assert "rank run on" not in caplog.text  # 12 splits evenly over 1 and 2 ranks: the same order
+    with caplog.at_level("WARNING", logger="model.train"):
+        _prepare_out(config, Distributed(rank=0, world_size=2), sha, epoch_length=13)
+    assert "resuming a 1-rank run on 2 ranks: the data order changes, since the epoch of 13 samples" in caplog.text
+
+
+def test_a_batch_the_ranks_cannot_share_fails_before_the_out_folder_is_made(shards, tmp_path, monkeypatch):
+    from model import train as train_module
+
+    monkeypatch.setattr(train_module.Distributed, "from_env",
+                        classmethod(lambda cls, device: cls(rank=0, world_size=2)))
+    out = tmp_path / "run"
+    with pytest.raises(ValueError, match=r"--batch 3 \(global\) is not divisible by the 2 ranks"):
+        train(make_config(shards, out, batch=3), progress=False)
+    assert not out.exists()
+
+
+@pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+                    reason="torch.distributed with gloo is needed")
+def test_under_ddp_the_summary_names_the_rank_that_failed_first_and_its_error(shards, full_run, tmp_path):
+    import shutil
+
+    from taskgen.shards import index_shard
+
+    _, full_summary = full_run
+    rank1_key = full_summary["ranks"][0]["first_keys"][1]  # global batch 2: its second sample is rank 1's
+    task = rank1_key.split("/")[0]
+    root = shutil.copytree(shards, tmp_path / "shards")
+    [path] = [p for p in (root / "train").glob(f"{task}-*.tar") if rank1_key in index_shard(p)]
+    span = index_shard(path)[rank1_key]["input.png"]
+    data = bytearray(path.read_bytes())
+    data[span.offset + span.size // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    out = tmp_path / "ddp"
+    config = make_config(root, out).as_dict()
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               "--no-python", sys.executable, "-c", _DDP_SCRIPT, json.dumps(config)]
+    done = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode != 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "failed" and summary["failed_rank"] == 1, summary["message"]
+    assert summary["message"] == f"{path}: sample {rank1_key}: input.png is not a decodable PNG"
