@@ -282,8 +282,11 @@ def draw_chain(rng: np.random.Generator) -> tuple[list[str], int]:
                 "(1/5 each) -> Gaussian | salt-pepper | Poisson noise (1/5 each) -> JPEG (1/5) -> "
                 "inpainting | simple rain (1/5 each); each slot reuses the single-task recipe.",
     departs_from_paper="An extra task (the paper trains on it but reports no column). Empty chains "
-                       "(6.1% in the reference: 0.8 x 0.4 x 0.4 x 0.8 x 0.6; input = target) are redrawn; the low-light slot adds "
-                       "a gamma U(1, 1.5) to the reference's brightness scale U(0.3, 0.4).")
+                       "(6.1% in the reference: 0.8 x 0.4 x 0.4 x 0.8 x 0.6; input = target) are redrawn; the "
+                       "low-light slot adds a gamma U(1, 1.5) to the reference's brightness scale U(0.3, 0.4). "
+                       "The reference degrades the prompt and the query with one chain (levels drawn apart); "
+                       "here each sample draws its own chain and a prompt is another sample, so a mixed prompt "
+                       "usually shows a different chain from its query's.")
 def mixed(image: np.ndarray, rng: np.random.Generator):
     """uint8 RGB -> (input degraded by a random chain, clean target, params with every stage's draw)."""
     check_rgb(image)
