@@ -9,8 +9,9 @@ Layout of ``out_dir``::
                                           main and mismatch unit, with their inputs (bench.samples)
 
 A unit whose file exists with the same fingerprint (model, checkpoint, data manifest, device,
-track settings, the options the model was built with) and completed is skipped, so a killed
-evaluation resumes where it stopped; failed units are tried again (out-of-memory and similar
+track settings, the options the model was built with, the implementation of a plug-in, and the
+main track's metrics when they differ from those of METRICS_BEFORE_FINGERPRINTS) and completed is
+skipped, so a killed evaluation resumes where it stopped; failed units are tried again (out-of-memory and similar
 failures are often transient), and ``force`` runs every unit again (after a plug-in's code
 changed). Any failure inside a unit (a predict() exception, a bad output, a task the split lacks)
 becomes one ``failed`` row with the message, and the run goes on with the next unit; a generalist
@@ -36,16 +37,21 @@ from taskgen.registry import CATEGORIES
 from taskgen.shards import package_version
 
 from .metrics import METRICS
-from .protocol import BadOutput, check_output, describe, images_to_tensor, jsonable
+from .protocol import BadOutput, GeneralistError, check_output, describe, images_to_tensor, jsonable
+from .registry import implementation, is_builtin
 from .results import NOT_MEASURED, read_fingerprint, write_rows
 from .samples import SampleWriter
-from .tracks import DEFAULT_MISMATCH_PAIRS, TRACKS
+from .tracks import DEFAULT_MISMATCH_PAIRS, TRACKS, task_metrics
 
 log = logging.getLogger(__name__)
 
 RESULTS_FORMAT = 1  # bump when rows computed for the same inputs would change
 LOAD_FAILURE_NAME = "load.parquet"
 TRACK_NAMES = tuple(TRACKS)
+# The metrics main-track units computed, by headline metric, before fingerprints named them. A unit
+# computing exactly these leaves them out of its fingerprint, so results made then are still
+# reused; any other set (METRICS_BY_HEADLINE changed) is recorded, so those units are scored again.
+METRICS_BEFORE_FINGERPRINTS = {"psnr": ("psnr", "ssim"), "mae": ("mae", "psnr")}
 
 
 @dataclass(frozen=True)
@@ -159,6 +165,8 @@ class EvalContext:
     examples: SampleWriter | None = None      # saves a few outputs for the report; None: none
     options: dict = field(default_factory=dict)  # what the generalist was built with (results_options)
     force: bool = False                       # run units whose results are already there too
+    # The plug-in's class for unit fingerprints; '' for a built-in, whose units never recorded it.
+    implementation: str = ""
 
     def save_example(self, track: str, unit: str, position: int, sample_key: str, output: np.ndarray,
                      images: dict, **meta) -> None:
@@ -309,12 +317,14 @@ def evaluate(generalist, split, out_dir: str | Path, config: EvalConfig = EvalCo
     info = describe(generalist)
     model_dir = Path(out_dir) / slug(generalist.name)
     built_with, sha = results_options(options, info)
-    check_previous_results(model_dir, generalist.name, sha)
+    made_by = implementation(generalist)
+    check_previous_results(model_dir, generalist.name, sha, made_by, force=force)
     prov = provenance(generalist.name, {**info, "checkpoint_sha256": sha}, split, run_id)
     examples = SampleWriter(Path(out_dir), slug(generalist.name), config.save_samples) if config.save_samples else None
     ctx = EvalContext(generalist=generalist, info=info, split=split, config=config, lookup=lookup,
                       tasks=select_tasks(split, config.tasks, lookup), available_tasks=list(split.tasks),
-                      provenance=prov, examples=examples, options=built_with, force=force)
+                      provenance=prov, examples=examples, options=built_with, force=force,
+                      implementation="" if is_builtin(generalist) else made_by)
     started = _now()
     outcomes = []
     for track_name in config.tracks:
@@ -322,7 +332,7 @@ def evaluate(generalist, split, out_dir: str | Path, config: EvalConfig = EvalCo
         for unit in track.units(ctx):
             outcomes.append(_run_unit(ctx, track, unit, model_dir / track_name / f"{unit}.parquet"))
     atomic_write_json(model_dir / "run.json", {
-        "run_id": run_id, "model": generalist.name, "info": info, "config": asdict(config),
+        "run_id": run_id, "model": generalist.name, "implementation": made_by, "info": info, "config": asdict(config),
         "provenance": prov, "started": started, "finished": _now(),
         "units": [asdict(o) for o in outcomes],
     })
@@ -336,30 +346,75 @@ def _fingerprint(ctx: EvalContext, track, unit: str) -> dict:
                    "track": track.name, "unit": unit, "settings": track.settings(ctx.config)}
     if ctx.options:  # only when there are some, so results of models built without options stay valid
         fingerprint["options"] = ctx.options
+    if ctx.implementation:  # plug-ins only: the built-ins' fingerprints stay those of their existing results
+        fingerprint["implementation"] = ctx.implementation
+    metrics = _unit_metrics(ctx, track, unit)
+    if metrics is not None:
+        fingerprint["metrics"] = metrics
     return fingerprint
 
 
+def _unit_metrics(ctx: EvalContext, track, unit: str) -> list[str] | None:
+    """The metrics a main-track unit computes when they are not METRICS_BEFORE_FINGERPRINTS' (None
+    otherwise). The other tracks' metrics are fixed by their code, which RESULTS_FORMAT covers."""
+    if track.name != "main":
+        return None
+    try:
+        spec = ctx.lookup(unit)
+        metrics = tuple(task_metrics(spec))
+    except KeyError:  # an unknown task or headline metric: the unit fails and says why
+        return None
+    return None if METRICS_BEFORE_FINGERPRINTS.get(spec.metric) == metrics else list(metrics)
+
+
+def _recorded_implementation(model_dir: Path, run: dict) -> str:
+    """The implementation run.json records, else the first a unit's fingerprint records ('' if none)."""
+    if run.get("implementation"):
+        return str(run["implementation"])
+    for path in sorted(model_dir.glob("*/*.parquet")):
+        recorded = (read_fingerprint(path)[0] or {}).get("implementation")
+        if recorded:
+            return str(recorded)
+    return ""
+
+
 def previous_results(model_dir: Path) -> dict:
-    """``{"model", "checkpoint_sha256"}`` of the results already in ``model_dir`` ({} if none):
-    from its run.json, or, for a run killed before writing it, from a result file's fingerprint."""
+    """``{"model", "checkpoint_sha256", "implementation"}`` of the results already in ``model_dir``
+    ({} if none): from its run.json, or, for a run killed before writing it, from a result file's
+    fingerprint. The implementation is left out where none is recorded (results of a built-in, or
+    from before it was recorded)."""
     import json
 
     try:
         run = json.loads((model_dir / "run.json").read_text())
         found = {"model": run["model"], "checkpoint_sha256": run["provenance"]["checkpoint_sha256"]}
     except (OSError, ValueError, KeyError, TypeError):
+        run = {}
         first = next(iter(sorted(model_dir.glob("*/*.parquet"))), None)
         found = (read_fingerprint(first)[0] or {}) if first else {}
-    return {key: found[key] for key in ("model", "checkpoint_sha256") if key in found}
+    found = {key: found[key] for key in ("model", "checkpoint_sha256") if key in found}
+    recorded = _recorded_implementation(model_dir, run if isinstance(run, dict) else {}) if found else ""
+    return {**found, "implementation": recorded} if recorded else found
 
 
-def check_previous_results(model_dir: Path, name: str, checkpoint_sha256: str) -> None:
-    """Refuse a folder that holds another model's results (two names, one folder name); warn when
-    this model's results there came from other weights, since they are replaced unit by unit."""
+def check_previous_results(model_dir: Path, name: str, checkpoint_sha256: str, made_by: str = "",
+                           force: bool = False) -> None:
+    """Refuse a folder that holds another model's results (two names, one folder name) or results
+    of this name made by another implementation (a plug-in named like another model; with
+    ``force`` they are replaced, with a warning); warn when this model's results there came from
+    other weights, since they are replaced unit by unit."""
     previous = previous_results(model_dir)
     if previous.get("model", name) != name:
         raise ValueError(f"{model_dir} holds the results of model {previous['model']!r}, and {name!r} maps to "
                          "the same folder name: rename one of them or use another results folder")
+    other = previous.get("implementation", made_by)
+    if made_by and other != made_by:
+        clash = (f"{model_dir} holds the results of {other} under the model name {name!r}, which {made_by} "
+                 "also has")
+        if not force:
+            raise ValueError(f"{clash}: give one of them another name or use another results folder "
+                             "(--force replaces those results)")
+        log.warning("%s; --force: they are replaced", clash)
     old = previous.get("checkpoint_sha256") or ""
     if old and checkpoint_sha256 and old != checkpoint_sha256:
         log.warning("%s: the results in %s came from checkpoint %s…; they are replaced by those of checkpoint "
@@ -402,7 +457,8 @@ def evaluate_spec(spec: str, options: dict, split, out_dir: str | Path, config: 
     failure_file = Path(out_dir) / slug(spec) / LOAD_FAILURE_NAME
     try:
         generalist = load_generalist(spec, **options)
-        describe(generalist)  # a broken info() is a load failure too
+        info = describe(generalist)  # a broken info() is a load failure too
+        check_device(generalist.name, str(info.get("device") or "cpu"))
     except Exception as err:
         message = f"cannot load generalist {spec!r}: {type(err).__name__}: {err}"
         log.error(message)
@@ -414,3 +470,41 @@ def evaluate_spec(spec: str, options: dict, split, out_dir: str | Path, config: 
     failure_file.unlink(missing_ok=True)
     (Path(out_dir) / slug(generalist.name) / LOAD_FAILURE_NAME).unlink(missing_ok=True)
     return evaluate(generalist, split, out_dir, config, options=options, **kwargs)
+
+
+def check_device(name: str, device: str) -> None:
+    """GeneralistError when the device a generalist's info() names cannot be used here (cuda on a
+    machine without CUDA, a GPU index it lacks): one line at load instead of a failure per unit."""
+    if device == "cpu":
+        return
+    import torch
+
+    try:
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError, ValueError) as err:
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise GeneralistError(f"{name}: info() says device {device!r}, which this machine cannot use ({reason}); "
+                              "build it for another one (--device cpu, or -o device=cpu)") from None
+
+
+def check_distinct_models(models) -> None:
+    """ValueError when two of ``models`` ((spec, options) pairs of one command) build generalists
+    whose results would share a folder of the results (one name, or names with one slug). Each is
+    built to learn its name (built-ins are built lazily, so cheaply) and let go; one that fails to
+    build is left to its evaluation, which records the failure."""
+    from .registry import load_generalist
+
+    models = list(models)
+    if len(models) < 2:
+        return
+    first_of: dict = {}
+    for spec, options in models:
+        try:
+            name = load_generalist(spec, **dict(options)).name
+        except Exception:  # recorded as a load failure when the model is evaluated
+            continue
+        earlier = first_of.setdefault(slug(name), (spec, name))
+        if earlier[0] != spec or earlier[1] != name:
+            raise ValueError(f"--model {earlier[0]} and --model {spec} both build the model {name!r} "
+                             f"(results folder {slug(name)}/): evaluate them into separate results folders, or "
+                             "give one another name")

@@ -1,8 +1,9 @@
 """The leaderboard as LaTeX tables to paste into a paper (``leaderboard.tex``, next to ``leaderboard.md``).
 
 The same tables as the Markdown leaderboard, in the paper's shape (models as rows, tasks as columns
-with the paper's short labels): Tables 1–3, the unseen tasks, Table 4 (prompt robustness) when that
-track ran, the overall mean rank, and efficiency when it ran. Each column's best value is in bold and
+with the paper's short labels): Tables 1–3, the unseen tasks, the other tasks
+(bench.leaderboard.paper_tables), Table 4 (prompt robustness) when that track ran, the overall
+mean rank, and efficiency when it ran. Each column's best value is in bold and
 the second best underlined (ties share the mark); '--' is a cell not evaluated, \\textit{failed} one
 whose unit failed. Tables wider than ``WIDE_COLUMNS`` task columns are ``table*`` scaled to the text
 width. The fragment needs ``\\usepackage{booktabs,graphicx}`` and nothing else.

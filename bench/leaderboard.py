@@ -15,7 +15,10 @@ Tables (one parquet each, every row labelled by model):
 - ``efficiency``: parameters, FLOPs, latency, peak memory;
 - ``failures``: every failed unit with its message.
 
-A task's headline metric is MAE when its rows have MAE (edges), else PSNR (bench.metrics).
+A task's headline metric is MAE when its rows have MAE (edges), else PSNR (bench.metrics). The
+Markdown, LaTeX and report show the paper's tables, then "Other tasks" tables for headline rows
+that fit none of them. Held-out tasks go under the ``unseen`` category by the split their rows'
+sample keys record (held_out_tasks), not by the tasks installed where the tables are made.
 When one model name was run from several checkpoints, models are labelled ``name@sha[:8]``; when
 a row was computed twice (re-runs), the latest one counts.
 
@@ -221,13 +224,39 @@ def _model_task(main_ok, main_failed):
     return pd.concat(frames, ignore_index=True) if frames else means
 
 
-def _mark_held_out(df):
-    """Report held-out tasks (TaskSpec.in_training_mix False) in their own 'unseen' category, so
-    they neither mix into the paper's category means nor into Tables 1-3."""
+def recorded_split(task: str, sample_key: str) -> str:
+    """The split a row of ``task`` was drawn from, as its sample key records it (``TASK/SPLIT/N``,
+    which TestSplit checks); '' when the key is not one of the task's (a failure row, a mismatch row
+    of another task)."""
+    parts = str(sample_key).split("/")
+    return parts[1] if len(parts) == 3 and parts[0] == task else ""
+
+
+def held_out_tasks(df) -> set:
+    """Tasks scored on the unseen split, as the rows record it; for a task none of whose rows
+    records a split (only failed units, hand-made rows), the task registry's word (in_training_mix
+    False), so the same results are tabulated alike whatever plug-in tasks are installed."""
     import taskgen
 
-    held_out = {s.name for s in taskgen.list_tasks() if not s.in_training_mix}
-    if not len(df) or not held_out:
+    splits: dict = {}
+    for task, key in zip(df["task"], df["sample_key"]):
+        recorded = recorded_split(task, key)
+        found = splits.setdefault(task, set())
+        if recorded:
+            found.add(recorded)
+    unrecorded = [task for task, found in splits.items() if not found]
+    registry_held_out = {s.name for s in taskgen.list_tasks() if not s.in_training_mix} if unrecorded else set()
+    return ({task for task, found in splits.items() if UNSEEN in found}
+            | {task for task in unrecorded if task in registry_held_out})
+
+
+def _mark_held_out(df):
+    """Report held-out tasks (held_out_tasks) in their own 'unseen' category, so they neither mix
+    into the paper's category means nor into Tables 1-3."""
+    if not len(df):
+        return df
+    held_out = held_out_tasks(df)
+    if not held_out:
         return df
     df = df.copy()
     df.loc[df["task"].isin(held_out), "category"] = UNSEEN
@@ -419,16 +448,35 @@ class PaperTable:
     tasks: list
 
 
+def _paper_table(title: str, metric: str, part) -> PaperTable:
+    cells = {(r.model, r.task): r.mean for r in part.itertuples() if r.status == "ok"}
+    failed = {(r.model, r.task) for r in part.itertuples() if r.status == "failed"}
+    return PaperTable(title, metric, part, cells, failed, task_order(part["task"].unique()))
+
+
+def other_tasks_title(metric: str) -> str:
+    """'Other tasks (headline metric PSNR↑)': the title of the catch-all table of ``metric``."""
+    return f"Other tasks (headline metric {metric.upper()}{'↑' if _higher_is_better(metric) else '↓'})"
+
+
 def paper_tables(model_task) -> list[PaperTable]:
-    """The non-empty tables of PAPER_TABLES from the model_task leaderboard (Markdown and report)."""
+    """The non-empty tables of PAPER_TABLES from the model_task leaderboard (Markdown, LaTeX and
+    report), then one "Other tasks" table per headline metric for the tasks none of them shows (a
+    category or headline metric outside the paper's pairs), so every task ranked in Overall is
+    shown somewhere."""
     out = []
+    shown = model_task["metric"] != model_task["metric"]  # all False
     for title, categories, metric in PAPER_TABLES:
-        part = model_task[model_task["category"].isin(categories) & (model_task["metric"] == metric)]
-        if not len(part):
-            continue
-        cells = {(r.model, r.task): r.mean for r in part.itertuples() if r.status == "ok"}
-        failed = {(r.model, r.task) for r in part.itertuples() if r.status == "failed"}
-        out.append(PaperTable(title, metric, part, cells, failed, task_order(part["task"].unique())))
+        in_table = model_task["category"].isin(categories) & (model_task["metric"] == metric)
+        shown |= in_table
+        if in_table.any():
+            out.append(_paper_table(title, metric, model_task[in_table]))
+    if not len(model_task):
+        return out
+    head = model_task["metric"] == model_task["task"].map(headline_metrics(model_task))
+    others = model_task[head & ~shown]
+    for metric in sorted(others["metric"].unique()):
+        out.append(_paper_table(other_tasks_title(metric), metric, others[others["metric"] == metric]))
     return out
 
 

@@ -19,6 +19,7 @@ was found in ``bench.ensemble.SelfEnsemble`` (the mean of N rotated/flipped pred
 from __future__ import annotations
 
 import importlib
+import logging
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -27,6 +28,8 @@ from typing import Callable
 from .protocol import GeneralistError, is_generalist
 
 ENTRY_POINT_GROUP = "llvbench.generalists"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -63,12 +66,62 @@ def _entry_points() -> dict:
     return {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
 
 
+def shadowed_entry_points() -> dict[str, str]:
+    """{name: 'module:attr'} of the installed entry points named like a built-in: ``--model NAME``
+    loads the built-in, so such a plug-in is reachable only by its import path."""
+    builtins = _builtins()
+    return {name: ep.value for name, ep in _entry_points().items() if name in builtins}
+
+
+def _shadowing_warning(name: str, value: str) -> str:
+    return (f"entry point {name!r} ({value}) has the name of a built-in generalist, which --model {name} "
+            f"loads instead; load the plug-in as --model {value} (and give it another name)")
+
+
 def available_generalists() -> dict[str, str]:
-    """{name: description} of the built-ins and of every installed entry point."""
+    """{name: description} of the built-ins and of every installed entry point; an entry point
+    named like a built-in is logged as a warning (the built-in wins)."""
     found = {name: b.description for name, b in _builtins().items()}
+    shadowed = shadowed_entry_points()
+    for name, value in shadowed.items():
+        log.warning("%s", _shadowing_warning(name, value))
     for name, ep in _entry_points().items():
-        found.setdefault(name, f"entry point {ep.value}")
+        if name not in shadowed:
+            found[name] = f"entry point {ep.value}"
     return found
+
+
+def _builtin_classes() -> set:
+    return {b.factory for b in _builtins().values() if isinstance(b.factory, type)}
+
+
+def implementation(generalist) -> str:
+    """``module.Class`` of the object behind a generalist; a self-ensemble names the one it wraps,
+    ``bench.ensemble.SelfEnsemble[module.Class]``. Recorded with results, so two models of one
+    name are told apart."""
+    from .ensemble import SelfEnsemble
+
+    kind = type(generalist)
+    text = f"{kind.__module__}.{kind.__qualname__}"
+    return f"{text}[{implementation(generalist.inner)}]" if isinstance(generalist, SelfEnsemble) else text
+
+
+def is_builtin(generalist) -> bool:
+    """True for an instance of a built-in generalist's class (or a self-ensemble of one)."""
+    from .ensemble import SelfEnsemble
+
+    if isinstance(generalist, SelfEnsemble):
+        return is_builtin(generalist.inner)
+    return type(generalist) in _builtin_classes()
+
+
+def check_builtin_name(generalist, where: str) -> None:
+    """GeneralistError when a generalist takes a built-in's name without being that built-in: its
+    results would be filed, and reused, as the built-in's."""
+    builtin = _builtins().get(generalist.name)
+    if builtin is not None and type(generalist) is not builtin.factory:
+        raise GeneralistError(f"{where} builds a generalist named {generalist.name!r} ({implementation(generalist)}), "
+                              f"the name of the built-in {generalist.name!r}: give it another name")
 
 
 def _import_attr(spec: str):
@@ -138,6 +191,9 @@ def _resolve(spec: str, options: dict):
     """spec -> (object to instantiate, options to pass, where it came from)."""
     builtins = _builtins()
     if spec in builtins:
+        shadowed = shadowed_entry_points().get(spec)
+        if shadowed is not None:
+            log.warning("%s", _shadowing_warning(spec, shadowed))
         return builtins[spec].factory, options, f"built-in {spec!r}"
     entry = _entry_points().get(spec)
     if entry is not None:
@@ -177,12 +233,14 @@ def _load(spec, options: dict):
     if is_generalist(spec):
         if options:
             raise GeneralistError(f"{spec.name}: options {sorted(options)} given for a ready generalist object")
+        check_builtin_name(spec, "the generalist object")
         return spec
     obj, options, where = _resolve(str(spec), options)
     if is_generalist(obj):
         if options:
             raise GeneralistError(f"{where} is a ready generalist object; it takes no options "
                                   f"(got {', '.join(sorted(options))})")
+        check_builtin_name(obj, where)
         return obj
     if not callable(obj):
         raise GeneralistError(f"{where} is neither a generalist nor a factory (got {type(obj).__name__})")
@@ -194,6 +252,7 @@ def _load(spec, options: dict):
     if not is_generalist(generalist):
         raise GeneralistError(f"{where} built a {type(generalist).__name__}, which lacks a string 'name' "
                               "or a predict(query, prompt_input, prompt_target) method")
+    check_builtin_name(generalist, where)
     return generalist
 
 

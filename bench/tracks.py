@@ -19,6 +19,7 @@ stores one file per unit and records failures.
 """
 from __future__ import annotations
 
+import logging
 import statistics
 import time
 from dataclasses import dataclass
@@ -103,13 +104,18 @@ def _score_rows(ctx, track: str, spec, jobs: list, metrics) -> list[dict]:
     return rows
 
 
+def task_metrics(spec) -> tuple[str, ...]:
+    """The metrics a main-track unit of task ``spec`` computes: its headline metric, then companions."""
+    return METRICS_BY_HEADLINE[spec.metric]
+
+
 def run_main(ctx, task: str) -> list[dict]:
     spec = ctx.lookup(task)
     jobs = [(q.query, q.prompt, q.prompt_rule)
             for q in ctx.split.queries(task, n_prompts=1, limit=ctx.config.limit)]
     if not jobs:
         raise TrackError(f"task {task}: the test split has no queries")
-    return _score_rows(ctx, "main", spec, jobs, METRICS_BY_HEADLINE[spec.metric])
+    return _score_rows(ctx, "main", spec, jobs, task_metrics(spec))
 
 
 # --------------------------------------------------------------------------------------------
@@ -168,17 +174,21 @@ def parse_mismatch_unit(unit: str) -> tuple[str, str]:
 
 def _mismatch_units(ctx) -> list[str]:
     units = []
+    # A default pair the split cannot serve is routine; a pair asked for by name that yields nothing is not.
+    requested = tuple(map(tuple, ctx.config.mismatch_pairs))
+    level = logging.INFO if requested == DEFAULT_MISMATCH_PAIRS else logging.WARNING
     for prompt_task, query_task in ctx.config.mismatch_pairs:
         wanted = {prompt_task} | ({query_task} - {CLEAN})
         if not wanted <= set(ctx.available_tasks):
-            ctx.log.info("mismatch %s on %s skipped: not in the test split", prompt_task, query_task)
+            ctx.log.log(level, "mismatch %s on %s skipped: not in the test split", prompt_task, query_task)
             continue
         if ctx.lookup(prompt_task).hdr or (query_task != CLEAN and ctx.lookup(query_task).hdr):
-            ctx.log.info("mismatch %s on %s skipped: HDR tasks are not part of this track", prompt_task, query_task)
+            ctx.log.log(level, "mismatch %s on %s skipped: HDR tasks are not part of this track",
+                        prompt_task, query_task)
             continue
         if query_task == CLEAN and ctx.lookup(prompt_task).category != "restoration":
             # Clean queries are the prompt task's targets, which are clean photos only for restoration.
-            ctx.log.info("mismatch %s on clean skipped: not a restoration task", prompt_task)
+            ctx.log.log(level, "mismatch %s on clean skipped: not a restoration task", prompt_task)
             continue
         units.append(mismatch_unit(prompt_task, query_task))
     return units

@@ -147,8 +147,8 @@ def test_failed_units_are_retried_on_the_next_run(split, tmp_path):
     config = EvalConfig(tasks=("gaussian_noise", "canny"))
     first = evaluate(FailsFirstCall(), split, tmp_path, config)
     assert [o.status for o in first] == ["failed", "done"]
-    fixed = Identity()
-    fixed.name = "flaky"  # the same model, now working (say the GPU has memory again)
+    fixed = FailsFirstCall()
+    fixed.calls = 1  # the same model, now working (say the GPU has memory again)
     second = evaluate(fixed, split, tmp_path, config)
     assert [o.status for o in second] == ["done", "skipped"]
     assert (read_results([tmp_path])["status"] == "ok").all()
@@ -172,12 +172,12 @@ def test_a_killed_run_resumes_where_it_stopped(split, tmp_path):
     done = sorted(p.name for p in (tmp_path / "plain-identity" / "main").glob("*.parquet"))
     assert done == ["gaussian_noise.parquet"]
     before = (tmp_path / "plain-identity" / "main" / "gaussian_noise.parquet").stat().st_mtime_ns
-    outcomes = evaluate(Identity(), split, tmp_path, config)
+    outcomes = evaluate(InterruptAt(call=0), split, tmp_path, config)  # the same model, not interrupted
     assert [(o.unit, o.status) for o in outcomes] == [
         ("gaussian_noise", "skipped"), ("gaussian_blur", "done"), ("canny", "done")]
     assert (tmp_path / "plain-identity" / "main" / "gaussian_noise.parquet").stat().st_mtime_ns == before
     # Other settings answer another question: the unit is evaluated again.
-    again = evaluate(Identity(), split, tmp_path, EvalConfig(tasks=("gaussian_noise",), limit=2))
+    again = evaluate(InterruptAt(call=0), split, tmp_path, EvalConfig(tasks=("gaussian_noise",), limit=2))
     assert again[0].status == "done" and len(rows_of(tmp_path, task="gaussian_noise")) == 2 * 2
 
 
@@ -560,3 +560,134 @@ def test_eval_stage_params_mistakes_are_one_line_naming_the_file_and_key(split, 
     params.write_text("eval:\n  limit: eight\n")
     with pytest.raises(ValueError, match="eval.limit must be a whole number"):
         main(["--params", str(params), "--verbose"])  # --verbose keeps the traceback
+
+
+# ----------------------------------------------------------------------------- one name, one model
+
+TWINS_PLUGIN = '''
+class First:
+    name = "twin"
+
+    def predict(self, query, prompt_input, prompt_target):
+        return query
+
+
+class Second(First):
+    def predict(self, query, prompt_input, prompt_target):
+        return (query * 0.5).clamp(0, 1)
+
+
+class IdentityClash(First):
+    name = "identity"
+
+
+class OnMissingGpu(First):
+    name = "gpu-only"
+
+    def info(self):
+        return {"device": "cuda:99"}
+'''
+
+
+@pytest.fixture
+def twins(tmp_path, monkeypatch):
+    (tmp_path / "twins_plugin.py").write_text(TWINS_PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return "twins_plugin"
+
+
+def test_results_of_another_implementation_under_the_same_name_are_refused_unless_forced(split, tmp_path, twins,
+                                                                                         caplog):
+    import json
+
+    from bench.results import read_fingerprint
+
+    out, config = tmp_path / "res", EvalConfig(tasks=("gaussian_noise",), limit=1)
+    assert [o.status for o in evaluate_spec(f"{twins}:First", {}, split, out, config)] == ["done"]
+    assert json.loads((out / "twin" / "run.json").read_text())["implementation"] == f"{twins}.First"
+    assert read_fingerprint(out / "twin" / "main" / "gaussian_noise.parquet")[0]["implementation"] == f"{twins}.First"
+    with pytest.raises(ValueError, match=rf"holds the results of {twins}\.First under the model name 'twin', which "
+                                         rf"{twins}\.Second also has"):
+        evaluate_spec(f"{twins}:Second", {}, split, out, config)
+    with caplog.at_level("WARNING", logger="bench.evaluate"):
+        assert [o.status for o in evaluate_spec(f"{twins}:Second", {}, split, out, config, force=True)] == ["done"]
+    assert "--force: they are replaced" in caplog.text
+    assert [o.status for o in evaluate_spec(f"{twins}:Second", {}, split, out, config)] == ["skipped"]
+    # A built-in records its class in run.json only: its units keep the fingerprints of earlier results.
+    evaluate_spec("identity", {}, split, out, config)
+    run = json.loads((out / "identity" / "run.json").read_text())
+    assert run["implementation"] == "bench.builtins.IdentityGeneralist"
+    fingerprint = read_fingerprint(out / "identity" / "main" / "gaussian_noise.parquet")[0]
+    assert set(fingerprint) == {"format", "model", "checkpoint_sha256", "data_manifest_sha256", "device", "track",
+                                "unit", "settings"}
+
+
+def test_a_plugin_with_a_builtin_name_is_refused_at_load(split, tmp_path, twins):
+    with pytest.raises(bench.GeneralistError, match=r"builds a generalist named 'identity' \(twins_plugin\."
+                                                    r"IdentityClash\), the name of the built-in 'identity'"):
+        bench.load_generalist(f"{twins}:IdentityClash")
+    # in an evaluation, a load failure: the built-in's results in --out are neither reused nor replaced
+    out, config = tmp_path / "res", EvalConfig(tasks=("gaussian_noise",), limit=1)
+    evaluate_spec("identity", {}, split, out, config)
+    outcome, = evaluate_spec(f"{twins}:IdentityClash", {}, split, out, config, force=True)
+    assert outcome.track == "load" and "the name of the built-in 'identity'" in outcome.error
+    assert [o.status for o in evaluate_spec("identity", {}, split, out, config)] == ["skipped"]
+
+
+def test_an_entry_point_named_like_a_builtin_is_warned_about(twins, monkeypatch, caplog):
+    from importlib import metadata
+
+    from bench import registry
+
+    ep = metadata.EntryPoint(name="identity", value=f"{twins}:IdentityClash", group=registry.ENTRY_POINT_GROUP)
+    real = metadata.entry_points
+    monkeypatch.setattr(registry.metadata, "entry_points",
+                        lambda **kw: [ep] if kw.get("group") == registry.ENTRY_POINT_GROUP else real(**kw))
+    assert registry.shadowed_entry_points() == {"identity": f"{twins}:IdentityClash"}
+    with caplog.at_level("WARNING", logger="bench.registry"):
+        assert bench.available_generalists()["identity"].startswith("returns the query")
+        assert type(bench.load_generalist("identity")).__name__ == "IdentityGeneralist"
+    assert caplog.text.count(f"entry point 'identity' ({twins}:IdentityClash) has the name of a built-in") == 2
+
+
+def test_two_models_of_one_name_in_one_command_are_refused_before_any_work(split, tmp_path, twins):
+    from pipelines.commands import eval as eval_cmd
+
+    parser = argparse.ArgumentParser()
+    eval_cmd.add_arguments(parser)
+    out = tmp_path / "res"
+    args = parser.parse_args(["--model", f"{twins}:First", "--model", f"{twins}:Second", "--shards", str(split.root),
+                              "--tasks", "gaussian_noise", "--limit", "1", "--out", str(out)])
+    with pytest.raises(ValueError, match=rf"--model {twins}:First and --model {twins}:Second both build the model "
+                                         r"'twin' \(results folder twin/\)"):
+        eval_cmd.run(args)
+    assert not out.exists()
+
+
+def test_a_device_the_machine_lacks_fails_the_load_in_one_line(split, tmp_path, twins):
+    outcomes = evaluate_spec(f"{twins}:OnMissingGpu", {}, split, tmp_path, EvalConfig(tasks=("gaussian_noise",)))
+    assert [(o.track, o.status) for o in outcomes] == [("load", "failed")]
+    assert "gpu-only: info() says device 'cuda:99', which this machine cannot use (" in outcomes[0].error
+    assert "\n" not in outcomes[0].error and not (tmp_path / "gpu-only").exists()
+
+
+def test_a_changed_metric_set_scores_the_units_again(split, tmp_path, monkeypatch):
+    out, config = tmp_path / "res", EvalConfig(tasks=("gaussian_noise", "canny"), limit=1)
+    assert [o.status for o in evaluate_spec("identity", {}, split, out, config)] == ["done", "done"]
+    assert [o.status for o in evaluate_spec("identity", {}, split, out, config)] == ["skipped", "skipped"]
+    monkeypatch.setitem(M.METRICS_BY_HEADLINE, "psnr", ("psnr", "ssim", "mae"))
+    status = {o.unit: o.status for o in evaluate_spec("identity", {}, split, out, config)}
+    assert status == {"gaussian_noise": "done", "canny": "skipped"}  # canny's (MAE) metrics did not change
+    assert set(rows_of(out, task="gaussian_noise")["metric"]) == {"psnr", "ssim", "mae"}
+
+
+def test_an_explicit_mismatch_pair_that_is_skipped_is_a_warning(split, tmp_path, caplog):
+    identity = bench.load_generalist("identity")
+    with caplog.at_level("INFO", logger="bench.evaluate"):
+        evaluate(identity, split, tmp_path / "a",
+                 EvalConfig(tracks=("mismatch",), mismatch_pairs=(("canny", "clean"),)))
+    assert [r.levelname for r in caplog.records if "canny on clean skipped" in r.message] == ["WARNING"]
+    caplog.clear()
+    with caplog.at_level("INFO", logger="bench.evaluate"):  # a default pair the split lacks: routine
+        evaluate(identity, split, tmp_path / "b", EvalConfig(tracks=("mismatch",)))
+    assert {r.levelname for r in caplog.records if "skipped: not in the test split" in r.message} == {"INFO"}

@@ -101,3 +101,14 @@ def test_captions_give_the_span_of_queries_across_models_not_the_most():  # noqa
     lb = build_leaderboards(frame(rows))
     assert "Mean over 3--8 queries per task" in float_with(to_latex(lb), "llvbench-table-1-restoration")
     assert query_spans(lb.model_task) == {"gaussian_noise": "3–8"}
+
+
+def test_to_latex_has_the_other_tasks_tables():
+    from test_leaderboard import other_tasks_results
+
+    tex = to_latex(build_leaderboards(other_tasks_results()))
+    labels = re.findall(r"\\label\{tab:([^}]*)\}", tex)
+    assert labels[:3] == ["llvbench-table-1-restoration", "llvbench-other-tasks-headline-metric-mae",
+                          "llvbench-other-tasks-headline-metric-psnr"]
+    assert {r[0]: r[1] for r in body_rows(float_with(tex, "llvbench-other-tasks-headline-metric-mae"))} == {
+        "beta": "\\underline{0.2000}", "alpha": "\\textbf{0.1000}"}

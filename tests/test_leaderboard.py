@@ -328,3 +328,51 @@ def test_query_margins_of_models_without_a_shared_query_are_empty():
     rows = [row(ident, value=30.0, sample="s0"), row(only_unseen, task="canny", metric="mae", value=0.1)]
     margins = query_margins(frame(rows), "tiny")
     assert margins.empty and "verdict" in margins.columns  # the report shows a row of '–'
+
+
+def test_held_out_tasks_follow_the_split_the_rows_record_not_the_installed_tasks():
+    from bench.leaderboard import held_out_tasks
+
+    a = prov("alpha")
+    rows = [row(a, task="gaussian_noise", sample="gaussian_noise/test/000000"),
+            # a held-out task of a plug-in that is not installed here: its sample keys say 'unseen'
+            row(a, task="plugin_held_out", sample="plugin_held_out/unseen/000000"),
+            row(a, task="plugin_held_out", sample="plugin_held_out/unseen/000001", value=32.0),
+            # a registered held-out task with only a failure row: no key records a split, the registry decides
+            row(a, task="sepia", sample="", prompt="", value=math.nan, status="failed", error="boom")]
+    for r in rows[1:]:
+        r["category"] = "restoration" if r["task"] == "plugin_held_out" else "stylization"
+    df = frame(rows)
+    assert held_out_tasks(df) == {"plugin_held_out", "sepia"}
+    lb = build_leaderboards(df)
+    category = dict(zip(lb.model_task["task"], lb.model_task["category"]))
+    assert category == {"gaussian_noise": "restoration", "plugin_held_out": "unseen", "sepia": "unseen"}
+    md = to_markdown(lb)
+    assert "plugin_held_out" not in md.split("## Table 1")[1].split("##")[0]
+    assert "plugin_held_out" in md.split("## Unseen tasks")[1].split("##")[0]
+
+
+def other_tasks_results():
+    """gaussian_noise (Table 1) plus an edge task scored by PSNR and a stylization task by MAE:
+    (category, headline metric) pairs of no paper table."""
+    rows = []
+    for model, shift in (("alpha", 0.0), ("beta", 1.0)):
+        p = prov(model)
+        rows.append(row(p, value=30.0 + shift))
+        edge = row(p, task="edge_by_psnr", value=20.0 - shift)
+        stylized = row(p, task="style_by_mae", metric="mae", value=0.1 + shift / 10)
+        edge["category"], stylized["category"] = "edge", "stylization"
+        rows += [edge, stylized]
+    return frame(rows)
+
+
+def test_tasks_outside_the_paper_tables_get_an_other_tasks_table():
+    lb = build_leaderboards(other_tasks_results())
+    assert set(lb.overall["tasks"]) == {3}  # every task counts in Overall ...
+    md = to_markdown(lb)                    # ... and is shown in a table
+    for title, cells in (("Other tasks (headline metric PSNR↑)", "| model | edge_by_psnr |\n|---|---|\n"
+                                                                 "| alpha | **20.00** |\n| beta | 19.00 |"),
+                         ("Other tasks (headline metric MAE↓)", "| model | style_by_mae |\n|---|---|\n"
+                                                                "| alpha | **0.1000** |\n| beta | 0.2000 |")):
+        assert cells in md.split(f"## {title}")[1].split("##")[0]
+    assert "## Table 2" not in md and "## Table 3" not in md

@@ -602,3 +602,20 @@ def test_a_one_task_report_says_task_not_tasks(built, tmp_path):
                         latency_warmup=0))
     text = build_report(eval_dir, tmp_path / "report", config=ReportConfig(formats=("png",))).html.read_text()
     assert "1 tasks" not in text and "over 1 common task" in text and "over the 1 task with" in text
+
+
+def test_tasks_outside_the_paper_tables_are_in_an_other_tasks_table(tmp_path):
+    from test_leaderboard import other_tasks_results
+
+    from bench.results import write_rows
+
+    rows = other_tasks_results().assign(time="2026-01-01T00:00:00+00:00")
+    for (model, task), unit in rows.groupby(["model", "task"]):
+        write_rows(tmp_path / "eval" / model / "main" / f"{task}.parquet", unit.to_dict("records"), {"unit": task})
+    report = build_report(tmp_path / "eval", tmp_path / "report", config=ReportConfig(formats=("png",)))
+    page = Page(report.html.read_text())
+    for title, column, best in (("Other tasks (headline metric PSNR↑)", "edge_by_psnr", "20.00"),
+                                ("Other tasks (headline metric MAE↓)", "style_by_mae", "0.1000")):
+        table = page.table(title)["rows"]
+        assert [c["text"] for c in table[0]] == ["model", column]
+        assert {row[0]["text"]: row[1]["text"] for row in table[1:]}["alpha"] == best

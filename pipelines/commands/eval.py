@@ -39,7 +39,8 @@ def add_arguments(p) -> None:
     p.add_argument("--strict", action="store_true", help="exit with status 1 if any unit failed")
     p.add_argument("--force", action="store_true",
                    help="evaluate every unit again, even those whose results are already there with the same "
-                        "model, checkpoint, options, data and settings (after changing a plug-in's code)")
+                        "model, checkpoint, options, data and settings (after changing a plug-in's code); also "
+                        "replaces results another implementation made under the same model name")
     p.add_argument("--out", required=True, help="results folder (one sub-folder per model)")
 
 
@@ -132,7 +133,7 @@ def print_summary(outcomes) -> int:
 
 
 def run(args) -> int:
-    from bench.evaluate import evaluate_spec, select_tasks
+    from bench.evaluate import check_distinct_models, evaluate_spec, select_tasks
     from bench.registry import check_spec
     from taskgen.testset import TestSplit
 
@@ -145,6 +146,7 @@ def run(args) -> int:
     options = model_options(args)
     for spec in args.model:  # a spec that names nothing is a usage error, reported before any work
         check_spec(spec, options)
+    check_distinct_models((spec, options) for spec in args.model)  # two specs, one results folder: refused
     outcomes = []
     for spec in args.model:
         outcomes += evaluate_spec(spec, options, split, args.out, config, force=args.force)
