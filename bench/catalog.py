@@ -116,11 +116,20 @@ def builtin_entries() -> list[CatalogEntry]:
 
 
 def entry_point_entries() -> list[CatalogEntry]:
-    from .registry import ENTRY_POINT_GROUP
+    """Installed ``llvbench.generalists`` entry points; one named like a built-in is marked
+    SHADOWED, with the import path that reaches it (``--model NAME`` loads the built-in)."""
+    from .registry import ENTRY_POINT_GROUP, shadowed_entry_points
 
-    return [CatalogEntry("entry-point", ep.name, f"{ep.value} (package {ep.dist.name if ep.dist else '?'})",
-                         usage=f"--model {ep.name}")
-            for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)]
+    shadowed = shadowed_entry_points()
+    entries = []
+    for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        where = f"{ep.value} (package {ep.dist.name if ep.dist else '?'})"
+        if ep.name in shadowed:
+            entries.append(CatalogEntry("entry-point", ep.name, f"SHADOWED by the built-in {ep.name!r}: {where}",
+                                        usage=f"--model {ep.value}"))
+        else:
+            entries.append(CatalogEntry("entry-point", ep.name, where, usage=f"--model {ep.name}"))
+    return entries
 
 
 def architecture_entries(with_params: bool = True) -> list[CatalogEntry]:

@@ -487,24 +487,25 @@ def check_device(name: str, device: str) -> None:
                               "build it for another one (--device cpu, or -o device=cpu)") from None
 
 
-def check_distinct_models(models) -> None:
-    """ValueError when two of ``models`` ((spec, options) pairs of one command) build generalists
-    whose results would share a folder of the results (one name, or names with one slug). Each is
-    built to learn its name (built-ins are built lazily, so cheaply) and let go; one that fails to
-    build is left to its evaluation, which records the failure."""
+def check_distinct_models(models, describe=lambda spec, options: f"--model {spec}") -> None:
+    """ValueError when two of ``models`` ((spec, options) pairs of one command or stage) build
+    generalists whose results would share a folder of the results (one name, or names with one
+    slug). Each is built to learn its name (built-ins are built lazily, so cheaply) and let go; one
+    that fails to build is left to its evaluation, which records the failure. ``describe(spec,
+    options)`` names a model in the message."""
     from .registry import load_generalist
 
-    models = list(models)
+    models = [(spec, dict(options)) for spec, options in models]
     if len(models) < 2:
         return
     first_of: dict = {}
     for spec, options in models:
         try:
-            name = load_generalist(spec, **dict(options)).name
+            name = load_generalist(spec, **options).name
         except Exception:  # recorded as a load failure when the model is evaluated
             continue
-        earlier = first_of.setdefault(slug(name), (spec, name))
-        if earlier[0] != spec or earlier[1] != name:
-            raise ValueError(f"--model {earlier[0]} and --model {spec} both build the model {name!r} "
-                             f"(results folder {slug(name)}/): evaluate them into separate results folders, or "
-                             "give one another name")
+        earlier = first_of.setdefault(slug(name), (spec, options, name))
+        if earlier[:2] != (spec, options) or earlier[2] != name:
+            raise ValueError(f"{describe(*earlier[:2])} and {describe(spec, options)} both build the model "
+                             f"{name!r} (results folder {slug(name)}/): evaluate them into separate results "
+                             "folders, or give one another name")

@@ -161,11 +161,19 @@ def model_label(entry: dict) -> str:
     return f"{entry['spec']} ({entry['checkpoint']})" if entry.get("checkpoint") else str(entry["spec"])
 
 
+def model_options(entry: dict) -> dict:
+    """The load options of one ``eval.models`` entry: its ``options`` plus its ``checkpoint``."""
+    options = dict(entry.get("options") or {})
+    if entry.get("checkpoint"):
+        options["checkpoint"] = entry["checkpoint"]
+    return options
+
+
 def run_stage(params: dict, params_file: str | Path | None = None) -> StageOutcomes:
     """Evaluate every model of ``params`` (read_params), prune stale units unless a model failed to
     load, and write the leaderboards. ``params_file`` names the file in the errors found here (a
     spec or checkpoint that names nothing, tasks the test split lacks), all before any work."""
-    from bench.evaluate import evaluate_spec, select_tasks
+    from bench.evaluate import check_distinct_models, evaluate_spec, select_tasks
     from bench.leaderboard import write_leaderboards
     from taskgen.testset import TestSplit
 
@@ -177,6 +185,9 @@ def run_stage(params: dict, params_file: str | Path | None = None) -> StageOutco
     entries = [model_entry(entry, where("models")) for entry in params["models"]]  # every typo before any work
     for entry in entries:
         check_model(entry, where("models"))
+    check_distinct_models([(entry["spec"], model_options(entry)) for entry in entries],
+                          lambda spec, options: f"{where('models')}: {spec}"
+                          + (f" ({options['checkpoint']})" if "checkpoint" in options else ""))
     if "test" in params["splits"] and config.tasks is not None:
         test_split = TestSplit(params["shards"], split="test")
         if test_split.tasks:  # tasks the test split does not have: refused before any model loads
@@ -196,9 +207,7 @@ def run_stage(params: dict, params_file: str | Path | None = None) -> StageOutco
             # Held-out tasks: does the prompt alone carry the model to a new mapping? (main track)
             config = dataclasses.replace(eval_config(params), tracks=("main",), tasks=None)
         for entry in entries:
-            options = dict(entry.get("options") or {})
-            if entry.get("checkpoint"):
-                options["checkpoint"] = entry["checkpoint"]
+            options = model_options(entry)
             model_config = config
             if entry.get("tracks") is not None:
                 model_config = dataclasses.replace(config, tracks=tuple(t for t in config.tracks if t in entry["tracks"]))

@@ -394,6 +394,29 @@ def test_two_names_for_one_results_folder_are_refused(split, tmp_path):
         evaluate(Returns("my_net", lambda q: q), split, tmp_path, config)
 
 
+def test_dvc_stage_refuses_two_models_of_one_name_before_any_work(split, tmp_path, monkeypatch):
+    from pipelines.evaluate import read_params, run_stage
+
+    module = tmp_path / "twins_stage.py"
+    module.write_text("import torch\n"
+                      "class First:\n    name = 'twin'\n    def predict(self, q, pi, pt):\n        return q\n"
+                      "class Second(First):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(f"""eval:
+  shards: {split.root}
+  out: {tmp_path / 'eval'}
+  leaderboard: {tmp_path / 'lb'}
+  models: ["twins_stage:First", "twins_stage:Second"]
+  tasks: canny
+  tracks: main
+""")
+    with pytest.raises(ValueError, match=r"eval.models: twins_stage:First and eval.models: twins_stage:Second "
+                                         r"both build the model 'twin'"):
+        run_stage(read_params(params_file))
+    assert not (tmp_path / "eval").exists()
+
+
 def test_dvc_stage_reads_params_and_writes_leaderboards(split, tmp_path):
     from pipelines.evaluate import read_params, run_stage
 
@@ -648,6 +671,11 @@ def test_an_entry_point_named_like_a_builtin_is_warned_about(twins, monkeypatch,
         assert bench.available_generalists()["identity"].startswith("returns the query")
         assert type(bench.load_generalist("identity")).__name__ == "IdentityGeneralist"
     assert caplog.text.count(f"entry point 'identity' ({twins}:IdentityClash) has the name of a built-in") == 2
+    from bench.catalog import entry_point_entries
+
+    [listed] = entry_point_entries()  # llvbench models: marked, with the route that reaches it
+    assert listed.description.startswith("SHADOWED by the built-in 'identity': ")
+    assert listed.usage == f"--model {twins}:IdentityClash"
 
 
 def test_two_models_of_one_name_in_one_command_are_refused_before_any_work(split, tmp_path, twins):
