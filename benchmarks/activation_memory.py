@@ -21,6 +21,9 @@ recomputes one block at a time, whose recompute checkpoints its sub-layers again
 printed for it adds the largest block's sub-layer inputs and the largest sub-layer's activations.
 CPU SDPA kernels may save what CUDA's do not (the attention weights of its math fallback): the
 table lists bytes by the module that saved them, so such rows can be read apart.
+
+The printout is in MiB where a level's per-sample figure is under 1 GiB (smoke sizes), else in GiB;
+the JSON's figures are always GiB (``gib_*`` keys).
 """
 from __future__ import annotations
 
@@ -34,7 +37,7 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_train import random_batch  # noqa: E402
+from bench_train import check_arch, check_size, random_batch  # noqa: E402
 
 from model.data import batch_to_float  # noqa: E402
 from model.objectives import objective_for  # noqa: E402
@@ -157,6 +160,38 @@ def per_sample(arch: str, size: int, *, bf16: bool, checkpointing: str) -> dict:
             "by_child": diff(small.by_child, large.by_child)}
 
 
+CHECKPOINTING_NAMES = ("none", "sublayer", "block")
+
+
+def check_arguments(parser: argparse.ArgumentParser, args) -> list[str]:
+    """Refuse bad options before anything is built (parser.error, one line; the architecture and
+    size checks and wording are bench_train.py's); returns the checkpointing levels."""
+    check_arch(parser, args.arch)
+    check_size(parser, args.arch, args.size)
+    if args.scale_to is not None and args.scale_to < 1:
+        parser.error(f"--scale-to must be >= 1, got {args.scale_to}")
+    for option, value in (("--batch", args.batch), ("--rows", args.rows), ("--threads", args.threads)):
+        if value is not None and value < 1:
+            parser.error(f"{option} must be >= 1, got {value}")
+    levels = [s.strip() for s in args.checkpointing.split(",") if s.strip()]
+    unknown = [level for level in levels if level not in CHECKPOINTING_NAMES]
+    if unknown or not levels:
+        parser.error(f"--checkpointing {args.checkpointing!r}: expected a comma list of "
+                     f"{', '.join(CHECKPOINTING_NAMES)}")
+    return levels
+
+
+def size_unit(gib_per_sample: float) -> tuple[str, float]:
+    """("MiB", 1024) for a figure under 1 GiB, so smoke sizes do not print 0.000; else ("GiB", 1)."""
+    return ("MiB", 1024.0) if abs(gib_per_sample) < 1.0 else ("GiB", 1.0)
+
+
+def size_text(gib: float) -> str:
+    """A size given in GiB as '12.3 MiB' under 1 GiB, else '1.234 GiB'."""
+    unit, factor = size_unit(gib)
+    return f"{gib * factor:.1f} MiB" if unit == "MiB" else f"{gib:.3f} GiB"
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="genlv-tiny")
@@ -168,8 +203,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch", type=int, default=64, help="batch to project the total for")
     parser.add_argument("--rows", type=int, default=12)
     parser.add_argument("--threads", type=int)
-    parser.add_argument("--json", help="write the figures here")
+    parser.add_argument("--json", help="write the figures here (in GiB)")
     args = parser.parse_args(argv)
+    levels = check_arguments(parser, args)
     if args.threads:
         torch.set_num_threads(args.threads)
     report_size = args.scale_to or args.size
@@ -179,7 +215,6 @@ def main(argv: list[str] | None = None) -> dict:
               "levels": {}}
     print(f"{args.arch}: activation memory saved for backward per sample at {report_size}² "
           f"(measured at {args.size}²), {result['policy']}")
-    levels = [s.strip() for s in args.checkpointing.split(",") if s.strip()]
     measured = {level: per_sample(args.arch, args.size, bf16=not args.fp32,
                                   checkpointing="" if level == "none" else level)
                 for level in dict.fromkeys(levels + (["none", "sublayer"] if "block" in levels else []))}
@@ -198,17 +233,19 @@ def main(argv: list[str] | None = None) -> dict:
                  "by_module_gib": {k: gib(v) for k, v in figures["by_module"].items()},
                  "by_dtype_gib": {k: gib(v) for k, v in figures["by_dtype"].items()}}
         result["levels"][level] = entry
-        dtypes = ", ".join(f"{k} {v:.2f}" for k, v in entry["by_dtype_gib"].items())
-        print(f"\ncheckpointing {level}: {total:.3f} GiB per sample ({dtypes}); x{args.batch} = "
-              f"{total * args.batch:.1f} GiB")
+        unit, factor = size_unit(total)  # one unit for the level's per-sample rows
+        dtypes = ", ".join(f"{k} {v * factor:.2f}" for k, v in entry["by_dtype_gib"].items())
+        print(f"\ncheckpointing {level}: {total * factor:.3f} {unit} per sample ({dtypes}); x{args.batch} = "
+              f"{size_text(total * args.batch)}")
         for name, value in list(entry["by_module_gib"].items())[:args.rows]:
-            print(f"  {value:8.3f} GiB  {100 * value / total:5.1f} %  {name}")
+            share = f"{100 * value / total:5.1f}" if total else "  n/a"
+            print(f"  {value * factor:8.3f} {unit}  {share} %  {name}")
         if level == "none" and figures["by_block"]:
             entry["largest_block"] = dict(zip(("name", "gib_per_sample"), largest(figures["by_block"])))
             entry["largest_sublayer"] = dict(zip(("name", "gib_per_sample"), largest(figures["by_child"])))
             print(f"  largest checkpointable block: {entry['largest_block']['name']} "
-                  f"{entry['largest_block']['gib_per_sample']:.3f} GiB per sample; largest sub-layer: "
-                  f"{entry['largest_sublayer']['name']} {entry['largest_sublayer']['gib_per_sample']:.3f} GiB")
+                  f"{size_text(entry['largest_block']['gib_per_sample'])} per sample; largest sub-layer: "
+                  f"{entry['largest_sublayer']['name']} {size_text(entry['largest_sublayer']['gib_per_sample'])}")
         if level == "block":
             # The backward recomputes one block at a time, and that recompute checkpoints its
             # sub-layers again: it holds the block's sub-layer inputs, then one sub-layer's activations.
@@ -216,8 +253,8 @@ def main(argv: list[str] | None = None) -> dict:
             sublayer = largest(measured["none"]["by_child"])[1]
             estimate = (total + inputs + sublayer) * args.batch
             entry[f"gib_at_batch_{args.batch}_during_backward"] = estimate
-            print(f"  during the backward (one block's sub-layer inputs {inputs:.3f} + one sub-layer "
-                  f"{sublayer:.3f} GiB per sample): ~{estimate:.1f} GiB at batch {args.batch}, plus weights, "
+            print(f"  during the backward (one block's sub-layer inputs {size_text(inputs)} + one sub-layer "
+                  f"{size_text(sublayer)} per sample): ~{size_text(estimate)} at batch {args.batch}, plus weights, "
                   "gradients, optimizer state and kernel workspaces")
     if args.json:
         atomic_write_json(args.json, result)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
+import sys
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -37,9 +38,11 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-import model
-from model.genlv import LEVELS, PromptCrossAttentionBlock
-from model.promptgip import NUM_IMAGES, SelfAttention
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
+import model  # noqa: E402
+from bench_train import check_arch  # noqa: E402
+from model.genlv import LEVELS, PromptCrossAttentionBlock  # noqa: E402
+from model.promptgip import NUM_IMAGES, PromptGIP, SelfAttention  # noqa: E402
 
 GENLV_ARCH = "genlv-base"
 PROMPTGIP_ARCH = "promptgip"
@@ -68,6 +71,10 @@ class AttentionSite:
         return self.module.num_heads
 
 
+class UnsupportedSize(ValueError):
+    """The network cannot take the requested image size (raised by genlv_sites / promptgip_sites)."""
+
+
 def _width(module: nn.Module) -> int:
     """Token width of an attention module (input features of its query projection)."""
     first = module.to_q if hasattr(module, "to_q") else module.qkv
@@ -84,10 +91,11 @@ def genlv_sites(arch: str, size: int) -> list[AttentionSite]:
     """PCAB attentions of GenLV ``arch`` for a size×size query with a size×size prompt."""
     net = _build_meta(arch)
     scale = 2 ** (LEVELS - 1)
-    if not net.config.use_prompt:
-        raise ValueError(f"{arch}: has no PCABs (use_prompt=False), so no prompt cross-attention to measure")
-    if size % net.config.query_multiple:
-        raise ValueError(f"{arch}: size {size} is not a multiple of {net.config.query_multiple}")
+    if not getattr(net.config, "use_prompt", False) or not hasattr(net, "latent_blocks"):
+        raise ValueError(f"{arch}: has no PCABs (not a GenLV network with use_prompt=True), so no prompt "
+                         "cross-attention to measure")
+    if size < 1 or size % net.config.query_multiple:
+        raise UnsupportedSize(f"{arch}: size {size} is not a positive multiple of {net.config.query_multiple}")
     blocks = [m for m in net.modules() if isinstance(m, PromptCrossAttentionBlock)]
     if len(blocks) != len(net.latent_blocks):
         raise RuntimeError(f"{arch}: found {len(blocks)} PCABs, {len(net.latent_blocks)} at the bottleneck")
@@ -100,9 +108,12 @@ def genlv_sites(arch: str, size: int) -> list[AttentionSite]:
 def promptgip_sites(arch: str, size: int) -> list[AttentionSite]:
     """Global self-attentions of PromptGIP ``arch`` at inference on size×size images."""
     net = _build_meta(arch)
+    if not isinstance(net, PromptGIP):
+        raise ValueError(f"{arch}: not a PromptGIP network ({type(net).__name__}), so no encoder and decoder "
+                         "global attention to measure")
     patch = net.config.patch_size
-    if size % patch:
-        raise ValueError(f"{arch}: size {size} is not a multiple of the patch size {patch}")
+    if size < 1 or size % patch:
+        raise UnsupportedSize(f"{arch}: size {size} is not a positive multiple of the patch size {patch}")
     patches = (size // patch) ** 2
     # Attention only: sizes above POS_TABLE_SIDE cannot run the whole network, but the attention
     # module just sees a longer token sequence.
@@ -274,9 +285,40 @@ def format_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def check_arguments(parser: argparse.ArgumentParser, args) -> list[int]:
+    """Refuse bad options before anything is measured (parser.error, one line; architecture names
+    checked as bench_train.py does); returns the sizes."""
+    try:
+        sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    except ValueError:
+        parser.error(f"--sizes must be comma-separated integers, got {args.sizes!r}")
+    if not sizes:
+        parser.error(f"--sizes must name at least one size, got {args.sizes!r}")
+    cuda = args.device.startswith("cuda")
+    if cuda and not torch.cuda.is_available():
+        parser.error("--device cuda, but torch sees no CUDA device")
+    if not cuda and args.device != "cpu":
+        parser.error(f"--device must be cpu or cuda[:n], got {args.device!r}")
+    for option, value in (("--warmup", args.warmup), ("--repeats", args.repeats), ("--threads", args.threads)):
+        if value is not None and value < 0:
+            parser.error(f"{option} must be >= 0, got {value}")
+    for option, arch, sites in (("--genlv", args.genlv, genlv_sites), ("--promptgip", args.promptgip, promptgip_sites)):
+        check_arch(parser, arch, option)
+        for size in sizes:
+            try:
+                sites(arch, size)
+            except UnsupportedSize as err:
+                parser.error(f"--sizes {size}: {err}")
+            except ValueError as err:  # not of the family the option is for
+                parser.error(f"{option} {arch}: {str(err).removeprefix(f'{arch}: ')}")
+    return sizes
+
+
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="256,512", help="comma-separated square image sizes")
+    parser.add_argument("--sizes", default="256,512",
+                        help="comma-separated square image sizes (multiples of both networks' size step: "
+                             "32 for GenLV, the patch size 16 for PromptGIP)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:n] (bf16 autocast on cuda)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed forwards (default 2 cpu, 10 cuda)")
     parser.add_argument("--repeats", type=int, default=None,
@@ -285,16 +327,9 @@ def main() -> None:
     parser.add_argument("--genlv", default=GENLV_ARCH, help="GenLV registry name")
     parser.add_argument("--promptgip", default=PROMPTGIP_ARCH, help="PromptGIP registry name")
     parser.add_argument("--json", default="", help="also write the figures to this JSON file")
-    args = parser.parse_args()
-    try:
-        sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
-    except ValueError:
-        parser.error(f"--sizes must be comma-separated integers, got {args.sizes!r}")
+    args = parser.parse_args(argv)
+    sizes = check_arguments(parser, args)
     cuda = args.device.startswith("cuda")
-    if cuda and not torch.cuda.is_available():
-        parser.error("--device cuda, but torch sees no CUDA device")
-    if not cuda and args.device != "cpu":
-        parser.error(f"--device must be cpu or cuda[:n], got {args.device!r}")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     warmup = args.warmup if args.warmup is not None else (10 if cuda else 2)
@@ -314,6 +349,7 @@ def main() -> None:
             "flops_note": "matmul FLOPs, 2 per multiply-add; core = QK^T + AV, proj = q/k/v/out linears",
             "results": results})
         print(f"wrote {args.json}")
+    return results
 
 
 if __name__ == "__main__":

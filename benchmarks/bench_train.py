@@ -11,7 +11,10 @@ counter overcounts the backward of grouped convolutions; MFU is against ``--peak
 the device's dense bf16 peak when it is a GPU of ``PEAK_TFLOPS`` (989 = H100/H200); on the CPU or
 another GPU there is no known peak and MFU is n/a (null in the JSON) unless ``--peak-tflops`` is
 given. Peak memory is the CUDA allocator's peak per batch size; on the CPU it is
-the process's peak resident set so far (it only grows). Writes a JSON that names the device.
+the process's peak resident set so far (it only grows). On CUDA, TF32 matmuls and cuDNN autotuning
+are on, as in training (``--no-autotune`` turns the autotuning off); neither exists on the CPU, so
+the JSON's ``cudnn_autotune`` is null there. Writes a JSON that names the device (``--json``; by
+default bench-train-ARCH-SIZE.json in the current directory).
 """
 from __future__ import annotations
 
@@ -27,7 +30,8 @@ import torch
 
 from bench.peers import peer_for, same_device_kind
 from model.objectives import predict
-from model.train import Trainer, TrainConfig, build_network, compile_network, resolve_device
+from model.train import (Trainer, TrainConfig, build_network, checkpointing_level, compile_mode, compile_network,
+                         network_overrides, resolve_device)
 from taskgen.atomic import atomic_write_json
 
 
@@ -79,11 +83,37 @@ def trace(args, message: str) -> None:
         print(f"  {message}", flush=True)
 
 
+def train_config(args, batch: int) -> TrainConfig:
+    """The TrainConfig of one benchmarked step at ``batch`` (bench_train.py and profile_step.py): the
+    options given, an endless schedule with no warm-up (a constant learning rate)."""
+    return TrainConfig(arch=args.arch, batch=batch, size=args.size, bf16=args.bf16, compile=args.compile,
+                       channels_last=args.channels_last, checkpointing=args.checkpointing,
+                       ema=args.ema, steps=10**9, warmup=0, lr=1e-4)
+
+
+def apply_cuda_settings(device: torch.device, *, autotune: bool, tf32: bool = True) -> bool | None:
+    """What ``llvbench train`` sets on CUDA (model.train._train): TF32 matmuls and convolutions, cuDNN
+    autotuning (``torch.backends.cudnn.benchmark``). Returns whether autotuning is on; None on the
+    CPU, where neither setting exists and nothing is changed."""
+    if device.type != "cuda":
+        return None
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cudnn.benchmark = autotune
+    return autotune
+
+
+def on_off(value: bool | str | None) -> str:
+    """A setting as the summary line prints it: 'on'/'off' for switches, the mode's name, or 'off'
+    for an empty mode and for a setting the device lacks (None)."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return value or "off"
+
+
 def bench_batch(args, batch: int, device: torch.device, flops_per_sample: int) -> dict:
     """Median step time over ``args.steps`` timed steps after ``args.warmup`` untimed ones."""
-    config = TrainConfig(arch=args.arch, batch=batch, size=args.size, bf16=args.bf16, compile=args.compile,
-                         channels_last=args.channels_last, checkpointing=args.checkpointing,
-                         ema=args.ema, steps=10**9, warmup=0, lr=1e-4)
+    config = train_config(args, batch)
     torch._dynamo.reset()  # each batch size pays its own compilation: warmup_s is the compile time
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -200,73 +230,123 @@ def mfu_text(mfu: float | None) -> str:
     return "n/a" if mfu is None else f"{100 * mfu:.2f}%"
 
 
-def check_arguments(parser: argparse.ArgumentParser, args) -> list[int]:
-    """Refuse bad options before anything is built (parser.error: one line naming the option);
-    returns the batch sizes."""
+def unknown_name_hint(name: str, known: list[str]) -> str:
+    """"; did you mean 'x'?" for the nearest of ``known``, else "; known: a, b, ..."."""
+    import difflib
+
+    close = difflib.get_close_matches(name, known, n=1)
+    return f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(known)}"
+
+
+def check_arch(parser: argparse.ArgumentParser, arch: str, option: str = "--arch") -> None:
+    """parser.error unless ``arch`` is a registered architecture (a did-you-mean for a typo)."""
     from model.registry import list_architectures
 
-    if args.arch not in list_architectures():
-        parser.error(f"--arch {args.arch}: unknown architecture; known: {', '.join(list_architectures())}")
+    if arch not in list_architectures():
+        parser.error(f"{option} {arch}: unknown architecture{unknown_name_hint(arch, list_architectures())}")
+
+
+def check_size(parser: argparse.ArgumentParser, arch: str, size: int, option: str = "--size") -> None:
+    """parser.error unless ``arch`` (a known name) can take ``size``² images: a multiple of its
+    ``query_multiple`` and whatever its ``size_overrides`` needs; probed on the meta device (no weights)."""
+    if size < 1:
+        parser.error(f"{option} must be >= 1, got {size}")
+    config = TrainConfig(arch=arch, size=size)
     try:
-        batches = [int(b) for b in args.batch.split(",") if b.strip()]
+        overrides = network_overrides(config)
+        with torch.device("meta"):
+            probe = build_network(config, overrides=overrides)
+    except ValueError as err:  # network_overrides' own message starts with "--size N: "
+        message = str(err).removeprefix(f"--size {size}: ")
+        parser.error(f"{option} {size}: {message}")
+    multiple = int(getattr(getattr(probe, "config", None), "query_multiple", 1))
+    if size % multiple:
+        parser.error(f"{option} {size}: {arch} needs a size that is a multiple of {multiple}")
+
+
+def check_device(parser: argparse.ArgumentParser, name: str) -> torch.device:
+    """``--device`` resolved (model.train.resolve_device: auto, cpu, cuda, cuda:N), or parser.error:
+    not a device, CUDA without a GPU, a GPU that does not exist, a CPU index (there is one CPU device)."""
+    try:
+        device = resolve_device(name)
+    except (ValueError, RuntimeError) as err:
+        parser.error(str(err))
+    if device.type == "cpu" and device.index not in (None, 0):
+        parser.error(f"--device {name}: torch has one CPU device (cpu or cpu:0); "
+                     "use --threads to choose how many cores it uses")
+    return device
+
+
+def check_arguments(parser: argparse.ArgumentParser, args) -> list[int]:
+    """Refuse bad options before anything is built (parser.error: one line naming the option);
+    returns the batch sizes. Checks the options ``args`` has: profile_step.py shares it (one
+    ``--batch``, no ``--peak-tflops``). Normalises ``--compile``/``--checkpointing`` ``off`` to ""."""
+    check_arch(parser, args.arch)
+    text = str(args.batch)
+    try:
+        batches = [int(b) for b in text.split(",") if b.strip()]
     except ValueError:
-        parser.error(f"--batch {args.batch!r}: expected a comma list of whole numbers, e.g. 1,2,4")
+        parser.error(f"--batch {text!r}: expected a comma list of whole numbers, e.g. 1,2,4")
     if not batches or min(batches) < 1:
-        parser.error(f"--batch {args.batch!r}: every batch size must be >= 1")
-    for option, value, least in (("--size", args.size, 1), ("--steps", args.steps, 1), ("--warmup", args.warmup, 0)):
+        parser.error(f"--batch {text!r}: every batch size must be >= 1")
+    for option, value, least in (("--size", args.size, 1), ("--steps", args.steps, 1),
+                                 ("--warmup", getattr(args, "warmup", 0), 0)):
         if value < least:
             parser.error(f"{option} must be >= {least}, got {value}")
     if args.threads is not None and args.threads < 1:
         parser.error(f"--threads must be >= 1 (leave it out for torch's default), got {args.threads}")
-    if args.peak_tflops is not None and not args.peak_tflops > 0:
-        parser.error(f"--peak-tflops must be > 0, got {args.peak_tflops}")
+    peak_tflops = getattr(args, "peak_tflops", None)
+    if peak_tflops is not None and not peak_tflops > 0:
+        parser.error(f"--peak-tflops must be > 0, got {peak_tflops}")
     if not 0.0 <= args.ema < 1.0:
         parser.error(f"--ema is a decay in [0, 1) (0 = off), got {args.ema}")
+    args.compile = compile_mode(args.compile)  # the choices are checked by argparse; "off" -> ""
+    args.checkpointing = checkpointing_level(args.checkpointing)
+    check_size(parser, args.arch, args.size)
     return batches
+
+
+def add_step_arguments(parser: argparse.ArgumentParser, *, batch_default: str, batch_help: str) -> None:
+    """The options of the training step itself, shared with profile_step.py (the same names, choices
+    and defaults as ``llvbench train``'s where it has them)."""
+    parser.add_argument("--arch", default="genlv-tiny", help="architecture name (model.build), e.g. genlv-tiny")
+    parser.add_argument("--size", type=int, default=64, help="prompt and query size in pixels")
+    parser.add_argument("--batch", default=batch_default, help=batch_help)
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA only)")
+    parser.add_argument("--compile", nargs="?", const="regional", default="", choices=("off", "regional", "full"),
+                        help="torch.compile: regional (default when given alone; each repeated block), full "
+                             "(the whole network) or off (the default)")
+    parser.add_argument("--channels-last", action="store_true", help="NHWC weights and inputs")
+    parser.add_argument("--checkpointing", nargs="?", const="sublayer", default="", choices=("off", "sublayer", "block"),
+                        help="activation checkpointing in training: sublayer (default when given alone), block "
+                             "or off (the default)")
+    parser.add_argument("--ema", type=float, default=0.0, help="EMA decay (0 = off), to include its cost")
+    parser.add_argument("--device", default="auto", help="auto (default: CUDA if present), cpu, cuda or cuda:N")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--arch", default="genlv-tiny")
-    parser.add_argument("--size", type=int, default=64, help="prompt and query size in pixels")
-    parser.add_argument("--batch", default="1,2", help="comma list of batch sizes")
-    parser.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA only)")
-    parser.add_argument("--compile", nargs="?", const="regional", default="", choices=("regional", "full"),
-                        help="torch.compile: regional (default when given alone; each repeated block) or full")
-    parser.add_argument("--channels-last", action="store_true", help="NHWC weights and inputs")
-    parser.add_argument("--checkpointing", nargs="?", const="sublayer", default="", choices=("sublayer", "block"),
-                        help="activation checkpointing in training: sublayer (default when given alone) or block")
+    add_step_arguments(parser, batch_default="1,2", batch_help="comma list of batch sizes")
     parser.add_argument("--no-inference", action="store_true", help="skip the batch-1 inference timing")
     parser.add_argument("--trace", action="store_true", help="print each step's time as it ends")
     parser.add_argument("--no-autotune", action="store_true",
                         help="cuDNN's heuristic algorithm choice instead of timing every candidate first "
                              "(genlv-base, 256², batch 8 on an H200: 48 s of warm-up with it; the cost grows with the batch)")
-    parser.add_argument("--ema", type=float, default=0.0, help="EMA decay (0 = off), to include its cost")
     parser.add_argument("--steps", type=int, default=10, help="timed steps per batch size (median reported)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation happens here)")
     parser.add_argument("--peak-tflops", type=float,
                         help="device peak for MFU (default: the GPU's dense bf16 peak when PEAK_TFLOPS knows it, "
                              "989 on an H100/H200; none on the CPU, so MFU is n/a)")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--threads", type=int, help="torch CPU threads")
-    parser.add_argument("--json", help="output JSON (default: bench-train-ARCH-SIZE.json)")
+    parser.add_argument("--json", help="output JSON (default: bench-train-ARCH-SIZE.json in the current directory)")
     args = parser.parse_args(argv)
     batches = check_arguments(parser, args)
+    device = check_device(parser, args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
-    try:
-        device = resolve_device(args.device)
-    except (ValueError, RuntimeError) as err:
-        parser.error(str(err))
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cudnn.benchmark = not args.no_autotune
+    autotune = apply_cuda_settings(device, autotune=not args.no_autotune)
 
     net = build_network(TrainConfig(arch=args.arch, size=args.size)).to(device)
-    multiple = int(getattr(getattr(net, "config", None), "query_multiple", 1))
-    if args.size % multiple:
-        parser.error(f"--size {args.size}: {args.arch} needs a size that is a multiple of {multiple}")
     if args.peak_tflops is None:
         args.peak_tflops = known_peak_tflops(device, device_name(device))
     flops = forward_flops(net, args.size, device)
@@ -275,13 +355,13 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"device": device_name(device), "torch": torch.__version__, "cuda": torch.version.cuda,
               "arch": args.arch, "params": params, "size": args.size, "bf16": bool(args.bf16 and device.type == "cuda"),
               "compile": args.compile, "channels_last": args.channels_last, "checkpointing": args.checkpointing,
-              "ema": args.ema, "cudnn_autotune": not args.no_autotune, "peak_tflops": args.peak_tflops,
+              "ema": args.ema, "cudnn_autotune": autotune, "peak_tflops": args.peak_tflops,
               "forward_gflops_per_sample": flops / 1e9, "timed_steps": args.steps, "warmup_steps": args.warmup,
               "time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "rows": []}
     print(f"{args.arch} ({params / 1e6:.2f} M params, {flops / 1e9:.1f} forward GFLOPs/sample at {args.size}²) "
-          f"on {result['device']}, bf16={result['bf16']}, compile={args.compile or 'off'}, "
-          f"channels_last={args.channels_last}, checkpointing={args.checkpointing}, "
-          f"cuDNN autotuning={'off' if args.no_autotune else 'on'}")
+          f"on {result['device']}, bf16={result['bf16']}, compile={on_off(args.compile)}, "
+          f"channels_last={args.channels_last}, checkpointing={on_off(args.checkpointing)}, "
+          f"cuDNN autotuning={on_off(autotune)}")
     path = args.json or f"bench-train-{args.arch}-{args.size}.json"
     print(f"{'batch':>5} {'samples/s':>10} {'step ms':>9} {'peak GiB':>9} {'TFLOP/s':>8} {'MFU':>7} {'warm-up s':>9}")
     for batch in batches:

@@ -3,10 +3,14 @@
     python benchmarks/profile_step.py --arch genlv-tiny --size 32 --batch 2            # CPU smoke
     python benchmarks/profile_step.py --arch genlv-base --size 256 --batch 8 --bf16    # GPU
 
-Runs ``--warmup`` untimed steps (allocator, cuDNN algorithm choice), then profiles ``--steps``
-steps with ``torch.profiler`` and prints the operators sorted by device time (CPU time on a CPU
-run), with their share of the total; ``--out`` also saves that table as text. The step is
-``model.train.Trainer.step`` on random uint8 images already on the device, as in bench_train.py.
+Runs ``--warmup`` untimed steps (allocator, cuDNN algorithm choice, compilation), then profiles
+``--steps`` steps with ``torch.profiler`` and prints the operators sorted by device time (CPU time
+on a CPU run): self ms per step (the profiled total divided by ``--steps``), their share of the
+total and calls per step; ``--out`` also saves that table as text, followed by torch's own table,
+whose times are totals over the profiled steps. The step is ``model.train.Trainer.step`` on random
+uint8 images already on the device, built as bench_train.py builds it (the same options, checks and
+messages). On CUDA, cuDNN autotuning and TF32 are on as in ``llvbench train``
+(``--no-cudnn-benchmark``, ``--no-tf32`` turn them off); neither exists on the CPU.
 """
 from __future__ import annotations
 
@@ -18,14 +22,16 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_train import device_name, random_batch, synchronize  # noqa: E402
+from bench_train import (add_step_arguments, apply_cuda_settings, check_arguments, check_device,  # noqa: E402
+                         device_name, on_off, random_batch, synchronize, train_config)
 
-from model.train import Trainer, TrainConfig, build_network, resolve_device  # noqa: E402
+from model.train import Trainer, build_network  # noqa: E402
 from taskgen.atomic import atomic_write_text  # noqa: E402
 
 
-def compact_table(prof, device: torch.device, rows: int) -> str:
-    """Operators by self time (device time on CUDA): ms per profiled run, share, calls."""
+def compact_table(prof, device: torch.device, rows: int, steps: int) -> str:
+    """Operators by self time (device time on CUDA): ms per step (profiled total / ``steps``), share,
+    calls per step."""
     on_device = device.type == "cuda"
 
     def self_us(event) -> float:
@@ -35,36 +41,47 @@ def compact_table(prof, device: torch.device, rows: int) -> str:
 
     events = sorted(prof.key_averages(), key=self_us, reverse=True)
     total = sum(self_us(e) for e in events) or 1.0
-    lines = [f"{'self ms':>9} {'share':>6} {'calls':>6}  operator"]
+    lines = [f"{'self ms/step':>12} {'share':>6} {'calls/step':>10}  operator"]
     for event in events[:rows]:
-        lines.append(f"{self_us(event) / 1000:>9.2f} {100 * self_us(event) / total:>5.1f}% {event.count:>6}  "
-                     f"{event.key[:90]}")
-    lines.append(f"{total / 1000:>9.2f} total self {'device' if on_device else 'CPU'} time")
+        calls = event.count / steps
+        lines.append(f"{self_us(event) / 1000 / steps:>12.3f} {100 * self_us(event) / total:>5.1f}% "
+                     f"{calls:>10.{0 if calls.is_integer() else 1}f}  {event.key[:90]}")
+    lines.append(f"{total / 1000 / steps:>12.3f} total self {'device' if on_device else 'CPU'} time per step "
+                 f"(mean of {steps} profiled step{'s' if steps != 1 else ''})")
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> str:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--arch", default="genlv-tiny")
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--batch", type=int, default=2)
-    parser.add_argument("--bf16", action="store_true")
-    parser.add_argument("--channels-last", action="store_true")
-    parser.add_argument("--checkpointing", nargs="?", const="sublayer", default="", choices=("sublayer", "block"))
-    parser.add_argument("--cudnn-benchmark", action="store_true", help="let cuDNN time its algorithms first")
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=2)
+    add_step_arguments(parser, batch_default="2", batch_help="batch size")
+    parser.add_argument("--cudnn-benchmark", "--autotune", dest="cudnn_benchmark",
+                        action=argparse.BooleanOptionalAction, default=True,
+                        help="cuDNN times its algorithms first, as llvbench train does (default on; "
+                             "--no-cudnn-benchmark or --no-autotune: its heuristic choice; CUDA only)")
+    parser.add_argument("--tf32", action=argparse.BooleanOptionalAction, default=True,
+                        help="TF32 matmuls and convolutions, as llvbench train does (default on; CUDA only)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (compilation happens here)")
+    parser.add_argument("--steps", type=int, default=2, help="profiled steps (times are per step)")
     parser.add_argument("--rows", type=int, default=30, help="operators to list")
-    parser.add_argument("--device", default="auto")
     parser.add_argument("--out", help="save the table to this text file")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> str:
+    parser = build_parser()
     args = parser.parse_args(argv)
-    device = resolve_device(args.device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = args.cudnn_benchmark
-    config = TrainConfig(arch=args.arch, batch=args.batch, size=args.size, bf16=args.bf16, steps=10**9, warmup=0,
-                         channels_last=args.channels_last, checkpointing=args.checkpointing)
+    if "," in str(args.batch):
+        parser.error(f"--batch {args.batch!r}: profile_step.py profiles one batch size")
+    [batch] = check_arguments(parser, args)
+    if args.rows < 1:
+        parser.error(f"--rows must be >= 1, got {args.rows}")
+    device = check_device(parser, args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    autotune = apply_cuda_settings(device, autotune=args.cudnn_benchmark, tf32=args.tf32)
+    config = train_config(args, batch)
     trainer = Trainer(build_network(config), config, device)
-    data = random_batch(args.batch, args.size, device)
+    data = random_batch(batch, args.size, device)
     for _ in range(args.warmup):
         trainer.step(data)
     synchronize(device)
@@ -75,11 +92,15 @@ def main(argv: list[str] | None = None) -> str:
         synchronize(device)
     sort_by = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
     table = prof.key_averages().table(sort_by=sort_by, row_limit=args.rows, max_name_column_width=60)
-    header = (f"{args.arch} at {args.size}², batch {args.batch}, bf16={trainer.use_bf16}, "
-              f"channels_last={args.channels_last}, checkpointing={args.checkpointing}, on {device_name(device)}; "
-              f"{args.steps} profiled step(s) after {args.warmup} warm-up, sorted by {sort_by}")
-    text = header + "\n" + compact_table(prof, device, args.rows) + "\n\n" + table
-    print(header + "\n" + compact_table(prof, device, args.rows))
+    tf32 = args.tf32 if device.type == "cuda" else None
+    header = (f"{args.arch} at {args.size}², batch {batch}, bf16={trainer.use_bf16}, compile={on_off(args.compile)}, "
+              f"channels_last={args.channels_last}, checkpointing={on_off(args.checkpointing)}, "
+              f"ema={args.ema or 'off'}, cuDNN autotuning={on_off(autotune)}, TF32={on_off(tf32)}, "
+              f"on {device_name(device)}; {args.steps} profiled step(s) after {args.warmup} warm-up, "
+              f"sorted by {sort_by}")
+    text = (header + "\n" + compact_table(prof, device, args.rows, args.steps)
+            + f"\n\ntorch.profiler's table (totals over the {args.steps} profiled step(s)):\n" + table)
+    print(header + "\n" + compact_table(prof, device, args.rows, args.steps))
     if args.out:
         atomic_write_text(args.out, text)
     return text

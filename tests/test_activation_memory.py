@@ -59,4 +59,37 @@ def test_main_prints_and_writes_the_levels_and_the_backward_estimate(tmp_path, c
     assert 0 < none["largest_sublayer"]["gib_per_sample"] < none["largest_block"]["gib_per_sample"]
     # one block recomputed at a time: more than what block checkpointing stores, far less than no checkpointing
     assert block["gib_at_batch_4"] < block["gib_at_batch_4_during_backward"] < none["gib_at_batch_4"]
-    assert out.is_file() and "GiB per sample" in capsys.readouterr().out
+    assert out.is_file() and "MiB per sample" in capsys.readouterr().out  # under 1 GiB: MiB
+
+
+def test_small_figures_print_in_mib_and_the_json_stays_in_gib(tiny_levels, tmp_path, capsys):
+    assert activation_memory.size_text(0.5) == "512.0 MiB" and activation_memory.size_text(7.19) == "7.190 GiB"
+    out = tmp_path / "memory.json"
+    result = activation_memory.main(["--arch", "genlv-tiny", "--size", "32", "--checkpointing", "none",
+                                     "--batch", "2", "--rows", "3", "--json", str(out)])
+    printed = capsys.readouterr().out
+    assert "0.000 GiB" not in printed and " GiB" not in printed.split("\n", 1)[1]
+    rows = [line.split() for line in printed.splitlines() if line.startswith("    ")]
+    assert len(rows) == 3 and all(row[1] == "MiB" and float(row[0]) > 0 for row in rows)
+    none = result["levels"]["none"]
+    assert none["gib_per_sample"] == pytest.approx(tiny_levels[""]["total"] / 2**30)  # still GiB
+    assert set(none) >= {"gib_per_sample", "gib_at_batch_2", "by_module_gib", "by_dtype_gib"}
+    assert f"{none['gib_per_sample'] * 1024:.3f} MiB per sample" in printed
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--arch", "genlv-tin"], "--arch genlv-tin: unknown architecture; did you mean 'genlv-tiny'?"),
+    (["--size", "33"], "--size 33: genlv-tiny needs a size that is a multiple of 32"),
+    (["--arch", "promptgip", "--size", "40"], "--size 40: promptgip takes images whose side is a multiple of"),
+    (["--checkpointing", "none,blok"], "--checkpointing 'none,blok': expected a comma list of none, sublayer, block"),
+    (["--scale-to", "0"], "--scale-to must be >= 1, got 0"),
+    (["--batch", "0"], "--batch must be >= 1, got 0"),
+])
+def test_bad_options_are_one_line_errors(tmp_path, capsys, argv, message):
+    out = tmp_path / "memory.json"
+    with pytest.raises(SystemExit) as exit_info:
+        activation_memory.main(["--size", "32", "--json", str(out), *argv])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not out.exists()

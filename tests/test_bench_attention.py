@@ -92,3 +92,33 @@ def test_cli_writes_json(tmp_path):
     data = json.loads(out.read_text())
     assert data["sizes"] == [64] and data["torch"] == torch.__version__ and data["device"] == "cpu"
     assert data["results"]["64"]["rows"][0]["flops_per_block"]["core"] == 4 * 64 * 64 * 96  # (64/8)² tokens, dim 8·12
+
+
+def test_sites_refuse_other_families_and_sizes_with_value_errors(bench):
+    with pytest.raises(bench.UnsupportedSize, match="multiple of the patch size 16"):
+        bench.promptgip_sites("promptgip-fixture", 40)
+    with pytest.raises(ValueError, match="not a PromptGIP network"):
+        bench.promptgip_sites("genlv-tiny", 64)
+    with pytest.raises(ValueError, match="has no PCABs"):
+        bench.genlv_sites("promptgip-fixture", 64)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--genlv", "genlv-tin"], "--genlv genlv-tin: unknown architecture; did you mean 'genlv-tiny'?"),
+    (["--promptgip", "promptgip-fixtur"], "--promptgip promptgip-fixtur: unknown architecture; did you mean "
+                                          "'promptgip-fixture'?"),
+    (["--sizes", "200"], "--sizes 200: genlv-tiny: size 200 is not a positive multiple of 32"),
+    (["--sizes", "0"], "--sizes 0: genlv-tiny: size 0 is not a positive multiple of 32"),
+    (["--genlv", "promptgip-fixture"], "--genlv promptgip-fixture: has no PCABs"),
+    (["--promptgip", "genlv-tiny"], "--promptgip genlv-tiny: not a PromptGIP network"),
+    (["--repeats", "-1"], "--repeats must be >= 0, got -1"),
+])
+def test_bad_options_are_one_line_errors(bench, tmp_path, capsys, argv, message):
+    out = tmp_path / "attn.json"
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(["--sizes", "64", "--repeats", "0", "--genlv", "genlv-tiny", "--promptgip", "promptgip-fixture",
+                    "--json", str(out), *argv])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not out.exists()
