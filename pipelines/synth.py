@@ -32,7 +32,7 @@ from taskgen.registry import SPLITS, TaskSpec
 from taskgen.shards import (PNG_COMPRESSION, ShardJob, ShardResult, build_manifest, clear_journal,
                             merge_manifests, plan_shards, remove_temporaries, reusable,
                             stale_shards, write_manifest, write_shard)
-from taskgen.paired import build_paired_source
+from taskgen.paired import UNMATCHED_SKIP, build_paired_source
 from taskgen.sources import (DEFAULT_SOURCES, FolderSource, InterleavedSource, PhotoSource, Source, SourceError,
                              build_source, load_photo)
 
@@ -82,12 +82,17 @@ _WRITING_SHARDS = contextvars.ContextVar("llvbench_writing_shards", default=Fals
 
 
 class _RepeatedSkipFilter(logging.Filter):
+    # A folder's unusable files (scanned up front) and a paired dataset's files without a partner
+    # (matched up front, in open_sources): shards would log each again.
+    REPEATED = ("skipping %s: %s", UNMATCHED_SKIP)
+
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (_WRITING_SHARDS.get() and record.msg == "skipping %s: %s")
+        return not (_WRITING_SHARDS.get() and record.msg in self.REPEATED)
 
 
 _REPEATED_SKIPS = _RepeatedSkipFilter()
-logging.getLogger("taskgen.sources").addFilter(_REPEATED_SKIPS)  # idempotent: one filter object
+for _logger in ("taskgen.sources", "taskgen.paired"):
+    logging.getLogger(_logger).addFilter(_REPEATED_SKIPS)  # idempotent: one filter object
 
 
 @contextmanager

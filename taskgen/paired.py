@@ -22,6 +22,9 @@ from .images import random_crop_box, resize_short_side
 from .sources import first_usable
 
 log = logging.getLogger(__name__)
+# Files without a partner are found when the pairs are matched by name, which every shard that
+# reads the dataset repeats; synthesis logs them once up front and mutes this message after.
+UNMATCHED_SKIP = "%s: skipping %s: %s (files are matched by name)"
 
 
 class PairedLayoutError(ValueError):
@@ -132,20 +135,20 @@ class PairedSource:
                 self.pairs.append((path, targets[key]))
                 matched.add(key)
             else:
-                self._skip(path, "no target partner")
+                self._skip(path, "no target partner", UNMATCHED_SKIP)
         for key, path in targets.items():
             if key not in matched:
-                self._skip(path, "no input partner")
+                self._skip(path, "no input partner", UNMATCHED_SKIP)
         if not self.pairs:
             raise PairedLayoutError(
                 f"{self.name}: no pairs between {self.input_dir} and {self.target_dir} "
                 f"(files are matched by name; skipped: {dict(self.skipped) or 'nothing to match'})")
 
-    def _skip(self, path: Path, reason: str) -> None:
+    def _skip(self, path: Path, reason: str, message: str = "%s: skipping %s: %s") -> None:
         if path not in self._bad:
             self._bad[path] = reason
             self.skipped[reason] += 1
-            log.warning("%s: skipping %s: %s", self.name, path, reason)
+            log.warning(message, self.name, path, reason)
 
     def _read(self, path: Path, side: str) -> np.ndarray:
         image = read_image(path, keep_16bit=(self.hdr == side))

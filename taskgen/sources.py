@@ -294,11 +294,19 @@ class InterleavedSource:
         return self.parts[index % k].sample(index // k, size, rng)
 
 
+def _folder_path(kind: str, arg: str) -> Path:
+    """The folder of a ``folder:PATH`` spec; an empty PATH would silently read the working folder."""
+    if not arg.strip():
+        raise SourceError(f"{kind}: needs a folder, e.g. {kind}:/data/div2k (an empty path would read the "
+                          "working folder)")
+    return Path(arg)
+
+
 _SOURCE_FACTORIES: dict[str, Callable[[str], Source]] = {
     "photos": lambda arg: PhotoSource(tuple(arg.split(",")) if arg else tuple(PHOTO_LOADERS)),
     "deadleaves": _dead_leaves_source,
-    "folder": lambda arg: FolderSource(Path(arg)),
-    "folder-upscale": lambda arg: FolderSource(Path(arg), upscale=True),
+    "folder": lambda arg: FolderSource(_folder_path("folder", arg)),
+    "folder-upscale": lambda arg: FolderSource(_folder_path("folder-upscale", arg), upscale=True),
 }
 
 

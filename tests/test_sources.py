@@ -181,3 +181,9 @@ def test_build_source_specs(tmp_path):
     assert both.sample(1, 64, np.random.default_rng(0)).source_id.startswith("photo:")
     with pytest.raises(SourceError, match="unknown source"):
         build_source("imagenet")
+
+
+@pytest.mark.parametrize("spec", ["folder:", "folder-upscale:", "folder:  ", "deadleaves+folder:"])
+def test_a_folder_spec_without_a_path_is_refused_not_read_as_the_working_folder(spec):
+    with pytest.raises(SourceError, match=r"needs a folder, e\.g\. folder(-upscale)?:/data/div2k"):
+        build_source(spec)

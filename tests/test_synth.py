@@ -338,6 +338,27 @@ def test_folder_is_scanned_once_each_bad_file_logged_once_and_counted_in_the_sum
     assert "folders" not in load_manifest(tmp_path / "out")  # the manifest's bytes do not depend on it
 
 
+def test_a_paired_datasets_unmatched_files_are_logged_once_not_once_per_shard(tmp_path, caplog):
+    import cv2
+
+    rng = np.random.default_rng(1)
+    data = tmp_path / "pairs"
+    for side in ("input", "target"):
+        (data / side).mkdir(parents=True)
+    for i in range(3):
+        image = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
+        cv2.imwrite(str(data / "input" / f"{i}.png"), image)
+        cv2.imwrite(str(data / "target" / f"{i}.png"), 255 - image)
+    cv2.imwrite(str(data / "input" / "lonely.png"), rng.integers(0, 256, (40, 40, 3), dtype=np.uint8))
+    per_task = {"_synth_noise": {"paired": {"test": f"paired:{data / 'input'},{data / 'target'}"}}}
+    config = _config(tmp_path / "out", workers=1, splits="test", n_test=7, params={"per_task": per_task})
+    with caplog.at_level("WARNING", logger="taskgen.paired"):
+        run_synth(config, progress=False)  # 7 samples in 3-sample shards: three shards read the dataset
+    lonely = [r.getMessage() for r in caplog.records if "lonely.png" in r.getMessage()]
+    assert len(lonely) == 1 and lonely[0].endswith("skipping " + str(data / "input" / "lonely.png")
+                                                   + ": no target partner (files are matched by name)")
+
+
 def test_per_task_folder_reports_merge_into_one(tmp_path, caplog):
     folder = _image_folder(tmp_path / "photos")
     root = tmp_path / "shards"
