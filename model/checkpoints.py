@@ -29,6 +29,8 @@ from typing import Callable, Iterable, Mapping
 import torch
 from torch import nn
 
+from taskgen.atomic import atomic_path
+
 from . import registry
 
 log = logging.getLogger(__name__)
@@ -314,14 +316,13 @@ def write_safetensors(path: str | os.PathLike, state: Mapping[str, torch.Tensor]
         offset += len(blob)
     head = json.dumps(header, separators=(",", ":")).encode()
     head += b" " * (-len(head) % 8)  # the format pads the header to 8-byte alignment with spaces
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(head)))
-        f.write(head)
-        for blob in blobs:
-            f.write(blob)
-    os.replace(tmp, path)
+    # A unique temporary file, removed if the write is interrupted (Ctrl-C, SIGTERM in training).
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(struct.pack("<Q", len(head)))
+            f.write(head)
+            for blob in blobs:
+                f.write(blob)
 
 
 def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -342,3 +342,24 @@ def test_a_folder_with_only_llvbench_weights_is_listed_and_one_with_foreign_weig
     assert rows["bare"].params == sum(p.numel() for p in model.build("genlv-tiny").parameters())
     assert rows["foreign"].description.startswith("UNREADABLE: ") and "llvbench_arch" in rows["foreign"].description
     assert not rows["foreign"].usage
+
+
+def test_an_interrupted_safetensors_write_leaves_neither_a_temporary_nor_a_half_file(tmp_path, monkeypatch):
+    target = tmp_path / "model.safetensors"
+    checkpoints.write_safetensors(target, {"w": torch.ones(3)})
+    before = target.read_bytes()
+
+    class Interrupted(KeyboardInterrupt):
+        pass
+
+    real_pack = checkpoints.struct.pack
+
+    def interrupted_pack(*args):  # the write is cut off after it began, as by SIGTERM
+        raise Interrupted
+
+    monkeypatch.setattr(checkpoints.struct, "pack", interrupted_pack)
+    with pytest.raises(Interrupted):
+        checkpoints.write_safetensors(target, {"w": torch.zeros(3)})
+    monkeypatch.setattr(checkpoints.struct, "pack", real_pack)
+    assert target.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["model.safetensors"]
