@@ -479,8 +479,10 @@ def check_device(name: str, device: str) -> None:
         return
     import torch
 
-    try:
-        torch.empty(0, device=device)
+    from .adapters import resolve_device
+
+    try:  # resolve_device words the missing-CUDA case; a tensor there catches any other (a GPU index)
+        torch.empty(0, device=resolve_device(device))
     except (RuntimeError, AssertionError, ValueError) as err:
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise GeneralistError(f"{name}: info() says device {device!r}, which this machine cannot use ({reason}); "

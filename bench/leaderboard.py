@@ -30,8 +30,10 @@ named, the latest rows count), and ``ok`` rows whose value is not a finite numbe
 """
 from __future__ import annotations
 
+import functools
 import logging
 import math
+import operator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -107,6 +109,16 @@ def headline_metrics(model_task) -> dict:
     return {task: ("mae" if task in with_mae else "psnr") for task in model_task["task"].unique()}
 
 
+def is_headline(model_task):
+    """Boolean mask of the rows that hold their task's headline metric (headline_metrics)."""
+    return model_task["metric"] == model_task["task"].map(headline_metrics(model_task))
+
+
+def headline_rows(model_task):
+    """The rows of ``model_task`` (or per-image results) on their task's headline metric."""
+    return model_task[is_headline(model_task)]
+
+
 def _margin_sign(metrics):
     """Per row of a metric-name Series: +1 where higher is better, -1 where lower is (MAE), so that
     sign * (model - baseline) is positive when the model is better."""
@@ -125,7 +137,7 @@ def versus_baseline(model_task, model: str, baseline: str = "identity"):
     points for edges) and ``beats``; tasks either lacks or failed get NaN and beats False."""
     import pandas as pd
 
-    head = model_task[model_task["metric"] == model_task["task"].map(headline_metrics(model_task))]
+    head = headline_rows(model_task)
     missing = [m for m in (model, baseline) if m not in set(head["model"])]
     if missing:
         raise ValueError(f"no main-track results for {missing} (models: {sorted(set(head['model']))})")
@@ -171,7 +183,7 @@ def query_margins(results, model: str, baseline: str = "identity"):
     missing = [m for m in (model, baseline) if m not in set(main["model"])]
     if missing:
         raise ValueError(f"no main-track results for {missing} (models: {sorted(set(df['model']))})")
-    main = main[main["metric"] == main["task"].map(headline_metrics(main))]
+    main = headline_rows(main)
     wide = main.pivot_table(index=["task", "category", "metric", "sample_key"], columns="model", values="value",
                             aggfunc="first").dropna(subset=[model, baseline]).reset_index()
     columns = ["task", "category", "queries", "mean", "ci95", "verdict", "wins", "median", "worst", "worst_query"]
@@ -340,7 +352,7 @@ def build_leaderboards(results) -> Leaderboards:
     ok = df[df["status"] == "ok"]
     failed = df[df["status"] == "failed"]
     model_task = _model_task(ok[ok["track"] == "main"], failed[failed["track"] == "main"])
-    head = model_task[model_task["metric"] == model_task["task"].map(headline_metrics(model_task))]
+    head = headline_rows(model_task)
     model_category = (head[head["status"] == "ok"].groupby(["model", "category", "metric"], as_index=False)
                       .agg(mean=("mean", "mean"), tasks=("task", "nunique")))
     mismatch = (ok[ok["track"] == "mismatch"]
@@ -464,17 +476,14 @@ def paper_tables(model_task) -> list[PaperTable]:
     report), then one "Other tasks" table per headline metric for the tasks none of them shows (a
     category or headline metric outside the paper's pairs), so every task ranked in Overall is
     shown somewhere."""
-    out = []
-    shown = model_task["metric"] != model_task["metric"]  # all False
-    for title, categories, metric in PAPER_TABLES:
-        in_table = model_task["category"].isin(categories) & (model_task["metric"] == metric)
-        shown |= in_table
-        if in_table.any():
-            out.append(_paper_table(title, metric, model_task[in_table]))
+    in_tables = [model_task["category"].isin(categories) & (model_task["metric"] == metric)
+                 for _, categories, metric in PAPER_TABLES]
+    out = [_paper_table(title, metric, model_task[mask])
+           for (title, _, metric), mask in zip(PAPER_TABLES, in_tables) if mask.any()]
     if not len(model_task):
         return out
-    head = model_task["metric"] == model_task["task"].map(headline_metrics(model_task))
-    others = model_task[head & ~shown]
+    shown = functools.reduce(operator.or_, in_tables)
+    others = model_task[is_headline(model_task) & ~shown]
     for metric in sorted(others["metric"].unique()):
         out.append(_paper_table(other_tasks_title(metric), metric, others[others["metric"] == metric]))
     return out

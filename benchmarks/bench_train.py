@@ -32,6 +32,7 @@ from bench.peers import peer_for, same_device_kind
 from model.objectives import predict
 from model.train import (Trainer, TrainConfig, build_network, checkpointing_level, compile_mode, compile_network,
                          network_overrides, resolve_device)
+from pipelines.params import did_you_mean
 from taskgen.atomic import atomic_write_json
 
 
@@ -230,20 +231,12 @@ def mfu_text(mfu: float | None) -> str:
     return "n/a" if mfu is None else f"{100 * mfu:.2f}%"
 
 
-def unknown_name_hint(name: str, known: list[str]) -> str:
-    """"; did you mean 'x'?" for the nearest of ``known``, else "; known: a, b, ..."."""
-    import difflib
-
-    close = difflib.get_close_matches(name, known, n=1)
-    return f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(known)}"
-
-
 def check_arch(parser: argparse.ArgumentParser, arch: str, option: str = "--arch") -> None:
     """parser.error unless ``arch`` is a registered architecture (a did-you-mean for a typo)."""
     from model.registry import list_architectures
 
     if arch not in list_architectures():
-        parser.error(f"{option} {arch}: unknown architecture{unknown_name_hint(arch, list_architectures())}")
+        parser.error(f"{option} {arch}: unknown architecture{did_you_mean(arch, list_architectures())}")
 
 
 def check_size(parser: argparse.ArgumentParser, arch: str, size: int, option: str = "--size") -> None:

@@ -899,13 +899,11 @@ def build_network(config: TrainConfig, builder: Callable | None = None, override
         return (builder or registry.build)(config.arch, **overrides)
 
 
-def _check_sizes(net: nn.Module, config: TrainConfig, world_size: int) -> None:
+def _check_size(net: nn.Module, config: TrainConfig) -> None:
     net_config = getattr(net, "config", None)
     multiple = int(getattr(net_config, "query_multiple", 1))
     if config.size % multiple:
         raise ValueError(f"--size {config.size}: {config.arch} needs crops that are multiples of {multiple}")
-    if config.batch % world_size:
-        raise ValueError(f"--batch {config.batch} (global) is not divisible by the {world_size} ranks")
 
 
 def _prepare_out(config: TrainConfig, dist: Distributed, manifest_sha: str, epoch_length: int) -> dict | None:
@@ -1049,7 +1047,7 @@ def _train(config: TrainConfig, device: torch.device, dist: Distributed, builder
         out.mkdir(parents=True, exist_ok=True)
         remove_temporaries(out)
     net = build_network(config, builder, overrides)
-    _check_sizes(net, config, dist.world_size)
+    _check_size(net, config)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True

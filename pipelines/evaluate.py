@@ -69,6 +69,17 @@ def _names(value, where: str) -> list[str]:
     raise ValueError(f"{where} must be a comma string or a list of names, got {value!r}")
 
 
+def _known_names(value, where: str, known, what: str, also: str = "") -> list[str]:
+    """``_names`` of ``value``, each one of ``known`` (ValueError naming ``where`` and a did-you-mean)."""
+    names = _names(value, where)
+    if not names:
+        raise ValueError(f"{where} names no {what}; known: {', '.join(known)}{also}")
+    for name in names:
+        if name not in known:
+            raise ValueError(f"{where}: unknown {what} {name!r}{did_you_mean(name, known)}")
+    return names
+
+
 def _check_task(name: str, where: str, allow: tuple[str, ...] = ()) -> None:
     """A task name or category (or one of ``allow``); ValueError naming ``where`` otherwise."""
     from pipelines.commands.eval import check_task_name
@@ -92,15 +103,8 @@ def check_layer(source: Path, values: dict) -> dict:
         if values.get(key) is not None and values[key] < least:
             raise ValueError(f"{where(key)} must be >= {least}" + (" or null (every query)" if key == "limit" else "")
                              + f", got {values[key]}")
-    if "tracks" in values:
-        tracks = values["tracks"]
-        if tracks != "all":
-            names = _names(tracks, where("tracks"))
-            if not names:
-                raise ValueError(f"{where('tracks')} names no track; known: {', '.join(TRACKS)}, or all")
-            for name in names:
-                if name not in TRACKS:
-                    raise ValueError(f"{where('tracks')}: unknown track {name!r}{did_you_mean(name, TRACKS)}")
+    if "tracks" in values and values["tracks"] != "all":
+        _known_names(values["tracks"], where("tracks"), TRACKS, "track", also=", or all")
     if values.get("tasks") not in (None, "all"):
         names = _names(values["tasks"], where("tasks"))
         if not names:
@@ -108,12 +112,7 @@ def check_layer(source: Path, values: dict) -> dict:
         for name in names:
             _check_task(name, where("tasks"))
     if "splits" in values:
-        values["splits"] = splits = _names(values["splits"], where("splits"))
-        if not splits:
-            raise ValueError(f"{where('splits')} names no split; known: {', '.join(SPLIT_NAMES)}")
-        for name in splits:
-            if name not in SPLIT_NAMES:
-                raise ValueError(f"{where('splits')}: unknown split {name!r}{did_you_mean(name, SPLIT_NAMES)}")
+        values["splits"] = _known_names(values["splits"], where("splits"), SPLIT_NAMES, "split")
     if values.get("mismatch_pairs") not in (None, "default"):
         values["mismatch_pairs"] = pairs = _names(values["mismatch_pairs"], where("mismatch_pairs"))
         for item in pairs:
