@@ -39,3 +39,59 @@ def resolve_device(device: str) -> str:
         why = "this torch is a CPU build" if torch.version.cuda is None else "no GPU is visible"
         raise ValueError(f"device {device!r} asked for, but CUDA is not available ({why}); use cpu or auto")
     return device
+
+
+OFFICIAL_GENLV_SIDE = 256  # both GenLV inference.py files resize every image to 256×256
+
+
+def resize_back(images, size: tuple[int, int]):
+    """Network answer -> query size (bilinear, antialiased), clamped to [0, 1]; no rounding."""
+    import torch.nn.functional as F
+
+    if tuple(images.shape[-2:]) != tuple(size):
+        images = F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=True)
+    return images.clamp(0, 1)
+
+
+def official_genlv_resize(images, rule: str, side: int = OFFICIAL_GENLV_SIDE):
+    """B×3×H×W float in [0, 1] -> B×3×side×side as the authors' GenLV inference resizes (float, not rounded).
+
+    ``rule`` (``model.registry.OfficialWeights.inference_resize``): "linear" is the conference
+    ``inference.py`` (``cv2.INTER_LINEAR``); "cubic-area" the extended one (``INTER_CUBIC`` when a side
+    is under ``side``, else ``INTER_AREA``). Both read the image as float in [0, 1] before resizing.
+    """
+    import torch.nn.functional as F
+
+    h, w = images.shape[-2:]
+    if (h, w) == (side, side):
+        return images
+    if rule == "linear":  # cv2's INTER_LINEAR on floats: half-pixel centres, no antialiasing
+        return F.interpolate(images, size=(side, side), mode="bilinear", align_corners=False, antialias=False)
+    if rule == "cubic-area":
+        if h < side or w < side:  # cv2's INTER_CUBIC: a = -0.75 as torch's, edge pixels repeated
+            return F.interpolate(images, size=(side, side), mode="bicubic", align_corners=False, antialias=False)
+        return area_shrink(images, (side, side))
+    raise ValueError(f"unknown GenLV inference resize rule {rule!r}; known: linear, cubic-area")
+
+
+def area_weights(source: int, target: int, dtype=None, device=None):
+    """(target, source) matrix of cv2's INTER_AREA for a shrink (target <= source): output i averages the
+    input interval [i·s, (i+1)·s), s = source/target, each pixel weighted by the length it overlaps."""
+    import torch
+
+    if target > source:
+        raise ValueError(f"area_weights shrinks only: {source} -> {target}")
+    scale = source / target
+    starts = torch.arange(target, dtype=torch.float64)[:, None] * scale
+    pixels = torch.arange(source, dtype=torch.float64)[None, :]
+    overlap = (torch.minimum(starts + scale, pixels + 1) - torch.maximum(starts, pixels)).clamp_min(0)
+    return (overlap / scale).to(dtype=dtype, device=device)
+
+
+def area_shrink(images, size: tuple[int, int]):
+    """B×C×H×W -> B×C×size by exact pixel-area averaging (cv2.INTER_AREA); each side must shrink or stay."""
+    import torch
+
+    rows = area_weights(images.shape[-2], size[0], images.dtype, images.device)
+    cols = area_weights(images.shape[-1], size[1], images.dtype, images.device)
+    return torch.einsum("yh,bchw,xw->bcyx", rows, images, cols)

@@ -174,16 +174,26 @@ def prepare_prompts(pairs: Sequence[tuple[np.ndarray, np.ndarray]], size: int,
 class _GenLVEmbeddings:
     """Averages prompt embeddings through a GenLV network's ``encode_prompt``/``forward_with_prompt``."""
 
-    def __init__(self, network, multiple: int, flip_colours: bool, device):
+    def __init__(self, network, multiple: int, flip_colours: bool, device, resize_rule: str = ""):
         self.network, self.multiple, self.flip, self.device = network, multiple, flip_colours, device
+        self.resize_rule = resize_rule  # official GenLV weights: the authors' 256² resize, as the generalist does
 
     def __call__(self, queries, prompt_inputs, prompt_targets):
         import torch
 
-        from .adapters import pad_to_multiple
+        from .adapters import official_genlv_resize, pad_to_multiple, resize_back
 
         colour = (lambda t: t.flip(1)) if self.flip else (lambda t: t)  # official weights expect BGR
         with torch.inference_mode():
+            if self.resize_rule:
+                fit = lambda t: colour(official_genlv_resize(t, self.resize_rule))  # noqa: E731
+                keys, values = zip(*(self.network.encode_prompt(fit(p_in), fit(p_out))
+                                     for p_in, p_out in zip(prompt_inputs, prompt_targets)))
+                key, value = torch.stack(keys).mean(0), torch.stack(values).mean(0)
+                batch = queries.shape[0]
+                out = self.network.forward_with_prompt(fit(queries), key.expand(batch, -1, -1),
+                                                       value.expand(batch, -1, -1))
+                return resize_back(colour(out).clamp(0, 1), tuple(queries.shape[-2:]))
             # Padded like the checkpoint built-in pads them, so both paths see the same prompt pixels.
             pad = lambda t: pad_to_multiple(colour(t), self.multiple)[0]  # noqa: E731
             keys, values = zip(*(self.network.encode_prompt(pad(p_in), pad(p_out))
@@ -211,7 +221,8 @@ def embedding_averager(generalist, device) -> Callable | None:
     config = getattr(core, "config", None)
     if not (callable(getattr(core, "encode_prompt", None)) and getattr(config, "use_prompt", False)):
         return None
-    return _GenLVEmbeddings(core, int(config.query_multiple), flip, device)
+    return _GenLVEmbeddings(core, int(config.query_multiple), flip, device,
+                            getattr(generalist, "official_resize_rule", ""))
 
 
 # ----------------------------------------------------------------------------- the runner

@@ -15,7 +15,8 @@ from typing import Callable
 
 from taskgen.shards import file_sha256
 
-from .adapters import pad_to_multiple, resize_to, resolve_device
+from .adapters import (OFFICIAL_GENLV_SIDE, official_genlv_resize, pad_to_multiple, resize_back, resize_to,
+                       resolve_device)
 from .checkpoint import CheckpointSource, resolve_checkpoint
 from .registry import register_generalist
 
@@ -70,7 +71,11 @@ class CheckpointGeneralist:
     resized back to the query. Any other network gets every input reflect-padded on the
     bottom/right to a multiple of ``size_multiple`` (option, config.json, the network's
     ``config.query_multiple``, else 32 as GenLV's windowed attention needs) and the output cropped
-    back to the query's size. ``builder(arch, **overrides)`` replaces ``model.build`` (for
+    back to the query's size. An official GenLV ``.pth`` is fed as its authors' ``inference.py``
+    feeds it: every image resized to 256×256 by the release's rule (``bench.official.
+    official_genlv_resize``), the output clamped and resized back to the query (bilinear,
+    antialiased; the authors keep 256×256); ``official_resize=False`` (``-o official_resize=false``)
+    pads it like our own models instead. ``builder(arch, **overrides)`` replaces ``model.build`` (for
     architectures registered elsewhere). ``trust_pickle=True`` (``-o trust_pickle=true``) reads an
     official ``.pth`` with ``weights_only=False``; safetensors files hold no pickle, so it does not
     apply to them.
@@ -78,8 +83,13 @@ class CheckpointGeneralist:
 
     def __init__(self, checkpoint: str | Path, arch: str | None = None, device: str = "auto",
                  name: str | None = None, size_multiple: int | None = None,
-                 builder: Callable | None = None, trust_pickle: bool = False):
+                 builder: Callable | None = None, trust_pickle: bool = False, official_resize: bool = True):
         self.source = resolve_checkpoint(checkpoint, arch)
+        if not isinstance(official_resize, bool):
+            raise ValueError(f"checkpoint option official_resize must be true or false, got {official_resize!r}")
+        # The authors' resize rule for an official GenLV release ("" for everything else); public
+        # because llvbench apply's prompt-embedding averaging feeds the network itself.
+        self.official_resize_rule = _official_resize_rule(self.source) if official_resize else ""
         self._trust_pickle = trust_pickle  # checked (a bool) by model.checkpoints.read_state_dict
         self.name = name or self.source.name or f"{self.source.arch}@{Path(checkpoint).stem}"
         self.device = device
@@ -114,6 +124,10 @@ class CheckpointGeneralist:
         images = [t.to(self.device) for t in (query, prompt_input, prompt_target)]
         fixed = _fixed_size(network)
         with torch.inference_mode():
+            if self.official_resize_rule:
+                answer = predict(network, *(official_genlv_resize(t, self.official_resize_rule) for t in images))
+                # Clamped at 256² as the authors' output is, then brought back to the query's size.
+                return resize_back(answer.clamp(0, 1), tuple(query.shape[-2:]))
             if fixed is not None:
                 answer = predict(network, *(resize_to(t, fixed) for t in images))
                 return resize_to(answer, tuple(query.shape[-2:]))
@@ -127,7 +141,13 @@ class CheckpointGeneralist:
 
         network = self.network
         fixed = _fixed_size(network)
-        if fixed is not None:
+        if self.official_resize_rule:
+            side = OFFICIAL_GENLV_SIDE
+            how = {"linear": "bilinear as cv2.INTER_LINEAR (conference inference.py)",
+                   "cubic-area": "cv2.INTER_CUBIC if a side is under 256, else INTER_AREA (extended inference.py)"}
+            size = (f"prompt pair and query resized to {side}×{side}, {how[self.official_resize_rule]}; output clamped "
+                    "and resized back to the query (bilinear, antialiased)")
+        elif fixed is not None:
             size = (f"prompt pair and query resized to {fixed[0]}×{fixed[1]} (bilinear, antialiased), "
                     "output resized back to the query (bilinear, antialiased)")
         else:
@@ -141,6 +161,16 @@ class CheckpointGeneralist:
             "checkpoint": str(self.source.weights),
             "checkpoint_sha256": self.checkpoint_sha256(),
         }
+
+
+def _official_resize_rule(source: CheckpointSource) -> str:
+    """The authors' inference resize rule of an official GenLV release ("" for anything else)."""
+    if not source.official:
+        return ""
+    from model.registry import get_architecture
+
+    official = get_architecture(source.arch).official
+    return official.inference_resize if official is not None else ""
 
 
 def _fixed_size(network) -> tuple[int, int] | None:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .adapters import resolve_device
+from .adapters import resize_back, resolve_device
 from .registry import register_generalist
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -44,15 +44,6 @@ def resize_quantized(images, size: tuple[int, int], mode: str):
     if tuple(images.shape[-2:]) != tuple(size):
         images = F.interpolate(images, size=size, mode=mode, align_corners=False, antialias=True)
     return images.clamp(0, 1).mul(255).round().div(255)
-
-
-def resize_back(images, size: tuple[int, int]):
-    """Network answer -> query size (bilinear, antialiased), clamped to [0, 1]; no rounding."""
-    import torch.nn.functional as F
-
-    if tuple(images.shape[-2:]) != tuple(size):
-        images = F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=True)
-    return images.clamp(0, 1)
 
 
 def imagenet_normalize(images):

@@ -18,6 +18,11 @@ class OfficialWeights:
     checkpoint: str = ""    # path inside the Hugging Face repo; "" when no weights were released
     hf_repo: str = "Kaiwen-Zhu/GenLV"
     colour_order: str = "bgr"  # the official GenLV code reads images with cv2
+    # How the authors' GenLV inference sizes every image (bench.official.official_genlv_resize):
+    # "linear" = conference inference.py, cv2.INTER_LINEAR to 256²; "cubic-area" = extended
+    # inference.py, INTER_CUBIC when a side is under 256, else INTER_AREA. "" for the other families,
+    # whose adapters in bench.official carry their own rules.
+    inference_resize: str = ""
 
 
 @dataclass(frozen=True)
@@ -125,22 +130,25 @@ _PAPER = "X-Restormer U-Net + PCAB bottleneck + residual prompt encoder"
 _GENLV_SIZES: tuple[tuple[str, dict, str, OfficialWeights], ...] = (
     ("genlv-base", dict(dim=48, num_blocks=(2, 4, 4, 4), num_refinement_blocks=4, prompt_nf=64),
      "the paper's GenLV (conference code, nf=64); no released weights",
-     OfficialWeights("genlv-base.json")),
+     OfficialWeights("genlv-base.json", inference_resize="linear")),
     ("genlv-huge", dict(dim=80, num_blocks=(6, 8, 8, 12), num_refinement_blocks=8, prompt_nf=64),
      "GenLV-30 Huge release (conference code, nf=64)",
-     OfficialWeights("genlv-huge.json", "GenLV-30/ckpt/GenLV-Huge/checkpoint-22.pth")),
+     OfficialWeights("genlv-huge.json", "GenLV-30/ckpt/GenLV-Huge/checkpoint-22.pth", inference_resize="linear")),
     ("genlv-giant", dict(dim=96, num_blocks=(8, 12, 12, 16), num_refinement_blocks=12, prompt_nf=64),
      "GenLV-30 Giant release (conference code, nf=64)",
-     OfficialWeights("genlv-giant.json", "GenLV-30/ckpt/GenLV-Giant/checkpoint-17.pth")),
+     OfficialWeights("genlv-giant.json", "GenLV-30/ckpt/GenLV-Giant/checkpoint-17.pth", inference_resize="linear")),
     ("genlv101-base", dict(dim=48, num_blocks=(2, 4, 4, 4), num_refinement_blocks=4, prompt_nf=32),
      "GenLV-101 base release (extended code, nf=32)",
-     OfficialWeights("genlv101-base.json", "GenLV-101/ckpt/base-checkpoint-49.pth")),
+     OfficialWeights("genlv101-base.json", "GenLV-101/ckpt/base-checkpoint-49.pth",
+                     inference_resize="cubic-area")),
     ("genlv101-large", dict(dim=64, num_blocks=(4, 6, 6, 8), num_refinement_blocks=6, prompt_nf=32),
      "GenLV-101 large release (extended code, nf=32)",
-     OfficialWeights("genlv101-large.json", "GenLV-101/ckpt/large-checkpoint-49.pth")),
+     OfficialWeights("genlv101-large.json", "GenLV-101/ckpt/large-checkpoint-49.pth",
+                     inference_resize="cubic-area")),
     ("genlv101-huge", dict(dim=80, num_blocks=(6, 8, 8, 12), num_refinement_blocks=8, prompt_nf=32),
      "GenLV-101 huge release (extended code, nf=32)",
-     OfficialWeights("genlv101-huge.json", "GenLV-101/ckpt/huge-checkpoint-49.pth")),
+     OfficialWeights("genlv101-huge.json", "GenLV-101/ckpt/huge-checkpoint-49.pth",
+                     inference_resize="cubic-area")),
 )
 
 for _name, _config, _what, _official in _GENLV_SIZES:

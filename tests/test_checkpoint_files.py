@@ -363,3 +363,100 @@ def test_an_interrupted_safetensors_write_leaves_neither_a_temporary_nor_a_half_
     monkeypatch.setattr(checkpoints.struct, "pack", real_pack)
     assert target.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["model.safetensors"]
+
+
+# ----------------------------------------------------------------------------- 6. the authors' 256² inference
+
+@pytest.mark.parametrize("rule", ["linear", "cubic-area"])
+@pytest.mark.parametrize("size", [(128, 96), (300, 257), (256, 300), (200, 400), (512, 384), (256, 256)])
+def test_official_genlv_resize_equals_opencv_on_floats(rule, size):
+    import cv2
+
+    from bench.adapters import official_genlv_resize
+
+    image = np.random.default_rng(sum(size)).random((*size, 3), dtype=np.float32)
+    flag = cv2.INTER_LINEAR if rule == "linear" else (cv2.INTER_CUBIC if min(size) < 256 else cv2.INTER_AREA)
+    expected = cv2.resize(image, (256, 256), interpolation=flag)  # what the authors' read_img/load_img do
+    ours = official_genlv_resize(torch.from_numpy(image).permute(2, 0, 1)[None], rule)[0].permute(1, 2, 0).numpy()
+    assert np.abs(ours - expected).max() < 1e-5
+
+
+def test_area_weights_average_exact_pixel_areas_and_refuse_to_enlarge():
+    from bench.adapters import area_weights
+
+    weights = area_weights(3, 2, torch.float64)  # each output covers 1.5 input pixels
+    torch.testing.assert_close(weights, torch.tensor([[2 / 3, 1 / 3, 0], [0, 1 / 3, 2 / 3]], dtype=torch.float64))
+    with pytest.raises(ValueError, match="shrinks only"):
+        area_weights(2, 3)
+
+
+def test_every_official_genlv_release_names_its_inference_resize():
+    rules = {name: model.get_architecture(name).official.inference_resize
+             for name in ("genlv-huge", "genlv-giant", "genlv101-base", "genlv101-large", "genlv101-huge")}
+    assert rules == {"genlv-huge": "linear", "genlv-giant": "linear", "genlv101-base": "cubic-area",
+                     "genlv101-large": "cubic-area", "genlv101-huge": "cubic-area"}
+
+
+@pytest.fixture
+def small_release(monkeypatch):
+    """genlv-tiny registered as a conference-code release (BGR, resized to 256² by cv2.INTER_LINEAR)."""
+    from model.registry import _REGISTRY, OfficialWeights, get_architecture
+
+    spec = get_architecture("genlv-tiny")
+    name = "genlv-tiny-conference"
+    monkeypatch.setitem(_REGISTRY, name, type(spec)(name=name, factory=spec.factory, config=spec.config,
+                                                     official=OfficialWeights("none.json", "ckpt/x.pth",
+                                                                              inference_resize="linear")))
+    return name
+
+
+def test_official_genlv_weights_run_at_256_as_the_authors_inference(tmp_path, small_release):
+    import torch.nn.functional as F
+
+    torch.manual_seed(3)
+    net = model.build("genlv-tiny").eval()
+    path = tmp_path / "checkpoint-22.pth"
+    torch.save({"model": net.state_dict()}, path)
+    query, _, _ = _images(seed=4, size=(40, 56))
+    _, p_in, p_out = _images(seed=5, size=(72, 48))  # a prompt of another size: resized, never padded
+    seen = []
+
+    def record(module, inputs):
+        seen.append([tuple(t.shape[-2:]) for t in inputs])
+
+    generalist = _cli_generalist(f"--model {small_release} --checkpoint {path}")
+    handle = generalist.network.register_forward_pre_hook(lambda m, inputs: record(m, inputs))
+    answer = generalist.predict(query, p_in, p_out)
+    assert seen == [[(256, 256)] * 3] and answer.shape == query.shape
+
+    def at_256(t):  # the conference inference.py: BGR, cv2.INTER_LINEAR to 256², no rounding
+        return F.interpolate(t, size=(256, 256), mode="bilinear", align_corners=False).flip(1)
+
+    with torch.inference_mode():
+        official = net(at_256(query), at_256(p_in), at_256(p_out)).flip(1).clamp(0, 1)
+    expected = F.interpolate(official, size=(40, 56), mode="bilinear", align_corners=False, antialias=True)
+    torch.testing.assert_close(answer, expected.clamp(0, 1))
+    assert "256×256" in generalist.info()["size"] and "INTER_LINEAR" in generalist.info()["size"]
+    handle.remove()
+
+    # -o official_resize=false: the query's own size, padded to a multiple of 32 like our models.
+    native = _cli_generalist(f"--model {small_release} --checkpoint {path} -o official_resize=false")
+    seen.clear()
+    native.network.register_forward_pre_hook(lambda m, inputs: record(m, inputs))
+    assert native.predict(query, p_in, p_out).shape == query.shape
+    assert seen == [[(64, 64), (96, 64), (96, 64)]] and "multiple of 32" in native.info()["size"]
+    with pytest.raises(ValueError, match="official_resize must be true or false, got 'no'"):
+        _cli_generalist(f"--model {small_release} --checkpoint {path} -o official_resize=no")
+
+
+def test_apply_averaging_prompt_embeddings_feeds_official_weights_as_the_generalist(tmp_path, small_release):
+    from bench.apply import embedding_averager
+
+    torch.manual_seed(6)
+    path = tmp_path / "checkpoint-22.pth"
+    torch.save({"model": model.build("genlv-tiny").state_dict()}, path)
+    generalist = _cli_generalist(f"--model {small_release} --checkpoint {path}")
+    query, p_in, p_out = _images(seed=7, size=(48, 40))
+    averaged = embedding_averager(generalist, "cpu")
+    # Two copies of one pair average to that pair's embedding: the single-pair answer, 256² resize included.
+    torch.testing.assert_close(averaged(query, [p_in, p_in], [p_out, p_out]), generalist.predict(query, p_in, p_out))
