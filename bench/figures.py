@@ -7,6 +7,7 @@ gives the same bytes and DVC sees no spurious change.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 FORMATS = ("png", "svg")
@@ -91,7 +92,8 @@ def _legend(fig, models, colors) -> None:
 def category_bars(model_category, models: list[str], stem, formats=FORMATS, colors=None) -> dict[str, Path]:
     """Mean headline metric per category, one panel per category, one bar per model.
 
-    ``model_category``: columns model, category, metric, mean, tasks (bench.leaderboard).
+    ``model_category``: columns model, category, metric, mean, tasks (bench.leaderboard); a NaN mean
+    (a task of the category failed) gets an empty slot labelled "failed".
     """
     colors = colors or model_colors(models)
     categories = [c for c in _CATEGORY_ORDER if c in set(model_category["category"])]
@@ -102,9 +104,11 @@ def category_bars(model_category, models: list[str], stem, formats=FORMATS, colo
         part = model_category[model_category["category"] == category].set_index("model")
         shown = [m for m in models if m in part.index]
         values = [float(part.loc[m, "mean"]) for m in shown]
-        bars = ax.bar(range(len(shown)), values, color=[colors[m] for m in shown])
+        bars = ax.bar(range(len(shown)), [v if math.isfinite(v) else 0.0 for v in values],
+                      color=[colors[m] for m in shown])
         metric = str(part["metric"].iloc[0])
-        ax.bar_label(bars, fmt="%.2f" if metric == "psnr" else "%.3f", fontsize=8)
+        fmt = "{:.2f}" if metric == "psnr" else "{:.3f}"
+        ax.bar_label(bars, labels=[fmt.format(v) if math.isfinite(v) else "failed" for v in values], fontsize=8)
         ax.set_xticks(range(len(shown)), shown, rotation=30, ha="right", fontsize=8)
         ax.set_title(f"{category} ({count_noun(int(part['tasks'].max()), 'task')})", fontsize=10)
         ax.set_ylabel(_metric_label(metric))

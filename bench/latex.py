@@ -14,7 +14,8 @@ import math
 import re
 
 from .leaderboard import (DECIMALS, SHORT_NAMES, Leaderboards, column_ranks, count_span, efficiency_rows,
-                          format_value, overall_rows, paper_tables, scored_counts, task_order)
+                          format_value, overall_rows, paper_tables, per_column, robustness_decimals, scored_counts,
+                          task_order)
 from .metrics import METRICS
 
 WIDE_COLUMNS = 8
@@ -55,7 +56,7 @@ def ranked_table(cells: dict, rows: list[str], columns: list[str], *, higher_is_
     ``caption`` is plain text (escaped here); ``label`` becomes ``tab:LABEL``.
     """
     labels, failed = labels or {}, failed or set()
-    ranks = column_ranks(cells, rows, columns, higher_is_better)
+    ranks = column_ranks(cells, rows, columns, higher_is_better, decimals)
     marks = {1: "\\textbf{%s}", 2: "\\underline{%s}"}
     head = " & ".join([latex_escape(row_header)] + [latex_escape(labels.get(c, c)) for c in columns])
     lines = [f"\\begin{{tabular}}{{l{'c' * len(columns)}}}", "\\toprule", head + " \\\\", "\\midrule"]
@@ -65,8 +66,7 @@ def ranked_table(cells: dict, rows: list[str], columns: list[str], *, higher_is_
             if (r, c) in failed:
                 out.append("\\textit{failed}")
                 continue
-            places = decimals[c] if isinstance(decimals, dict) else decimals
-            text = latex_escape(format_value(cells.get((r, c), math.nan), places))
+            text = latex_escape(format_value(cells.get((r, c), math.nan), per_column(decimals, c)))
             out.append(marks.get(ranks.get((r, c)), "%s") % text)
         lines.append(" & ".join(out) + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}"]
@@ -107,7 +107,7 @@ def to_latex(lb: Leaderboards) -> str:
         cells = {(r.model, r.task): r.std for r in rb.itertuples()}
         blocks.append(ranked_table(
             cells, [m for m in models if m in set(rb["model"])], task_order(rb["task"].unique()),
-            higher_is_better=False, decimals=DECIMALS["std"], labels=SHORT_NAMES, label="llvbench-table-4",
+            higher_is_better=False, decimals=robustness_decimals(rb), labels=SHORT_NAMES, label="llvbench-table-4",
             caption=(f"Table 4: standard deviation↓ of the task mean across {k} prompts (headline metric: dB "
                      f"for PSNR tasks, MAE for edges), on the same queries. {marks}")))
     if len(lb.overall):

@@ -5,7 +5,9 @@ Tables (one parquet each, every row labelled by model):
 
 - ``model_task``: main-track mean per (model, task, metric), with n, the standard deviation over
   queries (``query_std``), the half-width of the mean's 95 % t-interval (``ci95``) and failures;
-- ``model_category``: mean over a category's tasks of the task means (headline metric);
+- ``model_category``: mean over a category's tasks of the task means (headline metric), with the
+  tasks scored and failed; a model with a failed task in a category gets no mean there (NaN): a
+  mean over the tasks it managed would not compare with the others' and could rank first;
 - ``overall``: mean rank across tasks (rank 1 = best on the task's headline metric; a failed
   task ranks last among the models evaluated on it), tasks evaluated, tasks failed;
 - ``robustness``: per (model, task) the population standard deviation (ddof 0) of the K
@@ -26,7 +28,8 @@ Results that should not be ranked together without a word get a warning (``Leade
 logged, and at the top of leaderboard.md and of the report): rows from different test splits (data
 manifests), unequal query (or prompt) counts per task between models (different ``--limit``, say),
 one (model, track, task) evaluated in several runs (results folders that overlap: both sources are
-named, the latest rows count), and ``ok`` rows whose value is not a finite number.
+named, the latest rows count), main-track task sets that differ between models (mean ranks over
+different tasks), and ``ok`` rows whose value is not a finite number.
 """
 from __future__ import annotations
 
@@ -61,7 +64,7 @@ PAPER_TABLES = (
     ("Unseen tasks (held out of training), PSNR↑ (dB)", ("unseen",), "psnr"),
 )
 UNSEEN = "unseen"  # the category held-out tasks are reported under, whatever their own category
-DECIMALS = {"psnr": 2, "ssim": 4, "mae": 4, "std": 3}
+DECIMALS = {"psnr": 2, "ssim": 4, "mae": 4}
 KEY = ["model", "track", "task", "prompt_task", "sample_key", "prompt_key", "metric"]
 
 
@@ -335,6 +338,16 @@ def comparability_warnings(results) -> list[str]:
             warnings.append(f"{track} track: the models were scored on different numbers of queries or prompts: "
                             f"{_listing(unequal)}; were they evaluated with different --limit or "
                             "--robustness-prompts? Their means are not comparable.")
+    # Mean ranks over different task sets (a model run on some tasks only): each model is ranked
+    # over the tasks it was evaluated on, which the `tasks` column shows but a reader may miss.
+    main = latest[latest["track"] == "main"]
+    task_sets = main.groupby("model")["task"].agg(frozenset)
+    if task_sets.nunique() > 1:
+        every = frozenset().union(*task_sets)
+        lacking = [f"{model} lacks {len(every - tasks)} ({_listing(sorted(every - tasks))})"
+                   for model, tasks in task_sets.items() if every - tasks]
+        warnings.append(f"main track: the models were evaluated on different tasks: {'; '.join(lacking)}; "
+                        "each mean rank and category mean covers only the model's own tasks.")
     # Scores only: an efficiency figure may be NaN by its convention (peak GPU memory on a CPU).
     scores = ok[ok["track"] != "efficiency"]
     bad = scores[~scores["value"].map(lambda v: math.isfinite(v))]
@@ -353,8 +366,7 @@ def build_leaderboards(results) -> Leaderboards:
     failed = df[df["status"] == "failed"]
     model_task = _model_task(ok[ok["track"] == "main"], failed[failed["track"] == "main"])
     head = headline_rows(model_task)
-    model_category = (head[head["status"] == "ok"].groupby(["model", "category", "metric"], as_index=False)
-                      .agg(mean=("mean", "mean"), tasks=("task", "nunique")))
+    model_category = _model_category(head)
     mismatch = (ok[ok["track"] == "mismatch"]
                 .pivot_table(index=["model", "prompt_task", "task"], columns="metric", values="value",
                              aggfunc="mean").reset_index().rename_axis(columns=None))
@@ -364,6 +376,31 @@ def build_leaderboards(results) -> Leaderboards:
     failures = failed[["model", "track", "task", "error", "time"]].reset_index(drop=True)
     return Leaderboards(model_task, model_category, _overall(head), _robustness(ok[ok["track"] == "robustness"]),
                         mismatch, efficiency, failures, warnings)
+
+
+def _model_category(head):
+    """Mean of the task means per (model, category, headline metric); NaN where a task failed."""
+    import numpy as np
+
+    categories = (head.groupby(["model", "category", "metric"], as_index=False)
+                  .agg(tasks=("status", lambda s: int((s == "ok").sum())),
+                       failed_tasks=("status", lambda s: int((s == "failed").sum()))))
+    means = (head[head["status"] == "ok"].groupby(["model", "category", "metric"], as_index=False)
+             .agg(mean=("mean", "mean")))
+    categories = categories.merge(means, on=["model", "category", "metric"], how="left")
+    categories.loc[categories["failed_tasks"] > 0, "mean"] = np.nan
+    return categories[["model", "category", "metric", "mean", "tasks", "failed_tasks"]]
+
+
+def robustness_decimals(robustness) -> dict:
+    """Places per task column of a Table 4: one more than the task's metric (dB to 3, MAE to 5),
+    since a spread is a tenth of the values it comes from."""
+    return {r.task: DECIMALS[r.metric] + 1 for r in robustness.itertuples()}
+
+
+def per_column(setting, column):
+    """``setting`` for ``column``: a dict per column, or one value for all."""
+    return setting[column] if isinstance(setting, dict) else setting
 
 
 def _overall(head):
@@ -407,35 +444,41 @@ def format_value(value, decimals: int) -> str:
     return "–" if value is None or not math.isfinite(float(value)) else f"{float(value):.{decimals}f}"
 
 
-def column_ranks(cells: dict, rows: list[str], columns: list[str], higher_is_better: dict | bool) -> dict:
+def column_ranks(cells: dict, rows: list[str], columns: list[str], higher_is_better: dict | bool,
+                 decimals: dict | int | None = None) -> dict:
     """{(row, column): value} -> {(row, column): rank}: 1 for the column's best value, 2 for the next
     distinct value, and so on (tied values share a rank); missing and non-finite cells get none.
-    ``higher_is_better`` is one value for every column or a dict per column."""
+    ``higher_is_better`` and ``decimals`` are one value for every column or a dict per column; with
+    ``decimals``, values are compared as printed, so cells that read the same share the mark."""
     ranks = {}
     for c in columns:
-        better_high = higher_is_better[c] if isinstance(higher_is_better, dict) else higher_is_better
+        better_high = per_column(higher_is_better, c)
+        places = per_column(decimals, c)
         present = {r: float(cells[(r, c)]) for r in rows if (r, c) in cells and math.isfinite(cells[(r, c)])}
+        if places is not None:
+            present = {r: round(value, places) for r, value in present.items()}
         order = sorted(set(present.values()), reverse=bool(better_high))
         position = {value: i + 1 for i, value in enumerate(order)}
         ranks.update({(r, c): position[value] for r, value in present.items()})
     return ranks
 
 
-def markdown_table(cells: dict, rows: list[str], columns: list[str], *, higher_is_better: bool, decimals: int,
-                   labels: dict | None = None, failed: set | None = None) -> str:
-    """{(row, column): value} -> a Markdown table with the best value of each column in bold."""
+def markdown_table(cells: dict, rows: list[str], columns: list[str], *, higher_is_better: bool,
+                   decimals: dict | int, labels: dict | None = None, failed: set | None = None) -> str:
+    """{(row, column): value} -> a Markdown table with the best value of each column in bold
+    (``decimals``: one value, or a dict per column)."""
     labels = labels or {}
     failed = failed or set()
     head = "| model | " + " | ".join(labels.get(c, c) for c in columns) + " |"
     lines = [head, "|" + "---|" * (len(columns) + 1)]
-    ranks = column_ranks(cells, rows, columns, higher_is_better)
+    ranks = column_ranks(cells, rows, columns, higher_is_better, decimals)
     for r in rows:
         out = []
         for c in columns:
             if (r, c) in failed:
                 out.append("failed")
                 continue
-            text = format_value(cells.get((r, c), math.nan), decimals)
+            text = format_value(cells.get((r, c), math.nan), per_column(decimals, c))
             out.append(f"**{text}**" if ranks.get((r, c)) == 1 else text)
         lines.append(f"| {r} | " + " | ".join(out) + " |")
     return "\n".join(lines)
@@ -501,7 +544,7 @@ def _paper_tables(lb: Leaderboards) -> list[str]:
     if len(rb):
         cells = {(r.model, r.task): r.std for r in rb.itertuples()}
         table = markdown_table(cells, sorted(rb["model"].unique()), task_order(rb["task"].unique()),
-                               higher_is_better=False, decimals=DECIMALS["std"], labels=SHORT_NAMES)
+                               higher_is_better=False, decimals=robustness_decimals(rb), labels=SHORT_NAMES)
         k = int(rb["prompts"].max())
         sections += [f"## Table 4: standard deviation of the task mean across {k} prompts (headline metric)↓", "",
                      table, ""]
@@ -605,8 +648,9 @@ def headline_numbers(lb: Leaderboards) -> dict:
                                            failed_tasks=int(r.failed_tasks))
     for r in lb.model_category.itertuples():
         out.setdefault(r.model, {})[f"{r.metric}_{r.category}"] = _json_number(r.mean)
-    for model, group in lb.robustness.groupby("model") if len(lb.robustness) else []:
-        out.setdefault(model, {})["robustness_std_mean"] = _json_number(group["std"].mean())
+    # Table 4's spreads averaged per metric: dB and MAE do not average together.
+    for (model, metric), group in lb.robustness.groupby(["model", "metric"]) if len(lb.robustness) else []:
+        out.setdefault(model, {})[f"robustness_std_{metric}"] = _json_number(group["std"].mean())
     for r in lb.efficiency.to_dict("records"):
         for key in ("params", "latency_ms"):
             value = r.get(key, math.nan)

@@ -30,8 +30,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .leaderboard import (DECIMALS, SHORT_NAMES, UNSEEN, VERDICTS, build_leaderboards, column_ranks, format_value,
-                          headline_numbers, overall_rows, paper_tables, query_margins, query_spans, task_order,
-                          uncertainty_note, verdict_counts)
+                          headline_numbers, overall_rows, paper_tables, per_column, query_margins, query_spans,
+                          robustness_decimals, task_order, uncertainty_note, verdict_counts)
 from .figures import check_formats, count_noun
 from .metrics import METRICS
 from .samples import INPUT_ROLES, output_path, saved_examples, saved_units
@@ -236,11 +236,7 @@ def best_table(cells: dict, rows: list[str], columns: list[str], *, higher_is_be
     ``higher_is_better`` and ``decimals`` are per column (dicts) or one value for every column.
     """
     labels, failed = labels or {}, failed or set()
-
-    def per_column(setting, c):
-        return setting[c] if isinstance(setting, dict) else setting
-
-    ranks = column_ranks(cells, rows, columns, higher_is_better)
+    ranks = column_ranks(cells, rows, columns, higher_is_better, decimals)
     out = []
     for r in rows:
         line = [Cell(r)]
@@ -489,7 +485,7 @@ class _Builder:
         models = [m for m in self.models if m in set(rb["model"])]
         self.add(Heading(3, f"Table 4: standard deviation of the task mean across {count_noun(k, 'prompt')}↓"),
                  best_table(cells, models, task_order(rb["task"].unique()), higher_is_better=False,
-                            decimals=DECIMALS["std"], labels=SHORT_NAMES,
+                            decimals=robustness_decimals(rb), labels=SHORT_NAMES,
                             caption="population std (ddof 0) of the per-prompt task means, on the task's headline "
                                     "metric (dB for PSNR tasks, MAE for edges); every prompt is applied to the "
                                     f"same queries (up to {int(rb['queries'].max())} per task)"))
@@ -506,8 +502,11 @@ class _Builder:
                  best_table(cells, self.models, columns,
                             higher_is_better={c: METRICS[metric_of[c]].higher_is_better for c in columns},
                             decimals={c: DECIMALS[metric_of[c]] for c in columns}, labels=labels,
-                            failed=self.failed_cells(cells, columns),
-                            caption="mean over the category's tasks of the task means; failed tasks are left out"))
+                            failed=self.failed_cells(cells, columns, {(r.model, r.category) for r in mc.itertuples()
+                                                                      if r.failed_tasks}),
+                            caption="mean over the category's tasks of the task means; 'failed' where one of "
+                                    "the model's tasks in the category failed (a mean over the rest would not "
+                                    "compare)"))
 
     def charts(self) -> None:
         from . import figures

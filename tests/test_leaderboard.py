@@ -85,6 +85,10 @@ def test_means_ranks_and_failures(results):
     cat = lb.model_category.set_index(["model", "category"])
     assert cat.loc[("alpha", "restoration"), "mean"] == pytest.approx((31 + 25 + 23) / 3)
     assert cat.loc[("alpha", "edge"), "metric"] == "mae"  # the edge headline, not the companion PSNR
+    # gamma failed its one restoration task: no mean there (not a mean over nothing, or over the rest).
+    assert math.isnan(cat.loc[("gamma", "restoration"), "mean"])
+    assert cat.loc[("gamma", "restoration"), ["tasks", "failed_tasks"]].tolist() == [0, 1]
+    assert cat.loc[("alpha", "restoration"), ["tasks", "failed_tasks"]].tolist() == [3, 0]
     assert lb.failures["error"].str.contains("boom").all() and list(lb.failures["model"]) == ["gamma"]
 
 
@@ -127,6 +131,16 @@ def test_markdown_has_paper_tables_with_best_in_bold(results):
     assert "each task mean averages 2 queries" in md and "is ±12.71 dB (PSNR), ±0.0000 (MAE)." in md
 
 
+def test_cells_that_print_the_same_share_the_best_mark():
+    from bench.latex import ranked_table
+
+    cells = {("a", "x"): 30.004, ("b", "x"): 30.001, ("c", "x"): 29.2}
+    text = markdown_table(cells, ["a", "b", "c"], ["x"], higher_is_better=True, decimals=2)
+    assert "| a | **30.00** |" in text and "| b | **30.00** |" in text and "| c | 29.20 |" in text
+    tex = ranked_table(cells, ["a", "b", "c"], ["x"], higher_is_better=True, decimals=2, caption="", label="t")
+    assert tex.count("\\textbf{30.00}") == 2 and "\\underline{29.20}" in tex
+
+
 def test_markdown_table_bolds_ties_and_leaves_missing_cells_blank():
     cells = {("a", "x"): 1.0, ("b", "x"): 1.0, ("a", "y"): 2.0}
     text = markdown_table(cells, ["a", "b"], ["x", "y"], higher_is_better=True, decimals=1)
@@ -145,7 +159,8 @@ def test_written_files_and_command(results, tmp_path, capsys):
     assert "\\label{tab:llvbench-table-1-restoration}" in (lb_dir / "leaderboard.tex").read_text()
     metrics = json.loads((lb_dir / "metrics.json").read_text())["models"]
     assert metrics["alpha"]["psnr_restoration"] == pytest.approx(26.3333, abs=1e-3)
-    assert metrics["alpha"]["robustness_std_mean"] == 1.0 and metrics["gamma"]["failed_tasks"] == 1
+    assert metrics["alpha"]["robustness_std_psnr"] == 1.0 and metrics["gamma"]["failed_tasks"] == 1
+    assert metrics["gamma"]["psnr_restoration"] is None and metrics["gamma"]["mae_edge"] == pytest.approx(0.2)
     # Leaderboard parquet files next to results are not mistaken for results ...
     assert len(read_results([tmp_path])) == len(results)
     # ... but naming one explicitly is an error.
@@ -376,3 +391,45 @@ def test_tasks_outside_the_paper_tables_get_an_other_tasks_table():
                                                                 "| alpha | **0.1000** |\n| beta | 0.2000 |")):
         assert cells in md.split(f"## {title}")[1].split("##")[0]
     assert "## Table 2" not in md and "## Table 3" not in md
+
+
+def test_a_category_with_a_failed_task_gets_no_mean_and_no_best_mark(results, tmp_path):
+    """A model that fails the hard task of a category must not win it on the easy ones."""
+    from bench.report import ReportConfig, build_report
+
+    easy = prov("easy")
+    rows = [row(easy, value=40.0, sample=f"s{i}") for i in range(2)]  # better than alpha on gaussian_noise
+    rows.append(row(easy, task="rain_simple", value=math.nan, sample="", prompt="", status="failed",
+                    error="easy: predict() raised RuntimeError: boom"))
+    res_dir = tmp_path / "results"
+    for (model, task), group in pd.concat([results, frame(rows)]).groupby(["model", "task"]):
+        write_rows(res_dir / model / f"{task}.parquet", group.to_dict("records"), {"unit": task})
+    page = build_report(res_dir, tmp_path / "report", config=ReportConfig(formats=("png",))).markdown.read_text()
+    table = page[page.index("Mean per category"):]
+    line = next(l for l in table.splitlines() if l.startswith("| easy "))
+    assert "failed" in line and "**" not in line.split("|")[2], line
+
+
+def test_table_4_prints_mae_spreads_with_their_own_places(tmp_path):
+    m = prov("m")
+    rows = []
+    for prompt, value in (("p1", 0.1000), ("p2", 0.1004)):  # an MAE spread of 0.0002
+        rows.append(row(m, track="robustness", task="canny", metric="mae", value=value, prompt=prompt))
+    for prompt, value in (("p1", 30.0), ("p2", 31.0)):
+        rows.append(row(m, track="robustness", value=value, prompt=prompt))
+    lb = build_leaderboards(frame(rows))
+    text = to_markdown(lb)
+    table = text[text.index("Table 4"):]
+    assert "0.00020" in table and "0.500" in table, table
+    from bench.leaderboard import headline_numbers
+    numbers = headline_numbers(lb)["models"]["m"]
+    assert numbers["robustness_std_psnr"] == 0.5 and numbers["robustness_std_mae"] == pytest.approx(0.0002)
+    assert "robustness_std_mean" not in numbers  # dB and MAE are not averaged together
+
+
+def test_models_evaluated_on_different_tasks_are_warned_about(results):
+    warnings = build_leaderboards(results).warnings
+    lacking = next(w for w in warnings if "evaluated on different tasks" in w)
+    assert "beta lacks 4 (low_light, pencil, rain_complex, rain_simple)" in lacking and "alpha lacks" not in lacking
+    same = results[results["task"].isin(["gaussian_noise", "canny"])]
+    assert not any("different tasks" in w for w in build_leaderboards(same).warnings)
