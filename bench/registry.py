@@ -209,10 +209,10 @@ def _resolve(spec: str, options: dict):
     if "checkpoint" in options:
         if spec not in _architectures() and "builder" not in options:  # a builder builds its own names
             raise GeneralistNotFound(f"unknown generalist or architecture {spec!r} for the checkpoint"
-                                     + _close_match(spec, sorted({*builtins, *_architectures()})))
+                                     + did_you_mean(spec, sorted({*builtins, *_architectures()})))
         return builtins["checkpoint"].factory, {"arch": spec, **options}, f"checkpoint of architecture {spec!r}"
     _explain_unresolved(spec)
-    raise GeneralistNotFound(f"unknown generalist {spec!r}{_close_match(spec, sorted(available_generalists()))} "
+    raise GeneralistNotFound(f"unknown generalist {spec!r}{did_you_mean(spec, sorted(available_generalists()))} "
                              "(or give 'package.module:attr', a checkpoint folder, or an architecture name with "
                              "--checkpoint)")
 
@@ -256,12 +256,13 @@ def _load(spec, options: dict):
     return generalist
 
 
-def _close_match(name: str, known: list[str]) -> str:
-    """'; did you mean 'x'?' for the nearest known name, else the list of known names."""
+def did_you_mean(name, known) -> str:
+    """"; did you mean 'x'?" for the nearest of ``known``, else "; known: a, b, ..." (in the given order)."""
     import difflib
 
-    close = difflib.get_close_matches(name, known, n=1)
-    return f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(sorted(known))}"
+    known = [str(k) for k in known]
+    close = difflib.get_close_matches(str(name), known, n=1)
+    return f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(known)}"
 
 
 def check_spec(spec: str, options: dict | None = None) -> None:

@@ -17,6 +17,8 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
+from bench.registry import did_you_mean  # noqa: F401 - the stages and scripts import it from here
+
 PROFILE_KEY = "profile"
 # The sections a params file may hold besides ``profile``: one per DVC stage that reads it (dvc.yaml).
 SECTIONS = ("synth", "train", "eval", "report")
@@ -225,15 +227,6 @@ def setting_source(path: str | Path | None, section: str, key: str) -> Path | No
     if overlay_path is not None and key in (load_yaml_mapping(overlay_path).get(section) or {}):
         return overlay_path
     return path
-
-
-def did_you_mean(name, known) -> str:
-    """"; did you mean 'x'?" for the nearest of ``known``, else "; known: a, b, ..."."""
-    import difflib
-
-    known = [str(k) for k in known]
-    close = difflib.get_close_matches(str(name), known, n=1)
-    return f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(known)}"
 
 
 def names_other_folder(override: str | Path | None, configured: str | Path | None) -> bool:
