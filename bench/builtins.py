@@ -152,7 +152,11 @@ class CheckpointGeneralist:
                     "output resized back to the query (bilinear, antialiased)")
         else:
             size = f"reflect-pad bottom/right to a multiple of {self._size_multiple}, crop the output back"
+        # Official weights were padded at the query's size before they were resized to 256²: a
+        # fingerprint setting of their own keeps units scored that way from being reused.
+        settings = {"results_settings": {"official_resize": self.official_resize_rule}} if self.official_resize_rule else {}
         return {
+            **settings,
             "params": int(sum(p.numel() for p in network.parameters())),
             "device": str(self.device),
             "size": size,

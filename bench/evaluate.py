@@ -276,7 +276,9 @@ def results_options(options: dict | None, info: dict) -> tuple[dict, str]:
     The device is left out (the resolved one is in the provenance). A ``checkpoint`` path is
     replaced by its content hash: the model's own ``checkpoint_sha256`` when it reports one, else
     the hash of the file or folder, so a plug-in that does not hash its weights is still re-scored
-    when they change, and the same weights under another path are not.
+    when they change, and the same weights under another path are not. ``info()["results_settings"]``
+    adds what decides the results without being an option (official GenLV weights' resize rule), so
+    units scored another way are run again.
     """
     sha = str(info.get("checkpoint_sha256") or "")
     kept = {}
@@ -289,6 +291,8 @@ def results_options(options: dict | None, info: dict) -> tuple[dict, str]:
             if sha:
                 continue
         kept[key] = jsonable(value)
+    for key, value in sorted((info.get("results_settings") or {}).items()):
+        kept.setdefault(key, jsonable(value))
     return kept, sha
 
 

@@ -460,3 +460,23 @@ def test_apply_averaging_prompt_embeddings_feeds_official_weights_as_the_general
     averaged = embedding_averager(generalist, "cpu")
     # Two copies of one pair average to that pair's embedding: the single-pair answer, 256² resize included.
     torch.testing.assert_close(averaged(query, [p_in, p_in], [p_out, p_out]), generalist.predict(query, p_in, p_out))
+
+
+def test_units_of_official_weights_carry_their_resize_rule_so_padded_ones_are_not_reused(tmp_path, small_release):
+    from bench.evaluate import results_options
+    from bench.protocol import describe
+
+    torch.manual_seed(8)
+    path = tmp_path / "checkpoint-22.pth"
+    torch.save({"model": model.build("genlv-tiny").state_dict()}, path)
+    options = {"arch": small_release, "checkpoint": str(path)}
+    official = bench.load_generalist("checkpoint", **options, device="cpu")
+    kept, sha = results_options(options, describe(official))
+    assert kept == {"arch": small_release, "official_resize": "linear"} and sha
+    native = bench.load_generalist("checkpoint", **options, official_resize=False, device="cpu")
+    assert results_options({**options, "official_resize": False}, describe(native))[0] == {
+        "arch": small_release, "official_resize": False}
+    # Our own checkpoints record nothing new: their existing units stay valid.
+    ours = tmp_path / "ours.safetensors"
+    checkpoints.save_model(model.build("genlv-tiny"), ours, arch="genlv-tiny")
+    assert "results_settings" not in describe(bench.load_generalist("checkpoint", checkpoint=str(ours), device="cpu"))
