@@ -72,7 +72,7 @@ class CheckpointGeneralist:
     bottom/right to a multiple of ``size_multiple`` (option, config.json, the network's
     ``config.query_multiple``, else 32 as GenLV's windowed attention needs) and the output cropped
     back to the query's size. An official GenLV ``.pth`` is fed as its authors' ``inference.py``
-    feeds it: every image resized to 256×256 by the release's rule (``bench.official.
+    feeds it: every image resized to 256×256 by the release's rule (``bench.adapters.
     official_genlv_resize``), the output clamped and resized back to the query (bilinear,
     antialiased; the authors keep 256×256); ``official_resize=False`` (``-o official_resize=false``)
     pads it like our own models instead. ``builder(arch, **overrides)`` replaces ``model.build`` (for
@@ -145,8 +145,8 @@ class CheckpointGeneralist:
             side = OFFICIAL_GENLV_SIDE
             how = {"linear": "bilinear as cv2.INTER_LINEAR (conference inference.py)",
                    "cubic-area": "cv2.INTER_CUBIC if a side is under 256, else INTER_AREA (extended inference.py)"}
-            size = (f"prompt pair and query resized to {side}×{side}, {how[self.official_resize_rule]}; output clamped "
-                    "and resized back to the query (bilinear, antialiased)")
+            size = (f"prompt pair and query resized to {side}×{side}, {how[self.official_resize_rule]}; "
+                    "output clamped and resized back to the query (bilinear, antialiased)")
         elif fixed is not None:
             size = (f"prompt pair and query resized to {fixed[0]}×{fixed[1]} (bilinear, antialiased), "
                     "output resized back to the query (bilinear, antialiased)")
@@ -154,7 +154,8 @@ class CheckpointGeneralist:
             size = f"reflect-pad bottom/right to a multiple of {self._size_multiple}, crop the output back"
         # Official weights were padded at the query's size before they were resized to 256²: a
         # fingerprint setting of their own keeps units scored that way from being reused.
-        settings = {"results_settings": {"official_resize": self.official_resize_rule}} if self.official_resize_rule else {}
+        rule = self.official_resize_rule
+        settings = {"results_settings": {"official_resize": rule}} if rule else {}
         return {
             **settings,
             "params": int(sum(p.numel() for p in network.parameters())),
