@@ -1,0 +1,405 @@
+"""Memory traffic of a training step (or an inference) per sample, op by op, under CUDA's bf16
+autocast policy, on the CPU; and the speed it caps on a given GPU.
+
+    python benchmarks/memory_traffic.py --arch genlv-tiny --size 32                            # smoke
+    python benchmarks/memory_traffic.py --arch genlv-base --size 64 --scale-to 256 --gpu h200  # issue #6
+
+Why: GenLV-base trains at ~16 samples/s on an H200 while its FLOPs allow hundreds, and its
+profile is a long chain of small kernels at full resolution (``results/gpu-h200``). Such a step
+is bounded by the bytes its kernels move through GPU memory, and those bytes are a property of
+the code, not of the GPU, so they are counted here, where there is no GPU.
+
+Method: every aten operator of the forward of the training objective and of its backward is
+recorded with a ``TorchDispatchMode`` (what an eager GPU step launches as kernels, one or a few
+per operator). An operator reads each distinct tensor argument and writes each output: bytes =
+elements addressed × element size (a broadcast dimension of stride 0 counts once). Views,
+reshapes that alias their input, and ``detach`` move nothing. The forward runs under CPU bf16
+autocast plus the CUDA policy's extras (``activation_memory.CudaAutocastExtras``), so its casts
+are the ones CUDA's autocast makes. ``scaled_dot_product_attention`` is counted as CUDA's fused
+kernels run it, not as the CPU's math fallback: the forward reads q, k, v and the bias and writes
+the output and its log-sum-exp; the backward reads those, the output gradient and a row sum, and
+writes dq, dk, dv and the bias gradient (when the bias needs one); the fallback's own operators
+(which write the whole attention matrix) are left out. Operators are attributed to the innermost
+module that ran them, the backward ones through the autograd node that runs them (tagged in the
+forward; a node created inside a composite operator takes its consumer's module).
+
+Like ``activation_memory.py``, each figure is measured at batch 2 and batch 4: half the
+difference is the cost of one sample; what is left at batch 0 is the per-step cost (weights,
+their casts, their gradients), which does not scale with the image size. ``--scale-to`` reports
+a larger size from a cheaper run (per-sample bytes × pixel ratio).
+
+What the figures bound, at ``--batch``: a step cannot take less than its bytes over the GPU's
+memory bandwidth, nor less than its FLOPs (forward × 3, as ``bench_train.py`` counts them) over
+the dense bf16 peak. ``eager`` is every operator's traffic, as an eager step launches them;
+``stored activations`` is the floor of any implementation, fused or not, that keeps what this code
+saves for the backward (``activation_memory.py``): written once, read once. Not counted: the
+optimizer update (about 16 bytes per parameter per step, ×3 for AdamW's state: 1.9 GB for
+GenLV-base, per step), cuDNN's own workspace traffic, caches (an H200's 50 MB L2 holds few of
+these feature maps), and kernels that run below the bandwidth (most small ones do).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from activation_memory import CudaAutocastExtras, per_sample as saved_per_sample  # noqa: E402
+from bench_train import check_arch, check_size, forward_flops, random_batch  # noqa: E402
+
+from model.data import batch_to_float  # noqa: E402
+from model.objectives import objective_for, predict  # noqa: E402
+from model.train import TrainConfig, build_network  # noqa: E402
+from taskgen.atomic import atomic_write_json  # noqa: E402
+
+# Nominal figures of the GPUs the device tool lends: (HBM bytes/s, dense bf16 FLOP/s).
+GPU_SPECS = {"h200": (4.8e12, 989e12), "h100": (3.35e12, 989e12)}
+SDPA_TAG = "scaled_dot_product_attention"
+TAG_KEY = "llvbench_module"
+PHASES = ("forward", "backward")
+
+
+def footprint(tensor: torch.Tensor) -> int:
+    """Bytes a kernel reads or writes for ``tensor``: its elements, each dimension of stride 0 once."""
+    if tensor.numel() == 0:
+        return 0
+    elements = math.prod(n for n, s in zip(tensor.shape, tensor.stride()) if s != 0)
+    return elements * tensor.element_size()
+
+
+def _tensors(values) -> list[torch.Tensor]:
+    """The tensors among an operator's arguments or results (one level of lists, as aten passes them)."""
+    found = []
+    for value in values:
+        if isinstance(value, torch.Tensor):
+            found.append(value)
+        elif isinstance(value, (list, tuple)):
+            found.extend(v for v in value if isinstance(v, torch.Tensor))
+    return found
+
+
+def _writes_in_place(func) -> bool:
+    """True for an operator that writes into one of its arguments (``add_``, ``copy_``, ``out=``)."""
+    return any(r.alias_info is not None and r.alias_info.is_write for r in func._schema.returns)
+
+
+def _nodes_between(output: torch.Tensor, inputs: list[torch.Tensor]) -> list:
+    """The autograd nodes an operator created: from ``output``'s node back to its inputs' nodes."""
+    stop = {t.grad_fn for t in inputs if t.grad_fn is not None}
+    start = output.grad_fn
+    found, todo = [], [start] if start is not None else []
+    seen = set()
+    while todo:
+        node = todo.pop()
+        if node in seen or node in stop or type(node).__name__ == "AccumulateGrad":
+            continue
+        seen.add(node)
+        found.append(node)
+        todo.extend(n for n, _ in node.next_functions if n is not None)
+    return found
+
+
+class TrafficLedger(TorchDispatchMode):
+    """Bytes read + written by every operator, by phase, by operator and by innermost module type;
+    also counts the operators that move bytes (an eager step's kernel launches, roughly)."""
+
+    def __init__(self, net: torch.nn.Module, half_precision_bytes: int | None):
+        super().__init__()
+        self.half_bytes = half_precision_bytes  # element size of SDPA's inputs under autocast
+        self.phase = "forward"
+        self.by_op: dict[tuple[str, str], int] = defaultdict(int)
+        self.by_module: dict[tuple[str, str], int] = defaultdict(int)
+        self.by_pair: dict[tuple[str, str], int] = defaultdict(int)  # (phase, "module · operator")
+        self.kernels: dict[str, int] = defaultdict(int)
+        self.stack: list[str] = ["(outside modules)"]
+        self.inside_sdpa = False
+        self.handles = []
+        for module in net.modules():
+            self.handles.append(module.register_forward_pre_hook(self._enter))
+            self.handles.append(module.register_forward_hook(self._leave))
+
+    def _enter(self, module, inputs) -> None:  # a hook that returns something replaces the inputs
+        self.stack.append(type(module).__name__)
+
+    def _leave(self, module, inputs, output) -> None:
+        self.stack.pop()
+
+    def close(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+    def add(self, op: str, module: str, nbytes: int) -> None:
+        self.by_op[self.phase, op] += nbytes
+        self.by_module[self.phase, module] += nbytes
+        self.by_pair[self.phase, f"{module} · {op}"] += nbytes
+        self.kernels[self.phase] += 1
+
+    def module_now(self) -> str | None:
+        """The module an operator belongs to; None for the internals of a fused-counted SDPA."""
+        if self.phase == "forward":
+            return None if self.inside_sdpa else self.stack[-1]
+        node = torch._C._current_autograd_node()
+        tag = "(autograd engine)" if node is None else node.metadata.get(TAG_KEY, "(untagged)")
+        return None if tag == SDPA_TAG else tag
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        module = self.module_now()
+        if module is None:
+            return out  # inside SDPA: counted as the fused kernels (``sdpa``), not as the CPU's fallback
+        inputs = _tensors(list(args) + list(kwargs.values()))
+        outputs = _tensors(out if isinstance(out, (list, tuple)) else [out])
+        input_storages = {t.untyped_storage().data_ptr() for t in inputs}
+        in_place = _writes_in_place(func)
+        written = sum(footprint(t) for t in outputs
+                      if in_place or t.untyped_storage().data_ptr() not in input_storages)
+        if written == 0 and not in_place:
+            return out  # a view, an aliasing reshape or detach: metadata only
+        read, seen = 0, set()
+        for t in inputs:
+            key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()))
+            if key not in seen:
+                seen.add(key)
+                read += footprint(t)
+        self.add(str(func.overloadpacket.__name__), module or SDPA_TAG, read + written)
+        return out
+
+    # -- SDPA as CUDA's fused kernels move it ------------------------------------------------
+    def sdpa(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+             out: torch.Tensor) -> None:
+        """Add the fused kernels' forward and backward traffic of one SDPA call."""
+        half = self.half_bytes or q.element_size()
+
+        def size(t: torch.Tensor | None, element: int) -> int:
+            return 0 if t is None else footprint(t) // t.element_size() * element
+
+        for t in (q, k, v, mask):  # autocast's casts of fp32 inputs: read 4 bytes, write 2
+            if t is not None and t.is_floating_point() and t.element_size() > half:
+                self.add("_to_copy", self.stack[-1], size(t, t.element_size()) + size(t, half))
+
+        rows = math.prod(out.shape[:-1]) * 4  # log-sum-exp (and the backward's row sums), fp32
+        qkv, o = size(q, half) + size(k, half) + size(v, half), size(out, half)
+        bias = size(mask, half) if mask is not None and mask.is_floating_point() else size(mask, 1)
+        self.phase = "forward"
+        self.add(SDPA_TAG + " (fused)", self.stack[-1], qkv + bias + o + rows)
+        # The kernel writes the bias gradient at the full broadcast size (autograd then sums it down).
+        grad_bias = math.prod(out.shape[:-1]) * k.shape[-2] * half if (
+            mask is not None and mask.requires_grad) else 0
+        if q.requires_grad or k.requires_grad or v.requires_grad or grad_bias:
+            # Row sums of dO·O first (read both, write fp32 rows); then read q, k, v, the bias, dO,
+            # the log-sum-exp and the row sums, and write dq, dk, dv and the bias gradient.
+            backward = (2 * o + rows) + (qkv + bias + o + 2 * rows) + qkv + grad_bias
+            self.phase = "backward"
+            self.add(SDPA_TAG + " (fused)", self.stack[-1], backward)
+            self.phase = "forward"
+
+
+class ModuleTags(TorchFunctionMode):
+    """Tags the autograd node of every torch call's result with the module that ran it, so the
+    backward's operators can be attributed; SDPA calls are handed to the ledger whole."""
+
+    def __init__(self, ledger: TrafficLedger):
+        super().__init__()
+        self.ledger = ledger
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is F.scaled_dot_product_attention:
+            return self._sdpa(func, args, kwargs)
+        out = func(*args, **kwargs)
+        for t in _tensors(out if isinstance(out, (list, tuple)) else [out]):
+            if t.grad_fn is not None and TAG_KEY not in t.grad_fn.metadata:
+                t.grad_fn.metadata[TAG_KEY] = self.ledger.stack[-1]
+        return out
+
+    def _sdpa(self, func, args, kwargs):
+        names = ("query", "key", "value", "attn_mask")
+        bound = dict(zip(names, args)) | {k: v for k, v in kwargs.items() if k in names}
+        self.ledger.inside_sdpa = True
+        try:
+            out = func(*args, **kwargs)
+        finally:
+            self.ledger.inside_sdpa = False
+        inputs = [t for t in bound.values() if isinstance(t, torch.Tensor)]
+        for node in _nodes_between(out, inputs):
+            node.metadata[TAG_KEY] = SDPA_TAG
+        self.ledger.sdpa(bound["query"], bound["key"], bound["value"], bound.get("attn_mask"), out)
+        return out
+
+
+def propagate_tags(root) -> None:
+    """Give every untagged autograd node upstream of ``root`` its consumer's tag (the nodes a
+    composite operator creates inside itself); SDPA's tag is not passed on past its inputs."""
+    todo, seen = [(root, "(outside modules)")], set()
+    while todo:
+        node, inherited = todo.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        tag = node.metadata.setdefault(TAG_KEY, inherited)
+        passed = "(outside modules)" if tag == SDPA_TAG else tag
+        todo.extend((n, passed) for n, _ in node.next_functions)
+
+
+def record_traffic(net: torch.nn.Module, forward: Callable[[], torch.Tensor], *, bf16: bool,
+                   backward: bool) -> TrafficLedger:
+    """The ledger of ``forward()`` (which calls ``net``) and, if ``backward``, of the backward of the
+    scalar it returns; under the CUDA autocast emulation when ``bf16``."""
+    ledger = TrafficLedger(net, 2 if bf16 else None)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
+    try:
+        with torch.set_grad_enabled(backward), ledger, ModuleTags(ledger), autocast, CudaAutocastExtras():
+            loss = forward()
+        if backward:
+            propagate_tags(loss.grad_fn)
+            ledger.phase = "backward"
+            with ledger:
+                loss.float().backward()
+    finally:
+        ledger.close()
+    return ledger
+
+
+def step_traffic(arch: str, size: int, batch: int, *, bf16: bool, inference: bool, seed: int = 0) -> TrafficLedger:
+    """The ledger of one training step's forward + backward (or one inference) at ``batch``."""
+    torch.manual_seed(seed)  # weight init only; the images come from an explicit generator
+    net = build_network(TrainConfig(arch=arch, size=size))
+    net.train(not inference)
+    images = batch_to_float(random_batch(batch, size, torch.device("cpu")))
+    if inference:
+        return record_traffic(net, lambda: predict(net, images["query"], images["prompt_input"],
+                                                   images["prompt_target"]), bf16=bf16, backward=False)
+    objective = objective_for(net)
+
+    def training_loss() -> torch.Tensor:
+        return objective.loss(net, images["query"], images["prompt_input"], images["prompt_target"],
+                              images["target"], generator=torch.Generator().manual_seed(seed))[0]
+
+    return record_traffic(net, training_loss, bf16=bf16, backward=True)
+
+
+def split_costs(small: dict, large: dict, batches: tuple[int, int]) -> tuple[dict, dict]:
+    """(per sample, per step) for every key of two measurements at ``batches`` (a straight line)."""
+    (b1, b2), keys = batches, set(small) | set(large)
+    slope = {k: (large.get(k, 0) - small.get(k, 0)) / (b2 - b1) for k in keys}
+    const = {k: small.get(k, 0) - b1 * slope[k] for k in keys}
+    return slope, const
+
+
+def measure(arch: str, size: int, *, bf16: bool, inference: bool) -> dict:
+    """Per-sample and per-step bytes by phase, operator and module (batches 2 and 4), and kernel counts."""
+    batches = (2, 4)
+    small, large = (step_traffic(arch, size, b, bf16=bf16, inference=inference) for b in batches)
+    result = {"kernels": dict(large.kernels)}
+    for name in ("by_op", "by_module", "by_pair"):
+        slope, const = split_costs(getattr(small, name), getattr(large, name), batches)
+        result[name] = slope
+        result[name + "_step"] = const
+    return result
+
+
+def phase_totals(table: dict) -> dict[str, float]:
+    return {phase: sum(v for (p, _), v in table.items() if p == phase) for phase in PHASES}
+
+
+def ceiling(per_sample: float, per_step: float, flops: float, batch: int, gpu: str) -> dict:
+    """Time bounds of one step at ``batch`` on ``gpu`` and the samples/s they cap."""
+    bandwidth, peak = GPU_SPECS[gpu]
+    memory_s = (per_step + batch * per_sample) / bandwidth
+    compute_s = batch * flops / peak
+    return {"memory_ms": memory_s * 1e3, "compute_ms": compute_s * 1e3,
+            "samples_per_s": batch / max(memory_s, compute_s)}
+
+
+def check_arguments(parser: argparse.ArgumentParser, args) -> None:
+    check_arch(parser, args.arch)
+    check_size(parser, args.arch, args.size)
+    if args.scale_to is not None and args.scale_to < 1:
+        parser.error(f"--scale-to must be >= 1, got {args.scale_to}")
+    for option, value in (("--batch", args.batch), ("--rows", args.rows), ("--threads", args.threads)):
+        if value is not None and value < 1:
+            parser.error(f"{option} must be >= 1, got {value}")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", default="genlv-tiny")
+    parser.add_argument("--size", type=int, default=64, help="size of the measured run (query and prompts)")
+    parser.add_argument("--scale-to", type=int, help="report for this size (per-sample bytes x (scale-to/size)^2)")
+    parser.add_argument("--batch", type=int, default=64, help="the training batch to bound")
+    parser.add_argument("--gpu", choices=sorted(GPU_SPECS), default="h200")
+    parser.add_argument("--inference", action="store_true", help="one forward without autograd (bounds batch 1)")
+    parser.add_argument("--fp32", action="store_true", help="no autocast (the CPU training path)")
+    parser.add_argument("--rows", type=int, default=15)
+    parser.add_argument("--threads", type=int)
+    parser.add_argument("--json", help="write the figures here")
+    args = parser.parse_args(argv)
+    check_arguments(parser, args)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    report_size = args.scale_to or args.size
+    scale = (report_size / args.size) ** 2
+    bf16, what = not args.fp32, "an inference (forward, no autograd)" if args.inference else "a training step"
+    policy = "CPU bf16 autocast + CUDA's fp32 layer_norm/norm/softmax" if bf16 else "fp32"
+    print(f"{args.arch}: memory traffic of {what} at {report_size}² (measured at {args.size}², batches 2 "
+          f"and 4), {policy}; SDPA as fused kernels")
+    figures = measure(args.arch, args.size, bf16=bf16, inference=args.inference)
+    per_sample = {k: v * scale for k, v in figures["by_op"].items()}
+    per_step = figures["by_op_step"]
+    totals, step_totals = phase_totals(per_sample), phase_totals(per_step)
+    sample_bytes, step_bytes = sum(totals.values()), sum(step_totals.values())
+    flops = forward_flops(build_network(TrainConfig(arch=args.arch, size=report_size)), report_size,
+                          torch.device("cpu")) * (1 if args.inference else 3)
+    result = {"arch": args.arch, "measured_size": args.size, "size": report_size, "bf16": bf16, "policy": policy,
+              "mode": "inference" if args.inference else "training", "gpu": args.gpu,
+              "gpu_bandwidth_bytes_per_s": GPU_SPECS[args.gpu][0], "gpu_peak_flops": GPU_SPECS[args.gpu][1],
+              "gb_per_sample": {p: v / 1e9 for p, v in totals.items()},
+              "gb_per_step_fixed": {p: v / 1e9 for p, v in step_totals.items()},
+              "kernels_per_step": figures["kernels"], "flops_per_sample": flops}
+    print(f"\nper sample: {' + '.join(f'{p} {totals[p] / 1e9:.2f} GB' for p in PHASES if totals[p] or p == 'forward')}"
+          f" = {sample_bytes / 1e9:.2f} GB; per step, whatever the batch: {step_bytes / 1e9:.3f} GB; "
+          f"{sum(figures['kernels'].values())} operators that move bytes "
+          f"({', '.join(f'{p} {n}' for p, n in figures['kernels'].items())}); "
+          f"{flops / 1e9:.1f} GFLOPs per sample")
+    tables = {"operator": per_sample, "module": {k: v * scale for k, v in figures["by_module"].items()},
+              "module · operator": {k: v * scale for k, v in figures["by_pair"].items()}}
+    for title, table in tables.items():
+        merged: dict[str, float] = defaultdict(float)
+        for (phase, name), value in table.items():
+            merged[name] += value
+        ranked = sorted(merged.items(), key=lambda kv: -kv[1])
+        result[f"gb_per_sample_by_{title.replace(' · ', '_')}"] = {name: value / 1e9 for name, value in ranked}
+        print(f"\nby {title} (forward + backward), per sample:" if not args.inference else f"\nby {title}, per sample:")
+        for name, value in ranked[:args.rows]:
+            print(f"  {value / 1e9:8.3f} GB  {100 * value / sample_bytes:5.1f} %  {name}")
+    batch = 1 if args.inference else args.batch
+    bounds = {"eager": ceiling(sample_bytes, step_bytes, flops, batch, args.gpu)}
+    if not args.inference and bf16:
+        stored = saved_per_sample(args.arch, args.size, bf16=True, checkpointing="")["total"] * scale
+        result["stored_activation_gb_per_sample"] = stored / 1e9
+        bounds["stored activations"] = ceiling(2 * stored, 0.0, flops, batch, args.gpu)
+    result["batch"], result["bounds"] = batch, bounds
+    bandwidth, peak = GPU_SPECS[args.gpu]
+    print(f"\nbounds at batch {batch} on an {args.gpu.upper()} ({bandwidth / 1e12:.2f} TB/s, "
+          f"{peak / 1e12:.0f} dense bf16 TFLOP/s), if every kernel ran at that rate:")
+    for name, bound in bounds.items():
+        print(f"  {name:>18}: memory {bound['memory_ms']:8.2f} ms, compute {bound['compute_ms']:7.2f} ms "
+              f"-> at most {bound['samples_per_s']:8.1f} samples/s"
+              + (f" ({1e3 / bound['samples_per_s']:.2f} ms per image)" if args.inference else ""))
+    if args.json:
+        atomic_write_json(args.json, result)
+        print(f"wrote {args.json}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""benchmarks/memory_traffic.py: bytes a training step's operators move, and the speed they cap."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import memory_traffic  # noqa: E402
+
+
+def test_footprint_counts_a_broadcast_dimension_once():
+    x = torch.zeros(3, 1, 5)
+    assert memory_traffic.footprint(x) == 15 * 4
+    assert memory_traffic.footprint(x.expand(3, 7, 5)) == 15 * 4
+    assert memory_traffic.footprint(x.to(torch.bfloat16).transpose(0, 2)) == 15 * 2
+    assert memory_traffic.footprint(torch.zeros(0, 4)) == 0
+
+
+class Doubler(nn.Module):
+    def forward(self, x):
+        return (x * 2.0).view(-1).view(x.shape)  # one kernel, two views
+
+
+class Shifter(nn.Module):
+    def forward(self, x):
+        return x.transpose(-1, -2).relu()
+
+
+def test_elementwise_ops_count_reads_and_writes_views_nothing_and_the_backward_goes_to_its_module():
+    net = nn.Sequential(Doubler(), Shifter())
+    x = torch.randn(4, 8, 16, requires_grad=True)
+    ledger = memory_traffic.record_traffic(net, lambda: net(x).sum(), bf16=False, backward=True)
+    n = x.numel() * 4
+    forward = {op: v for (phase, op), v in ledger.by_op.items() if phase == "forward"}
+    # mul reads x and writes 2x; relu reads and writes; sum reads and writes one scalar.
+    assert forward == {"mul": 2 * n, "relu": 2 * n, "sum": n + 4}
+    backward_modules = {m for (phase, m), _ in ledger.by_module.items() if phase == "backward"}
+    assert {"Doubler", "Shifter"} <= backward_modules
+    assert "(untagged)" not in backward_modules
+    # relu's backward (threshold_backward: reads the gradient and the output, writes the gradient)
+    # belongs to Shifter; the incoming gradient is sum's, one element broadcast, so it reads 4 bytes.
+    assert ledger.by_pair["backward", "Shifter · threshold_backward"] == 2 * n + 4
+
+
+class WindowAttention(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(1, 2, 16, 24))
+
+    def forward(self, q, k, v):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=self.bias.expand(3, 2, 16, 24))
+
+
+def test_sdpa_is_counted_as_the_fused_kernels_and_not_as_the_cpu_fallback():
+    net = WindowAttention()
+    q = torch.randn(3, 2, 16, 8, requires_grad=True)
+    k, v = (torch.randn(3, 2, 24, 8, requires_grad=True) for _ in range(2))
+    ledger = memory_traffic.record_traffic(net, lambda: net(q, k, v).sum(), bf16=False, backward=True)
+    ops = {op for _, op in ledger.by_op}
+    assert "bmm" not in ops and "_softmax" not in ops and "_safe_softmax" not in ops
+    qkv, out, rows = (q.numel() + k.numel() + v.numel()) * 4, q.numel() * 4, 3 * 2 * 16 * 4
+    bias = net.bias.numel() * 4  # broadcast over the batch: read once
+    fused = "scaled_dot_product_attention (fused)"
+    assert ledger.by_op["forward", fused] == qkv + bias + out + rows
+    grad_bias = 3 * 2 * 16 * 24 * 4  # the kernel writes the bias gradient at the broadcast size
+    assert ledger.by_op["backward", fused] == (2 * out + rows) + (qkv + bias + out + 2 * rows) + qkv + grad_bias
+    assert ledger.by_module["backward", "WindowAttention"] >= ledger.by_op["backward", fused]
+
+
+def test_inference_records_no_backward():
+    net = nn.Sequential(Doubler())
+    ledger = memory_traffic.record_traffic(net, lambda: net(torch.randn(2, 3)), bf16=False, backward=False)
+    assert {phase for phase, _ in ledger.by_op} == {"forward"}
+
+
+def test_per_sample_and_per_step_costs_are_a_straight_line():
+    per_sample, per_step = memory_traffic.split_costs({"a": 10 + 2 * 3, "b": 8}, {"a": 10 + 4 * 3, "b": 16}, (2, 4))
+    assert per_sample == {"a": 3, "b": 4} and per_step == {"a": 10, "b": 0}
+    per_sample, per_step = memory_traffic.split_costs({}, {"c": 6}, (2, 4))  # absent at batch 2: zero there
+    assert per_sample == {"c": 3} and per_step == {"c": -6}
+
+
+def test_ceiling_is_the_slower_of_memory_and_compute():
+    bandwidth, peak = memory_traffic.GPU_SPECS["h200"]
+    bound = memory_traffic.ceiling(bandwidth / 100, 0.0, 1.0, 8, "h200")  # 10 ms of bytes per sample
+    assert bound["memory_ms"] == pytest.approx(80.0) and bound["samples_per_s"] == pytest.approx(100.0)
+    bound = memory_traffic.ceiling(1.0, 0.0, peak / 50, 2, "h200")  # 20 ms of FLOPs per sample
+    assert bound["samples_per_s"] == pytest.approx(50.0)
+
+
+def test_cli_on_genlv_tiny_writes_figures_that_hang_together(tmp_path):
+    out = tmp_path / "traffic.json"
+    result = memory_traffic.main(["--arch", "genlv-tiny", "--size", "32", "--batch", "4", "--rows", "3",
+                                  "--json", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    per_sample = result["gb_per_sample"]
+    assert per_sample["forward"] > 0 and per_sample["backward"] > per_sample["forward"]
+    assert sum(result["gb_per_sample_by_operator"].values()) == pytest.approx(sum(per_sample.values()))
+    assert sum(result["gb_per_sample_by_module"].values()) == pytest.approx(sum(per_sample.values()))
+    # Every stored activation is written and read at least once, so eager moves more than that floor.
+    assert sum(per_sample.values()) > 2 * result["stored_activation_gb_per_sample"]
+    bounds = result["bounds"]
+    assert bounds["eager"]["samples_per_s"] < bounds["stored activations"]["samples_per_s"]
+    assert "(untagged)" not in result["gb_per_sample_by_module"]
+
+
+def test_scale_to_multiplies_per_sample_bytes_by_the_pixel_ratio():
+    small = memory_traffic.main(["--arch", "genlv-tiny", "--size", "32", "--inference", "--rows", "1"])
+    scaled = memory_traffic.main(["--arch", "genlv-tiny", "--size", "32", "--scale-to", "64", "--inference",
+                                  "--rows", "1"])
+    assert scaled["gb_per_sample"]["forward"] == pytest.approx(4 * small["gb_per_sample"]["forward"])
+    assert scaled["gb_per_step_fixed"] == small["gb_per_step_fixed"]
+
+
+@pytest.mark.parametrize("argv", [["--batch", "0"], ["--arch", "genlv-tinny"], ["--scale-to", "0"]])
+def test_bad_arguments_are_refused_before_any_work(argv, capsys):
+    with pytest.raises(SystemExit):
+        memory_traffic.main(["--size", "32", *argv])
+    assert "error" in capsys.readouterr().err
