@@ -12,8 +12,9 @@ the code, not of the GPU, so they are counted here, where there is no GPU.
 Method: every aten operator of the forward of the training objective and of its backward is
 recorded with a ``TorchDispatchMode`` (what an eager GPU step launches as kernels, one or a few
 per operator). An operator reads each distinct tensor argument and writes each output: bytes =
-elements addressed × element size (a broadcast dimension of stride 0 counts once). Views,
-reshapes that alias their input, and ``detach`` move nothing. The forward runs under CPU bf16
+elements addressed × element size (a broadcast dimension of stride 0 counts once); an ``out=``
+buffer is written, not read. Views, reshapes that alias their input, ``detach`` and allocations
+(``empty_like``) move nothing. The forward runs under CPU bf16
 autocast plus the CUDA policy's extras (``activation_memory.CudaAutocastExtras``), so its casts
 are the ones CUDA's autocast makes. ``scaled_dot_product_attention`` is counted as CUDA's fused
 kernels run it, not as the CPU's math fallback: the forward reads q, k, v and the bias and writes
@@ -21,7 +22,8 @@ the output and its log-sum-exp; the backward reads those, the output gradient an
 writes dq, dk, dv and the bias gradient (when the bias needs one); the fallback's own operators
 (which write the whole attention matrix) are left out. Operators are attributed to the innermost
 module that ran them, the backward ones through the autograd node that runs them (tagged in the
-forward; a node created inside a composite operator takes its consumer's module).
+forward by the torch call or, for a custom ``autograd.Function``, the module that made it; a node
+created inside a composite operator takes its consumer's module).
 
 Like ``activation_memory.py``, each figure is measured at batch 2 and batch 4: half the
 difference is the cost of one sample; what is left at batch 0 is the per-step cost (weights,
@@ -86,6 +88,16 @@ def _tensors(values) -> list[torch.Tensor]:
     return found
 
 
+# Operators that only allocate: no kernel touches the memory.
+ALLOCATORS = {"empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided"}
+
+
+def _read_arguments(func, args, kwargs) -> list[torch.Tensor]:
+    """The tensors an operator reads: all its tensor arguments except ``out=`` buffers, which it only writes."""
+    out_names = {a.name for a in func._schema.arguments if a.is_out}
+    return _tensors(list(args) + [v for k, v in kwargs.items() if k not in out_names])
+
+
 def _writes_in_place(func) -> bool:
     """True for an operator that writes into one of its arguments (``add_``, ``copy_``, ``out=``)."""
     return any(r.alias_info is not None and r.alias_info.is_write for r in func._schema.returns)
@@ -130,7 +142,11 @@ class TrafficLedger(TorchDispatchMode):
         self.stack.append(type(module).__name__)
 
     def _leave(self, module, inputs, output) -> None:
-        self.stack.pop()
+        label = self.stack.pop()
+        # Nodes no torch call tagged (a custom autograd.Function's) belong to the module that made them.
+        for t in _tensors(output if isinstance(output, (list, tuple)) else [output]):
+            for node in _nodes_between(t, _tensors(inputs)):
+                node.metadata.setdefault(TAG_KEY, label)
 
     def close(self) -> None:
         for handle in self.handles:
@@ -156,7 +172,9 @@ class TrafficLedger(TorchDispatchMode):
         module = self.module_now()
         if module is None:
             return out  # inside SDPA: counted as the fused kernels (``sdpa``), not as the CPU's fallback
-        inputs = _tensors(list(args) + list(kwargs.values()))
+        if func.overloadpacket.__name__ in ALLOCATORS:
+            return out
+        inputs = _read_arguments(func, args, kwargs)
         outputs = _tensors(out if isinstance(out, (list, tuple)) else [out])
         input_storages = {t.untyped_storage().data_ptr() for t in inputs}
         in_place = _writes_in_place(func)
@@ -170,7 +188,7 @@ class TrafficLedger(TorchDispatchMode):
             if key not in seen:
                 seen.add(key)
                 read += footprint(t)
-        self.add(str(func.overloadpacket.__name__), module or SDPA_TAG, read + written)
+        self.add(str(func.overloadpacket.__name__), module, read + written)
         return out
 
     # -- SDPA as CUDA's fused kernels move it ------------------------------------------------

@@ -10,6 +10,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import memory_traffic  # noqa: E402
+from model import layers  # noqa: E402
 
 
 def test_footprint_counts_a_broadcast_dimension_once():
@@ -44,6 +45,33 @@ def test_elementwise_ops_count_reads_and_writes_views_nothing_and_the_backward_g
     # relu's backward (threshold_backward: reads the gradient and the output, writes the gradient)
     # belongs to Shifter; the incoming gradient is sum's, one element broadcast, so it reads 4 bytes.
     assert ledger.by_pair["backward", "Shifter · threshold_backward"] == 2 * n + 4
+
+
+class Gate(nn.Module):
+    def __init__(self, fused: bool):
+        super().__init__()
+        self.fused = fused
+
+    def forward(self, x):
+        if self.fused:
+            return layers.gated_gelu(x)
+        gate, value = x.chunk(2, dim=1)
+        return F.gelu(gate) * value
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_out_buffers_are_written_not_read_and_allocations_are_free(fused):
+    # GDFN's gate. Forward: gelu reads and writes h, the product reads 2h and writes h. Backward:
+    # plain autograd multiplies twice (3h each), runs gelu_backward (3h) and joins the halves with
+    # a cat (4h); the fused backward writes both halves into one empty_like buffer (3h + 3h + 3h).
+    net = Gate(fused)
+    x = torch.randn(2, 6, 8, 8, requires_grad=True)
+    weight = torch.randn(2, 3, 8, 8)
+    ledger = memory_traffic.record_traffic(net, lambda: (net(x) * weight).sum(), bf16=False, backward=True)
+    h = x.numel() // 2 * 4
+    assert ledger.by_module["forward", "Gate"] == 5 * h
+    assert ledger.by_module["backward", "Gate"] == (9 if fused else 13) * h
+    assert ("backward", "empty_like") not in ledger.by_op
 
 
 class WindowAttention(nn.Module):
