@@ -127,6 +127,52 @@ def test_channel_layer_norm_under_autocast_keeps_the_input_dtype_within_bf16_tol
         assert ((got - p.grad).norm() / p.grad.norm()).item() < 2e-2
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_gated_gelu_gives_the_formulas_values_and_gradients_bit_for_bit(dtype, memory_format):
+    generator = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 10, 6, 7, generator=generator).to(dtype).contiguous(memory_format=memory_format)
+    upstream = torch.randn(2, 5, 6, 7, generator=generator).to(dtype)
+    x.requires_grad_(True)
+    fused = layers.gated_gelu(x)
+    (fused_grad,) = torch.autograd.grad(fused, x, upstream)
+    gate, value = x.chunk(2, dim=1)
+    plain = F.gelu(gate) * value
+    (plain_grad,) = torch.autograd.grad(plain, x, upstream)
+    assert type(fused.grad_fn).__name__ == "_GatedGeluBackward"  # the fused backward really ran
+    assert torch.equal(fused, plain) and torch.equal(fused_grad, plain_grad)
+    assert fused_grad.dtype == dtype and fused_grad.is_contiguous(memory_format=memory_format)
+
+
+def test_gated_gelu_keeps_the_plain_formula_where_nothing_is_saved_or_code_is_compiled(monkeypatch):
+    x = torch.randn(1, 4, 3, 3)
+    with torch.no_grad():
+        assert layers.gated_gelu(x.requires_grad_(True)).grad_fn is None
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    assert type(layers.gated_gelu(x).grad_fn).__name__ == "MulBackward0"  # inductor fuses it whole
+
+
+def test_row_norm_backward_is_autograds_in_fp32_and_within_an_ulp_of_it_in_bf16():
+    generator = torch.Generator().manual_seed(4)
+    base = torch.randn(2, 3, 4, 50, generator=generator)
+    base[0, 0, 1] = 0  # a zero row: clamped, so no gradient and no NaN
+    upstream = torch.randn(2, 3, 4, 1, generator=generator)
+    for dtype, backward in ((torch.float32, "ClampMinBackward0"), (torch.bfloat16, "_RowNormBackward")):
+        x = base.to(dtype).requires_grad_(True)
+        lean = layers.row_norm(x, layers.NORMALIZE_EPS)
+        assert type(lean.grad_fn).__name__ == backward and lean.dtype == torch.float32
+        (lean_grad,) = torch.autograd.grad(lean, x, upstream)
+        plain = torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=torch.float32).clamp_min(layers.NORMALIZE_EPS)
+        (plain_grad,) = torch.autograd.grad(plain, x, upstream)
+        assert torch.equal(lean, plain) and lean_grad.dtype == dtype
+        assert torch.isfinite(lean_grad).all() and not lean_grad[0, 0, 1].any()
+        if dtype == torch.float32:
+            assert torch.equal(lean_grad, plain_grad)
+        else:  # one bf16 rounding of the per-row scale: at most one ulp (2^-7 relative) apart
+            ulp = plain_grad.float().abs() * 2.0 ** -7
+            assert ((lean_grad.float() - plain_grad.float()).abs() <= ulp + 1e-30).all()
+
+
 def test_channel_attention_equals_plain_mdta_formula():
     torch.manual_seed(0)
     attn = _randomise(ChannelAttention(dim=16, num_heads=4, bias=False))
@@ -150,6 +196,12 @@ def test_channel_attention_under_bf16_autocast_stays_within_bf16_tolerance():
     assert mixed.dtype == torch.bfloat16
     ref = attn(x)
     assert ((mixed.float() - ref).norm() / ref.norm()).item() < 1e-2
+    # The backward (the norms' lean backward included) against the fp32 gradients.
+    x.requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        (mixed_grad,) = torch.autograd.grad(attn(x).float().square().sum(), x)
+    (ref_grad,) = torch.autograd.grad(attn(x).square().sum(), x)
+    assert ((mixed_grad - ref_grad).norm() / ref_grad.norm()).item() < 2e-2
 
 
 def _pad_reshape_rel_to_abs(logits):
