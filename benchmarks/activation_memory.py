@@ -163,9 +163,9 @@ def per_sample(arch: str, size: int, *, bf16: bool, checkpointing: str) -> dict:
 CHECKPOINTING_NAMES = ("none", "sublayer", "block")
 
 
-def check_arguments(parser: argparse.ArgumentParser, args) -> list[str]:
-    """Refuse bad options before anything is built (parser.error, one line; the architecture and
-    size checks and wording are bench_train.py's); returns the checkpointing levels."""
+def check_model_and_counts(parser: argparse.ArgumentParser, args) -> None:
+    """parser.error (one line) for an unknown --arch, a --size it cannot take (bench_train.py's checks
+    and wording), or a --scale-to, --batch, --rows or --threads below 1."""
     check_arch(parser, args.arch)
     check_size(parser, args.arch, args.size)
     if args.scale_to is not None and args.scale_to < 1:
@@ -173,6 +173,11 @@ def check_arguments(parser: argparse.ArgumentParser, args) -> list[str]:
     for option, value in (("--batch", args.batch), ("--rows", args.rows), ("--threads", args.threads)):
         if value is not None and value < 1:
             parser.error(f"{option} must be >= 1, got {value}")
+
+
+def check_arguments(parser: argparse.ArgumentParser, args) -> list[str]:
+    """Refuse bad options before anything is built (parser.error, one line); returns the checkpointing levels."""
+    check_model_and_counts(parser, args)
     levels = [s.strip() for s in args.checkpointing.split(",") if s.strip()]
     unknown = [level for level in levels if level not in CHECKPOINTING_NAMES]
     if unknown or not levels:

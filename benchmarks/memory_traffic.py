@@ -14,16 +14,16 @@ recorded with a ``TorchDispatchMode`` (what an eager GPU step launches as kernel
 per operator). An operator reads each distinct tensor argument and writes each output: bytes =
 elements addressed × element size (a broadcast dimension of stride 0 counts once); an ``out=``
 buffer is written, not read. Views, reshapes that alias their input, ``detach`` and allocations
-(``empty_like``) move nothing. The forward runs under CPU bf16
-autocast plus the CUDA policy's extras (``activation_memory.CudaAutocastExtras``), so its casts
-are the ones CUDA's autocast makes. ``scaled_dot_product_attention`` is counted as CUDA's fused
-kernels run it, not as the CPU's math fallback: the forward reads q, k, v and the bias and writes
-the output and its log-sum-exp; the backward reads those, the output gradient and a row sum, and
-writes dq, dk, dv and the bias gradient (when the bias needs one); the fallback's own operators
-(which write the whole attention matrix) are left out. Operators are attributed to the innermost
-module that ran them, the backward ones through the autograd node that runs them (tagged in the
-forward by the torch call or, for a custom ``autograd.Function``, the module that made it; a node
-created inside a composite operator takes its consumer's module).
+(``empty_like``) move nothing. The forward runs under CPU bf16 autocast plus the CUDA policy's
+extras (``activation_memory.CudaAutocastExtras``), so its casts are the ones CUDA's autocast makes.
+``scaled_dot_product_attention`` is counted as CUDA's fused kernels run it, not as the CPU's math
+fallback: the forward reads q, k, v and the bias and writes the output and its log-sum-exp; the
+backward reads those, the output gradient and a row sum, and writes dq, dk, dv and the bias
+gradient (when the bias needs one); the fallback's own operators (which write the whole attention
+matrix) are left out. Operators are attributed to the innermost module that ran them, the
+backward ones through the autograd node that runs them (tagged in the forward by the torch call
+or, for a custom ``autograd.Function``, the module that made it; a node created inside a
+composite operator takes its consumer's module).
 
 Like ``activation_memory.py``, each figure is measured at batch 2 and batch 4: half the
 difference is the cost of one sample; what is left at batch 0 is the per-step cost (weights,
@@ -35,9 +35,11 @@ memory bandwidth, nor less than its FLOPs (forward × 3, as ``bench_train.py`` c
 the dense bf16 peak. ``eager`` is every operator's traffic, as an eager step launches them;
 ``stored activations`` is the floor of any implementation, fused or not, that keeps what this code
 saves for the backward (``activation_memory.py``): written once, read once. Not counted: the
-optimizer update (about 16 bytes per parameter per step, ×3 for AdamW's state: 1.9 GB for
-GenLV-base, per step), cuDNN's own workspace traffic, caches (an H200's 50 MB L2 holds few of
-these feature maps), and kernels that run below the bandwidth (most small ones do).
+gradient clipping (reads the fp32 gradients for their norm, then scales them in place) and the
+fused AdamW update (reads gradients, weights and two moments, writes the last three): ~40 bytes
+per parameter, 1.6 GB per step for GenLV-base, 24 MB per sample at batch 64; cuDNN's own
+workspace traffic; caches (an H200's 50 MB L2 holds few of these feature maps); and kernels that
+run below the bandwidth (most small ones do).
 """
 from __future__ import annotations
 
@@ -54,8 +56,8 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from activation_memory import CudaAutocastExtras, per_sample as saved_per_sample  # noqa: E402
-from bench_train import check_arch, check_size, forward_flops, random_batch  # noqa: E402
+from activation_memory import CudaAutocastExtras, check_model_and_counts, per_sample as saved_per_sample  # noqa: E402
+from bench_train import forward_flops, random_batch  # noqa: E402
 
 from model.data import batch_to_float  # noqa: E402
 from model.objectives import objective_for, predict  # noqa: E402
@@ -338,16 +340,6 @@ def ceiling(per_sample: float, per_step: float, flops: float, batch: int, gpu: s
             "samples_per_s": batch / max(memory_s, compute_s)}
 
 
-def check_arguments(parser: argparse.ArgumentParser, args) -> None:
-    check_arch(parser, args.arch)
-    check_size(parser, args.arch, args.size)
-    if args.scale_to is not None and args.scale_to < 1:
-        parser.error(f"--scale-to must be >= 1, got {args.scale_to}")
-    for option, value in (("--batch", args.batch), ("--rows", args.rows), ("--threads", args.threads)):
-        if value is not None and value < 1:
-            parser.error(f"{option} must be >= 1, got {value}")
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="genlv-tiny")
@@ -361,7 +353,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int)
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args(argv)
-    check_arguments(parser, args)
+    check_model_and_counts(parser, args)
     if args.threads:
         torch.set_num_threads(args.threads)
     report_size = args.scale_to or args.size
