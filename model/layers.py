@@ -96,6 +96,18 @@ class GatedDconvFFN(nn.Module):
         return self.project_out(gated_gelu(self.dwconv(self.project_in(x))))
 
 
+def _plain_gradient(plain, x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """The gradient of ``plain(x)`` as autograd computes it, with a graph: the hand-written backward
+    passes below hand double backward (a gradient penalty, say) to this."""
+    with torch.enable_grad():
+        return torch.autograd.grad(plain(x), x, grad, create_graph=True)[0]
+
+
+def _plain_gated_gelu(x: torch.Tensor) -> torch.Tensor:
+    gate, value = x.chunk(2, dim=1)
+    return F.gelu(gate) * value
+
+
 class _GatedGelu(torch.autograd.Function):
     """gelu(gate) * value with a backward that writes both halves' gradients into one tensor.
     Through ``chunk``, autograd joins them with a ``cat``: one more read and write of the whole
@@ -110,9 +122,10 @@ class _GatedGelu(torch.autograd.Function):
         return activated * value
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         x, activated = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph: the plain formula's differentiable gradient
+            return _plain_gradient(_plain_gated_gelu, x, grad)
         gate, value = x.chunk(2, dim=1)
         grad_x = torch.empty_like(x)
         grad_gate, grad_value = grad_x.chunk(2, dim=1)
@@ -127,8 +140,7 @@ def gated_gelu(x: torch.Tensor) -> torch.Tensor:
     fuses it whole) as does inference (nothing to save)."""
     if x.requires_grad and torch.is_grad_enabled() and not torch.compiler.is_compiling():
         return _GatedGelu.apply(x)
-    gate, value = x.chunk(2, dim=1)
-    return F.gelu(gate) * value
+    return _plain_gated_gelu(x)
 
 
 # ----------------------------------------------------------------------------- attention
@@ -177,23 +189,29 @@ class _RowNorm(torch.autograd.Function):
         return norm.clamp_min(eps)
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, grad: torch.Tensor):
         x, norm = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph: the plain formula's differentiable gradient
+            return _plain_gradient(lambda t: _plain_row_norm(t, ctx.eps), x, grad), None
         # clamp_min passes the gradient where norm >= eps; d‖x‖/dx = x / ‖x‖ (0 where ‖x‖ = 0,
         # which eps > 0 already excludes). The scale is one number per row, so cast it, not x.
         scale = torch.where(norm >= ctx.eps, grad / norm, torch.zeros_like(norm))
         return x * scale.to(x.dtype), None
 
 
+def _plain_row_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
+    return torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=torch.float32).clamp_min(eps)
+
+
 def row_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
     """max(‖x‖₂, eps) over the last dim, keepdim, in fp32 whatever x's dtype (what F.normalize divides by).
-    The lean backward is for reduced-precision x (bf16 autocast); fp32 x keeps autograd's, whose
-    gradient it equals bit for bit (the lean one rounds differently by an ulp)."""
-    lean = x.dtype in (torch.bfloat16, torch.float16)
-    if lean and x.requires_grad and torch.is_grad_enabled() and not torch.compiler.is_compiling():
+    The lean backward is for bf16 x (autocast); fp32 x keeps autograd's, whose gradient it equals
+    bit for bit (the lean one rounds differently by an ulp), and so does fp16, whose range the
+    per-row scale can leave."""
+    if x.dtype == torch.bfloat16 and x.requires_grad and torch.is_grad_enabled() \
+            and not torch.compiler.is_compiling():
         return _RowNorm.apply(x, eps)
-    return torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=torch.float32).clamp_min(eps)
+    return _plain_row_norm(x, eps)
 
 
 def relative_index(window: int, span: int, device=None) -> torch.Tensor:

@@ -173,6 +173,32 @@ def test_row_norm_backward_is_autograds_in_fp32_and_within_an_ulp_of_it_in_bf16(
             assert ((lean_grad.float() - plain_grad.float()).abs() <= ulp + 1e-30).all()
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_hand_written_backward_passes_hand_double_backward_to_the_plain_formulas(dtype):
+    # A gradient penalty (create_graph) through each: the same second-order gradient as autograd's,
+    # also where the incoming gradient does not itself require grad (a plain .sum()).
+    generator = torch.Generator().manual_seed(5)
+    cases = ((layers.gated_gelu, layers._plain_gated_gelu, (2, 6, 4, 5)),
+             (lambda t: layers.row_norm(t, layers.NORMALIZE_EPS),
+              lambda t: layers._plain_row_norm(t, layers.NORMALIZE_EPS), (2, 3, 4, 50)))
+    for fused, plain, shape in cases:
+        x = torch.randn(*shape, generator=generator).to(dtype).requires_grad_(True)
+        second = []
+        for f in (fused, plain):
+            (grad,) = torch.autograd.grad(f(x).sum(), x, create_graph=True)
+            second.append(torch.autograd.grad(grad.float().square().sum(), x)[0])
+        assert second[0].abs().max() > 0 and torch.equal(*second)
+
+
+def test_row_norm_keeps_autograds_backward_for_fp16():
+    # The per-row scale can leave fp16's range (1000 / 1e-3); bf16 has fp32's.
+    x = torch.tensor([[1e-3, 0.0, 2e-3, -1e-3]], dtype=torch.float16, requires_grad=True)
+    out = layers.row_norm(x, layers.NORMALIZE_EPS)
+    assert type(out.grad_fn).__name__ == "ClampMinBackward0"
+    (grad,) = torch.autograd.grad(out, x, torch.full((1, 1), 1000.0))
+    assert torch.isfinite(grad).all()
+
+
 def test_channel_attention_equals_plain_mdta_formula():
     torch.manual_seed(0)
     attn = _randomise(ChannelAttention(dim=16, num_heads=4, bias=False))
