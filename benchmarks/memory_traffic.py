@@ -13,14 +13,21 @@ Method: every aten operator of the forward of the training objective and of its 
 recorded with a ``TorchDispatchMode`` (what an eager GPU step launches as kernels, one or a few
 per operator). An operator reads each distinct tensor argument and writes each output: bytes =
 elements addressed × element size (a broadcast dimension of stride 0 counts once); an ``out=``
-buffer is written, not read. Views, reshapes that alias their input, ``detach`` and allocations
-(``empty_like``) move nothing. The forward runs under CPU bf16 autocast plus the CUDA policy's
+buffer is written, not read, and so is the destination of ``copy_``, ``fill_`` and ``zero_``;
+``zeros_like`` and ``new_zeros`` read only a shape. Views, reshapes that alias their input,
+``detach`` and allocations (``empty_like``) move nothing. Operators that CUDA runs as several
+kernels reading the same inputs are counted per kernel (``KERNEL_READS``): a convolution's
+backward reads the output gradient once for the input gradient, once for the weight gradient and
+once for the bias gradient; LayerNorm's backward reads dY and X for the input gradient and again
+for gamma's and beta's. The forward runs under CPU bf16 autocast plus the CUDA policy's
 extras (``activation_memory.CudaAutocastExtras``), so its casts are the ones CUDA's autocast makes.
 ``scaled_dot_product_attention`` is counted as CUDA's fused kernels run it, not as the CPU's math
 fallback: the forward reads q, k, v and the bias and writes the output and its log-sum-exp; the
 backward reads those, the output gradient and a row sum, and writes dq, dk, dv and the bias
 gradient (when the bias needs one); the fallback's own operators (which write the whole attention
-matrix) are left out. Operators are attributed to the innermost module that ran them, the
+matrix) are left out, and with them what autograd does inside the call for inputs that are fp32
+under autocast (the gradients' casts back), leaves, or the same tensor twice (the gradients' sum);
+GenLV's SDPA inputs are none of these. Operators are attributed to the innermost module that ran them, the
 backward ones through the autograd node that runs them (tagged in the forward by the torch call
 or, for a custom ``autograd.Function``, the module that made it; a node created inside a
 composite operator takes its consumer's module).
@@ -28,7 +35,10 @@ composite operator takes its consumer's module).
 Like ``activation_memory.py``, each figure is measured at batch 2 and batch 4: half the
 difference is the cost of one sample; what is left at batch 0 is the per-step cost (weights,
 their casts, their gradients), which does not scale with the image size. ``--scale-to`` reports
-a larger size from a cheaper run (per-sample bytes × pixel ratio).
+a larger size from cheaper runs: the per-sample bytes are measured at ``--size`` and twice that and
+fitted as a + b·pixels per operator and module, since some (MDTA's C×C attention) do not grow
+with the image. Measure at a size whose coarsest window-attention level still holds several
+windows (64 for GenLV): with a single window some copies become views.
 
 What the figures bound, at ``--batch``: a step cannot take less than its bytes over the GPU's
 memory bandwidth, nor less than its FLOPs (forward × 3, as ``bench_train.py`` counts them) over
@@ -57,7 +67,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from activation_memory import CudaAutocastExtras, check_model_and_counts, per_sample as saved_per_sample  # noqa: E402
-from bench_train import forward_flops, random_batch  # noqa: E402
+from bench_train import check_size, forward_flops, random_batch  # noqa: E402
 
 from model.data import batch_to_float  # noqa: E402
 from model.objectives import objective_for, predict  # noqa: E402
@@ -94,10 +104,65 @@ def _tensors(values) -> list[torch.Tensor]:
 ALLOCATORS = {"empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided"}
 
 
+# Operators that read only the shape and dtype of their tensor argument.
+METADATA_ONLY = {"zeros_like", "ones_like", "full_like", "rand_like", "randn_like", "new_zeros", "new_ones",
+                 "new_full"}
+# In-place operators that overwrite their destination without reading it.
+OVERWRITES = {"copy_", "fill_", "zero_"}
+
+
+def _bind(func, args, kwargs) -> dict:
+    """An operator's arguments by their schema names."""
+    return {a.name: v for a, v in zip(func._schema.arguments, args)} | dict(kwargs)
+
+
+def _size(t: torch.Tensor | None) -> int:
+    return 0 if t is None else footprint(t)
+
+
+def _convolution_backward_reads(bound: dict) -> int:
+    """cuDNN runs up to three kernels, each reading the output gradient: the input gradient (which
+    also reads the weight), the weight gradient (which also reads the input), the bias gradient."""
+    grad, (want_input, want_weight, want_bias) = _size(bound["grad_output"]), bound["output_mask"]
+    return (want_input * (grad + _size(bound["weight"])) + want_weight * (grad + _size(bound["input"]))
+            + want_bias * grad)
+
+
+def _layer_norm_backward_reads(bound: dict) -> int:
+    """Two kernels: the input gradient reads dY, X, the row statistics and gamma; gamma's and beta's
+    gradients read dY, X and the statistics again."""
+    want_input, want_weight, want_bias = bound["output_mask"]
+    shared = _size(bound["grad_out"]) + _size(bound["input"]) + _size(bound["mean"]) + _size(bound["rstd"])
+    return want_input * (shared + _size(bound["weight"])) + (want_weight or want_bias) * shared
+
+
+# Operators that CUDA runs as several kernels which read the same inputs again.
+KERNEL_READS = {"convolution_backward": _convolution_backward_reads,
+                "native_layer_norm_backward": _layer_norm_backward_reads}
+
+
 def _read_arguments(func, args, kwargs) -> list[torch.Tensor]:
-    """The tensors an operator reads: all its tensor arguments except ``out=`` buffers, which it only writes."""
-    out_names = {a.name for a in func._schema.arguments if a.is_out}
-    return _tensors(list(args) + [v for k, v in kwargs.items() if k not in out_names])
+    """The tensors an operator reads: all its tensor arguments except ``out=`` buffers, which it only
+    writes, the destination of an overwrite (``copy_``) and the template of ``zeros_like``/``new_zeros``."""
+    name = func.overloadpacket.__name__
+    if name in METADATA_ONLY:
+        return []
+    skip = {a.name for a in func._schema.arguments if a.is_out} | ({"self"} if name in OVERWRITES else set())
+    return _tensors([v for k, v in _bind(func, args, kwargs).items() if k not in skip])
+
+
+def bytes_read(func, args, kwargs) -> int:
+    """Bytes an operator reads: each distinct tensor it reads once, or its kernels' model (KERNEL_READS)."""
+    name = func.overloadpacket.__name__
+    if name in KERNEL_READS:
+        return KERNEL_READS[name](_bind(func, args, kwargs))
+    read, seen = 0, set()
+    for t in _read_arguments(func, args, kwargs):
+        key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()))
+        if key not in seen:
+            seen.add(key)
+            read += footprint(t)
+    return read
 
 
 def _writes_in_place(func) -> bool:
@@ -176,21 +241,16 @@ class TrafficLedger(TorchDispatchMode):
             return out  # inside SDPA: counted as the fused kernels (``sdpa``), not as the CPU's fallback
         if func.overloadpacket.__name__ in ALLOCATORS:
             return out
-        inputs = _read_arguments(func, args, kwargs)
         outputs = _tensors(out if isinstance(out, (list, tuple)) else [out])
-        input_storages = {t.untyped_storage().data_ptr() for t in inputs}
+        out_names = {a.name for a in func._schema.arguments if a.is_out}
+        input_storages = {t.untyped_storage().data_ptr()
+                          for t in _tensors([v for k, v in _bind(func, args, kwargs).items() if k not in out_names])}
         in_place = _writes_in_place(func)
         written = sum(footprint(t) for t in outputs
                       if in_place or t.untyped_storage().data_ptr() not in input_storages)
         if written == 0 and not in_place:
             return out  # a view, an aliasing reshape or detach: metadata only
-        read, seen = 0, set()
-        for t in inputs:
-            key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()))
-            if key not in seen:
-                seen.add(key)
-                read += footprint(t)
-        self.add(str(func.overloadpacket.__name__), module, read + written)
+        self.add(str(func.overloadpacket.__name__), module, bytes_read(func, args, kwargs) + written)
         return out
 
     # -- SDPA as CUDA's fused kernels move it ------------------------------------------------
@@ -327,6 +387,14 @@ def measure(arch: str, size: int, *, bf16: bool, inference: bool) -> dict:
     return result
 
 
+def at_size(small: dict, large: dict, sizes: tuple[int, int], size: int) -> dict:
+    """Per-sample bytes at ``size``² from measurements at the two ``sizes``: a + b·pixels per key, so
+    what does not grow with the image (MDTA's C×C attention, per-window tables) is not scaled up."""
+    (p1, p2), target = (s * s for s in sizes), size * size
+    keys = set(small) | set(large)
+    return {k: small.get(k, 0) + (large.get(k, 0) - small.get(k, 0)) * (target - p1) / (p2 - p1) for k in keys}
+
+
 def phase_totals(table: dict) -> dict[str, float]:
     return {phase: sum(v for (p, _), v in table.items() if p == phase) for phase in PHASES}
 
@@ -344,7 +412,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="genlv-tiny")
     parser.add_argument("--size", type=int, default=64, help="size of the measured run (query and prompts)")
-    parser.add_argument("--scale-to", type=int, help="report for this size (per-sample bytes x (scale-to/size)^2)")
+    parser.add_argument("--scale-to", type=int,
+                        help="report for this size: measure at --size and twice it, fit bytes = a + b*pixels")
     parser.add_argument("--batch", type=int, default=64, help="the training batch to bound")
     parser.add_argument("--gpu", choices=sorted(GPU_SPECS), default="h200")
     parser.add_argument("--inference", action="store_true", help="one forward without autograd (bounds batch 1)")
@@ -357,19 +426,25 @@ def main(argv: list[str] | None = None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     report_size = args.scale_to or args.size
-    scale = (report_size / args.size) ** 2
+    sizes = (args.size,) if report_size == args.size else (args.size, 2 * args.size)
+    if len(sizes) == 2:
+        check_size(parser, args.arch, sizes[1], option="--size x 2")
     bf16, what = not args.fp32, "an inference (forward, no autograd)" if args.inference else "a training step"
     policy = "CPU bf16 autocast + CUDA's fp32 layer_norm/norm/softmax" if bf16 else "fp32"
-    print(f"{args.arch}: memory traffic of {what} at {report_size}² (measured at {args.size}², batches 2 "
-          f"and 4), {policy}; SDPA as fused kernels")
-    figures = measure(args.arch, args.size, bf16=bf16, inference=args.inference)
-    per_sample = {k: v * scale for k, v in figures["by_op"].items()}
+    print(f"{args.arch}: memory traffic of {what} at {report_size}² (measured at "
+          f"{' and '.join(f'{s}²' for s in sizes)}, batches 2 and 4), {policy}; SDPA as fused kernels")
+    runs = [measure(args.arch, s, bf16=bf16, inference=args.inference) for s in sizes]
+    figures = runs[0]
+    if len(runs) == 2:  # per-sample bytes as a + b·pixels, read off at the report size
+        for name in ("by_op", "by_module", "by_pair"):
+            figures[name] = at_size(runs[0][name], runs[1][name], sizes, report_size)
+    per_sample = figures["by_op"]
     per_step = figures["by_op_step"]
     totals, step_totals = phase_totals(per_sample), phase_totals(per_step)
     sample_bytes, step_bytes = sum(totals.values()), sum(step_totals.values())
     flops = forward_flops(build_network(TrainConfig(arch=args.arch, size=report_size)), report_size,
                           torch.device("cpu")) * (1 if args.inference else 3)
-    result = {"arch": args.arch, "measured_size": args.size, "size": report_size, "bf16": bf16, "policy": policy,
+    result = {"arch": args.arch, "measured_sizes": list(sizes), "size": report_size, "bf16": bf16, "policy": policy,
               "mode": "inference" if args.inference else "training", "gpu": args.gpu,
               "gpu_bandwidth_bytes_per_s": GPU_SPECS[args.gpu][0], "gpu_peak_flops": GPU_SPECS[args.gpu][1],
               "gb_per_sample": {p: v / 1e9 for p, v in totals.items()},
@@ -380,8 +455,7 @@ def main(argv: list[str] | None = None) -> dict:
           f"{sum(figures['kernels'].values())} operators that move bytes "
           f"({', '.join(f'{p} {n}' for p, n in figures['kernels'].items())}); "
           f"{flops / 1e9:.1f} GFLOPs per sample")
-    tables = {"operator": per_sample, "module": {k: v * scale for k, v in figures["by_module"].items()},
-              "module · operator": {k: v * scale for k, v in figures["by_pair"].items()}}
+    tables = {"operator": per_sample, "module": figures["by_module"], "module · operator": figures["by_pair"]}
     for title, table in tables.items():
         merged: dict[str, float] = defaultdict(float)
         for (phase, name), value in table.items():
@@ -394,7 +468,8 @@ def main(argv: list[str] | None = None) -> dict:
     batch = 1 if args.inference else args.batch
     bounds = {"eager": ceiling(sample_bytes, step_bytes, flops, batch, args.gpu)}
     if not args.inference and bf16:
-        stored = saved_per_sample(args.arch, args.size, bf16=True, checkpointing="")["total"] * scale
+        saved = [{"total": saved_per_sample(args.arch, s, bf16=True, checkpointing="")["total"]} for s in sizes]
+        stored = (at_size(*saved, sizes, report_size) if len(saved) == 2 else saved[0])["total"]
         result["stored_activation_gb_per_sample"] = stored / 1e9
         bounds["stored activations"] = ceiling(2 * stored, 0.0, flops, batch, args.gpu)
     result["batch"], result["bounds"] = batch, bounds

@@ -136,12 +136,44 @@ def test_cli_on_genlv_tiny_writes_figures_that_hang_together(tmp_path):
     assert "(untagged)" not in result["gb_per_sample_by_module"]
 
 
-def test_scale_to_multiplies_per_sample_bytes_by_the_pixel_ratio():
-    small = memory_traffic.main(["--arch", "genlv-tiny", "--size", "32", "--inference", "--rows", "1"])
+def test_at_size_fits_bytes_as_a_constant_plus_a_term_in_the_pixel_count():
+    small, large = {"grows": 10 + 3 * 32 * 32, "fixed": 7.0}, {"grows": 10 + 3 * 64 * 64, "fixed": 7.0}
+    assert memory_traffic.at_size(small, large, (32, 64), 256) == {"grows": 10 + 3 * 256 * 256, "fixed": 7.0}
+
+
+def test_scale_to_reads_the_fit_at_the_larger_size_where_it_was_measured():
+    # Measured at 32 and 64, read off at 64: exactly the measurement at 64.
     scaled = memory_traffic.main(["--arch", "genlv-tiny", "--size", "32", "--scale-to", "64", "--inference",
                                   "--rows", "1"])
-    assert scaled["gb_per_sample"]["forward"] == pytest.approx(4 * small["gb_per_sample"]["forward"])
-    assert scaled["gb_per_step_fixed"] == small["gb_per_step_fixed"]
+    direct = memory_traffic.main(["--arch", "genlv-tiny", "--size", "64", "--inference", "--rows", "1"])
+    assert scaled["measured_sizes"] == [32, 64]
+    assert scaled["gb_per_sample"]["forward"] == pytest.approx(direct["gb_per_sample"]["forward"], rel=1e-12)
+    assert sum(scaled["gb_per_sample_by_module"].values()) == pytest.approx(direct["gb_per_sample"]["forward"])
+
+
+def test_convolution_backward_is_counted_per_kernel():
+    # Input, weight and bias gradients: three kernels, each reading the output gradient.
+    conv = nn.Conv2d(4, 6, 3, padding=1)
+    x = torch.randn(2, 4, 8, 8, requires_grad=True)
+    weight = torch.randn(2, 6, 8, 8)
+    ledger = memory_traffic.record_traffic(conv, lambda: (conv(x) * weight).sum(), bf16=False, backward=True)
+    grad_out, inp, w = 2 * 6 * 64 * 4, x.numel() * 4, conv.weight.numel() * 4
+    reads = (grad_out + w) + (grad_out + inp) + grad_out
+    writes = inp + w + 6 * 4
+    assert ledger.by_op["backward", "convolution_backward"] == reads + writes
+
+
+def test_overwrites_do_not_read_their_destination_and_templates_are_not_read():
+    t = torch.randn(1024)
+    ledger = memory_traffic.TrafficLedger(nn.Identity(), None)
+    with ledger:
+        torch.empty_like(t).copy_(t)
+        torch.zeros_like(t)
+        t.new_zeros(4)
+    ledger.close()
+    assert ledger.by_op["forward", "copy_"] == 2 * 4096  # read the source, write the destination
+    assert ledger.by_op["forward", "zeros_like"] == 4096
+    assert ledger.by_op["forward", "new_zeros"] == 16
 
 
 @pytest.mark.parametrize("argv", [["--batch", "0"], ["--arch", "genlv-tinny"], ["--scale-to", "0"]])
