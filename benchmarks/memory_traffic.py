@@ -19,7 +19,10 @@ buffer is written, not read, and so is the destination of ``copy_``, ``fill_`` a
 kernels reading the same inputs are counted per kernel (``KERNEL_READS``): a convolution's
 backward reads the output gradient once for the input gradient, once for the weight gradient and
 once for the bias gradient; LayerNorm's backward reads dY and X for the input gradient and again
-for gamma's and beta's. The forward runs under CPU bf16 autocast plus the CUDA policy's
+for gamma's and beta's. Copies an operator makes inside itself are invisible to the dispatch mode;
+the one CUDA is known to make here is added (``IMPLICIT_COPIES``): LayerNorm makes its input
+contiguous, forward and backward, and the channel LayerNorm of an NCHW map hands it a permuted
+view (``--channels-last`` avoids it). The forward runs under CPU bf16 autocast plus the CUDA policy's
 extras (``activation_memory.CudaAutocastExtras``), so its casts are the ones CUDA's autocast makes.
 ``scaled_dot_product_attention`` is counted as CUDA's fused kernels run it, not as the CPU's math
 fallback: the forward reads q, k, v and the bias and writes the output and its log-sum-exp; the
@@ -139,6 +142,18 @@ def _layer_norm_backward_reads(bound: dict) -> int:
 # Operators that CUDA runs as several kernels which read the same inputs again.
 KERNEL_READS = {"convolution_backward": _convolution_backward_reads,
                 "native_layer_norm_backward": _layer_norm_backward_reads}
+# Arguments that CUDA's kernel makes contiguous first (``expect_contiguous``): a copy inside the
+# operator, which the dispatch mode does not see. A channel LayerNorm of an NCHW map takes a
+# permuted view, so each forward and backward copies it.
+IMPLICIT_COPIES = {"native_layer_norm": ("input",), "native_layer_norm_backward": ("input",)}
+
+
+def implicit_copy_bytes(func, args, kwargs) -> int:
+    """Bytes of the contiguous copies an operator makes inside itself (IMPLICIT_COPIES): read + write."""
+    names = IMPLICIT_COPIES.get(func.overloadpacket.__name__, ())
+    bound = _bind(func, args, kwargs) if names else {}
+    return sum(2 * footprint(bound[n]) for n in names
+               if isinstance(bound.get(n), torch.Tensor) and not bound[n].is_contiguous())
 
 
 def _read_arguments(func, args, kwargs) -> list[torch.Tensor]:
@@ -251,6 +266,9 @@ class TrafficLedger(TorchDispatchMode):
         if written == 0 and not in_place:
             return out  # a view, an aliasing reshape or detach: metadata only
         self.add(str(func.overloadpacket.__name__), module, bytes_read(func, args, kwargs) + written)
+        copies = implicit_copy_bytes(func, args, kwargs)
+        if copies:
+            self.add(f"contiguous copy in {func.overloadpacket.__name__}", module, copies)
         return out
 
     # -- SDPA as CUDA's fused kernels move it ------------------------------------------------
@@ -349,12 +367,17 @@ def record_traffic(net: torch.nn.Module, forward: Callable[[], torch.Tensor], *,
     return ledger
 
 
-def step_traffic(arch: str, size: int, batch: int, *, bf16: bool, inference: bool, seed: int = 0) -> TrafficLedger:
-    """The ledger of one training step's forward + backward (or one inference) at ``batch``."""
+def step_traffic(arch: str, size: int, batch: int, *, bf16: bool, inference: bool, channels_last: bool = False,
+                 seed: int = 0) -> TrafficLedger:
+    """The ledger of one training step's forward + backward (or one inference) at ``batch``; with
+    ``channels_last``, weights and images in that memory format, as ``llvbench train --channels-last``."""
     torch.manual_seed(seed)  # weight init only; the images come from an explicit generator
     net = build_network(TrainConfig(arch=arch, size=size))
     net.train(not inference)
     images = batch_to_float(random_batch(batch, size, torch.device("cpu")))
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+        images = {k: v.contiguous(memory_format=torch.channels_last) for k, v in images.items()}
     if inference:
         return record_traffic(net, lambda: predict(net, images["query"], images["prompt_input"],
                                                    images["prompt_target"]), bf16=bf16, backward=False)
@@ -375,10 +398,11 @@ def split_costs(small: dict, large: dict, batches: tuple[int, int]) -> tuple[dic
     return slope, const
 
 
-def measure(arch: str, size: int, *, bf16: bool, inference: bool) -> dict:
+def measure(arch: str, size: int, *, bf16: bool, inference: bool, channels_last: bool = False) -> dict:
     """Per-sample and per-step bytes by phase, operator and module (batches 2 and 4), and kernel counts."""
     batches = (2, 4)
-    small, large = (step_traffic(arch, size, b, bf16=bf16, inference=inference) for b in batches)
+    small, large = (step_traffic(arch, size, b, bf16=bf16, inference=inference, channels_last=channels_last)
+                    for b in batches)
     result = {"kernels": dict(large.kernels)}
     for name in ("by_op", "by_module", "by_pair"):
         slope, const = split_costs(getattr(small, name), getattr(large, name), batches)
@@ -418,6 +442,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--gpu", choices=sorted(GPU_SPECS), default="h200")
     parser.add_argument("--inference", action="store_true", help="one forward without autograd (bounds batch 1)")
     parser.add_argument("--fp32", action="store_true", help="no autocast (the CPU training path)")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="weights and images in channels_last, as llvbench train --channels-last")
     parser.add_argument("--rows", type=int, default=15)
     parser.add_argument("--threads", type=int)
     parser.add_argument("--json", help="write the figures here")
@@ -432,8 +458,10 @@ def main(argv: list[str] | None = None) -> dict:
     bf16, what = not args.fp32, "an inference (forward, no autograd)" if args.inference else "a training step"
     policy = "CPU bf16 autocast + CUDA's fp32 layer_norm/norm/softmax" if bf16 else "fp32"
     print(f"{args.arch}: memory traffic of {what} at {report_size}² (measured at "
-          f"{' and '.join(f'{s}²' for s in sizes)}, batches 2 and 4), {policy}; SDPA as fused kernels")
-    runs = [measure(args.arch, s, bf16=bf16, inference=args.inference) for s in sizes]
+          f"{' and '.join(f'{s}²' for s in sizes)}, batches 2 and 4), {policy}; SDPA as fused kernels; "
+          f"{'channels_last' if args.channels_last else 'NCHW'}")
+    runs = [measure(args.arch, s, bf16=bf16, inference=args.inference, channels_last=args.channels_last)
+            for s in sizes]
     figures = runs[0]
     if len(runs) == 2:  # per-sample bytes as a + b·pixels, read off at the report size
         for name in ("by_op", "by_module", "by_pair"):
@@ -445,6 +473,7 @@ def main(argv: list[str] | None = None) -> dict:
     flops = forward_flops(build_network(TrainConfig(arch=args.arch, size=report_size)), report_size,
                           torch.device("cpu")) * (1 if args.inference else 3)
     result = {"arch": args.arch, "measured_sizes": list(sizes), "size": report_size, "bf16": bf16, "policy": policy,
+              "channels_last": args.channels_last,
               "mode": "inference" if args.inference else "training", "gpu": args.gpu,
               "gpu_bandwidth_bytes_per_s": GPU_SPECS[args.gpu][0], "gpu_peak_flops": GPU_SPECS[args.gpu][1],
               "gb_per_sample": {p: v / 1e9 for p, v in totals.items()},

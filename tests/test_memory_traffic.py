@@ -134,6 +134,7 @@ def test_cli_on_genlv_tiny_writes_figures_that_hang_together(tmp_path):
     bounds = result["bounds"]
     assert bounds["eager"]["samples_per_s"] < bounds["stored activations"]["samples_per_s"]
     assert "(untagged)" not in result["gb_per_sample_by_module"]
+    assert result["channels_last"] is False and result["measured_sizes"] == [32]
 
 
 def test_at_size_fits_bytes_as_a_constant_plus_a_term_in_the_pixel_count():
@@ -161,6 +162,21 @@ def test_convolution_backward_is_counted_per_kernel():
     reads = (grad_out + w) + (grad_out + inp) + grad_out
     writes = inp + w + 6 * 4
     assert ledger.by_op["backward", "convolution_backward"] == reads + writes
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_layer_norm_of_a_permuted_map_counts_the_copy_cuda_makes_first(memory_format):
+    # layers.channel_layer_norm hands F.layer_norm a permuted view: contiguous only for channels_last.
+    norm = layers.ChannelNorm(8)
+    x = torch.randn(2, 8, 6, 6).contiguous(memory_format=memory_format).requires_grad_(True)
+    weight = torch.randn(2, 8, 6, 6)
+    ledger = memory_traffic.record_traffic(norm, lambda: (norm(x) * weight).sum(), bf16=False, backward=True)
+    copies = {key: v for key, v in ledger.by_op.items() if key[1].startswith("contiguous copy")}
+    if memory_format == torch.channels_last:
+        assert copies == {}
+    else:  # read and write the whole map, in the forward and again in the backward
+        assert copies == {("forward", "contiguous copy in native_layer_norm"): 2 * x.numel() * 4,
+                          ("backward", "contiguous copy in native_layer_norm_backward"): 2 * x.numel() * 4}
 
 
 def test_overwrites_do_not_read_their_destination_and_templates_are_not_read():
