@@ -134,7 +134,9 @@ if [[ ",$STAGES," == *",speed-variants,"* ]]; then
     # (lease 2's profile: results/gpu-h200/).
     if [ "${VARIANT_EAGER:-1}" = 1 ]; then
         # (0) Eager batch 8 exactly as lease 4 ran it (16.2 samples/s, 64.3 GiB there): what the
-        # norms that now keep bf16 under autocast (2026-12-05) are worth on the GPU.
+        # norms that now keep bf16 under autocast (2026-12-05) and the hand-written GDFN/MDTA backward
+        # (2026-12-06) are worth on the GPU. benchmarks/memory_traffic.py counts 83.4 -> 53.9 GB per
+        # sample between the two, which predicts ~25 samples/s (results/memory-traffic/README.md).
         stamp "genlv-base: eager at batch 8 (lease 4's settings)"
         timeout "$(( $(remaining) < 120 ? $(remaining) : 120 ))" \
             $PY benchmarks/bench_train.py ${BASE%% --steps*} --steps 5 --warmup 2 --batch 8 --no-inference --trace \

@@ -105,8 +105,6 @@ def _tensors(values) -> list[torch.Tensor]:
 
 # Operators that only allocate: no kernel touches the memory.
 ALLOCATORS = {"empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided"}
-
-
 # Operators that read only the shape and dtype of their tensor argument.
 METADATA_ONLY = {"zeros_like", "ones_like", "full_like", "rand_like", "randn_like", "new_zeros", "new_ones",
                  "new_full"}
