@@ -205,9 +205,8 @@ def _plain_row_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
 
 def row_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
     """max(‖x‖₂, eps) over the last dim, keepdim, in fp32 whatever x's dtype (what F.normalize divides by).
-    The lean backward is for bf16 x (autocast); fp32 x keeps autograd's, whose gradient it equals
-    bit for bit (the lean one rounds differently by an ulp), and so does fp16, whose range the
-    per-row scale can leave."""
+    bf16 x (autocast) gets the lean backward, whose gradient is within one bf16 ulp of autograd's;
+    fp32 x keeps autograd's backward, and so does fp16, whose range the per-row scale can leave."""
     if x.dtype == torch.bfloat16 and x.requires_grad and torch.is_grad_enabled() \
             and not torch.compiler.is_compiling():
         return _RowNorm.apply(x, eps)
