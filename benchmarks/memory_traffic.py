@@ -84,9 +84,9 @@ TAG_KEY = "llvbench_module"
 PHASES = ("forward", "backward")
 
 
-def footprint(tensor: torch.Tensor) -> int:
-    """Bytes a kernel reads or writes for ``tensor``: its elements, each dimension of stride 0 once."""
-    if tensor.numel() == 0:
+def footprint(tensor: torch.Tensor | None) -> int:
+    """Bytes a kernel reads or writes for ``tensor``: its elements, each dimension of stride 0 once (None: 0)."""
+    if tensor is None or tensor.numel() == 0:
         return 0
     elements = math.prod(n for n, s in zip(tensor.shape, tensor.stride()) if s != 0)
     return elements * tensor.element_size()
@@ -117,15 +117,11 @@ def _bind(func, args, kwargs) -> dict:
     return {a.name: v for a, v in zip(func._schema.arguments, args)} | dict(kwargs)
 
 
-def _size(t: torch.Tensor | None) -> int:
-    return 0 if t is None else footprint(t)
-
-
 def _convolution_backward_reads(bound: dict) -> int:
     """cuDNN runs up to three kernels, each reading the output gradient: the input gradient (which
     also reads the weight), the weight gradient (which also reads the input), the bias gradient."""
-    grad, (want_input, want_weight, want_bias) = _size(bound["grad_output"]), bound["output_mask"]
-    return (want_input * (grad + _size(bound["weight"])) + want_weight * (grad + _size(bound["input"]))
+    grad, (want_input, want_weight, want_bias) = footprint(bound["grad_output"]), bound["output_mask"]
+    return (want_input * (grad + footprint(bound["weight"])) + want_weight * (grad + footprint(bound["input"]))
             + want_bias * grad)
 
 
@@ -133,8 +129,8 @@ def _layer_norm_backward_reads(bound: dict) -> int:
     """Two kernels: the input gradient reads dY, X, the row statistics and gamma; gamma's and beta's
     gradients read dY, X and the statistics again."""
     want_input, want_weight, want_bias = bound["output_mask"]
-    shared = _size(bound["grad_out"]) + _size(bound["input"]) + _size(bound["mean"]) + _size(bound["rstd"])
-    return want_input * (shared + _size(bound["weight"])) + (want_weight or want_bias) * shared
+    shared = sum(footprint(bound[name]) for name in ("grad_out", "input", "mean", "rstd"))
+    return want_input * (shared + footprint(bound["weight"])) + (want_weight or want_bias) * shared
 
 
 # Operators that CUDA runs as several kernels which read the same inputs again.
@@ -146,31 +142,34 @@ KERNEL_READS = {"convolution_backward": _convolution_backward_reads,
 IMPLICIT_COPIES = {"native_layer_norm": ("input",), "native_layer_norm_backward": ("input",)}
 
 
-def implicit_copy_bytes(func, args, kwargs) -> int:
-    """Bytes of the contiguous copies an operator makes inside itself (IMPLICIT_COPIES): read + write."""
-    names = IMPLICIT_COPIES.get(func.overloadpacket.__name__, ())
-    bound = _bind(func, args, kwargs) if names else {}
-    return sum(2 * footprint(bound[n]) for n in names
+def implicit_copy_bytes(name: str, bound: dict) -> int:
+    """Bytes of the contiguous copies operator ``name`` makes inside itself (IMPLICIT_COPIES): read + write."""
+    return sum(2 * footprint(bound[n]) for n in IMPLICIT_COPIES.get(name, ())
                if isinstance(bound.get(n), torch.Tensor) and not bound[n].is_contiguous())
 
 
-def _read_arguments(func, args, kwargs) -> list[torch.Tensor]:
+def _out_names(func) -> set[str]:
+    return {a.name for a in func._schema.arguments if a.is_out}
+
+
+def _read_arguments(func, bound: dict) -> list[torch.Tensor]:
     """The tensors an operator reads: all its tensor arguments except ``out=`` buffers, which it only
     writes, the destination of an overwrite (``copy_``) and the template of ``zeros_like``/``new_zeros``."""
     name = func.overloadpacket.__name__
     if name in METADATA_ONLY:
         return []
-    skip = {a.name for a in func._schema.arguments if a.is_out} | ({"self"} if name in OVERWRITES else set())
-    return _tensors([v for k, v in _bind(func, args, kwargs).items() if k not in skip])
+    skip = _out_names(func) | ({"self"} if name in OVERWRITES else set())
+    return _tensors([v for k, v in bound.items() if k not in skip])
 
 
-def bytes_read(func, args, kwargs) -> int:
-    """Bytes an operator reads: each distinct tensor it reads once, or its kernels' model (KERNEL_READS)."""
+def bytes_read(func, bound: dict) -> int:
+    """Bytes an operator reads (its arguments by name, ``_bind``): each distinct tensor it reads once,
+    or its kernels' model (KERNEL_READS)."""
     name = func.overloadpacket.__name__
     if name in KERNEL_READS:
-        return KERNEL_READS[name](_bind(func, args, kwargs))
+        return KERNEL_READS[name](bound)
     read, seen = 0, set()
-    for t in _read_arguments(func, args, kwargs):
+    for t in _read_arguments(func, bound):
         key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()))
         if key not in seen:
             seen.add(key)
@@ -252,21 +251,22 @@ class TrafficLedger(TorchDispatchMode):
         module = self.module_now()
         if module is None:
             return out  # inside SDPA: counted as the fused kernels (``sdpa``), not as the CPU's fallback
-        if func.overloadpacket.__name__ in ALLOCATORS:
+        name = func.overloadpacket.__name__
+        if name in ALLOCATORS:
             return out
+        bound, out_names = _bind(func, args, kwargs), _out_names(func)
         outputs = _tensors(out if isinstance(out, (list, tuple)) else [out])
-        out_names = {a.name for a in func._schema.arguments if a.is_out}
         input_storages = {t.untyped_storage().data_ptr()
-                          for t in _tensors([v for k, v in _bind(func, args, kwargs).items() if k not in out_names])}
+                          for t in _tensors([v for k, v in bound.items() if k not in out_names])}
         in_place = _writes_in_place(func)
         written = sum(footprint(t) for t in outputs
                       if in_place or t.untyped_storage().data_ptr() not in input_storages)
         if written == 0 and not in_place:
             return out  # a view, an aliasing reshape or detach: metadata only
-        self.add(str(func.overloadpacket.__name__), module, bytes_read(func, args, kwargs) + written)
-        copies = implicit_copy_bytes(func, args, kwargs)
+        self.add(name, module, bytes_read(func, bound) + written)
+        copies = implicit_copy_bytes(name, bound)
         if copies:
-            self.add(f"contiguous copy in {func.overloadpacket.__name__}", module, copies)
+            self.add(f"contiguous copy in {name}", module, copies)
         return out
 
     # -- SDPA as CUDA's fused kernels move it ------------------------------------------------

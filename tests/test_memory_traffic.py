@@ -19,6 +19,7 @@ def test_footprint_counts_a_broadcast_dimension_once():
     assert memory_traffic.footprint(x.expand(3, 7, 5)) == 15 * 4
     assert memory_traffic.footprint(x.to(torch.bfloat16).transpose(0, 2)) == 15 * 2
     assert memory_traffic.footprint(torch.zeros(0, 4)) == 0
+    assert memory_traffic.footprint(None) == 0  # an absent optional argument (a bias)
 
 
 class Doubler(nn.Module):
