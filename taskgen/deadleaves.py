@@ -25,6 +25,15 @@ backdrop). A model that has never seen a flat black area fills it from the promp
 levels)``, mapped to 0 and 1 with the values beyond them clipped, as a levels or contrast edit of a
 photo does: the darkest leaves become flat black, the brightest flat white.
 
+Leaves are drawn straight onto the pixel grid, so every edge is a full-contrast one-pixel step, and
+the default smallest leaf (2 % of the side) packs such steps densely. Photographs are band-limited
+by their optics and have fewer hard edges, so the same degradation costs them much less: JPEG
+leaves the packaged 128-px test photos at 29.7 dB on average and these leaves at 22.7 dB, Gaussian
+blur 24.6 against 19.4 dB (``scripts/source_severity.py``). A model trained on such leaves
+learns corrections far stronger than a photo needs. ``camera_blur`` > 0 gives each image a
+Gaussian lens blur with sigma ``U(0.3, camera_blur)`` px, drawn after the depth of field; a larger
+``r_min`` thins out the smallest leaves.
+
 The stacking order gives a layer map for free: leaf ``k`` of ``n`` lies at depth ``1 - k/n``
 (later leaves are nearer), the background at depth 1.  Haze and underwater tasks use it.
 """
@@ -37,6 +46,7 @@ import numpy as np
 
 
 MAX_LEVELS = 0.5  # beyond it a black point could pass the white one
+MIN_CAMERA_BLUR, MAX_CAMERA_BLUR = 0.3, 3.0  # the lens blur's sigma is drawn from U(0.3, camera_blur)
 
 
 @dataclass(frozen=True)
@@ -52,10 +62,16 @@ class DeadLeavesConfig:
     tint_sigma: float = 0.0      # std of the log per-channel gain of a per-image colour cast (0 = none)
     exposure_sigma: float = 0.0  # std of the log gamma of a per-image tone curve (0 = none)
     levels: float = 0.0          # largest black point / (1 - white point) of a per-image levels clip (0 = none)
+    camera_blur: float = 0.0     # largest sigma (px) of a per-image Gaussian lens blur, smallest 0.3 (0 = none)
 
     def __post_init__(self):
         if not 0.0 <= self.levels <= MAX_LEVELS:
             raise ValueError(f"DeadLeavesConfig.levels must be in [0, {MAX_LEVELS:g}], got {self.levels}")
+        if self.camera_blur != 0.0 and not MIN_CAMERA_BLUR <= self.camera_blur <= MAX_CAMERA_BLUR:
+            raise ValueError(f"DeadLeavesConfig.camera_blur must be 0 or in [{MIN_CAMERA_BLUR:g}, "
+                             f"{MAX_CAMERA_BLUR:g}], got {self.camera_blur}")
+        if not 0.0 < self.r_min < self.r_max:
+            raise ValueError(f"DeadLeavesConfig.r_min must be in (0, r_max = {self.r_max:g}), got {self.r_min}")
 
 
 def _power_law_radii(rng: np.random.Generator, n: int, r_min: float, r_max: float, alpha: float) -> np.ndarray:
@@ -153,6 +169,10 @@ def dead_leaves(size: int, rng: np.random.Generator, config: DeadLeavesConfig = 
         blurred = cv2.GaussianBlur(image, (0, 0), sigmaX=sigma)
         weight = np.clip(np.abs(depth - focus) * 2.0, 0.0, 1.0)[:, :, None]
         image = image * (1.0 - weight) + blurred * weight
+
+    if config.camera_blur > 0:  # specs without it draw nothing here, so they keep their bytes
+        sigma = float(rng.uniform(MIN_CAMERA_BLUR, config.camera_blur))
+        image = cv2.GaussianBlur(image, (0, 0), sigmaX=sigma)
 
     if config.tint_sigma > 0:  # drawn last, so tint_sigma = 0 leaves every other draw as it was
         gains = np.exp(rng.normal(0.0, config.tint_sigma, 3)).astype(np.float32)

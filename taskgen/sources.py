@@ -22,7 +22,7 @@ from typing import Callable, Protocol
 import cv2
 import numpy as np
 
-from .deadleaves import MAX_LEVELS, DeadLeavesConfig, dead_leaves
+from .deadleaves import MAX_CAMERA_BLUR, MAX_LEVELS, MIN_CAMERA_BLUR, DeadLeavesConfig, dead_leaves
 from .images import random_crop_box, resize_short_side
 from .imageio import IMAGE_SUFFIXES, UnreadableImage, read_image
 
@@ -142,29 +142,36 @@ class DeadLeavesSource:
         return SourceImage(image, depth, self.name)
 
 
-# option -> (DeadLeavesConfig field, largest value)
-_DEAD_LEAVES_OPTIONS = {"tint": ("tint_sigma", 1.0), "exposure": ("exposure_sigma", 1.0), "levels": ("levels", MAX_LEVELS)}
+# option -> (DeadLeavesConfig field, smallest value, largest value), in the canonical name's order
+_DEAD_LEAVES_OPTIONS = {"tint": ("tint_sigma", 0.0, 1.0), "exposure": ("exposure_sigma", 0.0, 1.0),
+                        "levels": ("levels", 0.0, MAX_LEVELS), "blur": ("camera_blur", 0.0, MAX_CAMERA_BLUR),
+                        "rmin": ("r_min", 0.005, 0.2)}
+_DEAD_LEAVES_USAGE = (f"options are tint=S and exposure=E in [0, 1], levels=L in [0, {MAX_LEVELS:g}], "
+                      f"blur=B (0 or in [{MIN_CAMERA_BLUR:g}, {MAX_CAMERA_BLUR:g}] px) and rmin=R in [0.005, 0.2], "
+                      f"comma-separated (e.g. deadleaves:tint=0.25,exposure=0.5,levels=0.3,blur=0.8,rmin=0.04)")
 
 
 def _dead_leaves_source(arg: str) -> DeadLeavesSource:
-    """``deadleaves`` or ``deadleaves:tint=S,exposure=E,levels=L`` (DeadLeavesConfig.tint_sigma,
-    .exposure_sigma, .levels)."""
+    """``deadleaves`` or ``deadleaves:tint=S,exposure=E,levels=L,blur=B,rmin=R`` (DeadLeavesConfig.tint_sigma,
+    .exposure_sigma, .levels, .camera_blur, .r_min); any subset, in any order."""
     if not arg:
         return DeadLeavesSource()
-    usage = (f"deadleaves:{arg}: options are tint=S and exposure=E in [0, 1] and levels=L in [0, {MAX_LEVELS:g}], "
-             f"comma-separated (e.g. deadleaves:tint=0.25,exposure=0.5,levels=0.3)")
     values: dict[str, float] = {}
     for option in arg.split(","):
         key, _, text = option.partition("=")
         try:
             value = float(text)
         except ValueError:
-            raise SourceError(usage) from None
-        if key not in _DEAD_LEAVES_OPTIONS or key in values or not 0.0 <= value <= _DEAD_LEAVES_OPTIONS[key][1]:
-            raise SourceError(usage)
+            raise SourceError(f"deadleaves:{arg}: {_DEAD_LEAVES_USAGE}") from None
+        if key not in _DEAD_LEAVES_OPTIONS or key in values or not \
+                _DEAD_LEAVES_OPTIONS[key][1] <= value <= _DEAD_LEAVES_OPTIONS[key][2]:
+            raise SourceError(f"deadleaves:{arg}: {_DEAD_LEAVES_USAGE}")
         values[key] = value
     name = "deadleaves:" + ",".join(f"{key}={values[key]:g}" for key in _DEAD_LEAVES_OPTIONS if key in values)
-    config = DeadLeavesConfig(**{_DEAD_LEAVES_OPTIONS[key][0]: value for key, value in values.items()})
+    try:
+        config = DeadLeavesConfig(**{_DEAD_LEAVES_OPTIONS[key][0]: value for key, value in values.items()})
+    except ValueError as err:
+        raise SourceError(f"deadleaves:{arg}: {err}; {_DEAD_LEAVES_USAGE}") from None
     return DeadLeavesSource(name=name, config=config)
 
 

@@ -1,4 +1,5 @@
 import hashlib
+import re
 
 import cv2
 import numpy as np
@@ -53,9 +54,11 @@ def test_deadleaves_tint_casts_each_image_and_leaves_the_default_untouched():
         assert abs(mean_b.mean() - mean_a.mean()) < 0.12 * mean_a.mean()  # brightness kept (up to clipping)
     spread = np.std(np.array(ratios)[:, 0] - np.array(ratios)[:, 1])  # log R/G change across images
     assert 0.15 < spread < 0.7  # sqrt(2) * 0.25 = 0.35 before clipping
-    for bad in ("deadleaves:tint=2", "deadleaves:tint=x", "deadleaves:blur=1", "deadleaves:tint=0.1,tint=0.2",
-                "deadleaves:exposure=-0.1", "deadleaves:tint=0.2,", "deadleaves:levels=0.6"):
-        with pytest.raises(SourceError, match="tint=S and exposure=E in \\[0, 1\\] and levels=L in \\[0, 0.5\\]"):
+    for bad in ("deadleaves:tint=2", "deadleaves:tint=x", "deadleaves:sharpen=1", "deadleaves:tint=0.1,tint=0.2",
+                "deadleaves:exposure=-0.1", "deadleaves:tint=0.2,", "deadleaves:levels=0.6", "deadleaves:blur=4",
+                "deadleaves:rmin=0.3", "deadleaves:rmin=0"):
+        with pytest.raises(SourceError, match=f"{re.escape(bad)}: options are tint=S and exposure=E in \\[0, 1\\], "
+                           "levels=L in \\[0, 0.5\\], blur=B"):
             build_source(bad)
 
 
@@ -113,6 +116,38 @@ def test_deadleaves_levels_clip_flat_black_and_white_regions_like_photos_and_kee
     assert 3 <= crushed <= 15
     with pytest.raises(ValueError, match="levels must be in \\[0, 0.5\\], got 0.7"):
         DeadLeavesConfig(levels=0.7)
+
+
+def _luma_step(image) -> float:
+    return float(np.abs(np.diff(image.astype(float).mean(axis=2), axis=1)).mean())
+
+
+def test_deadleaves_camera_blur_and_rmin_soften_the_leaves_and_keep_the_other_bytes():
+    # blur and rmin draw nothing when absent: the tinted spec keeps its bytes; rmin draws nothing at all
+    tinted = build_source("deadleaves:tint=0.25")
+    assert hashlib.sha256(tinted.sample(0, 64, np.random.default_rng(0)).image.tobytes()).hexdigest() == \
+        TINTED_SEED0_SHA256
+    assert build_source("deadleaves:tint=0.25,blur=0").sample(0, 64, np.random.default_rng(0)).image.tobytes() == \
+        tinted.sample(0, 64, np.random.default_rng(0)).image.tobytes()
+    soft = build_source("deadleaves:rmin=0.05,blur=1,tint=0.25")
+    assert soft.name == "deadleaves:tint=0.25,blur=1,rmin=0.05" and soft.config.camera_blur == 1.0
+    blurred_only, fewer_only = build_source("deadleaves:tint=0.25,blur=1"), build_source("deadleaves:tint=0.25,rmin=0.05")
+    steps = {name: [] for name in ("tinted", "blurred", "fewer", "both")}
+    for seed in range(12):
+        images = {name: src.sample(0, 64, np.random.default_rng(seed)).image for name, src in
+                  (("tinted", tinted), ("blurred", blurred_only), ("fewer", fewer_only), ("both", soft))}
+        for name, image in images.items():
+            steps[name].append(_luma_step(image))
+        # the lens blur acts on the same leaves: its depth map is the tinted image's
+        assert np.array_equal(blurred_only.sample(0, 64, np.random.default_rng(seed)).depth,
+                              tinted.sample(0, 64, np.random.default_rng(seed)).depth)
+    mean = {name: np.mean(values) for name, values in steps.items()}
+    # each option softens the image on its own (fewer small leaves, band-limited edges), both together more
+    assert mean["both"] < min(mean["blurred"], mean["fewer"]) < max(mean["blurred"], mean["fewer"]) < 0.85 * mean["tinted"]
+    with pytest.raises(ValueError, match="camera_blur must be 0 or in \\[0.3, 3\\], got 0.1"):
+        DeadLeavesConfig(camera_blur=0.1)
+    with pytest.raises(SourceError, match="deadleaves:blur=0.1: DeadLeavesConfig.camera_blur must be 0 or in"):
+        build_source("deadleaves:blur=0.1")
 
 
 def test_depth_proxy_range_and_orientation():
