@@ -27,7 +27,9 @@
 # training budget is what remains minus EVAL_RESERVE_S), MINUTES (caps the training budget),
 # STEPS (its schedule; default auto: sized to the budget from a timed step), LR (1e-4), WARMUP (50),
 # BATCH (64), SIZE (128), N_TRAIN (pairs per task, 1024), LIMIT (eval queries per task, 16),
-# TRAIN_SOURCE (the train split's image source, deadleaves:tint=0.25), TASK_WEIGHTS (genlv-s's task
+# TRAIN_SOURCE (the train split's image source, deadleaves:tint=0.25, which the equal-budget plan's runs
+# so far used; for genlv-s, deadleaves:tint=0.25,exposure=0.3,levels=0.1,blur=1,rmin=0.05, whose mild
+# degradations cost about what they cost a photo (its model card, run 23), in a WORK of its own), TASK_WEIGHTS (genlv-s's task
 # mix: a JSON object or file, e.g. scripts/genlv-s-task-weights.json; default uniform),
 # IDENTITY_RATE (llvbench train --identity-rate: the share of identity pairs; default 0),
 # LLVBENCH_COMMIT (the commit of the tree, which the device copy has no git to tell: set it on the
