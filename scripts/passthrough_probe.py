@@ -4,6 +4,7 @@
     python scripts/passthrough_probe.py RUN_DIR --shards DIR --tasks jpeg,ringing --queries 8 --split test
     python scripts/passthrough_probe.py checkpoints/genlv-s --shards DIR --tasks gaussian_blur --per-query
     python scripts/passthrough_probe.py checkpoints/genlv-s --shards DIR --tasks jpeg,rl --flat-levels 0,2,8,255
+    python scripts/passthrough_probe.py checkpoints/genlv-s --shards DIR --error-map passthrough-errors
 
 For each task, the first sample of the split is the prompt and the next ``--queries`` are queries.
 Three mean PSNRs (dB, on the target's integer range): the model's output against the target, the
@@ -20,7 +21,10 @@ PSNR) is lost unless the model gains more than that. ``--per-query`` adds each q
 with the mean brightness of its target and of the pass-through output: a model that brightens a dark
 photo it was told to leave alone (dark images seen only as low-light inputs) shows there.
 ``--flat-levels`` adds the pass-through error inside a flat block at each given level
-(``flat_block_errors``): exactly black is where GenLV's LayerNorm is singular.
+(``flat_block_errors``): exactly black is where GenLV's LayerNorm is singular. ``--error-map STEM``
+draws STEM.png: per task, its first query's target, the pass-through output and their difference
+amplified around mid-grey (``error_image``), to see where the error lives (edges, flat areas,
+the network's 8-px bottleneck grid) rather than only how large it is.
 
 The test split of a shard root made with the default sources is the packaged photos (not the
 dead-leaves images of the train split), with the first pair as the one prompt of every query.
@@ -141,6 +145,45 @@ def flat_block_errors(generalist, samples: list, levels: list[int], margin: int 
     return {level: sum(values) / len(values) for level, values in errors.items()}
 
 
+def error_image(output, target, gain: float = 8.0):
+    """uint8 RGB picture of output − target (same shape and integer dtype): mid-grey 128 where they agree,
+    each error (on the 0-255 scale, so a uint16 HDR pair is rescaled) times ``gain`` added, clipped."""
+    import numpy as np
+
+    from bench.metrics import peak_value
+
+    if output.shape != target.shape or output.dtype != target.dtype:
+        raise ValueError(f"error_image: output {output.shape} {output.dtype} and target {target.shape} "
+                         f"{target.dtype} differ")
+    scale = 255.0 / peak_value(target.dtype)
+    error = (output.astype(np.float64) - target.astype(np.float64)) * scale
+    return np.clip(np.rint(128.0 + gain * error), 0, 255).astype(np.uint8)
+
+
+def as_8bit(image):
+    """uint8 view of a uint8 or uint16 (HDR) image for drawing: uint16 keeps its top 8 bits."""
+    import numpy as np
+
+    return image if image.dtype == np.uint8 else (image >> 8).astype(np.uint8)
+
+
+def error_map(generalist, samples_by_task: dict[str, list], stem, gain: float = 8.0) -> Path:
+    """STEM.png: one row per task, its first query's target (samples[1]) with the prompt (t, t) made of
+    samples[0]'s target, the pass-through output (PSNR under it) and ``error_image`` of the two."""
+    from bench.figures import comparison_grid
+    from bench.metrics import psnr
+
+    rows = []
+    for task, samples in samples_by_task.items():
+        prompt, query = samples[0].target, samples[1].target
+        passed = predict_checked(generalist, query, prompt, prompt, query.dtype)
+        rows.append((task, [(as_8bit(query), samples[1].key),
+                            (as_8bit(passed), f"{float(psnr(passed, query)):.2f} dB"),
+                            (error_image(passed, query, gain), f"x{gain:g}")]))
+    columns = ["query = target", "pass-through output", f"error x{gain:g} (grey = 0)"]
+    return comparison_grid(rows, columns, stem, title=f"{generalist.name}: pass-through, prompt (t, t)")["png"]
+
+
 COLUMNS = ("model", "identity", "pass_through", "pass_through_no_offset", "floor_cost")
 
 
@@ -175,6 +218,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated 0-255 levels, e.g. 0,2,8,255: also print the pass-through error inside "
                              "a flat block at each level (the left half of each query; exact black is singular "
                              "for GenLV's LayerNorm)")
+    parser.add_argument("--error-map", default="", metavar="STEM",
+                        help="also draw STEM.png: each task's first query, its pass-through output and the "
+                             "error amplified 8x around mid-grey")
     args = parser.parse_args(argv)
     if args.queries < 1:
         parser.error("--queries must be >= 1")
@@ -198,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         per_query = {task: probe_queries(generalist, pairs) for task, pairs in samples.items()}
         flat = {task: flat_block_errors(generalist, pairs, levels) for task, pairs in samples.items()} \
             if levels else {}
+        drawn = error_map(generalist, samples, args.error_map) if args.error_map else None
     except (FileNotFoundError, KeyError, ValueError, BadOutput) as err:  # CheckpointError is a ValueError
         # a KeyError's str() is its message in quotes (an unknown task): print the message itself
         message = err.args[0] if isinstance(err, KeyError) and len(err.args) == 1 else err
@@ -224,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {task} | " + " | ".join(f"{errors[level]:.1f}" for level in levels) + " |")
         print("| mean | " + " | ".join(f"{nan_mean([errors[level] for errors in flat.values()]):.1f}"
                                        for level in levels) + " |")
+    if drawn is not None:
+        print(f"\nerror map: {drawn}")
     return 0
 
 

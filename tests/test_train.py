@@ -693,6 +693,37 @@ def test_passthrough_probe_scores_a_trained_model_on_its_shards(shards, tmp_path
     assert f"task 'canny' has {N_TRAIN} samples" in capsys.readouterr().err
 
 
+def test_passthrough_probe_error_map_draws_the_amplified_difference(shards, tmp_path, capsys):
+    from conftest import load_script
+
+    probe = load_script("passthrough_probe")
+    target = np.full((4, 4, 3), 100, np.uint8)
+    assert (probe.error_image(target, target) == 128).all()  # no error: mid-grey
+    brighter = target.copy()
+    brighter[0, 0] = [101, 99, 140]
+    drawn = probe.error_image(brighter, target, gain=8)
+    assert drawn.dtype == np.uint8 and drawn[0, 0].tolist() == [136, 120, 255] and (drawn[1:] == 128).all()
+    # a uint16 (HDR) pair is put on the 0-255 scale first: 257 uint16 levels are one 8-bit level
+    wide = np.full((2, 2, 3), 30000, np.uint16)
+    assert (probe.error_image(wide + 257, wide, gain=8) == 136).all()
+    assert probe.as_8bit(wide)[0, 0, 0] == 30000 >> 8 and probe.as_8bit(target) is target
+    with pytest.raises(ValueError, match="differ"):
+        probe.error_image(wide.astype(np.uint8), wide)
+    from model import checkpoints
+
+    net = model.build("genlv-tiny").eval()
+    with torch.no_grad():
+        net.output.weight.mul_(0.01)  # outputs near 0: inside the range the bench accepts
+    checkpoints.save_model(net, tmp_path / "model.safetensors", arch="genlv-tiny")
+    stem = tmp_path / "maps" / "errors"
+    stem.parent.mkdir()
+    assert probe.main([str(tmp_path), "--shards", str(shards), "--split", "train", "--tasks", TASKS,
+                       "--queries", "1", "--threads", "1", "--error-map", str(stem)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"error map: {stem}.png"
+    assert (stem.parent / "errors.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(path.name for path in stem.parent.iterdir()) == ["errors.png"]  # no temp file left
+
+
 def test_passthrough_probe_flat_block_errors_measure_the_error_inside_the_block(shards, tmp_path, capsys):
     from conftest import load_script
 
