@@ -160,25 +160,19 @@ def error_image(output, target, gain: float = 8.0):
     return np.clip(np.rint(128.0 + gain * error), 0, 255).astype(np.uint8)
 
 
-def as_8bit(image):
-    """uint8 view of a uint8 or uint16 (HDR) image for drawing: uint16 keeps its top 8 bits."""
-    import numpy as np
-
-    return image if image.dtype == np.uint8 else (image >> 8).astype(np.uint8)
-
-
 def error_map(generalist, samples_by_task: dict[str, list], stem, gain: float = 8.0) -> Path:
     """STEM.png: one row per task, its first query's target (samples[1]) with the prompt (t, t) made of
     samples[0]'s target, the pass-through output (PSNR under it) and ``error_image`` of the two."""
     from bench.figures import comparison_grid
     from bench.metrics import psnr
+    from taskgen.preview import display_uint8
 
     rows = []
     for task, samples in samples_by_task.items():
         prompt, query = samples[0].target, samples[1].target
         passed = predict_checked(generalist, query, prompt, prompt, query.dtype)
-        rows.append((task, [(as_8bit(query), samples[1].key),
-                            (as_8bit(passed), f"{float(psnr(passed, query)):.2f} dB"),
+        rows.append((task, [(display_uint8(query), samples[1].key),
+                            (display_uint8(passed), f"{float(psnr(passed, query)):.2f} dB"),
                             (error_image(passed, query, gain), f"x{gain:g}")]))
     columns = ["query = target", "pass-through output", f"error x{gain:g} (grey = 0)"]
     return comparison_grid(rows, columns, stem, title=f"{generalist.name}: pass-through, prompt (t, t)")["png"]

@@ -706,7 +706,9 @@ def test_passthrough_probe_error_map_draws_the_amplified_difference(shards, tmp_
     # a uint16 (HDR) pair is put on the 0-255 scale first: 257 uint16 levels are one 8-bit level
     wide = np.full((2, 2, 3), 30000, np.uint16)
     assert (probe.error_image(wide + 257, wide, gain=8) == 136).all()
-    assert probe.as_8bit(wide)[0, 0, 0] == 30000 >> 8 and probe.as_8bit(target) is target
+    from taskgen.preview import display_uint8  # what the map draws an HDR query and output with
+
+    assert display_uint8(wide)[0, 0, 0] == 30000 >> 8 and display_uint8(target) is target
     with pytest.raises(ValueError, match="differ"):
         probe.error_image(wide.astype(np.uint8), wide)
     from model import checkpoints
