@@ -22,7 +22,8 @@ from typing import Callable, Protocol
 import cv2
 import numpy as np
 
-from .deadleaves import MAX_CAMERA_BLUR, MAX_LEVELS, MIN_CAMERA_BLUR, DeadLeavesConfig, dead_leaves
+from .deadleaves import (MAX_CAMERA_BLUR, MAX_LEVELS, MAX_TEXTURE_AMP, MIN_CAMERA_BLUR, MIN_TEXTURE_AMP,
+                         DeadLeavesConfig, dead_leaves)
 from .images import random_crop_box, resize_short_side
 from .imageio import IMAGE_SUFFIXES, UnreadableImage, read_image
 
@@ -145,15 +146,19 @@ class DeadLeavesSource:
 # option -> (DeadLeavesConfig field, smallest value, largest value), in the canonical name's order
 _DEAD_LEAVES_OPTIONS = {"tint": ("tint_sigma", 0.0, 1.0), "exposure": ("exposure_sigma", 0.0, 1.0),
                         "levels": ("levels", 0.0, MAX_LEVELS), "blur": ("camera_blur", 0.0, MAX_CAMERA_BLUR),
-                        "rmin": ("r_min", 0.005, 0.2)}
+                        "rmin": ("r_min", 0.005, 0.2), "texture": ("texture_prob", 0.0, 1.0),
+                        "texamp": ("texture_amp", MIN_TEXTURE_AMP, MAX_TEXTURE_AMP)}
 _DEAD_LEAVES_USAGE = (f"options are tint=S and exposure=E in [0, 1], levels=L in [0, {MAX_LEVELS:g}], "
-                      f"blur=B (0 or in [{MIN_CAMERA_BLUR:g}, {MAX_CAMERA_BLUR:g}] px) and rmin=R in [0.005, 0.2], "
+                      f"blur=B (0 or in [{MIN_CAMERA_BLUR:g}, {MAX_CAMERA_BLUR:g}] px), rmin=R in [0.005, 0.2], "
+                      f"texture=P in [0, 1] (fraction of textured leaves) and texamp=A in "
+                      f"[{MIN_TEXTURE_AMP:g}, {MAX_TEXTURE_AMP:g}] (largest texture amplitude), "
                       f"comma-separated (e.g. deadleaves:tint=0.25,exposure=0.5,levels=0.3,blur=0.8,rmin=0.04)")
 
 
 def _dead_leaves_source(arg: str) -> DeadLeavesSource:
-    """``deadleaves`` or ``deadleaves:tint=S,exposure=E,levels=L,blur=B,rmin=R`` (DeadLeavesConfig.tint_sigma,
-    .exposure_sigma, .levels, .camera_blur, .r_min); any subset, in any order."""
+    """``deadleaves`` or ``deadleaves:tint=S,exposure=E,levels=L,blur=B,rmin=R,texture=P,texamp=A``
+    (DeadLeavesConfig.tint_sigma, .exposure_sigma, .levels, .camera_blur, .r_min, .texture_prob, .texture_amp);
+    any subset, in any order."""
     if not arg:
         return DeadLeavesSource()
     values: dict[str, float] = {}

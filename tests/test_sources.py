@@ -150,6 +150,42 @@ def test_deadleaves_camera_blur_and_rmin_soften_the_leaves_and_keep_the_other_by
         build_source("deadleaves:blur=0.1")
 
 
+def _high_pass_std(image) -> float:
+    x = image.astype(np.float32)
+    return float((x - cv2.GaussianBlur(x, (0, 0), 1.0)).std())
+
+
+def test_deadleaves_texture_options_add_fine_detail_on_the_same_leaves_and_keep_the_default_bytes():
+    # the default (texture=0.25, texamp=0.08) spelled out draws exactly what the plain spec draws
+    plain = build_source("deadleaves:tint=0.25")
+    spelled = build_source("deadleaves:texamp=0.08,texture=0.25,tint=0.25")
+    assert spelled.name == "deadleaves:tint=0.25,texture=0.25,texamp=0.08"
+    assert hashlib.sha256(spelled.sample(0, 64, np.random.default_rng(0)).image.tobytes()).hexdigest() == \
+        TINTED_SEED0_SHA256
+    # on the softened leaves the profiles train on, where edges no longer dominate the fine detail
+    soft = build_source("deadleaves:tint=0.25,blur=1,rmin=0.05")
+    rich = build_source("deadleaves:tint=0.25,blur=1,rmin=0.05,texture=0.6,texamp=0.2")
+    untextured = build_source("deadleaves:tint=0.25,blur=1,rmin=0.05,texture=0")
+    detail = {"rich": [], "plain": [], "untextured": []}
+    for seed in range(8):
+        images = {name: src.sample(0, 96, np.random.default_rng(seed)) for name, src in
+                  (("rich", rich), ("plain", soft), ("untextured", untextured))}
+        for name, sample in images.items():
+            detail[name].append(_high_pass_std(sample.image))
+        # textures are painted on the same leaves: the layer map does not move
+        assert np.array_equal(images["rich"].depth, images["plain"].depth)
+    mean = {name: np.mean(values) for name, values in detail.items()}
+    assert mean["untextured"] < mean["plain"] < 0.85 * mean["rich"]  # 5.96 < 6.14 < 0.85 * 7.70 levels
+    for bad in ("deadleaves:texture=1.5", "deadleaves:texamp=0.5", "deadleaves:texamp=0.01"):
+        with pytest.raises(SourceError, match=f"{re.escape(bad)}: options are .*texture=P in \\[0, 1\\]"
+                           ".*texamp=A in \\[0.02, 0.3\\]"):
+            build_source(bad)
+    with pytest.raises(ValueError, match="texture_amp must be in \\[0.02, 0.3\\], got 0.4"):
+        DeadLeavesConfig(texture_amp=0.4)
+    with pytest.raises(ValueError, match="texture_prob must be in \\[0, 1\\], got -0.1"):
+        DeadLeavesConfig(texture_prob=-0.1)
+
+
 def test_depth_proxy_range_and_orientation():
     d = depth_proxy(load_photo("rocket"))
     assert d.min() == 0.0 and d.max() == 1.0
