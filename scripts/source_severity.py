@@ -23,13 +23,14 @@ import numpy as np
 
 DEFAULT_SOURCES = "photos deadleaves"
 DEFAULT_TASKS = "jpeg,ringing,rl,gaussian_blur,motion_deblur,local_laplacian,gaussian_noise,poisson_noise"
-SOURCE_KINDS = ("photos", "deadleaves", "folder", "folder-upscale")
 
 
 def split_sources(text: str) -> list[str]:
     """Source specs from one argument: split at spaces, and at a comma that starts a new source kind
     (``photos,deadleaves:tint=0.25,blur=0.8`` is two specs: the second's options keep their commas)."""
-    kinds = "|".join(re.escape(kind) for kind in sorted(SOURCE_KINDS, key=len, reverse=True))
+    from taskgen.sources import source_kinds
+
+    kinds = "|".join(re.escape(kind) for kind in sorted(source_kinds(), key=len, reverse=True))
     specs = []
     for word in text.split():
         specs += [part for part in re.split(rf",(?=(?:{kinds})(?::|,|$))", word) if part]

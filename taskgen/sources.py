@@ -322,6 +322,11 @@ _SOURCE_FACTORIES: dict[str, Callable[[str], Source]] = {
 }
 
 
+def source_kinds() -> tuple[str, ...]:
+    """The source kinds a spec may start with (``photos``, ``deadleaves``, ``folder``, ...), in registry order."""
+    return tuple(_SOURCE_FACTORIES)
+
+
 def build_source(spec: str) -> Source:
     """Parse a source spec: ``photos``, ``photos:astronaut,coffee``, ``deadleaves``,
     ``deadleaves:tint=0.2,exposure=0.5,levels=0.3``, ``folder:/path``, ``folder-upscale:/path``, or several joined by ``+``."""
