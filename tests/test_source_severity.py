@@ -20,6 +20,9 @@ def test_split_sources_keeps_each_specs_own_commas(severity_script):
         ["photos", "deadleaves:tint=0.25,blur=0.8", "deadleaves"]
     assert split("photos:astronaut,coffee,deadleaves,folder:/a,b") == \
         ["photos:astronaut,coffee", "deadleaves", "folder:/a,b"]
+    # every kind taskgen registers starts a spec, the longest first (folder-upscale is not folder + "-upscale")
+    assert split("folder-upscale:/x,deadleaves:rmin=0.05,texture=0.6,texamp=0.2,photos") == \
+        ["folder-upscale:/x", "deadleaves:rmin=0.05,texture=0.6,texamp=0.2", "photos"]
 
 
 def test_mean_gradient_counts_one_step_per_edge(severity_script):
