@@ -5,6 +5,7 @@
     python scripts/passthrough_probe.py checkpoints/genlv-s --shards DIR --tasks gaussian_blur --per-query
     python scripts/passthrough_probe.py checkpoints/genlv-s --shards DIR --tasks jpeg,rl --flat-levels 0,2,8,255
     python scripts/passthrough_probe.py checkpoints/genlv-s --shards DIR --error-map passthrough-errors
+    python scripts/passthrough_probe.py checkpoints/genlv-s --shards DIR --flat-prompts 16,50,128,200
 
 For each task, the first sample of the split is the prompt and the next ``--queries`` are queries.
 Three mean PSNRs (dB, on the target's integer range): the model's output against the target, the
@@ -24,7 +25,10 @@ photo it was told to leave alone (dark images seen only as low-light inputs) sho
 (``flat_block_errors``): exactly black is where GenLV's LayerNorm is singular. ``--error-map STEM``
 draws STEM.png: per task, its first query's target, the pass-through output and their difference
 amplified around mid-grey (``error_image``), to see where the error lives (edges, flat areas,
-the network's 8-px bottleneck grid) rather than only how large it is.
+the network's 8-px bottleneck grid) rather than only how large it is. ``--flat-prompts`` adds the
+pass-through PSNR under a uniform grey prompt pair (v, v) at each given level
+(``flat_prompt_passthrough``): the prompt says "change nothing", yet genlv-s run 28 pulls its output
+towards a dark uniform prompt's brightness (a photo's sky is nearly one colour).
 
 The test split of a shard root made with the default sources is the packaged photos (not the
 dead-leaves images of the train split), with the first pair as the one prompt of every query.
@@ -145,6 +149,27 @@ def flat_block_errors(generalist, samples: list, levels: list[int], margin: int 
     return {level: sum(values) / len(values) for level, values in errors.items()}
 
 
+def flat_prompt_passthrough(generalist, samples: list, levels: list[int]) -> dict[int, float]:
+    """Per grey level v (0-255 scale): the mean pass-through PSNR (dB) of the query targets of samples[1:]
+    when the prompt pair is one uniform image at v twice, of the prompt's shape: (v, v) asks for no change,
+    so a model that follows its prompt scores its ordinary pass-through at every level, and one that copies
+    the prompt's brightness into its output scores far lower at dark or bright levels."""
+    import numpy as np
+
+    from bench.metrics import peak_value, psnr
+
+    if len(samples) < 2:
+        raise ValueError(f"flat_prompt_passthrough needs a prompt and at least one query, got {len(samples)} sample(s)")
+    scores: dict[int, list[float]] = {level: [] for level in levels}
+    for level in levels:
+        shape, dtype = samples[0].target.shape, samples[0].target.dtype
+        flat = np.full(shape, round(level * peak_value(dtype) / 255.0), dtype)
+        for query in samples[1:]:
+            out = predict_checked(generalist, query.target, flat, flat, query.target.dtype)
+            scores[level].append(float(np.mean(psnr(out, query.target))))
+    return {level: sum(values) / len(values) for level, values in scores.items()}
+
+
 def error_image(output, target, gain: float = 8.0):
     """uint8 RGB picture of output − target (same shape and integer dtype): mid-grey 128 where they agree,
     each error (on the 0-255 scale, so a uint16 HDR pair is rescaled) times ``gain`` added, clipped."""
@@ -197,6 +222,17 @@ def probe(generalist, samples: list) -> dict[str, float]:
     return column_means(probe_queries(generalist, samples))
 
 
+def parse_levels(parser, option: str, text: str) -> list[int]:
+    """Comma-separated 0-255 levels of ``option`` (empty: none); anything else is a usage error."""
+    try:
+        levels = [int(word) for word in text.split(",")] if text else []
+    except ValueError:
+        parser.error(f"{option} {text!r}: expected comma-separated integers in 0..255")
+    if any(not 0 <= level <= 255 for level in levels):
+        parser.error(f"{option} {text!r}: levels must be in 0..255")
+    return levels
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", help="model.safetensors written by llvbench, or the folder holding it")
@@ -212,18 +248,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated 0-255 levels, e.g. 0,2,8,255: also print the pass-through error inside "
                              "a flat block at each level (the left half of each query; exact black is singular "
                              "for GenLV's LayerNorm)")
+    parser.add_argument("--flat-prompts", default="",
+                        help="comma-separated 0-255 levels, e.g. 16,50,128,200: also print the pass-through PSNR "
+                             "under a uniform grey prompt pair (v, v) at each level")
     parser.add_argument("--error-map", default="", metavar="STEM",
                         help="also draw STEM.png: each task's first query, its pass-through output and the "
                              "error amplified 8x around mid-grey")
     args = parser.parse_args(argv)
     if args.queries < 1:
         parser.error("--queries must be >= 1")
-    try:
-        levels = [int(text) for text in args.flat_levels.split(",")] if args.flat_levels else []
-    except ValueError:
-        parser.error(f"--flat-levels {args.flat_levels!r}: expected comma-separated integers in 0..255")
-    if any(not 0 <= level <= 255 for level in levels):
-        parser.error(f"--flat-levels {args.flat_levels!r}: levels must be in 0..255")
+    levels = parse_levels(parser, "--flat-levels", args.flat_levels)
+    prompt_levels = parse_levels(parser, "--flat-prompts", args.flat_prompts)
 
     import torch
 
@@ -238,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
         per_query = {task: probe_queries(generalist, pairs) for task, pairs in samples.items()}
         flat = {task: flat_block_errors(generalist, pairs, levels) for task, pairs in samples.items()} \
             if levels else {}
+        flat_prompts = {task: flat_prompt_passthrough(generalist, pairs, prompt_levels)
+                        for task, pairs in samples.items()} if prompt_levels else {}
         drawn = error_map(generalist, samples, args.error_map) if args.error_map else None
     except (FileNotFoundError, KeyError, ValueError, BadOutput) as err:  # CheckpointError is a ValueError
         # a KeyError's str() is its message in quotes (an unknown task): print the message itself
@@ -265,6 +302,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {task} | " + " | ".join(f"{errors[level]:.1f}" for level in levels) + " |")
         print("| mean | " + " | ".join(f"{nan_mean([errors[level] for errors in flat.values()]):.1f}"
                                        for level in levels) + " |")
+    if flat_prompts:
+        print("\n| task | " + " | ".join(f"pass-through, flat {level} prompt" for level in prompt_levels)
+              + " |\n|---|" + "---|" * len(prompt_levels))
+        for task, scores in flat_prompts.items():
+            print(f"| {task} | " + " | ".join(f"{scores[level]:.2f}" for level in prompt_levels) + " |")
+        print("| mean | " + " | ".join(f"{nan_mean([scores[level] for scores in flat_prompts.values()]):.2f}"
+                                       for level in prompt_levels) + " |")
     if drawn is not None:
         print(f"\nerror map: {drawn}")
     return 0

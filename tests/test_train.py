@@ -767,6 +767,54 @@ def test_passthrough_probe_flat_block_errors_measure_the_error_inside_the_block(
             probe.main([str(tmp_path), "--shards", str(shards), "--tasks", "canny", "--flat-levels", bad])
 
 
+
+def test_passthrough_probe_flat_prompts_score_the_queries_under_a_uniform_prompt(shards, tmp_path, capsys):
+    from conftest import load_script
+
+    from bench.builtins import IdentityGeneralist
+    from bench.metrics import PSNR_CAP_DB, psnr
+
+    probe = load_script("passthrough_probe")
+    samples = probe.task_samples(shards, "train", "gaussian_noise", 3)
+
+    class CopiesPrompt(IdentityGeneralist):
+        name = "copies-prompt"
+
+        def predict(self, query, prompt_input, prompt_target):
+            return prompt_target.clone()
+
+    # a model that follows the (v, v) prompt leaves every query alone: the PSNR cap at every level
+    followed = probe.flat_prompt_passthrough(IdentityGeneralist(), samples, [16, 200])
+    assert followed == {16: PSNR_CAP_DB, 200: PSNR_CAP_DB}
+    # one that paints the prompt scores each query against the flat image
+    copied = probe.flat_prompt_passthrough(CopiesPrompt(), samples, [16, 200])
+    for level in (16, 200):
+        expected = np.mean([float(np.mean(psnr(np.full_like(q.target, level), q.target))) for q in samples[1:]])
+        assert copied[level] == pytest.approx(expected)
+    assert copied[16] < 20 and copied[200] < 20
+    with pytest.raises(ValueError, match="at least one query"):
+        probe.flat_prompt_passthrough(IdentityGeneralist(), samples[:1], [16])
+    # the option prints one row per task and a mean row; bad levels are a usage error
+    from model import checkpoints
+
+    net = model.build("genlv-tiny").eval()
+    with torch.no_grad():
+        net.output.weight.mul_(0.01)
+    checkpoints.save_model(net, tmp_path / "model.safetensors", arch="genlv-tiny")
+    assert probe.main([str(tmp_path), "--shards", str(shards), "--split", "train", "--tasks", TASKS,
+                       "--queries", "1", "--threads", "1", "--flat-prompts", "16,128"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    table = lines[lines.index("| task | pass-through, flat 16 prompt | pass-through, flat 128 prompt |"):]
+    assert [line.split(" | ")[0] for line in table[2:]] == ["| gaussian_noise", "| canny", "| mean"]
+    from bench.builtins import CheckpointGeneralist
+
+    scores = probe.flat_prompt_passthrough(CheckpointGeneralist(tmp_path, device="cpu"),
+                                           probe.task_samples(shards, "train", "gaussian_noise", 2), [16, 128])
+    assert table[2] == f"| gaussian_noise | {scores[16]:.2f} | {scores[128]:.2f} |"
+    for bad in ("16,x", "300"):
+        with pytest.raises(SystemExit):
+            probe.main([str(tmp_path), "--shards", str(shards), "--tasks", "canny", "--flat-prompts", bad])
+
 # ----------------------------------------------------------------------------- resume bookkeeping, idle resumes
 
 def _crash_at_call(n: int):
