@@ -746,6 +746,17 @@ def test_passthrough_probe_flat_block_errors_measure_the_error_inside_the_block(
     # halving a flat block at v leaves v/2 inside it (quantised to the 8-bit grid: 255 -> 127.5 -> 128)
     assert probe.flat_block_errors(Halving(), samples, [0, 8, 255]) == pytest.approx({0: 0.0, 8: 4.0, 255: 127.0})
     # the option prints one row per task and a mean row; bad levels are a usage error
+    table, generalist = _probe_option_table(probe, shards, tmp_path, capsys, "--flat-levels", "0,255",
+                                            "| task | error in a flat 0 block | error in a flat 255 block |")
+    errors = probe.flat_block_errors(generalist, probe.task_samples(shards, "train", "gaussian_noise", 2), [0, 255])
+    assert table[2] == f"| gaussian_noise | {errors[0]:.1f} | {errors[255]:.1f} |"
+
+
+def _probe_option_table(probe, shards, tmp_path, capsys, option: str, value: str, header: str):
+    """Run the probe's CLI with ``option value`` on a tiny checkpoint over TASKS (one query each); return
+    the printed table from ``header`` on (checked: a row per task and a mean row) and the checkpoint's
+    generalist. Two malformed level lists must be usage errors."""
+    from bench.builtins import CheckpointGeneralist
     from model import checkpoints
 
     net = model.build("genlv-tiny").eval()
@@ -753,19 +764,14 @@ def test_passthrough_probe_flat_block_errors_measure_the_error_inside_the_block(
         net.output.weight.mul_(0.01)  # outputs near 0: inside the range the bench accepts
     checkpoints.save_model(net, tmp_path / "model.safetensors", arch="genlv-tiny")
     assert probe.main([str(tmp_path), "--shards", str(shards), "--split", "train", "--tasks", TASKS,
-                       "--queries", "1", "--threads", "1", "--flat-levels", "0,255"]) == 0
+                       "--queries", "1", "--threads", "1", option, value]) == 0
     lines = capsys.readouterr().out.splitlines()
-    table = lines[lines.index("| task | error in a flat 0 block | error in a flat 255 block |"):]
+    table = lines[lines.index(header):]
     assert [line.split(" | ")[0] for line in table[2:]] == ["| gaussian_noise", "| canny", "| mean"]
-    from bench.builtins import CheckpointGeneralist
-
-    errors = probe.flat_block_errors(CheckpointGeneralist(tmp_path, device="cpu"),
-                                     probe.task_samples(shards, "train", "gaussian_noise", 2), [0, 255])
-    assert table[2] == f"| gaussian_noise | {errors[0]:.1f} | {errors[255]:.1f} |"
     for bad in ("0,x", "256"):
         with pytest.raises(SystemExit):
-            probe.main([str(tmp_path), "--shards", str(shards), "--tasks", "canny", "--flat-levels", bad])
-
+            probe.main([str(tmp_path), "--shards", str(shards), "--tasks", "canny", option, bad])
+    return table, CheckpointGeneralist(tmp_path, device="cpu")
 
 
 def test_passthrough_probe_flat_prompts_score_the_queries_under_a_uniform_prompt(shards, tmp_path, capsys):
@@ -795,25 +801,12 @@ def test_passthrough_probe_flat_prompts_score_the_queries_under_a_uniform_prompt
     with pytest.raises(ValueError, match="at least one query"):
         probe.flat_prompt_passthrough(IdentityGeneralist(), samples[:1], [16])
     # the option prints one row per task and a mean row; bad levels are a usage error
-    from model import checkpoints
-
-    net = model.build("genlv-tiny").eval()
-    with torch.no_grad():
-        net.output.weight.mul_(0.01)
-    checkpoints.save_model(net, tmp_path / "model.safetensors", arch="genlv-tiny")
-    assert probe.main([str(tmp_path), "--shards", str(shards), "--split", "train", "--tasks", TASKS,
-                       "--queries", "1", "--threads", "1", "--flat-prompts", "16,128"]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    table = lines[lines.index("| task | pass-through, flat 16 prompt | pass-through, flat 128 prompt |"):]
-    assert [line.split(" | ")[0] for line in table[2:]] == ["| gaussian_noise", "| canny", "| mean"]
-    from bench.builtins import CheckpointGeneralist
-
-    scores = probe.flat_prompt_passthrough(CheckpointGeneralist(tmp_path, device="cpu"),
-                                           probe.task_samples(shards, "train", "gaussian_noise", 2), [16, 128])
+    table, generalist = _probe_option_table(probe, shards, tmp_path, capsys, "--flat-prompts", "16,128",
+                                            "| task | pass-through, flat 16 prompt | pass-through, flat 128 prompt |")
+    scores = probe.flat_prompt_passthrough(generalist, probe.task_samples(shards, "train", "gaussian_noise", 2),
+                                           [16, 128])
     assert table[2] == f"| gaussian_noise | {scores[16]:.2f} | {scores[128]:.2f} |"
-    for bad in ("16,x", "300"):
-        with pytest.raises(SystemExit):
-            probe.main([str(tmp_path), "--shards", str(shards), "--tasks", "canny", "--flat-prompts", bad])
+
 
 # ----------------------------------------------------------------------------- resume bookkeeping, idle resumes
 
