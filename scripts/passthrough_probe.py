@@ -160,9 +160,9 @@ def flat_prompt_passthrough(generalist, samples: list, levels: list[int]) -> dic
 
     if len(samples) < 2:
         raise ValueError(f"flat_prompt_passthrough needs a prompt and at least one query, got {len(samples)} sample(s)")
+    shape, dtype = samples[0].target.shape, samples[0].target.dtype
     scores: dict[int, list[float]] = {level: [] for level in levels}
     for level in levels:
-        shape, dtype = samples[0].target.shape, samples[0].target.dtype
         flat = np.full(shape, round(level * peak_value(dtype) / 255.0), dtype)
         for query in samples[1:]:
             out = predict_checked(generalist, query.target, flat, flat, query.target.dtype)
@@ -233,6 +233,16 @@ def parse_levels(parser, option: str, text: str) -> list[int]:
     return levels
 
 
+def print_level_table(by_task: dict[str, dict[int, float]], levels: list[int], heading: str, number: str) -> None:
+    """Print a Markdown table of per-level figures: a row per task and a mean row, one column per level
+    titled ``heading.format(level)``, each figure formatted with ``number``."""
+    print("\n| task | " + " | ".join(heading.format(level) for level in levels) + " |\n|---|" + "---|" * len(levels))
+    for task, values in by_task.items():
+        print(f"| {task} | " + " | ".join(f"{values[level]:{number}}" for level in levels) + " |")
+    print("| mean | " + " | ".join(f"{nan_mean([values[level] for values in by_task.values()]):{number}}"
+                                   for level in levels) + " |")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", help="model.safetensors written by llvbench, or the folder holding it")
@@ -296,19 +306,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"| {row['key']} | {row['brightness']:.2f} | {row['model']:.2f} | {row['identity']:.2f} | "
                       f"{row['pass_through']:.2f} | {row['pass_through_brightness']:.2f} |")
     if flat:
-        print("\n| task | " + " | ".join(f"error in a flat {level} block" for level in levels) + " |\n|---|"
-              + "---|" * len(levels))
-        for task, errors in flat.items():
-            print(f"| {task} | " + " | ".join(f"{errors[level]:.1f}" for level in levels) + " |")
-        print("| mean | " + " | ".join(f"{nan_mean([errors[level] for errors in flat.values()]):.1f}"
-                                       for level in levels) + " |")
+        print_level_table(flat, levels, "error in a flat {} block", ".1f")
     if flat_prompts:
-        print("\n| task | " + " | ".join(f"pass-through, flat {level} prompt" for level in prompt_levels)
-              + " |\n|---|" + "---|" * len(prompt_levels))
-        for task, scores in flat_prompts.items():
-            print(f"| {task} | " + " | ".join(f"{scores[level]:.2f}" for level in prompt_levels) + " |")
-        print("| mean | " + " | ".join(f"{nan_mean([scores[level] for scores in flat_prompts.values()]):.2f}"
-                                       for level in prompt_levels) + " |")
+        print_level_table(flat_prompts, prompt_levels, "pass-through, flat {} prompt", ".2f")
     if drawn is not None:
         print(f"\nerror map: {drawn}")
     return 0
