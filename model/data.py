@@ -66,10 +66,6 @@ GENLV_TASK_MIX: dict[str, float] = {
 _PLAN_STREAM = 0x504C414E  # "PLAN": keeps the epoch-plan generator apart from the augmentation ones
 _AUG_STREAM = 0x41554721   # "AUG!"
 _IDENTITY_STREAM = 0x49444E54  # "IDNT": identity draws never shift the plan or the crops
-_FLAT_STREAM = 0x464C4154      # "FLAT": the flat-prompt draws of identity entries, apart from the rest
-# Flat identity prompts: the kept share of the prompt's detail and its new mean brightness (fraction of full scale).
-FLAT_CONTRAST = (0.0, 0.5)
-FLAT_LEVEL = (0.02, 0.9)
 IDENTITY_TASK = "identity"
 
 
@@ -122,19 +118,6 @@ def dihedral(image: np.ndarray, op: int) -> np.ndarray:
     horizontal flip when op >= 4."""
     out = np.rot90(image, k=op % 4, axes=(0, 1))
     return out[:, ::-1] if op >= 4 else out
-
-
-def flatten_image(image: np.ndarray, contrast: float, level: float) -> np.ndarray:
-    """HxWx3 integer image (uint8/uint16), same dtype out: detail around the mean colour scaled by
-    ``contrast`` (0 = one uniform colour) and the mean brightness moved to ``level`` of full scale."""
-    top = float(np.iinfo(image.dtype).max)
-    pixels = image.astype(np.float32) / top
-    mean = pixels.reshape(-1, pixels.shape[-1]).mean(axis=0)
-    # The mean colour keeps its hue: scaled as a whole to the new brightness (black stays neutral).
-    brightness = float(mean.mean())
-    new_mean = mean * (level / brightness) if brightness > 1e-6 else np.full_like(mean, level)
-    out = new_mean + contrast * (pixels - mean)
-    return np.clip(np.rint(out * top), 0, top).astype(image.dtype)
 
 
 def to_chw_float(image: np.ndarray) -> torch.Tensor:
@@ -191,25 +174,17 @@ class TrainStream(IterableDataset):
     ``identity_rate``: the fraction of entries turned into identity samples (task ``"identity"``):
     the drawn prompt and query *inputs* stand for both sides, prompt (x, x) and query q -> q. Not
     in the paper: it trains the fidelity of images a prompt says to leave alone (0 = off, and then
-    the stream is exactly the one without this option). ``flat_prompt_rate``: the fraction of those
-    identity entries whose prompt image (both sides) is made nearly flat by :func:`flatten_image`
-    (contrast and mean brightness drawn from ``FLAT_CONTRAST`` and ``FLAT_LEVEL``): a dark or uniform
-    prompt pair then still says "leave the query alone" instead of "make it this dark" (0 = off).
+    the stream is exactly the one without this option).
     """
 
     def __init__(self, shards_dir: str | Path, size: int, task_weights=None, seed: int = 0, rank: int = 0,
                  world_size: int = 1, epoch_length: int | None = None, epochs: int | None = None,
-                 augment: bool = True, raw: bool = False, identity_rate: float = 0.0,
-                 flat_prompt_rate: float = 0.0):
+                 augment: bool = True, raw: bool = False, identity_rate: float = 0.0):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside world_size {world_size}")
         if not 0.0 <= float(identity_rate) < 1.0:
             raise ValueError(f"identity_rate must be in [0, 1), got {identity_rate!r}")
-        if not 0.0 <= float(flat_prompt_rate) <= 1.0:
-            raise ValueError(f"flat_prompt_rate must be in [0, 1], got {flat_prompt_rate!r}")
-        if flat_prompt_rate and not identity_rate:
-            raise ValueError("flat_prompt_rate flattens the prompts of identity entries; it needs identity_rate > 0")
-        self.identity_rate, self.flat_prompt_rate = float(identity_rate), float(flat_prompt_rate)
+        self.identity_rate = float(identity_rate)
         self.root = Path(shards_dir)
         self.size, self.seed, self.rank, self.world_size = int(size), int(seed), int(rank), int(world_size)
         self.epochs, self.augment, self.raw, self.epoch = epochs, augment, raw, 0
@@ -361,15 +336,6 @@ class TrainStream(IterableDataset):
         return bool(np.random.default_rng([self.seed, epoch, _IDENTITY_STREAM, position]).random()
                     < self.identity_rate)
 
-    def _flat_prompt(self, epoch: int, position: int, image: np.ndarray) -> np.ndarray:
-        """The prompt image of an identity entry: flattened for a ``flat_prompt_rate`` share, else as is."""
-        if self.flat_prompt_rate == 0.0:
-            return image
-        rng = np.random.default_rng([self.seed, epoch, _FLAT_STREAM, position])
-        if rng.random() >= self.flat_prompt_rate:
-            return image
-        return flatten_image(image, float(rng.uniform(*FLAT_CONTRAST)), float(rng.uniform(*FLAT_LEVEL)))
-
     def make_sample(self, epoch: int, position: int, row: np.ndarray) -> dict:
         """Materialise one plan entry (reads, decodes, crops, flips, converts)."""
         task = self.tasks[int(row[0])]
@@ -378,8 +344,7 @@ class TrainStream(IterableDataset):
         prompt = self._crop(self._read_pair(prompt_ref), rng)
         query = self._crop(self._read_pair(query_ref), rng)
         if self.is_identity(epoch, position):
-            shown = self._flat_prompt(epoch, position, prompt[0])
-            task, prompt, query = IDENTITY_TASK, (shown, shown), (query[0], query[0])
+            task, prompt, query = IDENTITY_TASK, (prompt[0], prompt[0]), (query[0], query[0])
         op = int(rng.integers(0, 8)) if self.augment else 0
         images = [dihedral(img, op) for img in (*prompt, *query)]
         tensors = [to_chw_int(img) if self.raw else to_chw_float(img) for img in images]

@@ -76,8 +76,7 @@ WEIGHTS_NAME = "model.safetensors"          # bench.checkpoint reads these two n
 CONFIG_NAME = "config.json"
 METRICS_COLUMNS = ("step", "loss", "lr", "samples_per_s", "elapsed", "grad_norm")
 # Settings that decide the data order and the loss curve: a resumed run must keep them.
-RUN_IDENTITY = ("arch", "overrides", "batch", "size", "seed", "task_weights", "epoch_length", "identity_rate",
-                "flat_prompt_rate")
+RUN_IDENTITY = ("arch", "overrides", "batch", "size", "seed", "task_weights", "epoch_length", "identity_rate")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -123,7 +122,6 @@ class TrainConfig:
     task_weights: Any = None         # None/"uniform", "genlv" or {task: weight} (model.data)
     epoch_length: int | None = None  # samples per epoch over all ranks; None: every train sample once
     identity_rate: float = 0.0       # fraction of samples made identity pairs (model.data; not the paper's)
-    flat_prompt_rate: float = 0.0    # fraction of identity pairs whose prompt is made nearly flat (model.data)
     log_every: int = 10              # metrics.csv row every N steps (mean loss of the window)
     ckpt_every: int = 500            # checkpoint every N steps (and at the end)
     stop_at: int | None = None       # stop after this step (the schedule still spans `steps`)
@@ -160,10 +158,6 @@ class TrainConfig:
             problems.append(f"ema is a decay in [0, 1) (0 = off), got {self.ema}")
         if not 0.0 <= self.identity_rate < 1.0:
             problems.append(f"identity_rate is a fraction in [0, 1) (0 = off), got {self.identity_rate}")
-        if not 0.0 <= self.flat_prompt_rate <= 1.0:
-            problems.append(f"flat_prompt_rate is a fraction in [0, 1] (0 = off), got {self.flat_prompt_rate}")
-        elif self.flat_prompt_rate and not self.identity_rate:
-            problems.append("flat_prompt_rate flattens identity pairs' prompts: it needs identity_rate > 0")
         if self.lr <= 0 or self.min_lr < 0 or self.min_lr > self.lr:
             problems.append(f"need 0 <= min_lr <= lr and lr > 0 (got lr {self.lr}, min_lr {self.min_lr})")
         if self.grad_clip < 0:
@@ -422,7 +416,7 @@ def make_stream(config: TrainConfig, dist: Distributed):
 
     return TrainStream(config.shards, config.size, task_weights=config.task_weights, seed=config.seed,
                        rank=dist.rank, world_size=dist.world_size, epoch_length=config.epoch_length, raw=True,
-                       identity_rate=config.identity_rate, flat_prompt_rate=config.flat_prompt_rate)
+                       identity_rate=config.identity_rate)
 
 
 def make_step_loader(stream, batch_size: int, start: int, stop: int, *, workers: int = 0,

@@ -14,7 +14,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from model.data import (GENLV_TASK_MIX, TrainStream, batch_to_float, collate_integer,  # noqa: E402
-                        dihedral, flatten_image, make_loader, resolve_task_weights, to_chw_float, to_chw_int)
+                        dihedral, make_loader, resolve_task_weights, to_chw_float, to_chw_int)
 from pipelines.synth import configure, read_params, run_synth  # noqa: E402
 from taskgen.registry import register_task, registered  # noqa: E402
 from taskgen.shards import ManifestError, ShardError, index_shard  # noqa: E402
@@ -218,53 +218,6 @@ def test_identity_rate_turns_a_share_of_entries_into_pass_through_pairs(shards):
     assert torch.equal(batch["target"], batch["query"])
     with pytest.raises(ValueError, match="identity_rate"):
         TrainStream(shards, 16, identity_rate=1.0)
-
-
-def test_flatten_image_keeps_dtype_and_hue_and_sets_contrast_and_brightness():
-    rng = np.random.default_rng(0)
-    image = (rng.random((20, 30, 3)) * [120, 160, 200]).astype(np.uint8)  # a bluish image
-    flat = flatten_image(image, contrast=0.0, level=0.1)
-    assert flat.dtype == np.uint8 and flat.shape == image.shape
-    assert np.ptp(flat.reshape(-1, 3), axis=0).max() == 0  # one uniform colour
-    assert abs(flat.mean() / 255 - 0.1) < 0.01 and flat[0, 0, 2] > flat[0, 0, 1] > flat[0, 0, 0]
-    same = flatten_image(image, contrast=1.0, level=float(image.mean()) / 255)
-    assert np.abs(same.astype(int) - image).max() <= 1
-    half = flatten_image(image, contrast=0.5, level=0.5).astype(float)
-    assert np.allclose(half.std(axis=(0, 1)), 0.5 * image.std(axis=(0, 1)), rtol=0.05)
-    assert abs(half.mean() / 255 - 0.5) < 0.01
-    deep = (rng.random((8, 8, 3)) * 65535).astype(np.uint16)
-    out = flatten_image(deep, contrast=0.2, level=0.9)
-    assert out.dtype == np.uint16 and abs(out.mean() / 65535 - 0.9) < 0.01
-    black = flatten_image(np.zeros((4, 4, 3), np.uint8), contrast=0.3, level=0.2)
-    assert np.all(black == 51)  # a black image gets a neutral grey of the asked brightness
-
-
-def test_flat_prompt_rate_flattens_only_the_prompts_of_identity_entries(shards):
-    kwargs = dict(seed=3, epochs=1, epoch_length=120, identity_rate=0.25)
-    mixed = list(TrainStream(shards, 16, **kwargs))
-    assert all(torch.equal(a["prompt_input"], b["prompt_input"])
-               for a, b in zip(mixed, TrainStream(shards, 16, flat_prompt_rate=0.0, **kwargs)))
-    flat = list(TrainStream(shards, 16, flat_prompt_rate=1.0, **kwargs))
-    half = list(TrainStream(shards, 16, flat_prompt_rate=0.5, **kwargs))
-    identity = [i for i, item in enumerate(mixed) if item["task"] == "identity"]
-    assert len(identity) > 15
-    flattened = 0
-    for i, (a, b, c) in enumerate(zip(mixed, flat, half)):
-        assert (a["key"], a["task"]) == (b["key"], b["task"]) and torch.equal(a["query"], b["query"])
-        assert torch.equal(a["target"], b["target"])  # the query pair is never touched
-        if i in identity:
-            assert torch.equal(b["prompt_input"], b["prompt_target"])  # still an identity prompt
-            detail = [x["prompt_input"].std(dim=(1, 2)) for x in (a, b)]  # per channel, around its mean
-            assert torch.all(detail[1] <= 0.5 * detail[0] + 1 / 255)  # contrast at most 0.5 (clipping only lowers it)
-            flattened += not torch.equal(c["prompt_input"], a["prompt_input"])
-        else:
-            assert torch.equal(a["prompt_input"], b["prompt_input"]) and torch.equal(a["prompt_target"],
-                                                                                     b["prompt_target"])
-    assert 0.2 * len(identity) < flattened < 0.8 * len(identity)
-    with pytest.raises(ValueError, match="identity_rate"):
-        TrainStream(shards, 16, flat_prompt_rate=0.5)
-    with pytest.raises(ValueError, match="flat_prompt_rate"):
-        TrainStream(shards, 16, identity_rate=0.25, flat_prompt_rate=1.5)
 
 
 def test_stream_pickles_without_open_files(shards):

@@ -351,11 +351,11 @@ def test_cli_values_override_params_yaml(shards, tmp_path):
     command.add_arguments(parser)
     out = tmp_path / "from-cli"
     args = parser.parse_args(["--params", str(params), "--steps", "2", "--out", str(out), "--ema",
-                              "--identity-rate", "0.25", "--flat-prompt-rate", "0.5", "--no-progress"])
+                              "--identity-rate", "0.25", "--no-progress"])
     assert command.run(args) == 0
     config = json.loads((out / "config.json").read_text())["train"]
     assert config["steps"] == 2 and config["ema"] == 0.999       # from the command line
-    assert config["identity_rate"] == 0.25 and config["flat_prompt_rate"] == 0.5
+    assert config["identity_rate"] == 0.25
     assert config["lr"] == 0.0005 and config["batch"] == 2        # from params.yaml
     assert loss_curve(out)[0] == [1, 2] and not (tmp_path / "from-params").exists()
 

@@ -69,9 +69,6 @@ def add_arguments(p) -> None:
     p.add_argument("--task-weights", help="uniform, genlv (the paper's task mix), a JSON object {task: weight} or a .json file holding one")
     p.add_argument("--identity-rate", type=float, help="fraction of samples made identity pairs (prompt (x, x), "
                    "query q -> q from the drawn inputs), to train fidelity; 0 = off (default; not in the paper)")
-    p.add_argument("--flat-prompt-rate", type=float, help="fraction of the identity pairs whose prompt is made "
-                   "nearly flat (random low contrast and mean brightness), so a dark or uniform prompt does not "
-                   "darken the output; needs --identity-rate (default 0 = off)")
     p.add_argument("--epoch-length", type=int, help="samples per epoch (default: every train sample once)")
     p.add_argument("--log-every", type=int, help="metrics row every N steps")
     p.add_argument("--ckpt-every", type=int, help="checkpoint every N steps (and at the end)")
@@ -95,7 +92,7 @@ def overrides_from(args) -> dict:
         "compile": args.compile, "channels_last": args.channels_last, "checkpointing": args.checkpointing,
         "device": args.device, "workers": args.workers, "threads": args.threads,
         "seed": args.seed, "task_weights": args.task_weights, "epoch_length": args.epoch_length,
-        "identity_rate": args.identity_rate, "flat_prompt_rate": args.flat_prompt_rate,
+        "identity_rate": args.identity_rate,
         "log_every": args.log_every, "ckpt_every": args.ckpt_every, "metrics": args.metrics,
         "summary": args.summary, "name": args.name, "max_minutes": args.max_minutes, "init": args.init,
     }
