@@ -59,6 +59,11 @@ class GenLVConfig:
     # bottleneck holds X-Restormer blocks instead of PCABs and which ignores the prompt.
     use_prompt: bool = True
     global_residual: bool = False  # output + query, as the original X-Restormer; GenLV has none
+    # Not in the official code: images enter as x*(1-2o)+o and the output is mapped back, so no pixel
+    # is exactly black. The bias-free patch embedding sends black to the zero vector, which a
+    # LayerNorm turns into its bias alone, while every other flat grey gives one shared direction:
+    # 0 is a singular input (docs/model.md). 0 = the official function.
+    input_offset: float = 0.0
 
     def __post_init__(self):
         # Accept lists (JSON/YAML) but store tuples so configs stay hashable and comparable.
@@ -66,6 +71,8 @@ class GenLVConfig:
         object.__setattr__(self, "heads", tuple(self.heads))
         if len(self.num_blocks) != LEVELS or len(self.heads) != LEVELS:
             raise ValueError(f"num_blocks and heads need {LEVELS} entries (levels 1, 1/2, 1/4, 1/8)")
+        if not 0.0 <= self.input_offset < 0.5:
+            raise ValueError(f"input_offset must be in [0, 0.5) (a share of full scale), got {self.input_offset}")
         for level, heads in enumerate(self.heads):
             if (self.dim << level) % heads:
                 raise ValueError(f"level {level + 1}: width {self.dim << level} is not divisible by {heads} heads")
@@ -346,13 +353,24 @@ class GenLV(nn.Module):
         check_vpip_inputs(cfg, query, prompt_input, prompt_target,
                           f"window {cfg.window_size} at every windowed scale")
 
+    def to_network_range(self, image: torch.Tensor) -> torch.Tensor:
+        """[0, 1] image -> [o, 1 - o] with o = ``config.input_offset`` (identity when o = 0)."""
+        offset = self.config.input_offset
+        return image * (1.0 - 2.0 * offset) + offset if offset else image
+
+    def from_network_range(self, image: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`to_network_range`."""
+        offset = self.config.input_offset
+        return (image - offset) / (1.0 - 2.0 * offset) if offset else image
+
     def encode_prompt(self, prompt_input: torch.Tensor, prompt_target: torch.Tensor):
         """Prompt tokens (keys from the prompt input, values from the prompt target), B×N×8·dim each."""
-        return self.Prompt_KV_Encoder(prompt_input, prompt_target)
+        return self.Prompt_KV_Encoder(self.to_network_range(prompt_input), self.to_network_range(prompt_target))
 
     def forward_with_prompt(self, query: torch.Tensor, prompt_keys: torch.Tensor | None,
                             prompt_values: torch.Tensor | None) -> torch.Tensor:
         """Main network with precomputed prompt tokens (reuse one prompt across many queries)."""
+        query = self.to_network_range(query)
         enc1 = self.encoder_level1(self.patch_embed(query))
         enc2 = self.encoder_level2(self.down1_2(enc1))
         enc3 = self.encoder_level3(self.down2_3(enc2))
@@ -366,7 +384,7 @@ class GenLV(nn.Module):
         dec2 = self.decoder_level2(self.reduce_chan_level2(torch.cat([self.up3_2(dec3), enc2], 1)))
         dec1 = self.decoder_level1(torch.cat([self.up2_1(dec2), enc1], 1))
         out = self.output(self.refinement(dec1))
-        return out + query if self.config.global_residual else out
+        return self.from_network_range(out + query if self.config.global_residual else out)
 
     def forward(self, query: torch.Tensor, prompt_input: torch.Tensor | None = None,
                 prompt_target: torch.Tensor | None = None) -> torch.Tensor:

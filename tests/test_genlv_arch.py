@@ -365,6 +365,26 @@ def test_prompt_changes_output_and_samples_are_independent(tiny):
     assert (swapped - first).abs().max() > 1e-4  # the prompt target reaches the output
 
 
+def test_input_offset_maps_images_into_and_out_of_the_network_range(tiny):
+    offset = 4 / 255
+    shifted = model.build("genlv-tiny", input_offset=offset).eval()
+    shifted.load_state_dict(tiny.state_dict())  # same parameters: the offset adds none
+    torch.manual_seed(5)
+    query, p_in, p_out = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
+    query[..., :32, :] = 0.0  # a black half: exactly what the offset is for
+    into = lambda x: x * (1 - 2 * offset) + offset  # noqa: E731
+    with torch.no_grad():
+        expected = (tiny(into(query), into(p_in), into(p_out)) - offset) / (1 - 2 * offset)
+        out = shifted(query, p_in, p_out)
+        reused = shifted.forward_with_prompt(query, *shifted.encode_prompt(p_in, p_out))
+        plain = tiny(query, p_in, p_out)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(reused, out)
+    assert (out - plain).abs().max() > 1e-3  # it is a different function of the same weights
+    with pytest.raises(ValueError, match="input_offset"):
+        model.build("genlv-tiny", input_offset=0.5)
+
+
 def test_backward_reaches_every_parameter():
     torch.manual_seed(4)
     net = model.build("genlv-tiny")
