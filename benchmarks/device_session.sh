@@ -209,7 +209,12 @@ print(max(2, int(rate * ${LOADER_MARGIN:-0.85} * seconds / $BATCH)))")
     # won back the loss the restart cost (results/gpu-h200/README.md).
     INIT=()
     # the shipped weights carry forward; a SMOKE run trains genlv-tiny, which they do not fit
-    if [ "$ARCH" = genlv-s ] && [ -f checkpoints/genlv-s/model.safetensors ]; then INIT=(--init checkpoints/genlv-s); fi
+    if [ "$ARCH" = genlv-s ] && [ -f checkpoints/genlv-s/model.safetensors ]; then
+        INIT=(--init checkpoints/genlv-s)
+        # ... with the network function they were trained for (their config.json overrides, e.g. input_offset)
+        while read -r kv; do if [ -n "$kv" ]; then INIT+=(--override "$kv"); fi; done < <($PY -c \
+            'import json; [print(f"{k}={json.dumps(v)}") for k, v in json.load(open("checkpoints/genlv-s/config.json")).get("overrides", {}).items()]')
+    fi
     # TASK_WEIGHTS: what --task-weights takes (run 11's mix, the tasks genlv-s lost to identity
     # drawn 3x: scripts/genlv-s-task-weights.json); default uniform.
     WEIGHTS=()

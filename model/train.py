@@ -227,6 +227,22 @@ def load_init_weights(net: nn.Module, init: str | os.PathLike) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def warn_if_init_overrides_differ(init: str | os.PathLike, overrides: dict) -> None:
+    """Log a warning when ``--init`` is a checkpoint folder whose network overrides (its config.json)
+    differ from this run's: the weights then serve another function (e.g. an ``input_offset``),
+    which is right for a deliberate change and silently wrong when the override was forgotten."""
+    path = Path(init) / CONFIG_NAME
+    if not path.is_file():
+        return
+    try:
+        before = json.loads(path.read_text()).get("overrides") or {}
+    except (OSError, ValueError, AttributeError):
+        return
+    if json.dumps(before, sort_keys=True) != json.dumps(overrides, sort_keys=True):
+        log.warning("--init %s was trained with overrides %s, this run builds the network with %s; pass the "
+                    "same --override to continue the same function", init, json.dumps(before), json.dumps(overrides))
+
+
 # ----------------------------------------------------------------------------- schedule, optimizer, EMA
 
 def learning_rate(step: int, *, peak: float, warmup: int, total: int, floor: float = 0.0) -> float:
@@ -1056,6 +1072,7 @@ def _train(config: TrainConfig, device: torch.device, dist: Distributed, builder
     if config.init and info is None:  # a resumed run has its own weights
         init_sha = load_init_weights(net, config.init)
         log.info("initialised the weights from %s", config.init)
+        warn_if_init_overrides_differ(config.init, overrides)
     trainer = Trainer(net, config, device, dist)
     elapsed_before, samples_before = 0.0, 0
     if info is not None:
