@@ -18,6 +18,7 @@ from taskgen.shards import file_sha256
 from .adapters import (OFFICIAL_GENLV_SIDE, official_genlv_resize, pad_to_multiple, resize_back, resize_to,
                        resolve_device)
 from .checkpoint import CheckpointSource, resolve_checkpoint
+from .protocol import jsonable
 from .registry import register_generalist
 
 
@@ -153,11 +154,17 @@ class CheckpointGeneralist:
         else:
             size = f"reflect-pad bottom/right to a multiple of {self._size_multiple}, crop the output back"
         # Official weights were padded at the query's size before they were resized to 256²: a
-        # fingerprint setting of their own keeps units scored that way from being reused.
-        rule = self.official_resize_rule
-        settings = {"results_settings": {"official_resize": rule}} if rule else {}
+        # fingerprint setting of their own keeps units scored that way from being reused. So do the
+        # network overrides of a checkpoint's config.json (e.g. input_offset): the same weights then
+        # compute another function. Neither is recorded when absent, so existing units stay valid.
+        settings = {}
+        if self.official_resize_rule:
+            settings["official_resize"] = self.official_resize_rule
+        changed = config_changes(network, self.source.arch)
+        if changed:
+            settings["network_overrides"] = changed
         return {
-            **settings,
+            **({"results_settings": settings} if settings else {}),
             "params": int(sum(p.numel() for p in network.parameters())),
             "device": str(self.device),
             "size": size,
@@ -166,6 +173,27 @@ class CheckpointGeneralist:
             "checkpoint": str(self.source.weights),
             "checkpoint_sha256": self.checkpoint_sha256(),
         }
+
+
+def config_changes(network, arch: str) -> dict:
+    """The fields of ``network.config`` that differ from architecture ``arch``'s registered config
+    ({} when equal, or for a network without a dataclass config): what makes the same weights compute
+    another function. Full configs stored in safetensors metadata thus count only where they differ."""
+    import dataclasses
+
+    import torch
+
+    from model.registry import build
+
+    config = getattr(network, "config", None)
+    if not dataclasses.is_dataclass(config):
+        return {}
+    with torch.device("meta"):  # no memory, no weights
+        default = getattr(build(arch), "config", None)
+    if not dataclasses.is_dataclass(default):
+        return {}
+    ours, theirs = dataclasses.asdict(config), dataclasses.asdict(default)
+    return {key: jsonable(value) for key, value in sorted(ours.items()) if theirs.get(key) != value}
 
 
 def _official_resize_rule(source: CheckpointSource) -> str:

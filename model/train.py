@@ -239,8 +239,9 @@ def warn_if_init_overrides_differ(init: str | os.PathLike, overrides: dict) -> N
     except (OSError, ValueError, AttributeError):
         return
     if json.dumps(before, sort_keys=True) != json.dumps(overrides, sort_keys=True):
-        log.warning("--init %s was trained with overrides %s, this run builds the network with %s; pass the "
-                    "same --override to continue the same function", init, json.dumps(before), json.dumps(overrides))
+        log.warning("--init %s carries the network overrides %s (its config.json), this run builds the network "
+                    "with %s; pass the same --override to continue the same function", init, json.dumps(before),
+                    json.dumps(overrides))
 
 
 # ----------------------------------------------------------------------------- schedule, optimizer, EMA

@@ -480,3 +480,22 @@ def test_units_of_official_weights_carry_their_resize_rule_so_padded_ones_are_no
     ours = tmp_path / "ours.safetensors"
     checkpoints.save_model(model.build("genlv-tiny"), ours, arch="genlv-tiny")
     assert "results_settings" not in describe(bench.load_generalist("checkpoint", checkpoint=str(ours), device="cpu"))
+
+
+def test_units_of_a_checkpoint_carry_its_network_overrides_so_another_function_is_not_reused(tmp_path):
+    from bench.evaluate import results_options
+    from bench.protocol import describe
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    checkpoints.save_model(model.build("genlv-tiny"), folder / "model.safetensors", arch="genlv-tiny")
+    config = {"arch": "genlv-tiny", "overrides": {}}
+    (folder / "config.json").write_text(json.dumps(config))
+    plain = results_options({"checkpoint": str(folder)}, describe(bench.load_generalist("checkpoint", checkpoint=str(folder),
+                                                                                        device="cpu")))
+    # The same weights with an input offset in config.json compute another function: scored again.
+    (folder / "config.json").write_text(json.dumps({**config, "overrides": {"input_offset": 1 / 255}}))
+    shifted = bench.load_generalist("checkpoint", checkpoint=str(folder), device="cpu")
+    kept, sha = results_options({"checkpoint": str(folder)}, describe(shifted))
+    assert plain == ({}, sha) and kept == {"network_overrides": {"input_offset": 1 / 255}}
+    assert shifted.network.config.input_offset == 1 / 255

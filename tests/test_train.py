@@ -431,7 +431,7 @@ def test_init_starts_a_new_run_from_given_weights(shards, full_run, tmp_path, ca
     with caplog.at_level("WARNING", logger="model.train"):
         train(make_config(shards, out, init=str(full_out), steps=1, lr=1e-12, min_lr=0.0, warmup=0, ema=0.0,
                           weight_decay=0.0), progress=False)
-    assert "trained with overrides" not in caplog.text  # same network function as the init's
+    assert "carries the network overrides" not in caplog.text  # same network function as the init's
     started, given = read_safetensors(out / "model.safetensors")[0], read_safetensors(full_out / "model.safetensors")[0]
     for key in given:
         torch.testing.assert_close(started[key], given[key], rtol=0, atol=1e-9)
@@ -445,7 +445,7 @@ def test_init_starts_a_new_run_from_given_weights(shards, full_run, tmp_path, ca
     with caplog.at_level("WARNING", logger="model.train"):
         train(make_config(shards, tmp_path / "offset", init=str(full_out), steps=1, overrides={"input_offset": 0.02}),
               progress=False)
-    assert 'trained with overrides {}, this run builds the network with {"input_offset": 0.02}' in caplog.text
+    assert 'overrides {} (its config.json), this run builds the network with {"input_offset": 0.02}' in caplog.text
 
 
 def test_bf16_export_is_a_checkpoint_the_bench_and_init_read(shards, full_run, tmp_path):
