@@ -18,7 +18,6 @@ from taskgen.shards import file_sha256
 from .adapters import (OFFICIAL_GENLV_SIDE, official_genlv_resize, pad_to_multiple, resize_back, resize_to,
                        resolve_device)
 from .checkpoint import CheckpointSource, resolve_checkpoint
-from .protocol import jsonable
 from .registry import register_generalist
 
 
@@ -177,23 +176,18 @@ class CheckpointGeneralist:
 
 def config_changes(network, arch: str) -> dict:
     """The fields of ``network.config`` that differ from architecture ``arch``'s registered config
-    ({} when equal, or for a network without a dataclass config): what makes the same weights compute
-    another function. Full configs stored in safetensors metadata thus count only where they differ."""
-    import dataclasses
-
+    ({} when equal, or for a network without a config): what makes the same weights compute another
+    function. Full configs stored in safetensors metadata thus count only where they differ."""
     import torch
 
     from model.registry import build
 
     config = getattr(network, "config", None)
-    if not dataclasses.is_dataclass(config):
+    if not hasattr(config, "as_dict"):  # every model config has one (model.checkpoints.save_model reads it too)
         return {}
     with torch.device("meta"):  # no memory, no weights
-        default = getattr(build(arch), "config", None)
-    if not dataclasses.is_dataclass(default):
-        return {}
-    ours, theirs = dataclasses.asdict(config), dataclasses.asdict(default)
-    return {key: jsonable(value) for key, value in sorted(ours.items()) if theirs.get(key) != value}
+        default = build(arch).config.as_dict()
+    return {key: value for key, value in sorted(config.as_dict().items()) if default.get(key) != value}
 
 
 def _official_resize_rule(source: CheckpointSource) -> str:
