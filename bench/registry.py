@@ -13,8 +13,10 @@ A spec resolves, in this order, to
 
 The object found may be a generalist instance (used as is; options are then an error), or a class
 or factory called with the options (``checkpoint=PATH``, ``device=...``, plug-in specific ones).
-One option belongs to the bench, not the factory: ``self_ensemble=N`` (2, 4 or 8) wraps whatever
-was found in ``bench.ensemble.SelfEnsemble`` (the mean of N rotated/flipped predictions).
+Two options belong to the bench, not the factory: ``self_ensemble=N`` (2, 4 or 8) wraps whatever
+was found in ``bench.ensemble.SelfEnsemble`` (the mean of N rotated/flipped predictions), and
+``shrink=true`` wraps that in ``bench.shrink.PromptFitShrink`` (the change to the query scaled by a
+factor fitted on the prompt pair).
 """
 from __future__ import annotations
 
@@ -95,24 +97,28 @@ def _builtin_classes() -> set:
     return {b.factory for b in _builtins().values() if isinstance(b.factory, type)}
 
 
+def wrapped(generalist):
+    """The generalist a bench wrapper (self-ensemble, shrink) wraps, else None."""
+    from .ensemble import SelfEnsemble
+    from .shrink import PromptFitShrink
+
+    return generalist.inner if isinstance(generalist, (SelfEnsemble, PromptFitShrink)) else None
+
+
 def implementation(generalist) -> str:
-    """``module.Class`` of the object behind a generalist; a self-ensemble names the one it wraps,
+    """``module.Class`` of the object behind a generalist; a bench wrapper names the one it wraps,
     ``bench.ensemble.SelfEnsemble[module.Class]``. Recorded with results, so two models of one
     name are told apart."""
-    from .ensemble import SelfEnsemble
-
     kind = type(generalist)
     text = f"{kind.__module__}.{kind.__qualname__}"
-    return f"{text}[{implementation(generalist.inner)}]" if isinstance(generalist, SelfEnsemble) else text
+    inner = wrapped(generalist)
+    return text if inner is None else f"{text}[{implementation(inner)}]"
 
 
 def is_builtin(generalist) -> bool:
-    """True for an instance of a built-in generalist's class (or a self-ensemble of one)."""
-    from .ensemble import SelfEnsemble
-
-    if isinstance(generalist, SelfEnsemble):
-        return is_builtin(generalist.inner)
-    return type(generalist) in _builtin_classes()
+    """True for an instance of a built-in generalist's class (or a bench wrapper of one)."""
+    inner = wrapped(generalist)
+    return type(generalist) in _builtin_classes() if inner is None else is_builtin(inner)
 
 
 def check_builtin_name(generalist, where: str) -> None:
@@ -220,13 +226,18 @@ def _resolve(spec: str, options: dict):
 def load_generalist(spec, **options):
     """A generalist from a spec string (see the module docstring) or a generalist object itself."""
     from .ensemble import SelfEnsemble, check_transforms
+    from .shrink import PromptFitShrink, check_shrink
 
+    who = spec if isinstance(spec, str) else spec.name
     try:  # checked before anything is built
-        transforms = check_transforms(options.pop("self_ensemble", 1), spec if isinstance(spec, str) else spec.name)
+        transforms = check_transforms(options.pop("self_ensemble", 1), who)
+        shrink = check_shrink(options.pop("shrink", False), who)
     except ValueError as err:
         raise GeneralistError(str(err)) from None
     generalist = _load(spec, options)
-    return generalist if transforms == 1 else SelfEnsemble(generalist, transforms)
+    if transforms != 1:
+        generalist = SelfEnsemble(generalist, transforms)
+    return PromptFitShrink(generalist) if shrink else generalist
 
 
 def _load(spec, options: dict):

@@ -186,8 +186,9 @@ def test_real_gpu_profile_loads_for_every_section(gpu_params):
     assert sections["train"]["out"] == base["train"]["out"] == "checkpoints/pipeline"
     assert sections["eval"]["limit"] is None and sections["eval"]["robustness_prompts"] == 20
     checkpoints = [m["checkpoint"] for m in sections["eval"]["models"] if m.get("checkpoint")]
-    # what the train stage wrote, and the shipped genlv-s
-    assert checkpoints == [base["train"]["out"], "checkpoints/genlv-s"]
+    # what the train stage wrote, and the shipped genlv-s, plain and with prompt-fitted shrinkage
+    assert checkpoints == [base["train"]["out"], "checkpoints/genlv-s", "checkpoints/genlv-s"]
+    assert sections["eval"]["models"][-1]["options"] == {"shrink": True}
     train.configure(sections["train"]).validate()
 
     # The tasks of the DVC synth stages (--tasks KEY each); other test modules may register more.
