@@ -53,8 +53,28 @@ class PromptFitShrink:
         self.inner = inner
         self.name = f"{inner.name}+shrink"
         self.last_alpha = None  # the α of each query of the latest predict(), for diagnostics
+        self._last_fit = None   # (prompt input, prompt target, α) of the latest single prompt fitted
 
     def prompt_scale(self, prompt_input, prompt_target):
+        """α per batch element. One prompt pair serving a whole batch (a stride-0 view, as ``llvbench
+        apply`` passes it) is fitted once, and again only when its pixels change: tiles of one photo
+        share their prompt, so they do not pay for its fit tile after tile."""
+        import torch
+
+        batch = prompt_input.shape[0]
+        shared = batch == 1 or (prompt_input.stride(0) == 0 and prompt_target.stride(0) == 0)
+        if not shared:
+            return self.fit_prompts(prompt_input, prompt_target)
+        one_input, one_target = prompt_input[:1], prompt_target[:1]
+        last = self._last_fit
+        if not (last is not None and last[0].shape == one_input.shape and last[1].shape == one_target.shape
+                and last[0].device == one_input.device and last[0].dtype == one_input.dtype
+                and last[1].dtype == one_target.dtype and torch.equal(last[0], one_input)
+                and torch.equal(last[1], one_target)):
+            last = self._last_fit = (one_input.clone(), one_target.clone(), self.fit_prompts(one_input, one_target))
+        return last[2].expand(batch)
+
+    def fit_prompts(self, prompt_input, prompt_target):
         """α per batch element: ``inner`` answers each half of the prompt pair with the other as prompt."""
         from .protocol import BadOutput
 

@@ -49,6 +49,23 @@ def test_a_change_against_the_prompt_is_dropped_and_a_tall_prompt_is_split_acros
     assert [shape for shape, _ in doubler.calls[1:]] == [(1, 3, 11, 16), (1, 3, 10, 16)]  # odd height: 10 + 11
 
 
+def test_one_prompt_serving_a_batch_is_fitted_once_and_again_when_its_pixels_change():
+    generator = torch.Generator().manual_seed(3)
+    tiles = torch.rand(4, 3, 16, 16, generator=generator)
+    prompt_input = torch.rand(1, 3, 16, 32, generator=generator)
+    doubler = Doubler()
+    shrunk = PromptFitShrink(doubler)
+    one_per_tile = lambda t: t.expand(4, -1, -1, -1)  # noqa: E731 (how llvbench apply passes one prompt)
+    out = shrunk.predict(tiles, one_per_tile(prompt_input), one_per_tile(1.25 * prompt_input))
+    assert torch.allclose(out, 1.25 * tiles) and torch.allclose(shrunk.last_alpha, torch.full((4,), 0.25))
+    # the tile batch, then the prompt's two halves once (batch 1), not once per tile
+    assert [shape for shape, _ in doubler.calls] == [(4, 3, 16, 16), (1, 3, 16, 16), (1, 3, 16, 16)]
+    shrunk.predict(tiles[:2], prompt_input.expand(2, -1, -1, -1), (1.25 * prompt_input).expand(2, -1, -1, -1))
+    assert len(doubler.calls) == 4  # the same prompt pixels: no new fit
+    out = shrunk.predict(tiles, one_per_tile(prompt_input), one_per_tile(1.75 * prompt_input))
+    assert len(doubler.calls) == 7 and torch.allclose(out, 1.75 * tiles)  # new target pixels: fitted again
+
+
 def test_fitted_scale_per_element_and_no_change_means_one():
     change = torch.tensor([1.0, 2.0]).view(1, 1, 1, 2).repeat(2, 1, 1, 1)
     wanted = torch.stack([0.25 * change[0], torch.zeros_like(change[0])])
