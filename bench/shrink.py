@@ -58,11 +58,12 @@ class PromptFitShrink:
     def prompt_scale(self, prompt_input, prompt_target):
         """α per batch element. One prompt pair serving a whole batch (a stride-0 view, as ``llvbench
         apply`` passes it) is fitted once, and again only when its pixels change: tiles of one photo
-        share their prompt, so they do not pay for its fit tile after tile."""
+        share their prompt, so they do not pay for its fit tile after tile. A batch of one is always
+        fitted, so the bench's batch-1 latency (the same prompt every call) counts the fit."""
         import torch
 
         batch = prompt_input.shape[0]
-        shared = batch == 1 or (prompt_input.stride(0) == 0 and prompt_target.stride(0) == 0)
+        shared = batch > 1 and prompt_input.stride(0) == 0 and prompt_target.stride(0) == 0
         if not shared:
             return self.fit_prompts(prompt_input, prompt_target)
         one_input, one_target = prompt_input[:1], prompt_target[:1]

@@ -64,6 +64,10 @@ def test_one_prompt_serving_a_batch_is_fitted_once_and_again_when_its_pixels_cha
     assert len(doubler.calls) == 4  # the same prompt pixels: no new fit
     out = shrunk.predict(tiles, one_per_tile(prompt_input), one_per_tile(1.75 * prompt_input))
     assert len(doubler.calls) == 7 and torch.allclose(out, 1.75 * tiles)  # new target pixels: fitted again
+    # a batch of one is fitted every time (the bench times batch-1 calls with one prompt)
+    shrunk.predict(tiles[:1], prompt_input, 1.75 * prompt_input)
+    shrunk.predict(tiles[:1], prompt_input, 1.75 * prompt_input)
+    assert len(doubler.calls) == 13
 
 
 def test_fitted_scale_per_element_and_no_change_means_one():
