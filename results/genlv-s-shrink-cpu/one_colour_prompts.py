@@ -22,11 +22,6 @@ SPEC = "deadleaves:tint={tint},exposure=0.6,levels=0.1,blur=1,rmin=0.05"
 SKY_QUERY = 9  # the query whose prompt (the next pair) is the dark blue sky in jpeg and ringing
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB of two uint8 images."""
-    return 10 * np.log10(255 ** 2 / np.mean((a.astype(float) - b.astype(float)) ** 2))
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint")
@@ -37,6 +32,7 @@ def main() -> int:
     sys.path[:0] = [str(REPO), str(REPO / "scripts")]
     import torch
     from bench.builtins import CheckpointGeneralist
+    from bench.metrics import psnr
     from passthrough_probe import predict_checked, task_samples
     from one_colour_images import one_colour
     from taskgen import get_task
@@ -62,7 +58,7 @@ def main() -> int:
                     image = one_colour(image, colour, contrast)
                 prompt_input, prompt_target = recipe(image, rng)[:2]
                 out = predict_checked(model, query.input, prompt_input, prompt_target, query.input.dtype)
-                margins.append(psnr(out, query.target) - psnr(query.input, query.target))
+                margins.append(float(psnr(out, query.target)) - float(psnr(query.input, query.target)))
             m = np.array(margins)
             print(f"{task:8s} {label:38s} mean margin {m.mean():+.2f} dB, worst {m.min():+.2f} dB, "
                   f"below -3 dB: {(m < -3).sum()}/{len(m)}", flush=True)
