@@ -32,6 +32,9 @@
 # degradations cost about what they cost a photo (its model card, run 23), in a WORK of its own), TASK_WEIGHTS (genlv-s's task
 # mix: a JSON object or file, e.g. scripts/genlv-s-task-weights.json; default uniform),
 # IDENTITY_RATE (llvbench train --identity-rate: the share of identity pairs; default 0),
+# ONE_COLOUR (N > 0: write N one-colour images with scripts/one_colour_images.py, seed ONE_COLOUR_SEED,
+# default 32, and interleave them as one more part of TRAIN_SOURCE: with run 28's two-part spec, a third
+# of the images, as genlv-s run 32 had them; default 0),
 # LLVBENCH_COMMIT (the commit of the tree, which the device copy has no git to tell: set it on the
 # command line, LLVBENCH_COMMIT=$(git rev-parse --short HEAD) written out, so equal-budget records it).
 set -euo pipefail
@@ -86,9 +89,18 @@ synthesise() {  # once per lease: the genlv-s and equal-budget stages share the 
     if [ ! -f "$WORK/shards/manifest.json" ]; then
         # Colour-cast dead leaves by default: plain ones average to grey, and genlv-s trained on
         # them pulls photo colours towards grey (results/gpu-h200/README.md, run 9; card, run 10).
-        printf 'synth:\n  sources: {train: "%s", test: photos, unseen: photos}\n' "${TRAIN_SOURCE:-deadleaves:tint=0.25}" \
+        local train_source=${TRAIN_SOURCE:-deadleaves:tint=0.25}
+        if [ "${ONE_COLOUR:-0}" -gt 0 ]; then
+            # One-colour images (a sky, a backdrop) as one more interleaved part: dark ones are the
+            # prompts genlv-s fails on (model card, run 32). Written here: the device starts bare.
+            stamp "one-colour images: $ONE_COLOUR of $SIZE px"
+            $PY scripts/one_colour_images.py "$WORK/one-colour" --count "$ONE_COLOUR" --size "$SIZE" \
+                --seed "${ONE_COLOUR_SEED:-32}" 2>&1 | tail -n 1
+            train_source="$train_source+folder:$WORK/one-colour"
+        fi
+        printf 'synth:\n  sources: {train: "%s", test: photos, unseen: photos}\n' "$train_source" \
             > "$WORK/synth-params.yaml"
-        stamp "synthesis: $N_TRAIN train pairs per task at $SIZE px from ${TRAIN_SOURCE:-deadleaves:tint=0.25} (${SYNTH_WORKERS:-all} workers)"
+        stamp "synthesis: $N_TRAIN train pairs per task at $SIZE px from $train_source (${SYNTH_WORKERS:-all} workers)"
         $PY -m pipelines.cli synth --params "$WORK/synth-params.yaml" --out "$WORK/shards" --splits train,test \
             --n-train "$N_TRAIN" --n-test 16 \
             --size "$SIZE" $TASKS ${SYNTH_WORKERS:+--workers "$SYNTH_WORKERS"} --summary "$FIG/synth.json" --no-progress
