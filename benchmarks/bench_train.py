@@ -27,6 +27,7 @@ import time
 from datetime import datetime, timezone
 
 import torch
+from torch._dynamo.utils import counters as dynamo_counters
 
 from bench.peers import peer_for, same_device_kind
 from model.objectives import predict
@@ -116,6 +117,7 @@ def bench_batch(args, batch: int, device: torch.device, flops_per_sample: int) -
     """Median step time over ``args.steps`` timed steps after ``args.warmup`` untimed ones."""
     config = train_config(args, batch)
     torch._dynamo.reset()  # each batch size pays its own compilation: warmup_s is the compile time
+    dynamo_counters.clear()
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
@@ -131,6 +133,10 @@ def bench_batch(args, batch: int, device: torch.device, flops_per_sample: int) -
         trace(args, f"batch {batch}: warm-up step {i + 1} {time.perf_counter() - t:.2f} s, "
                     f"peak {peak_memory_gib(device):.1f} GiB")
     warmup_s = time.perf_counter() - t0
+    # Graphs torch.compile built (0 in eager): each costs compile time, so count them.
+    compiled_graphs = int(dynamo_counters["stats"]["unique_graphs"])
+    if args.compile:
+        trace(args, f"batch {batch}: {compiled_graphs} graphs compiled")
     times = []
     for i in range(args.steps):
         t = time.perf_counter()
@@ -142,7 +148,8 @@ def bench_batch(args, batch: int, device: torch.device, flops_per_sample: int) -
     return {"batch": batch, "step_ms": 1000 * step_s, "step_ms_min": 1000 * min(times),
             "samples_per_s": batch / step_s, "peak_memory_gib": peak_memory_gib(device),
             "achieved_tflops": train_flops / step_s / 1e12,
-            "mfu": train_flops / step_s / (args.peak_tflops * 1e12) if args.peak_tflops else None, "warmup_s": warmup_s, "oom": False}
+            "mfu": train_flops / step_s / (args.peak_tflops * 1e12) if args.peak_tflops else None, "warmup_s": warmup_s,
+            "compiled_graphs": compiled_graphs, "oom": False}
 
 
 def time_calls(fn, device: torch.device, warmup: int, steps: int) -> list[float]:

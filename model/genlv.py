@@ -31,7 +31,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint as activation_checkpoint
 
 from .layers import (ChannelAttention, ChannelNorm, GatedDconvFFN, LayerNorm, OverlapWindowAttention,
-                     TokenAttention)
+                     TokenAttention, is_nhwc)
 from .registry import config_from
 
 LEVELS = 4  # resolution levels of the U-Net: 1, 1/2, 1/4, 1/8
@@ -159,8 +159,11 @@ class PromptCrossAttentionBlock(nn.Module):
         tokens = tokens + self.spatial_attn(self.norm3(tokens))
         tokens = tokens + self.cross_attn(self.norm4(tokens), prompt_keys, prompt_values)
         # Official order: the last norm is applied to the residual stream itself, and the GDFN
-        # that follows has no norm of its own.
-        x = self.norm5(tokens).transpose(1, 2).reshape(b, c, h, w)
+        # that follows has no norm of its own. The tokens come back as an NHWC-strided view; give
+        # the block's output its input's layout, so the next PCAB meets the strides the first one
+        # did (torch.compile would otherwise build a second PCAB graph for NHWC strides).
+        layout = torch.channels_last if is_nhwc(x) else torch.contiguous_format
+        x = self.norm5(tokens).transpose(1, 2).reshape(b, c, h, w).contiguous(memory_format=layout)
         return x + self.spatial_ffn(x)
 
 

@@ -52,6 +52,11 @@ class LayerNorm(nn.LayerNorm):
         return layer_norm(x, self.weight, self.bias, self.eps, self.normalized_shape)
 
 
+def is_nhwc(x: torch.Tensor) -> bool:
+    """True when a B×C×H×W tensor is laid out channels-last and not also plain contiguous (C or H·W of 1)."""
+    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
 def channel_layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """LayerNorm over dim 1 of a B×C×H×W tensor (mean-centred, biased variance); same shape and dtype out."""
     # A permute to NHWC is free for channels_last inputs and lets one fused kernel do the work.

@@ -35,6 +35,7 @@ def test_bench_train_writes_a_row_per_batch_with_the_options_it_ran(scripts, tmp
     assert saved == json.loads(json.dumps(result))
     assert [r["batch"] for r in saved["rows"]] == [1, 2]
     assert all(r["samples_per_s"] > 0 and not r["oom"] for r in saved["rows"])
+    assert all(r["compiled_graphs"] == 0 for r in saved["rows"])  # eager builds no graph
     assert saved["channels_last"] and saved["checkpointing"] and saved["compile"] == ""
     assert saved["forward_gflops_per_sample"] > 0 and saved["inference_ms_b1"] > 0
     assert saved["inference_method"] == "eager"  # CUDA graphs only on CUDA

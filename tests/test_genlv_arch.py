@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import shutil
 import struct
@@ -336,6 +337,22 @@ def test_forward_shapes_with_prompt_of_another_size(tiny):
     with torch.no_grad():
         out = tiny(query, prompt_in, prompt_out)
     assert out.shape == query.shape and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_prompt_cross_attention_block_returns_its_inputs_layout(tiny, memory_format):
+    # Its tokens come back as an NHWC-strided view; handing that to the next PCAB made
+    # torch.compile build a second PCAB graph for the other strides (one more compile).
+    block = copy.deepcopy(tiny.latent_blocks[0]).to(memory_format=memory_format)
+    dim = block.norm3.normalized_shape[0]
+    x = torch.rand(2, dim, 4, 6).contiguous(memory_format=memory_format)
+    keys = values = torch.rand(2, 12, dim)
+    with torch.no_grad():
+        out = block(x, keys, values)
+        plain = block(x.contiguous(), keys, values)
+    assert out.is_contiguous(memory_format=memory_format)
+    assert layers.is_nhwc(out) == (memory_format == torch.channels_last)
+    torch.testing.assert_close(out, plain, rtol=1e-5, atol=1e-5)
 
 
 def test_size_rules_raise_clear_errors(tiny):
