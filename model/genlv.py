@@ -152,6 +152,7 @@ class PromptCrossAttentionBlock(nn.Module):
         self.spatial_ffn = GatedDconvFFN(dim, cfg.ffn_expansion_factor, cfg.bias)
 
     def forward(self, x: torch.Tensor, prompt_keys: torch.Tensor, prompt_values: torch.Tensor) -> torch.Tensor:
+        layout = torch.channels_last if is_nhwc(x) else torch.contiguous_format
         x = x + self.channel_attn(self.norm1(x))
         x = x + self.channel_ffn(self.norm2(x))
         b, c, h, w = x.shape
@@ -162,7 +163,6 @@ class PromptCrossAttentionBlock(nn.Module):
         # that follows has no norm of its own. The tokens come back as an NHWC-strided view; give
         # the block's output its input's layout, so the next PCAB meets the strides the first one
         # did (torch.compile would otherwise build a second PCAB graph for NHWC strides).
-        layout = torch.channels_last if is_nhwc(x) else torch.contiguous_format
         x = self.norm5(tokens).transpose(1, 2).reshape(b, c, h, w).contiguous(memory_format=layout)
         return x + self.spatial_ffn(x)
 
