@@ -155,15 +155,16 @@ class CheckpointGeneralist:
         # Official weights were padded at the query's size before they were resized to 256²: a
         # fingerprint setting of their own keeps units scored that way from being reused. So do the
         # network overrides of a checkpoint's config.json (e.g. input_offset): the same weights then
-        # compute another function. Neither is recorded when absent, so existing units stay valid.
-        settings = {}
+        # compute another function. Neither is recorded when absent. The model code's hash always
+        # is: units scored before an edit changed what these weights compute are not reused.
+        settings = {"network_code": network_code_sha256(network)}
         if self.official_resize_rule:
             settings["official_resize"] = self.official_resize_rule
         changed = config_changes(network, self.source.arch)
         if changed:
             settings["network_overrides"] = changed
         return {
-            **({"results_settings": settings} if settings else {}),
+            "results_settings": settings,
             "params": int(sum(p.numel() for p in network.parameters())),
             "device": str(self.device),
             "size": size,
@@ -188,6 +189,44 @@ def config_changes(network, arch: str) -> dict:
     with torch.device("meta"):  # no memory, no weights
         default = build(arch).config.as_dict()
     return {key: value for key, value in sorted(config.as_dict().items()) if default.get(key) != value}
+
+
+# Modules of the model package that only training uses: editing them leaves every network's function alone.
+TRAINING_ONLY_MODULES = ("model/data.py", "model/train.py")
+
+
+def network_source_files(network) -> list[Path]:
+    """The source files that decide what ``network`` computes: the ``model`` package (builders,
+    layers, configs, loaders, the inference call in ``model.objectives``) less TRAINING_ONLY_MODULES,
+    and the file of every layer class from outside it (a plug-in's), torch's own left out."""
+    import importlib
+    import inspect
+
+    import model
+
+    package = Path(model.__file__).resolve().parent
+    files = {path for path in package.glob("*.py")
+             if f"{package.name}/{path.name}" not in TRAINING_ONLY_MODULES}
+    for name in sorted({type(layer).__module__ for layer in network.modules()}):
+        if name.split(".")[0] in ("torch", package.name):
+            continue
+        source = inspect.getsourcefile(importlib.import_module(name))
+        if source:
+            files.add(Path(source).resolve())
+    return sorted(files)
+
+
+def network_code_sha256(network) -> str:
+    """sha256 over the names and bytes of ``network_source_files(network)``: part of the results'
+    fingerprint, so units scored before the code changed what the same weights compute are run again."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in network_source_files(network):
+        text = path.read_bytes()
+        digest.update(f"{path.name}\0{len(text)}\0".encode())  # names and lengths: no two file sets hash alike
+        digest.update(text)
+    return digest.hexdigest()
 
 
 def _official_resize_rule(source: CheckpointSource) -> str:

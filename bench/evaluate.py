@@ -9,13 +9,15 @@ Layout of ``out_dir``::
                                           main and mismatch unit, with their inputs (bench.samples)
 
 A unit whose file exists with the same fingerprint (model, checkpoint, data manifest, device,
-track settings, the options the model was built with, the implementation of a plug-in, and the
+track settings, the options the model was built with, the hash of the model code a checkpoint's
+network runs (``bench.builtins.network_code_sha256``), the implementation of a plug-in, and the
 main track's metrics when they differ from those of METRICS_BEFORE_FINGERPRINTS) and completed is
-skipped, so a killed evaluation resumes where it stopped; failed units are tried again (out-of-memory and similar
-failures are often transient), and ``force`` runs every unit again (after a plug-in's code
-changed). Any failure inside a unit (a predict() exception, a bad output, a task the split lacks)
-becomes one ``failed`` row with the message, and the run goes on with the next unit; a generalist
-that cannot even be loaded gets a ``load`` failure file and the next model is tried.
+skipped, so a killed evaluation resumes where it stopped; a unit run again because one of these
+changed says which. Failed units are tried again (out-of-memory and similar failures are often
+transient), and ``force`` runs every unit again (after a plug-in's code changed). Any failure
+inside a unit (a predict() exception, a bad output, a task the split lacks) becomes one ``failed``
+row with the message, and the run goes on with the next unit; a generalist that cannot even be
+loaded gets a ``load`` failure file and the next model is tried.
 """
 from __future__ import annotations
 
@@ -426,12 +428,29 @@ def check_previous_results(model_dir: Path, name: str, checkpoint_sha256: str, m
                     name, model_dir, old[:12], checkpoint_sha256[:12])
 
 
+def changed_keys(old: dict, new: dict) -> list[str]:
+    """The fingerprint entries that differ, an option by its own name (``options.network_code``)."""
+    keys = []
+    for key in sorted(set(old) | set(new)):
+        if old.get(key) == new.get(key):
+            continue
+        if key == "options" and isinstance(old.get(key, {}), dict) and isinstance(new.get(key, {}), dict):
+            keys += [f"options.{name}" for name in changed_keys(old.get(key, {}), new.get(key, {}))]
+        else:
+            keys.append(key)
+    return keys
+
+
 def _run_unit(ctx: EvalContext, track, unit: str, path: Path) -> UnitOutcome:
     fingerprint = _fingerprint(ctx, track, unit)
     model = ctx.provenance["model"]
-    if not ctx.force and read_fingerprint(path) == (fingerprint, "done"):
+    recorded, recorded_status = read_fingerprint(path)
+    if not ctx.force and (recorded, recorded_status) == (fingerprint, "done"):
         ctx.log.info("%s %s/%s: already evaluated, skipped", model, track.name, unit)
         return UnitOutcome(model, track.name, unit, "skipped", path=str(path))
+    if not ctx.force and recorded_status == "done" and recorded:
+        ctx.log.info("%s %s/%s: scored before with another %s; run again", model, track.name, unit,
+                     ", ".join(changed_keys(recorded, fingerprint)))
     start = time.perf_counter()
     failure = None
     try:

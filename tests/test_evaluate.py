@@ -719,3 +719,54 @@ def test_an_explicit_mismatch_pair_that_is_skipped_is_a_warning(split, tmp_path,
     with caplog.at_level("INFO", logger="bench.evaluate"):  # a default pair the split lacks: routine
         evaluate(identity, split, tmp_path / "b", EvalConfig(tracks=("mismatch",)))
     assert {r.levelname for r in caplog.records if "skipped: not in the test split" in r.message} == {"INFO"}
+
+
+def test_a_checkpoint_is_scored_again_after_its_model_code_changed(split, tmp_path, monkeypatch, caplog):
+    import model
+    from bench import builtins
+    from model import checkpoints
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    network = model.build("genlv-tiny", global_residual=True)
+    nn.init.zeros_(network.output.weight)  # returns the query: outputs in range, whatever the seed
+    checkpoints.save_model(network, folder / "model.safetensors", arch="genlv-tiny")
+    out, config = tmp_path / "res", EvalConfig(tasks=("gaussian_noise",), limit=1)
+
+    def statuses():
+        return [o.status for o in evaluate_spec("checkpoint", {"checkpoint": str(folder)}, split, out, config)]
+
+    assert statuses() == ["done"]
+    assert statuses() == ["skipped"]
+    # An edit to a source file the network runs: the same weights may now compute another function.
+    edited = tmp_path / "layers_edited.py"
+    edited.write_text("# what an edited layer file would hash as\n")
+    real = builtins.network_source_files
+    monkeypatch.setattr(builtins, "network_source_files", lambda network: [*real(network), edited])
+    with caplog.at_level("INFO", logger="bench.evaluate"):
+        assert statuses() == ["done"]
+    assert "scored before with another options.network_code; run again" in caplog.text
+    assert statuses() == ["skipped"]
+    edited.write_text("# edited once more\n")
+    assert statuses() == ["done"]
+
+
+def test_the_model_code_hash_covers_the_network_s_inference_code_and_its_plugin_layers(tmp_path, monkeypatch):
+    import model
+    from bench.builtins import network_code_sha256, network_source_files
+
+    names = {path.name for path in network_source_files(model.build("genlv-tiny"))}
+    assert {"genlv.py", "layers.py", "registry.py", "checkpoints.py", "objectives.py"} <= names
+    assert not names & {"train.py", "data.py"}  # training-only: editing them changes no network's function
+    (tmp_path / "extra_layer_plugin.py").write_text(
+        "from torch import nn\n\nclass Gain(nn.Module):\n    def forward(self, x):\n        return 2 * x\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import extra_layer_plugin
+
+    network = nn.Sequential(model.build("genlv-tiny"), extra_layer_plugin.Gain())
+    assert tmp_path / "extra_layer_plugin.py" in network_source_files(network)
+    before = network_code_sha256(network)
+    assert before == network_code_sha256(network) and before != network_code_sha256(model.build("genlv-tiny"))
+    (tmp_path / "extra_layer_plugin.py").write_text(
+        "from torch import nn\n\nclass Gain(nn.Module):\n    def forward(self, x):\n        return 3 * x\n")
+    assert network_code_sha256(network) != before
