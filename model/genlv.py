@@ -311,7 +311,10 @@ class GenLV(nn.Module):
     """
 
     # Repeated blocks that ``torch.compile`` handles one at a time (model.train.compile_network).
-    compile_regions = (DualAttentionBlock, PromptCrossAttentionBlock, ResidualBlock)
+    # Not the prompt encoder's ResidualBlock: its two convolutions are library kernels compiled or
+    # not, with one pointwise op between them and one after either way: nothing to fuse, and its
+    # three widths were three of a training step's eight graphs.
+    compile_regions = (DualAttentionBlock, PromptCrossAttentionBlock)
 
     def __init__(self, config: GenLVConfig | None = None, **overrides):
         super().__init__()

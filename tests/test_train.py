@@ -546,7 +546,8 @@ def test_regional_compile_compiles_each_repeated_genlv_block_in_place(monkeypatc
     counts = {cls: sum(1 for c, _ in compiled if c is cls)
               for cls in (DualAttentionBlock, PromptCrossAttentionBlock, ResidualBlock)}
     expected = {cls: sum(1 for m in net.modules() if type(m) is cls) for cls in counts}
-    assert counts == expected and all(n > 0 for n in counts.values())
+    # The prompt encoder's residual blocks stay eager: nothing to fuse between their convolutions.
+    assert counts == {**expected, ResidualBlock: 0} and all(expected.values())
     assert all(kw == {"dynamic": False} for _, kw in compiled)
 
 
