@@ -199,8 +199,8 @@ def network_source_files(network) -> list[Path]:
     """The source files that decide what ``network`` computes: the ``model`` package (builders,
     layers, configs, loaders, the inference call in ``model.objectives``) less TRAINING_ONLY_MODULES,
     and the file of every layer class from outside it (a plug-in's), torch's own left out."""
-    import importlib
     import inspect
+    import sys
 
     import model
 
@@ -208,9 +208,12 @@ def network_source_files(network) -> list[Path]:
     files = {path for path in package.glob("*.py")
              if f"{package.name}/{path.name}" not in TRAINING_ONLY_MODULES}
     for name in sorted({type(layer).__module__ for layer in network.modules()}):
-        if name.split(".")[0] in ("torch", package.name):
+        if name.split(".")[0] in ("torch", package.name) or name not in sys.modules:
             continue
-        source = inspect.getsourcefile(importlib.import_module(name))
+        try:
+            source = inspect.getsourcefile(sys.modules[name])
+        except TypeError:  # a built-in or interactive module: no file to hash
+            source = None
         if source:
             files.add(Path(source).resolve())
     return sorted(files)
