@@ -198,24 +198,17 @@ TRAINING_ONLY_MODULES = ("model/data.py", "model/train.py")
 def network_source_files(network) -> list[Path]:
     """The source files that decide what ``network`` computes: the ``model`` package (builders,
     layers, configs, loaders, the inference call in ``model.objectives``) less TRAINING_ONLY_MODULES,
-    and the file of every layer class from outside it (a plug-in's), torch's own left out."""
-    import inspect
-    import sys
-
+    and, for every layer class from outside it (a plug-in's), the source of its top-level package
+    as taskgen hashes a plug-in task's (``taskgen.shards.plugin_source_files``); torch's own left out."""
     import model
+    from taskgen.shards import plugin_source_files
 
     package = Path(model.__file__).resolve().parent
     files = {path for path in package.glob("*.py")
              if f"{package.name}/{path.name}" not in TRAINING_ONLY_MODULES}
     for name in sorted({type(layer).__module__ for layer in network.modules()}):
-        if name.split(".")[0] in ("torch", package.name) or name not in sys.modules:
-            continue
-        try:
-            source = inspect.getsourcefile(sys.modules[name])
-        except TypeError:  # a built-in or interactive module: no file to hash
-            source = None
-        if source:
-            files.add(Path(source).resolve())
+        if name.split(".")[0] not in ("torch", package.name):
+            files.update(path for _, path in plugin_source_files(name))  # none for a built-in or interactive module
     return sorted(files)
 
 
