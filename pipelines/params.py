@@ -259,6 +259,9 @@ def run_stage_main(stage: str, description: str, default_params: str, read_param
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     params_file = args.params or default_params
+    from pipelines.memory import reuse_freed_memory
+
+    reuse_freed_memory()  # big CPU tensors without page faults on every allocation
     try:
         return run_stage(read_params(params_file, required=args.params is not None), params_file), 0
     except STAGE_ERRORS as err:
