@@ -134,7 +134,7 @@ class CheckpointGeneralist:
             q, (h, w) = pad_to_multiple(images[0], self._size_multiple)
             p_in, _ = pad_to_multiple(images[1], self._size_multiple)
             p_out, _ = pad_to_multiple(images[2], self._size_multiple)
-            return predict(network, q, p_in, p_out)[..., :h, :w]
+            return predict_sharing_prompts(network, q, p_in, p_out)[..., :h, :w]
 
     def info(self) -> dict:
         from model.objectives import objective_for
@@ -173,6 +173,43 @@ class CheckpointGeneralist:
             "checkpoint": str(self.source.weights),
             "checkpoint_sha256": self.checkpoint_sha256(),
         }
+
+
+def distinct_prompt_rows(prompt_input, prompt_target) -> tuple[list[int], list[int]] | None:
+    """(the first row of each distinct prompt pair, each row's index into those), or None when every
+    row of the batch has a prompt pair of its own (B×3×H×W tensors, compared exactly)."""
+    import torch
+
+    firsts: list[int] = []
+    owners: list[int] = []
+    for row in range(prompt_input.shape[0]):
+        owner = next((n for n, first in enumerate(firsts) if torch.equal(prompt_input[row], prompt_input[first])
+                      and torch.equal(prompt_target[row], prompt_target[first])), len(firsts))
+        if owner == len(firsts):
+            firsts.append(row)
+        owners.append(owner)
+    return (firsts, owners) if len(firsts) < len(owners) else None
+
+
+def predict_sharing_prompts(network, query, prompt_input, prompt_target):
+    """``model.objectives.predict``, except that a network fed ``net(query, prompt_input,
+    prompt_target)`` which encodes prompts on their own (GenLV's ``encode_prompt`` and
+    ``forward_with_prompt``) encodes each distinct prompt pair of the batch once. The robustness and
+    mismatch tracks give one prompt to many queries, and the prompt encoder is 5–20 % of a GenLV
+    forward. On the CPU the outputs are the same bit for bit (tests/test_evaluate.py)."""
+    from model.objectives import objective_for, predict
+
+    config = getattr(network, "config", None)
+    apart = (objective_for(network).name == "l1" and getattr(config, "use_prompt", False)
+             and all(callable(getattr(network, name, None))
+                     for name in ("check_sizes", "encode_prompt", "forward_with_prompt")))
+    rows = distinct_prompt_rows(prompt_input, prompt_target) if apart else None
+    if rows is None:
+        return predict(network, query, prompt_input, prompt_target)
+    firsts, owners = rows
+    network.check_sizes(query, prompt_input, prompt_target)
+    keys, values = network.encode_prompt(prompt_input[firsts], prompt_target[firsts])
+    return network.forward_with_prompt(query, keys[owners], values[owners])
 
 
 def config_changes(network, arch: str) -> dict:

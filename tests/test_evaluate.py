@@ -770,3 +770,36 @@ def test_the_model_code_hash_covers_the_network_s_inference_code_and_its_plugin_
     (tmp_path / "extra_layer_plugin.py").write_text(
         "from torch import nn\n\nclass Gain(nn.Module):\n    def forward(self, x):\n        return 3 * x\n")
     assert network_code_sha256(network) != before
+
+
+def test_a_checkpoint_network_encodes_each_distinct_prompt_of_a_batch_once(monkeypatch):
+    import torch
+
+    import model
+    from bench.builtins import distinct_prompt_rows, predict_sharing_prompts
+    from model.objectives import predict
+
+    generator = torch.Generator().manual_seed(5)
+    a, b = (torch.rand(2, 1, 3, 64, 64, generator=generator) for _ in range(2))
+    prompt_input = torch.cat([a[0], a[0], b[0], a[0]])   # rows 0, 1 and 3 share a pair, row 2 has its own
+    prompt_target = torch.cat([a[1], a[1], b[1], a[1]])
+    assert distinct_prompt_rows(prompt_input, prompt_target) == ([0, 2], [0, 0, 1, 0])
+    # The same input with another target is another prompt; every row distinct: nothing to share.
+    assert distinct_prompt_rows(prompt_input[:2], torch.cat([a[1], b[1]])) is None
+    assert distinct_prompt_rows(prompt_input[1:3], prompt_target[1:3]) is None
+
+    torch.manual_seed(0)
+    net = model.build("genlv-tiny").eval()
+    encoded = []
+    original = net.encode_prompt
+    monkeypatch.setattr(net, "encode_prompt", lambda p, t: encoded.append(p.shape[0]) or original(p, t))
+    query = torch.rand(4, 3, 64, 64, generator=generator)
+    with torch.inference_mode():
+        shared = predict_sharing_prompts(net, query, prompt_input, prompt_target)
+        assert encoded == [2]
+        assert torch.equal(shared, predict(net, query, prompt_input, prompt_target))  # bit for bit on the CPU
+        assert encoded == [2, 4]  # the plain call encoded all four
+
+        plain = model.build("xrestormer", dim=8, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1).eval()
+        assert torch.equal(predict_sharing_prompts(plain, query, prompt_input, prompt_target),
+                           plain(query, prompt_input, prompt_target))  # no prompt encoder: the plain call
