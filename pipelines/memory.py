@@ -4,7 +4,7 @@ Why: torch's CPU tensors come from the C library's malloc. glibc serves a block 
 threshold (dynamic, at most 32 MiB) with a fresh mmap and unmaps it on free, so every such tensor
 faults in all its pages again: one 8×127×128×128 float activation of a 128-px eval batch is 66 MiB.
 On this project's 2-core machine that page-faulting made elementwise ops run at a tenth of their
-in-place speed and genlv-s inference 1.6× slower (benchmarks/bench_eval.py, docs/bench.md).
+in-place speed and GenLV inference 1.4–1.6× slower (benchmarks/bench_malloc.py, docs/bench.md).
 """
 from __future__ import annotations
 
