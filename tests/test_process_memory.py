@@ -24,15 +24,16 @@ def _is_glibc() -> bool:
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux") or not _is_glibc(),
                                 reason="the setting is glibc's; elsewhere it is a no-op")
 
-# A few elementwise ops on 64 MiB torch tensors (one 128-px eval batch's activation is about this
-# size), repeated; the page faults of the last rounds, once malloc's free lists have settled. (Not
-# numpy: it asks for transparent huge pages, 512 times fewer faults.)
+# A few elementwise ops on 36 MiB torch tensors (over glibc's largest mmap threshold, 32 MiB; a
+# 128-px eval batch's activations reach 66 MiB), repeated; the page faults of the last rounds, once
+# malloc's free lists have settled. (Not numpy: it asks for transparent huge pages, 512 times fewer
+# faults.)
 PROBE = """
 import json, resource
 import torch
 SETUP
 def ops():
-    a = torch.empty(16 * 2**20)
+    a = torch.empty(9 * 2**20)
     a.fill_(1.0)
     b = a * 2
     c = b + a
@@ -44,7 +45,7 @@ for _ in range(4):
     ops()
 print(json.dumps({"applied": APPLIED, "faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before}))
 """
-PAGES = 64 * 2**20 // 4096  # one 64 MiB block in 4 KiB pages
+PAGES = 36 * 2**20 // 4096  # one 36 MiB block in 4 KiB pages
 
 
 def probe(setup: str, applied: str, env_extra: dict | None = None) -> dict:
