@@ -216,12 +216,13 @@ def embedding_averager(generalist, device) -> Callable | None:
         return None
     from model.checkpoints import BGRWeights
 
+    from .builtins import encodes_prompts_apart
+
     flip = isinstance(network, BGRWeights)
     core = network.net if flip else network
-    config = getattr(core, "config", None)
-    if not (callable(getattr(core, "encode_prompt", None)) and getattr(config, "use_prompt", False)):
+    if not encodes_prompts_apart(core):
         return None
-    return _GenLVEmbeddings(core, int(config.query_multiple), flip, device,
+    return _GenLVEmbeddings(core, int(core.config.query_multiple), flip, device,
                             getattr(generalist, "official_resize_rule", ""))
 
 

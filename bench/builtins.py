@@ -175,6 +175,13 @@ class CheckpointGeneralist:
         }
 
 
+def encodes_prompts_apart(network) -> bool:
+    """Whether ``network`` uses its prompt and encodes it on its own: GenLV's ``encode_prompt`` and
+    ``forward_with_prompt`` (with ``check_sizes``), which prompt sharing and averaging call."""
+    return bool(getattr(getattr(network, "config", None), "use_prompt", False)) and all(
+        callable(getattr(network, name, None)) for name in ("check_sizes", "encode_prompt", "forward_with_prompt"))
+
+
 def distinct_prompt_rows(prompt_input, prompt_target) -> tuple[list[int], list[int]] | None:
     """(the first row of each distinct prompt pair, each row's index into those), or None when every
     row of the batch has a prompt pair of its own (B×3×H×W tensors, compared exactly)."""
@@ -199,10 +206,7 @@ def predict_sharing_prompts(network, query, prompt_input, prompt_target):
     forward. On the CPU the outputs are the same bit for bit (tests/test_evaluate.py)."""
     from model.objectives import objective_for, predict
 
-    config = getattr(network, "config", None)
-    apart = (objective_for(network).name == "l1" and getattr(config, "use_prompt", False)
-             and all(callable(getattr(network, name, None))
-                     for name in ("check_sizes", "encode_prompt", "forward_with_prompt")))
+    apart = objective_for(network).name == "l1" and encodes_prompts_apart(network)
     rows = distinct_prompt_rows(prompt_input, prompt_target) if apart else None
     if rows is None:
         return predict(network, query, prompt_input, prompt_target)
