@@ -7,6 +7,7 @@ import importlib
 import logging
 import sys
 
+from pipelines.cpu_paths import use_portable_cpu_paths
 from pipelines.memory import reuse_freed_memory
 
 # Order shown in --help. Adding a command = adding its module and its name here.
@@ -37,7 +38,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands that make pixels: their bytes must not depend on the host's SIMD kernels (pipelines.cpu_paths).
+PORTABLE_KERNEL_COMMANDS = ("synth", "preview")
+
+
+def command_name(argv: list[str]) -> str | None:
+    """The subcommand of an ``llvbench`` argument list (the first word that is not an option)."""
+    return next((arg for arg in argv if not arg.startswith("-")), None)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if command_name(argv) in PORTABLE_KERNEL_COMMANDS:
+        use_portable_cpu_paths()  # before build_parser imports numpy: its kernels are chosen at import
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,

@@ -5,7 +5,9 @@ SLURM/PBS, dask-kubernetes, ``dask scheduler`` by hand; the workers must see ``o
 file system and have llvbench installed), else a ``distributed.LocalCluster`` of worker processes
 with one thread each, else, when one worker suffices, the calling process itself (a cluster costs
 about 3 s to start, more than a small job takes). Which machine writes a shard never changes its
-bytes: every sample has its own generator and the shard writer is deterministic.
+bytes: every sample has its own generator, the shard writer is deterministic, and the ``llvbench``
+command pins numpy, OpenBLAS and OpenCV to portable CPU kernels (``pipelines.cpu_paths``; local
+workers inherit them, a remote cluster's workers need its variables in their environment).
 
 Resume: shards whose recorded entry (manifest or journal) has the planned recipe and still verifies
 are kept; only the rest is written. The manifest is written last, atomically.
@@ -33,9 +35,11 @@ from taskgen.shards import (PNG_COMPRESSION, ShardJob, ShardResult, build_manife
                             merge_manifests, plan_shards, remove_temporaries, reusable,
                             stale_shards, write_manifest, write_shard)
 from taskgen.paired import UNMATCHED_SKIP, build_paired_source
+from taskgen.software import software_description
 from taskgen.sources import (DEFAULT_SOURCES, FolderSource, InterleavedSource, PhotoSource, Source, SourceError,
                              build_source, load_photo)
 
+from pipelines.cpu_paths import apply_portable_opencv
 from pipelines.params import coerce, did_you_mean, names_other_folder, read_section
 
 log = logging.getLogger(__name__)
@@ -397,6 +401,7 @@ def run_job(job: ShardJob, root: str) -> ShardResult:
     import cv2
 
     cv2.setNumThreads(1)
+    apply_portable_opencv()  # a portable run's workers inherit LLVBENCH_CPU_PATHS; OpenCV's switch is per process
     with _writing_shards():
         return write_shard(job, root)
 
@@ -591,7 +596,8 @@ def run_synth(config: SynthConfig, *, progress: bool = True, force_dask: bool = 
     folders = scan_folders(config, jobs, open_sources(config, jobs))
     root.mkdir(parents=True, exist_ok=True)
     remove_temporaries(root)
-    reused = reusable(root, jobs)
+    apply_portable_opencv()  # before describing this process's kernels
+    reused = reusable(root, jobs, software_description())
     for path in stale_shards(root, jobs):
         log.info("removing %s: no longer part of the plan", path)
         path.unlink()

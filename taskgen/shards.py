@@ -15,8 +15,11 @@ snake_case). Members of one sample are adjacent, which WebDataset's grouping req
 Determinism: samples come from ``make_sample`` (one generator per sample), PNGs from
 ``taskgen.imageio.encode_png`` at a fixed compression, tar headers are POSIX ustar with mtime 0,
 uid/gid 0, empty user/group names and mode 0o644, members in index order. Same plan => same
-bytes, whatever process writes the shard. The manifest holds no timestamps and no paths of this
-machine beyond the user folders a source spec names.
+bytes, whatever process writes the shard, given the same image libraries and CPU code paths:
+each shard entry records them (``software``, from ``taskgen.software``), and ``llvbench synth`` pins
+the code paths to ones every x86-64 CPU runs (``pipelines.cpu_paths``), so that the bytes do not
+depend on the host. The manifest holds no timestamps and no paths of this machine beyond the user
+folders a source spec names.
 
 Safety: a shard is written under a temporary name and renamed; the worker then records the
 shard's entry in a journal (``.synth-journal/``), so a run killed at any point can reuse every
@@ -45,6 +48,7 @@ from .atomic import atomic_path, atomic_write_json
 from .imageio import decode_png, encode_png
 from .registry import SPLITS, TaskSpec
 from .sample import GENERATOR_VERSION, TaskFailure, make_sample
+from .software import software_description
 
 FORMAT = "llvbench-shards"
 FORMAT_VERSION = 1
@@ -307,7 +311,8 @@ def write_shard(job: ShardJob, root: str | Path, *, journal: bool = True) -> Sha
         os.chmod(tmp, SHARED_FILE_MODE)  # mkstemp makes 0600 files; datasets are shared read-only
         entry = {"path": job.path, "task": job.task, "split": job.split, "part": job.part,
                  "start": job.start, "stop": job.stop, "samples": job.count,
-                 "bytes": tmp.stat().st_size, "sha256": file_sha256(tmp), "recipe": job.recipe}
+                 "bytes": tmp.stat().st_size, "sha256": file_sha256(tmp), "recipe": job.recipe,
+                 "software": software_description()}
     write_s = time.perf_counter() - t_start - generate_s - encode_s
     if journal:
         atomic_write_json(journal_path(root, job.path), entry)
@@ -368,13 +373,15 @@ def known_entries(root: str | Path) -> dict[str, dict]:
     return entries
 
 
-def reusable(root: str | Path, jobs: Iterable[ShardJob]) -> dict[str, dict]:
-    """Entries of the planned shards that an earlier run finished and that still verify."""
+def reusable(root: str | Path, jobs: Iterable[ShardJob], software: str | None = None) -> dict[str, dict]:
+    """Entries of the planned shards that an earlier run finished and that still verify; with
+    ``software`` (``taskgen.software.software_description()``), only those made with the same."""
     known = known_entries(root)
     out = {}
     for job in jobs:
         entry = known.get(job.path)
-        if entry and entry.get("recipe") == job.recipe and entry_verifies(root, entry):
+        if entry and entry.get("recipe") == job.recipe and entry_verifies(root, entry) \
+                and (software is None or entry.get("software") == software):
             out[job.path] = entry
     return out
 

@@ -10,6 +10,8 @@ from taskgen.imageio import write_image_atomic
 from taskgen.preview import contact_sheet, preview_triples
 from taskgen.sources import PHOTO_LOADERS, DeadLeavesSource, PhotoSource
 
+from pipelines.cpu_paths import apply_portable_opencv
+
 
 def add_arguments(p) -> None:
     p.add_argument("--tasks", default="all", help="comma list of task names or categories (default: all)")
@@ -37,6 +39,7 @@ def check_arguments(args) -> None:
 
 def run(args) -> int:
     check_arguments(args)
+    apply_portable_opencv()  # the pairs as synthesis writes them (pipelines.cpu_paths)
     specs = taskgen.resolve_tasks(args.tasks)
     if not specs:
         raise ValueError(f"--tasks {args.tasks!r} names no task; give task names or categories, or 'all'")
