@@ -7,11 +7,11 @@ BIN := $(VENV)/bin
 
 .PHONY: setup repro test bench clean
 
-$(BIN)/llvbench: pyproject.toml
+$(BIN)/llvbench: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[pipeline,dev]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[pipeline,dev]"
 	touch $(BIN)/llvbench
 
 setup: $(BIN)/llvbench
