@@ -595,6 +595,9 @@ def merge_manifests(root: str | Path, parts: Mapping[str, str]) -> dict:
 # Verification
 
 
+UNRECORDED_SOFTWARE = "not recorded (made before llvbench recorded it)"
+
+
 @dataclass
 class VerifyReport:
     root: str
@@ -602,6 +605,7 @@ class VerifyReport:
     corrupt: list[tuple[str, str]] = field(default_factory=list)   # (path, reason)
     missing: list[str] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
+    software: dict[str, int] = field(default_factory=dict)  # manifest entries' `software` line -> shards
 
     @property
     def passed(self) -> bool:
@@ -618,6 +622,8 @@ def verify(root: str | Path) -> VerifyReport:
     for entry in manifest["shards"]:
         rel = entry["path"]
         listed.add(rel)
+        made_with = entry.get("software", UNRECORDED_SOFTWARE)
+        report.software[made_with] = report.software.get(made_with, 0) + 1
         path = root / rel
         if not path.is_file():
             report.missing.append(rel)

@@ -2,6 +2,7 @@
 SIMD features the host has, and each shard entry says which kernels and libraries made it."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -126,3 +127,29 @@ def test_a_shard_made_with_other_software_is_written_again(tmp_path):
     write_manifest(config.out, manifest)
     assert run_synth(config, progress=False)["total"]["reused_pairs"] == 0
     assert load_manifest(config.out)["shards"][0]["software"] != "numpy 1.0; x86_64 kernels: numpy AVX512_SPR"
+
+
+def test_verify_counts_the_shards_of_each_software_line_and_notes_a_mix(tmp_path, capsys):
+    from pipelines.commands import verify as verify_cmd
+    from pipelines.synth import configure, read_params, run_synth
+    from taskgen.shards import UNRECORDED_SOFTWARE, load_manifest, write_manifest
+
+    params = read_params(None)
+    params.update({"tasks": "gaussian_noise", "size": 16, "samples_per_shard": 1,
+                   "counts": {"train": 3, "test": 0, "unseen": 0}, "per_task": {}})
+    config = configure(params, {"out": str(tmp_path), "summary": ""})
+    run_synth(config, progress=False)
+    here = load_manifest(tmp_path)["shards"][0]["software"]
+    args = argparse.Namespace(dir=str(tmp_path), json=False)
+    assert verify_cmd.run(args) == 0
+    out = capsys.readouterr().out
+    assert f"made with {here}: 3 shard(s)" in out and "note:" not in out
+    manifest = load_manifest(tmp_path)
+    del manifest["shards"][0]["software"]  # a manifest from before the line existed
+    write_manifest(tmp_path, manifest)
+    assert verify_cmd.run(args) == 0
+    out = capsys.readouterr().out
+    assert f"made with {here}: 2 shard(s)" in out and f"made with {UNRECORDED_SOFTWARE}: 1 shard(s)" in out
+    assert "note: the shards were made with 2 different" in out
+    assert verify_cmd.run(argparse.Namespace(dir=str(tmp_path), json=True)) == 0
+    assert json.loads(capsys.readouterr().out)["software"] == {here: 2, UNRECORDED_SOFTWARE: 1}
