@@ -8,7 +8,8 @@ changes some tasks' bytes (tests/test_cpu_paths.py). Pinned to the code every x8
 shards depend only on the recipe and the library versions (``constraints.txt``), not on the host:
 numpy runs its baseline kernels only (``NPY_ENABLE_CPU_FEATURES`` naming no dispatch target),
 OpenBLAS the Nehalem kernels with one thread, OpenCV neither its dispatched kernels nor IPP
-(``cv2.setUseOptimized(False)``). That costs synthesis no measurable time (docs/shards.md).
+(``cv2.setUseOptimized(False)``). That costs synthesis little time: none measurable at 128 px,
+0–15 % at 256 px (docs/shards.md).
 
 numpy and OpenBLAS read their settings when numpy is imported, so ``use_portable_cpu_paths`` must
 run before that: the ``llvbench`` entry point calls it first thing, and worker processes inherit
