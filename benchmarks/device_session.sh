@@ -12,6 +12,8 @@
 #   STAGES=speed-variants DEADLINE_S=420 bash ...     # genlv-base: eager and regional compile at batch 8, then
 #                                                      # block activation checkpointing at batch 64 (VARIANT_EAGER=0,
 #                                                      # VARIANT_COMPILE=0 or VARIANT_CKPT=0 skips one; PROFILE=1: a profile)
+#   STAGES=portable-kernels bash ...                   # ~15 s: synthesis bytes unchanged with the CPU's newer
+#                                                      # SIMD features off (docs/shards.md; an AVX-512 check)
 #   SMOKE=1 STAGES=speed,genlv-s,equal-budget bash benchmarks/device_session.sh   # CPU check of this script
 #
 # Run from the repository root. On the device machine dask and webdataset are missing: carry
@@ -115,6 +117,36 @@ if [[ ( ",$STAGES," == *",speed,"* || ",$STAGES," == *",speed-variants,"* ) &&
     SYNTH_WORKERS=${SYNTH_WORKERS:-10}
     synthesise > "$WORK/synth.log" 2>&1 &
     SYNTH_PID=$!
+fi
+
+if [[ ",$STAGES," == *",portable-kernels,"* ]]; then
+    # docs/shards.md: with the portable kernels, synthesis must write the same shards when this CPU's
+    # newer SIMD features are switched off (an older CPU, simulated as in tests/test_cpu_paths.py).
+    # The CPU machine has no AVX-512; this checks the pin where the device's CPU has it (~15 s).
+    stamp "portable kernels: the same shards with this CPU's newer SIMD features switched off?"
+    portable_synth() {
+        rm -rf "$WORK/kernels-$1"
+        env "${@:2}" $PY -m pipelines.cli synth --tasks retouch,rtv,sepia,local_laplacian,vermeer,perceptual_edges \
+            --out "$WORK/kernels-$1" --n-train 4 --n-test 4 --n-unseen 4 --size 64 --summary "" --no-progress > /dev/null
+    }
+    portable_synth here LLVBENCH_CPU_PATHS=portable
+    portable_synth older LLVBENCH_CPU_PATHS=portable NPY_DISABLE_CPU_FEATURES=X86_V3 OPENBLAS_CORETYPE=Sandybridge \
+        OPENCV_IPP=sse42 OPENCV_CPU_DISABLE=AVX,FP16,AVX2,AVX512-SKX OPENCV_LOG_LEVEL=ERROR
+    portable_synth native LLVBENCH_CPU_PATHS=native
+    $PY - "$WORK" "$FIG/portable-kernels.json" <<'PYEOF'
+import json, sys
+work, out = sys.argv[1:]
+runs = {name: {e["path"]: e for e in json.load(open(f"{work}/kernels-{name}/manifest.json"))["shards"]}
+        for name in ("here", "older", "native")}
+def moved(a, b):
+    return sorted(p for p in runs[a] if runs[a][p]["sha256"] != runs[b][p]["sha256"])
+figures = {"shards": len(runs["here"]), "portable_moved_on_the_older_cpu": moved("here", "older"),
+           "native_differs_from_portable": moved("here", "native"),
+           "software": {name: sorted({e["software"] for e in run.values()}) for name, run in runs.items()}}
+json.dump(figures, open(out, "w"), indent=1)
+print(json.dumps(figures, indent=1))
+print("PORTABLE KERNELS HOLD" if not figures["portable_moved_on_the_older_cpu"] else "PORTABLE KERNELS MOVED")
+PYEOF
 fi
 
 if [[ ",$STAGES," == *",speed,"* ]]; then
