@@ -32,11 +32,12 @@ PORTABLE_KERNELS = "x86_64 kernels: numpy baseline, opencv baseline, openblas Ne
 
 def _synth(out, **env) -> dict[str, tuple[str, str]]:
     """``llvbench synth`` in a fresh process (numpy not imported yet); shard path -> (sha256, software)."""
-    clean = {k: v for k, v in os.environ.items()
-             if k not in OLDER_CPU and k not in portable_environment("x86_64") and k != "NPY_ENABLE_CPU_FEATURES"}
+    clean = {k: v for k, v in os.environ.items() if k not in OLDER_CPU and k not in portable_environment("x86_64")}
+    # Run in the output's parent: no params.yaml there, so the built-in synthesis defaults apply.
     subprocess.run([sys.executable, "-m", "pipelines.cli", "synth", "--tasks", TASKS, "--out", str(out),
                     "--n-train", "4", "--n-test", "4", "--n-unseen", "4", "--size", "64", "--no-progress",
-                    "--summary", ""], env={**clean, **env}, check=True, capture_output=True, text=True)
+                    "--summary", ""], env={**clean, **env}, cwd=out.parent, check=True, capture_output=True,
+                   text=True)
     manifest = json.loads((out / "manifest.json").read_text())
     return {e["path"]: (e["sha256"], e["software"]) for e in manifest["shards"]}
 
