@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Iterable
 
 from .leaderboard import (DECIMALS, SHORT_NAMES, Leaderboards, column_ranks, count_span, efficiency_rows,
-                          format_value, overall_rows, paper_tables, per_column, robustness_decimals, scored_counts,
-                          task_order)
+                          format_value, overall_rows, paper_tables, per_column, prompt_blind, prompt_blind_note,
+                          ranked_rows, robustness_decimals, scored_counts, task_order)
 from .metrics import METRICS
 
 WIDE_COLUMNS = 8
@@ -49,14 +50,15 @@ def _float(body: str, caption: str, label: str, wide: bool) -> str:
 
 def ranked_table(cells: dict, rows: list[str], columns: list[str], *, higher_is_better: dict | bool,
                  decimals: dict | int, caption: str, label: str, labels: dict | None = None,
-                 failed: set | None = None, row_header: str = "Method") -> str:
+                 failed: set | None = None, row_header: str = "Method", unranked: Iterable[str] = ()) -> str:
     """{(row, column): value} -> a booktabs table float: each column's best value bold, second underlined.
 
     ``higher_is_better`` and ``decimals`` are one value for every column or a dict per column;
-    ``caption`` is plain text (escaped here); ``label`` becomes ``tab:LABEL``.
+    ``caption`` is plain text (escaped here); ``label`` becomes ``tab:LABEL``; rows in ``unranked``
+    are shown, never marked.
     """
     labels, failed = labels or {}, failed or set()
-    ranks = column_ranks(cells, rows, columns, higher_is_better, decimals)
+    ranks = column_ranks(cells, ranked_rows(rows, unranked), columns, higher_is_better, decimals)
     marks = {1: "\\textbf{%s}", 2: "\\underline{%s}"}
     head = " & ".join([latex_escape(row_header)] + [latex_escape(labels.get(c, c)) for c in columns])
     lines = [f"\\begin{{tabular}}{{l{'c' * len(columns)}}}", "\\toprule", head + " \\\\", "\\midrule"]
@@ -105,11 +107,14 @@ def to_latex(lb: Leaderboards) -> str:
     if len(rb):
         k = int(rb["prompts"].max())
         cells = {(r.model, r.task): r.std for r in rb.itertuples()}
+        blind = prompt_blind(rb)
         blocks.append(ranked_table(
             cells, [m for m in models if m in set(rb["model"])], task_order(rb["task"].unique()),
             higher_is_better=False, decimals=robustness_decimals(rb), labels=SHORT_NAMES, label="llvbench-table-4",
+            unranked=blind,
             caption=(f"Table 4: standard deviation↓ of the task mean across {k} prompts (headline metric: dB "
-                     f"for PSNR tasks, MAE for edges), on the same queries. {marks}")))
+                     f"for PSNR tasks, MAE for edges), on the same queries. {marks}"
+                     + (f" {prompt_blind_note(blind)}" if blind else ""))))
     if len(lb.overall):
         blocks.append(plain_latex_table(*overall_rows(lb.overall), label="llvbench-rank",
                                         caption="Mean rank across tasks (1 = best) on each task's headline metric."))

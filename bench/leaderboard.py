@@ -39,6 +39,7 @@ import math
 import operator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Iterable
 
 from .metrics import METRICS
 from .results import NOT_MEASURED, read_results
@@ -392,6 +393,28 @@ def _model_category(head):
     return categories[["model", "category", "metric", "mean", "tasks", "failed_tasks"]]
 
 
+def prompt_blind(robustness) -> list[str]:
+    """Models whose Table 4 spread reads 0 on every task at its printed places: their outputs do not
+    depend on the prompt (``identity`` by design, or a prompt model that has not learned to use its
+    prompt). They are shown but not ranked there: a spread of 0 is no robustness."""
+    if not len(robustness):
+        return []
+    places = robustness_decimals(robustness)
+    blind = {m for m, group in robustness.groupby("model")
+             if all(round(float(r.std), places[r.task]) == 0 for r in group.itertuples())}
+    return sorted(blind)
+
+
+def prompt_blind_note(models: list[str]) -> str:
+    """The line under Table 4 that names the models it does not rank ('' for none)."""
+    if not models:
+        return ""
+    names = ", ".join(models)
+    verb = "reads" if len(models) == 1 else "read"
+    return (f"Not ranked: {names} {verb} 0 on every task, so the output does not depend on the prompt "
+            "(by design for identity; for a prompt model it means it has not learned to use its prompt).")
+
+
 def robustness_decimals(robustness) -> dict:
     """Places per task column of a Table 4: one more than the task's metric (dB to 3, MAE to 5),
     since a spread is a tenth of the values it comes from."""
@@ -463,15 +486,22 @@ def column_ranks(cells: dict, rows: list[str], columns: list[str], higher_is_bet
     return ranks
 
 
+def ranked_rows(rows: list[str], unranked: Iterable[str]) -> list[str]:
+    """``rows`` without those in ``unranked``: the rows a table's best-value marks compete among."""
+    skip = set(unranked)
+    return [r for r in rows if r not in skip]
+
+
 def markdown_table(cells: dict, rows: list[str], columns: list[str], *, higher_is_better: bool,
-                   decimals: dict | int, labels: dict | None = None, failed: set | None = None) -> str:
+                   decimals: dict | int, labels: dict | None = None, failed: set | None = None,
+                   unranked: Iterable[str] = ()) -> str:
     """{(row, column): value} -> a Markdown table with the best value of each column in bold
-    (``decimals``: one value, or a dict per column)."""
+    (``decimals``: one value, or a dict per column); rows in ``unranked`` are shown, never marked."""
     labels = labels or {}
     failed = failed or set()
     head = "| model | " + " | ".join(labels.get(c, c) for c in columns) + " |"
     lines = [head, "|" + "---|" * (len(columns) + 1)]
-    ranks = column_ranks(cells, rows, columns, higher_is_better, decimals)
+    ranks = column_ranks(cells, ranked_rows(rows, unranked), columns, higher_is_better, decimals)
     for r in rows:
         out = []
         for c in columns:
@@ -543,11 +573,13 @@ def _paper_tables(lb: Leaderboards) -> list[str]:
     rb = lb.robustness
     if len(rb):
         cells = {(r.model, r.task): r.std for r in rb.itertuples()}
+        blind = prompt_blind(rb)
         table = markdown_table(cells, sorted(rb["model"].unique()), task_order(rb["task"].unique()),
-                               higher_is_better=False, decimals=robustness_decimals(rb), labels=SHORT_NAMES)
+                               higher_is_better=False, decimals=robustness_decimals(rb), labels=SHORT_NAMES,
+                               unranked=blind)
         k = int(rb["prompts"].max())
         sections += [f"## Table 4: standard deviation of the task mean across {k} prompts (headline metric)↓", "",
-                     table, ""]
+                     table, ""] + ([prompt_blind_note(blind), ""] if blind else [])
     return sections
 
 

@@ -28,10 +28,12 @@ import math
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Iterable
 
 from .leaderboard import (DECIMALS, SHORT_NAMES, UNSEEN, VERDICTS, build_leaderboards, column_ranks, format_value,
-                          headline_numbers, overall_rows, paper_tables, per_column, query_margins, query_spans,
-                          robustness_decimals, task_order, uncertainty_note, verdict_counts)
+                          headline_numbers, overall_rows, paper_tables, per_column, prompt_blind, prompt_blind_note,
+                          query_margins, query_spans, ranked_rows, robustness_decimals, task_order, uncertainty_note,
+                          verdict_counts)
 from .figures import check_formats, count_noun
 from .metrics import METRICS
 from .samples import INPUT_ROLES, output_path, saved_examples, saved_units
@@ -230,13 +232,14 @@ def render_markdown(title: str, blocks: list) -> str:
 
 def best_table(cells: dict, rows: list[str], columns: list[str], *, higher_is_better: dict | bool,
                decimals: dict | int, labels: dict | None = None, failed: set | None = None,
-               row_header: str = "model", caption: str = "") -> Table:
+               row_header: str = "model", caption: str = "", unranked: Iterable[str] = ()) -> Table:
     """{(row, column): value} -> a Table with each column's best value in bold (ties: all of them).
 
-    ``higher_is_better`` and ``decimals`` are per column (dicts) or one value for every column.
+    ``higher_is_better`` and ``decimals`` are per column (dicts) or one value for every column;
+    rows in ``unranked`` are shown, never bold.
     """
     labels, failed = labels or {}, failed or set()
-    ranks = column_ranks(cells, rows, columns, higher_is_better, decimals)
+    ranks = column_ranks(cells, ranked_rows(rows, unranked), columns, higher_is_better, decimals)
     out = []
     for r in rows:
         line = [Cell(r)]
@@ -483,12 +486,15 @@ class _Builder:
         k = int(rb["prompts"].max())
         cells = {(r.model, r.task): r.std for r in rb.itertuples()}
         models = [m for m in self.models if m in set(rb["model"])]
+        blind = prompt_blind(rb)
         self.add(Heading(3, f"Table 4: standard deviation of the task mean across {count_noun(k, 'prompt')}↓"),
                  best_table(cells, models, task_order(rb["task"].unique()), higher_is_better=False,
-                            decimals=robustness_decimals(rb), labels=SHORT_NAMES,
+                            decimals=robustness_decimals(rb), labels=SHORT_NAMES, unranked=blind,
                             caption="population std (ddof 0) of the per-prompt task means, on the task's headline "
                                     "metric (dB for PSNR tasks, MAE for edges); every prompt is applied to the "
                                     f"same queries (up to {int(rb['queries'].max())} per task)"))
+        if blind:
+            self.add(Paragraph(prompt_blind_note(blind)))
 
     def category_table(self) -> None:
         mc = self.lb.model_category

@@ -77,7 +77,9 @@ def test_to_latex_has_every_table_with_the_leaderboard_values(results):  # noqa:
     assert edge == {"beta": "\\textbf{0.1000}", "gamma": "\\underline{0.2000}", "alpha": "0.3000"}  # MAE: lower wins
     assert "MAE$\\downarrow$" in tex and "S\\&P" not in tex  # only the tasks present are columns
     table4 = {r[0]: r[1] for r in body_rows(float_with(tex, "llvbench-table-4"))}
-    assert table4 == {"alpha": "\\underline{1.000}", "beta": "\\textbf{0.000}"}  # std: lower wins
+    # std: lower wins, but beta's 0 everywhere means its output ignores the prompt: shown, not ranked
+    assert table4 == {"alpha": "\\textbf{1.000}", "beta": "0.000"}
+    assert "Not ranked: beta reads 0 on every task" in float_with(tex, "llvbench-table-4")
     assert body_rows(float_with(tex, "llvbench-efficiency")) == [["alpha", "2.000", "--", "12.50", "--", "cpu", "--"]]
     # The fixture's models were run on different tasks: that one warning, and no other.
     assert [line for line in tex.splitlines() if line.startswith("% WARNING")] == [

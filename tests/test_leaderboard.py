@@ -124,7 +124,9 @@ def test_markdown_has_paper_tables_with_best_in_bold(results):
     table3 = md.split("## Table 3")[1].split("##")[0]
     assert "MAE↓" in md and "| beta | **0.1000** |" in table3 and "| alpha | 0.3000 |" in table3
     table4 = md.split("## Table 4")[1].split("##")[0]
-    assert "| beta | **0.000** |" in table4 and "| alpha | 1.000 |" in table4
+    # beta's output does not depend on its prompt: shown, not ranked, and named under the table
+    assert "| beta | 0.000 |" in table4 and "| alpha | **1.000** |" in table4
+    assert "Not ranked: beta reads 0 on every task" in table4
     assert "## Table 2" in md and "PencilDraw" in md and "LLE" in md
     assert "## Failures" in md and "boom" in md
     # the cells with an interval hold 2 queries: GN 30/32 and 20/22 (±12.71 each), canny PSNR 10/10 (±0)
@@ -434,3 +436,27 @@ def test_models_evaluated_on_different_tasks_are_warned_about(results):
     assert "alpha lacks" not in lacking
     same = results[results["task"].isin(["gaussian_noise", "canny"])]
     assert not any("different tasks" in w for w in build_leaderboards(same).warnings)
+
+
+def test_prompt_blind_models_are_those_whose_spread_prints_as_zero_on_every_task(tmp_path):
+    from bench.latex import to_latex
+    from bench.leaderboard import prompt_blind
+    rows = []
+    spreads = {"flat": (0.0, 0.0, 0.0, 0.0), "tiny": (0.0, 0.0004, 0.0, 0.00001),  # 0.0002 dB prints 0.000
+               "uses": (0.0, 0.0, 0.0, 0.002)}  # canny's MAE spread 0.001 prints 0.00100
+    for name, (a1, a2, c1, c2) in spreads.items():
+        m = prov(name)
+        rows += [row(m, value=30.0), row(m, task="canny", metric="mae", value=0.1),
+                 row(m, track="robustness", value=30.0 + a1, prompt="p1"),
+                 row(m, track="robustness", value=30.0 + a2, prompt="p2"),
+                 row(m, track="robustness", task="canny", metric="mae", value=0.1 + c1, prompt="p1"),
+                 row(m, track="robustness", task="canny", metric="mae", value=0.1 + c2, prompt="p2")]
+    lb = build_leaderboards(frame(rows))
+    assert prompt_blind(lb.robustness) == ["flat", "tiny"]
+    table4 = to_markdown(lb).split("## Table 4")[1]
+    assert "| uses | **0.000** | **0.00100** |" in table4  # the only ranked row takes both marks
+    assert "| flat | 0.000 | 0.00000 |" in table4 and "Not ranked: flat, tiny read 0 on every task" in table4
+    table4_tex = next(block for block in to_latex(lb).split("\\end{table}") if "llvbench-table-4" in block)
+    lines = {line.split(" & ")[0]: line for line in table4_tex.splitlines() if " & " in line}
+    assert "\\textbf" in lines["uses"] and "\\textbf" not in lines["flat"] + lines["tiny"], lines
+    assert "Not ranked: flat, tiny" in table4_tex
