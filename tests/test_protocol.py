@@ -166,6 +166,32 @@ def test_bad_outputs_are_refused_with_a_clear_message(output, message):
         check_output(output, (2, 3, 16, 24), who="plug")
 
 
+def edge_map() -> torch.Tensor:
+    """A white grid on black, 2×3×16×24 in [0, 1]: mostly 0, as an edge task's target."""
+    out = torch.zeros(2, 3, 16, 24)
+    out[..., ::4, :] = 1.0
+    out[..., ::4] = 1.0
+    return out
+
+
+def test_wrong_conventions_are_refused_however_dark_or_sparse_the_image():
+    dark = torch.linspace(0.0, 0.015, 2 * 3 * 16 * 24).reshape(2, 3, 16, 24)
+    for output in (edge_map() * 2 - 1, dark * 255, edge_map() * 255):
+        with pytest.raises(BadOutput, match="0-255 or"):
+            check_output(output, (2, 3, 16, 24), who="plug")
+
+
+def test_the_undershoot_of_a_briefly_trained_model_over_a_black_edge_map_is_accepted():
+    out = edge_map()
+    black = out == 0
+    out[black] = -0.4 * torch.rand(int(black.sum()), generator=torch.Generator().manual_seed(0))
+    assert (out < -0.1).float().mean() > 0.3  # far more than SOFT_FRACTION, none deeper than -0.4
+    assert check_output(out, (2, 3, 16, 24)).min() == pytest.approx(float(out.min()))
+    out[0, 0, 1, 1] = -0.6  # one pixel past the depth bound with that many below -0.1: refused
+    with pytest.raises(BadOutput, match="span \\[-0.6"):
+        check_output(out, (2, 3, 16, 24), who="plug")
+
+
 def test_mild_overshoot_is_accepted_unclamped():
     out = torch.full((1, 3, 16, 24), 0.5)
     out[0, 0, 0, :5] = 1.04
