@@ -80,6 +80,16 @@ def trained(model: dict, plan: dict, work: Path) -> bool:
     return summary.get("status") == "completed" and summary.get("step") == plan["train"]["steps"]
 
 
+def settings_changed(model: dict, plan: dict, work: Path) -> list[str]:
+    """The plan's training settings (and the model's arch and overrides) that the run already in
+    ``work`` recorded otherwise in its config.json, as 'KEY RECORDED (plan: WANTED)'; [] when they
+    agree or nothing ran yet. Keeping such a run, or resuming it, would mix two budgets."""
+    recorded = read_json(work / model["name"] / "config.json").get("train") or {}
+    wanted = {**plan["train"], "arch": model["arch"], "overrides": model.get("overrides") or {}}
+    return [f"{key} {recorded[key]!r} (plan: {value!r})" for key, value in wanted.items()
+            if key in recorded and recorded[key] != value]
+
+
 def stamp_commit(summary_path: Path) -> None:
     """Record the commit that trained a model in its summary.json (which travels with the results),
     so that a later --summarise, maybe on another machine, reports it rather than its own HEAD."""
@@ -480,6 +490,12 @@ def main(argv: list[str] | None = None) -> int:
         if not models:
             sys.exit(f"equal_budget --finished-only: no selected model finished training in {work}")
 
+    stale = {m["name"]: settings_changed(m, plan, work) for m in models}
+    stale = {name: changes for name, changes in stale.items() if changes}
+    if stale:
+        sys.exit("equal_budget: " + "; ".join(f"{work / name} was trained with {', '.join(changes)}"
+                                              for name, changes in stale.items())
+                 + ". Use another --work, or remove those folders to train them again.")
     commands: list[str] = []
     for model in models:
         if trained(model, plan, work):

@@ -123,6 +123,11 @@ def test_a_plan_run_in_two_parts_is_summarised_from_the_work_folder(script, tmp_
               "--out", str(out), "--device", "cpu"]
     assert script.main(common + ["--only", "genlv-tiny", "--train-only"]) == 0
     assert (work / "genlv-tiny" / "summary.json").exists()
+    # The plan changed after that run (another lr): it is neither kept nor resumed under the new budget.
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(plans.read_text().replace("lr: 0.001", "lr: 0.0003"))
+    with pytest.raises(SystemExit, match=r"genlv-tiny was trained with lr 0.001 \(plan: 0.0003\)"):
+        script.main(common + ["--plans", str(changed), "--only", "genlv-tiny", "--train-only"])
     assert not (work / "eval").exists() and not out.exists()  # trained, nothing evaluated
     with pytest.raises(SystemExit, match="xrestormer-tiny"):  # not trained yet: named, nothing written
         script.main(common + ["--summarise"])
