@@ -135,6 +135,7 @@ if [[ ",$STAGES," == *",portable-kernels,"* ]]; then
     portable_synth native LLVBENCH_CPU_PATHS=native
     $PY - "$WORK" "$FIG/portable-kernels.json" <<'PYEOF'
 import json, sys
+from taskgen.atomic import atomic_write_json
 work, out = sys.argv[1:]
 runs = {name: {e["path"]: e for e in json.load(open(f"{work}/kernels-{name}/manifest.json"))["shards"]}
         for name in ("here", "older", "native")}
@@ -143,7 +144,7 @@ def moved(a, b):
 figures = {"shards": len(runs["here"]), "portable_moved_on_the_older_cpu": moved("here", "older"),
            "native_differs_from_portable": moved("here", "native"),
            "software": {name: sorted({e["software"] for e in run.values()}) for name, run in runs.items()}}
-json.dump(figures, open(out, "w"), indent=1)
+atomic_write_json(out, figures, indent=1)
 print(json.dumps(figures, indent=1))
 print("PORTABLE KERNELS HOLD" if not figures["portable_moved_on_the_older_cpu"] else "PORTABLE KERNELS MOVED")
 PYEOF

@@ -44,15 +44,18 @@ def wrong_prompt_order(tasks: list[str]) -> list[int]:
 
 
 def measure(net, probe: dict, wrong: list[int]) -> dict:
-    """L1 with the right and the wrong prompts, their gap, the prompt tokens' spread (see the module doc)."""
+    """L1 with the right and the wrong prompts, their gap, the prompt tokens' spread (see the module doc);
+    the outputs come from ``model.objectives.predict``, as each network is trained and evaluated."""
     import torch
+
+    from model.objectives import predict
 
     was_training = net.training
     net.eval()
     with torch.no_grad():
         query, target = probe["query"], probe["target"]
-        right = net(query, probe["prompt_input"], probe["prompt_target"]).clamp(0, 1)
-        swapped = net(query, probe["prompt_input"][wrong], probe["prompt_target"][wrong]).clamp(0, 1)
+        right = predict(net, query, probe["prompt_input"], probe["prompt_target"]).clamp(0, 1)
+        swapped = predict(net, query, probe["prompt_input"][wrong], probe["prompt_target"][wrong]).clamp(0, 1)
         spread = None
         if hasattr(net, "encode_prompt") and getattr(getattr(net, "config", None), "use_prompt", True):
             keys, _ = net.encode_prompt(probe["prompt_input"][:16], probe["prompt_target"][:16])
