@@ -7,7 +7,8 @@ with one thread each, else, when one worker suffices, the calling process itself
 about 3 s to start, more than a small job takes). Which machine writes a shard never changes its
 bytes: every sample has its own generator, the shard writer is deterministic, and the ``llvbench``
 command pins numpy, OpenBLAS and OpenCV to portable CPU kernels (``pipelines.cpu_paths``; local
-workers inherit them, a remote cluster's workers need its variables in their environment).
+workers inherit them, a remote cluster's workers need its variables in their environment: a
+worker whose library versions or kernels differ from this process's refuses to write).
 
 Resume: shards whose recorded entry (manifest or journal) has the planned recipe and still verifies
 are kept; only the rest is written. The manifest is written last, atomically.
@@ -39,7 +40,7 @@ from taskgen.software import software_description
 from taskgen.sources import (DEFAULT_SOURCES, FolderSource, InterleavedSource, PhotoSource, Source, SourceError,
                              build_source, load_photo)
 
-from pipelines.cpu_paths import apply_portable_opencv
+from pipelines.cpu_paths import apply_portable_opencv, portable_environment
 from pipelines.params import coerce, did_you_mean, names_other_folder, read_section
 
 log = logging.getLogger(__name__)
@@ -396,14 +397,39 @@ def auto_workers(jobs: list[ShardJob], requested: int | None = None) -> int:
     return max(1, min(int(requested), len(jobs)))
 
 
-def run_job(job: ShardJob, root: str) -> ShardResult:
-    """Dask task: write one shard single-threaded (cores are the workers' to share)."""
+class WorkerSoftwareMismatch(RuntimeError):
+    """A Dask worker runs other library versions or CPU kernels than the process that planned the run."""
+
+
+def run_job(job: ShardJob, root: str, software: str | None = None) -> ShardResult:
+    """Dask task: write one shard single-threaded (cores are the workers' to share); with
+    ``software`` (the planning process's ``software_description()``), refuse first on a worker
+    whose own description differs."""
     import cv2
 
     cv2.setNumThreads(1)
     apply_portable_opencv()  # a portable run's workers inherit LLVBENCH_CPU_PATHS; OpenCV's switch is per process
+    if software is not None:
+        check_worker_software(software)
     with _writing_shards():
         return write_shard(job, root)
+
+
+def check_worker_software(expected: str, actual: str | None = None) -> None:
+    """Raise WorkerSoftwareMismatch when this worker's software line (``actual``, else its own)
+    differs from ``expected``. Why refuse: its shards would not be the bytes a local run makes, and
+    the next run, which reuses only shards of its own line, would make them all again."""
+    actual = software_description() if actual is None else actual
+    if actual == expected:
+        return
+    import socket
+
+    variables = " ".join(f"{k}={v}" for k, v in sorted(portable_environment().items()))
+    raise WorkerSoftwareMismatch(
+        f"the Dask worker on {socket.gethostname()} (pid {os.getpid()}) runs '{actual}', the process that "
+        f"planned the run '{expected}'. Start the cluster's workers with the portable variables ({variables}; "
+        f"pipelines.cpu_paths) and the versions of constraints.txt, or run both sides with "
+        f"LLVBENCH_CPU_PATHS=native on one kind of CPU")
 
 
 def _schedule_order(jobs: list[ShardJob]) -> list[ShardJob]:
@@ -436,14 +462,15 @@ def _run_inprocess(jobs: list[ShardJob], root: Path, progress: bool) -> list[Sha
     return results
 
 
-def _run_dask(client, jobs: list[ShardJob], root: Path, progress: bool) -> list[ShardResult]:
+def _run_dask(client, jobs: list[ShardJob], root: Path, progress: bool,
+              software: str | None = None) -> list[ShardResult]:
     from distributed import as_completed
 
     by_key = {}
     futures = []
     for job in _schedule_order(jobs):
         key = f"shard-{job.split}-{job.task}-{job.part:05d}-{job.recipe[:12]}"
-        future = client.submit(run_job, job, str(root.resolve()), key=key, pure=False)
+        future = client.submit(run_job, job, str(root.resolve()), software, key=key, pure=False)
         by_key[future.key] = job
         futures.append(future)
     results = []
@@ -483,8 +510,11 @@ def _connect(client_class, scheduler: str):
 
 
 def execute(jobs: list[ShardJob], root: Path, *, workers: int | None = None, scheduler: str | None = None,
-            progress: bool = True, force_dask: bool = False) -> tuple[list[ShardResult], dict]:
-    """Write the shards of ``jobs``; returns the results and how they were run."""
+            progress: bool = True, force_dask: bool = False,
+            software: str | None = None) -> tuple[list[ShardResult], dict]:
+    """Write the shards of ``jobs``; returns the results and how they were run. With ``software``
+    (this process's ``software_description()``), a Dask worker whose own line differs refuses its
+    shard, and the run stops naming both lines."""
     if not jobs:
         return [], {"executor": "none", "workers": 0}
     n = auto_workers(jobs, workers)
@@ -497,11 +527,12 @@ def execute(jobs: list[ShardJob], root: Path, *, workers: int | None = None, sch
         if scheduler:
             with _connect(Client, scheduler) as client:
                 n = len(client.scheduler_info().get("workers", {}))
-                return _run_dask(client, jobs, root, progress), {"executor": f"dask:{scheduler}", "workers": n}
+                return (_run_dask(client, jobs, root, progress, software),
+                        {"executor": f"dask:{scheduler}", "workers": n})
         with dask.config.set(LOCAL_CLUSTER_CONFIG), \
                 LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
                              silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
-            return _run_dask(client, jobs, root, progress), {"executor": "dask-local", "workers": n}
+            return _run_dask(client, jobs, root, progress, software), {"executor": "dask-local", "workers": n}
 
 
 # --------------------------------------------------------------------------------------------
@@ -597,7 +628,8 @@ def run_synth(config: SynthConfig, *, progress: bool = True, force_dask: bool = 
     root.mkdir(parents=True, exist_ok=True)
     remove_temporaries(root)
     apply_portable_opencv()  # before describing this process's kernels
-    reused = reusable(root, jobs, software_description())
+    software = software_description()
+    reused = reusable(root, jobs, software)
     for path in stale_shards(root, jobs):
         log.info("removing %s: no longer part of the plan", path)
         path.unlink()
@@ -605,7 +637,7 @@ def run_synth(config: SynthConfig, *, progress: bool = True, force_dask: bool = 
     if reused:
         log.info("reusing %d of %d shards that verify", len(reused), len(jobs))
     results, run_info = execute(pending, root, workers=config.workers, scheduler=config.scheduler,
-                                progress=progress, force_dask=force_dask)
+                                progress=progress, force_dask=force_dask, software=software)
     entries = {**reused, **{res.entry["path"]: res.entry for res in results}}
     manifest = build_manifest(jobs, entries, config.tasks, counts=config.counts, params=config.manifest_params())
     write_manifest(root, manifest)

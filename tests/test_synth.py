@@ -106,6 +106,37 @@ def test_scheduler_address_gives_same_bytes_and_failures_name_the_sample(tmp_pat
                     source=build_source("deadleaves"))
 
 
+def test_worker_with_other_software_refuses_before_writing(tmp_path, monkeypatch):
+    """A cluster worker whose libraries or CPU kernels differ from the planner's would write other
+    bytes, and the next run (which reuses shards of its own line only) would remake them all."""
+    import threading
+
+    from distributed import LocalCluster
+
+    import pipelines.synth as synth
+
+    real = synth.software_description
+    planner = "numpy 0.0, opencv 0.0; x86_64 kernels: the planner's"
+    # Dask runs tasks in worker threads here (processes=False): only the planning thread sees the fake line.
+    monkeypatch.setattr(synth, "software_description",
+                        lambda: planner if threading.current_thread() is threading.main_thread() else real())
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster:
+        with pytest.raises(SynthError) as info:
+            run_synth(_config(tmp_path / "out", scheduler=cluster.scheduler_address), progress=False)
+    message = str(info.value)
+    assert f"runs '{real()}', the process that planned the run '{planner}'" in message
+    assert "LLVBENCH_CPU_PATHS=portable" in message and "constraints.txt" in message
+    assert not list((tmp_path / "out").rglob("*.tar")) and not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_worker_software_check_passes_an_equal_line():
+    from pipelines.synth import WorkerSoftwareMismatch, check_worker_software
+
+    check_worker_software("numpy 1; kernels a", "numpy 1; kernels a")
+    with pytest.raises(WorkerSoftwareMismatch, match="runs 'numpy 1; kernels b'"):
+        check_worker_software("numpy 1; kernels a", "numpy 1; kernels b")
+
+
 def test_failure_in_process_is_a_synth_error_with_the_sample(tmp_path):
     config = _config(tmp_path / "fail", workers=1, tasks="_synth_fail", seed=7,
                      params={"counts": {"train": 12, "test": 0, "unseen": 0}})
