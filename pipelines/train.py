@@ -15,7 +15,7 @@ from typing import Mapping
 
 from model.train import TrainConfig, train
 
-from pipelines.params import names_other_folder, read_section
+from pipelines.params import PROFILE_KEY, load_yaml_mapping, names_other_folder, profile_path, read_section
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,16 @@ def read_params(path: str | Path | None, *, required: bool = False) -> dict:
     """The ``train`` section of a params file and its profile overlay over the defaults; values must
     have the types of the TrainConfig fields (an error naming the file and key otherwise)."""
     return read_section(path, SECTION, defaults(), required=required, kinds=typing.get_type_hints(TrainConfig))
+
+
+def params_name_arch(path: str | Path | None) -> bool:
+    """Whether the params file or its profile overlay names ``train.arch`` itself (a default does not)."""
+    if path is None or not Path(path).is_file():
+        return False
+    everything = load_yaml_mapping(Path(path))
+    overlay_path = profile_path(Path(path), everything.get(PROFILE_KEY))
+    layers = [everything] + ([load_yaml_mapping(overlay_path)] if overlay_path is not None else [])
+    return any("arch" in (layer.get(SECTION) or {}) for layer in layers)
 
 
 def parse_task_weights(value):
@@ -51,12 +61,17 @@ def parse_task_weights(value):
     return value
 
 
-def configure(params: Mapping, overrides: Mapping | None = None) -> TrainConfig:
+_PARAMS_ARCH = object()  # configure()'s default: the schedule in params was tuned for params["arch"]
+
+
+def configure(params: Mapping, overrides: Mapping | None = None, *, schedule_arch=_PARAMS_ARCH) -> TrainConfig:
     """TrainConfig from params plus overrides (values that are not None win; ``overrides`` of the
     architecture are merged key by key). An ``arch`` override or an ``out`` override that names
     another folder drops the params' ``name`` (the run is then labelled with its out folder's
     name), and that ``out`` override the params' ``metrics`` and ``summary`` too, unless those are
-    overridden as well."""
+    overridden as well. ``schedule_arch``: the architecture the params' schedule was set for (by
+    default params["arch"]; None for a file that names none, e.g. one schedule for several archs),
+    which decides whether training another arch logs the settings it inherits."""
     merged = dict(params)
     overrides = overrides or {}
     # Labels and logs the params file gives for its own arch and out folder do not follow a command
@@ -77,7 +92,8 @@ def configure(params: Mapping, overrides: Mapping | None = None) -> TrainConfig:
             raise ValueError(f"unknown training setting {key!r}")
         merged[key] = {**(merged.get(key) or {}), **value} if key == "overrides" else value
     merged["task_weights"] = parse_task_weights(merged.get("task_weights"))
-    warn_inherited_schedule(params, overrides)
+    warn_inherited_schedule(params, overrides,
+                            params.get("arch") if schedule_arch is _PARAMS_ARCH else schedule_arch)
     return TrainConfig(**merged)
 
 
@@ -85,16 +101,17 @@ def configure(params: Mapping, overrides: Mapping | None = None) -> TrainConfig:
 SCHEDULE_KEYS = ("lr", "warmup", "steps", "ckpt_every", "log_every")
 
 
-def warn_inherited_schedule(params: Mapping, overrides: Mapping) -> None:
-    """Log which schedule settings a run of another architecture takes from the params file."""
+def warn_inherited_schedule(params: Mapping, overrides: Mapping, schedule_arch: str | None) -> None:
+    """Log which schedule settings a run of another architecture than ``schedule_arch`` takes from
+    the params file; nothing when that is None (a schedule not set for one arch)."""
     arch = overrides.get("arch")
-    if arch in (None, params.get("arch")):
+    if schedule_arch is None or arch in (None, schedule_arch):
         return
     inherited = [f"{key} {params[key]}" for key in SCHEDULE_KEYS
                  if key in params and overrides.get(key) is None]
     if inherited:
         log.warning("training %s with the params file's settings for %s: %s; pass them on the command line "
-                    "if they do not suit %s", arch, params.get("arch"), ", ".join(inherited), arch)
+                    "if they do not suit %s", arch, schedule_arch, ", ".join(inherited), arch)
 
 
 def run_train(config: TrainConfig, *, progress: bool = True) -> dict:

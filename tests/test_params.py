@@ -334,3 +334,21 @@ def test_training_another_arch_warns_which_schedule_settings_come_from_the_param
     with caplog.at_level("WARNING", logger="pipelines.train"):
         train.configure(params, {"arch": "genlv-tiny", "steps": 5})  # the params' own arch: nothing to say
     assert not caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="pipelines.train"):  # one schedule set for no arch in particular
+        train.configure(params, {"arch": "genlv-base"}, schedule_arch=None)
+    assert not caplog.text
+
+
+def test_params_name_arch_reads_the_file_and_its_profile_overlay(tmp_path):
+    from pipelines.train import params_name_arch
+
+    path = tmp_path / "params.yaml"
+    path.write_text("train:\n  lr: 0.0003\n  steps: 600\n")  # scripts/equal_budget.py's kind of file
+    assert not params_name_arch(path) and not params_name_arch(None) and not params_name_arch(tmp_path / "no.yaml")
+    path.write_text("train:\n  arch: vit-s\n  lr: 0.0003\n")
+    assert params_name_arch(path)
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "big.yaml").write_text("train:\n  arch: genlv-s\n")
+    path.write_text("profile: big\ntrain:\n  lr: 0.0003\n")
+    assert params_name_arch(path)

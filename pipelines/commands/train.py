@@ -99,10 +99,14 @@ def overrides_from(args) -> dict:
 
 
 def run(args) -> int:
-    from pipelines.train import configure, format_summary, read_params, run_train
+    from pipelines.train import configure, format_summary, params_name_arch, read_params, run_train
 
     params_path = args.params or (DEFAULT_PARAMS if Path(DEFAULT_PARAMS).is_file() else None)
-    config = configure(read_params(params_path, required=args.params is not None), overrides_from(args))
+    params = read_params(params_path, required=args.params is not None)
+    # A params file that names no arch (scripts/equal_budget.py's one schedule for every model)
+    # did not tune its schedule for the default arch: no "inherited settings" warning then.
+    named = params_path is None or params_name_arch(params_path)
+    config = configure(params, overrides_from(args), schedule_arch=params["arch"] if named else None)
     summary = run_train(config, progress=not args.no_progress)
     if int(os.environ.get("RANK", "0")) == 0:
         print(format_summary(summary), file=sys.stdout)
