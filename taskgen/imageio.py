@@ -66,6 +66,8 @@ def _from_pil(data: bytes, path) -> np.ndarray:
 
 def to_rgb8(arr: np.ndarray, path="<array>") -> np.ndarray:
     """Any decoded array -> uint8 RGB: gray expanded, alpha composited on white, 16-bit scaled."""
+    if arr.dtype.kind == "f":  # OpenCV decodes 32-bit float TIFFs; their range ([0, 1]? HDR?) is unknown
+        raise UnreadableImage(path, "floating-point image (unsupported)")
     if arr.dtype == np.uint16 or (arr.dtype == np.int32 and arr.max(initial=0) > 255):
         arr = _scale16(arr)
     elif arr.dtype != np.uint8:

@@ -67,3 +67,14 @@ def test_stored_png_level_0_round_trips_without_row_filters(image):
     assert decode_png(data).tobytes() == image.tobytes()
     assert data == encode_png(image, compression=0)
     assert len(data) >= image.nbytes  # stored: no deflate, so no smaller than the raw pixels
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("keep_16bit", [False, True])
+def test_floating_point_tiff_is_refused_not_read_as_black(tmp_path, channels, keep_16bit):
+    # A float TIFF in [0, 1] once became an all-black uint8 image (clipped to 0..255, then truncated).
+    values = np.random.default_rng(0).uniform(0.5, 1.0, (16, 16, channels)).astype(np.float32)
+    path = tmp_path / "f.tif"
+    assert cv2.imwrite(str(path), values.squeeze())
+    with pytest.raises(UnreadableImage, match=r"f\.tif: floating-point image \(unsupported\)"):
+        read_image(path, keep_16bit=keep_16bit)
