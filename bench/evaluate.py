@@ -529,8 +529,12 @@ def check_distinct_models(models, describe=lambda spec, options: f"--model {spec
             name = load_generalist(spec, **options).name
         except Exception:  # recorded as a load failure when the model is evaluated
             continue
-        earlier = first_of.setdefault(slug(name), (spec, options, name))
-        if earlier[:2] != (spec, options) or earlier[2] != name:
-            raise ValueError(f"{describe(*earlier[:2])} and {describe(spec, options)} both build the model "
-                             f"{name!r} (results folder {slug(name)}/): evaluate them into separate results "
-                             "folders, or give one another name")
+        if slug(name) not in first_of:
+            first_of[slug(name)] = (spec, options, name)
+            continue
+        earlier = first_of[slug(name)]
+        if earlier[:2] == (spec, options) and earlier[2] == name:  # a repeat would only be skipped: a slip
+            raise ValueError(f"{describe(spec, options)} is given twice (model {name!r}); give each model once")
+        raise ValueError(f"{describe(*earlier[:2])} and {describe(spec, options)} both build the model "
+                         f"{name!r} (results folder {slug(name)}/): evaluate them into separate results "
+                         "folders, or give one another name")

@@ -692,6 +692,14 @@ def test_two_models_of_one_name_in_one_command_are_refused_before_any_work(split
     assert not out.exists()
 
 
+def test_one_model_given_twice_is_refused_as_a_slip():
+    from bench.evaluate import check_distinct_models
+
+    with pytest.raises(ValueError, match=r"^--model identity is given twice \(model 'identity'\); give each model once$"):
+        check_distinct_models([("identity", {}), ("prompt-target", {}), ("identity", {})])
+    check_distinct_models([("identity", {}), ("identity", {"self_ensemble": 8})])  # identity+x8: another model
+
+
 def test_a_device_the_machine_lacks_fails_the_load_in_one_line(split, tmp_path, twins):
     outcomes = evaluate_spec(f"{twins}:OnMissingGpu", {}, split, tmp_path, EvalConfig(tasks=("gaussian_noise",)))
     assert [(o.track, o.status) for o in outcomes] == [("load", "failed")]
