@@ -14,7 +14,7 @@ import math
 import re
 from typing import Iterable
 
-from .leaderboard import (DECIMALS, SHORT_NAMES, Leaderboards, column_ranks, count_span, efficiency_rows,
+from .leaderboard import (DECIMALS, SHORT_NAMES, Leaderboards, column_ranks, counted, efficiency_rows,
                           format_value, overall_rows, paper_tables, per_column, prompt_blind, prompt_blind_note,
                           ranked_rows, robustness_decimals, scored_counts, task_order)
 from .metrics import METRICS
@@ -87,7 +87,7 @@ def plain_latex_table(headers: list[str], rows: list[list], *, caption: str, lab
 def _queries(rows) -> str:
     """'8 queries per task', or the range when the tasks or models differ."""
     counts = scored_counts(rows)
-    return f"{count_span(counts)} queries per task" if len(counts) else "no queries"
+    return f"{counted(counts, 'query', 'queries')} per task" if len(counts) else "no queries"
 
 
 def to_latex(lb: Leaderboards) -> str:
@@ -105,14 +105,14 @@ def to_latex(lb: Leaderboards) -> str:
                                    caption=caption, label=f"llvbench-{t.title.split(',')[0]}"))
     rb = lb.robustness
     if len(rb):
-        k = int(rb["prompts"].max())
         cells = {(r.model, r.task): r.std for r in rb.itertuples()}
         blind = prompt_blind(rb)
         blocks.append(ranked_table(
             cells, [m for m in models if m in set(rb["model"])], task_order(rb["task"].unique()),
             higher_is_better=False, decimals=robustness_decimals(rb), labels=SHORT_NAMES, label="llvbench-table-4",
             unranked=blind,
-            caption=(f"Table 4: standard deviation↓ of the task mean across {k} prompts (headline metric: dB "
+            caption=(f"Table 4: standard deviation↓ of the task mean across {counted(rb['prompts'], 'prompt')} "
+                     f"(headline metric: dB "
                      f"for PSNR tasks, MAE for edges), on the same queries. {marks}"
                      + (f" {prompt_blind_note(blind)}" if blind else ""))))
     if len(lb.overall):

@@ -577,8 +577,9 @@ def _paper_tables(lb: Leaderboards) -> list[str]:
         table = markdown_table(cells, sorted(rb["model"].unique()), task_order(rb["task"].unique()),
                                higher_is_better=False, decimals=robustness_decimals(rb), labels=SHORT_NAMES,
                                unranked=blind)
-        k = int(rb["prompts"].max())
-        sections += [f"## Table 4: standard deviation of the task mean across {k} prompts (headline metric)↓", "",
+        # K is capped per task by the prompts its test split offers: say the range when it varies.
+        sections += [f"## Table 4: standard deviation of the task mean across {counted(rb['prompts'], 'prompt')} "
+                     "(headline metric)↓", "",
                      table, ""] + ([prompt_blind_note(blind), ""] if blind else [])
     return sections
 
@@ -598,6 +599,12 @@ def count_span(counts) -> str:
     """'8' when every count is 8, else 'low–high'."""
     low, high = int(min(counts)), int(max(counts))
     return f"{low}" if low == high else f"{low}–{high}"
+
+
+def counted(counts, singular: str, plural: str | None = None) -> str:
+    """'1 prompt', '8 prompts', '8–10 prompts': ``count_span`` with its noun."""
+    span = count_span(counts)
+    return f"{span} {singular if span == '1' else plural or singular + 's'}"
 
 
 def uncertainty_note(model_task) -> str:

@@ -30,10 +30,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable
 
-from .leaderboard import (DECIMALS, SHORT_NAMES, UNSEEN, VERDICTS, build_leaderboards, column_ranks, format_value,
-                          headline_numbers, overall_rows, paper_tables, per_column, prompt_blind, prompt_blind_note,
-                          query_margins, query_spans, ranked_rows, robustness_decimals, task_order, uncertainty_note,
-                          verdict_counts)
+from .leaderboard import (DECIMALS, SHORT_NAMES, UNSEEN, VERDICTS, build_leaderboards, column_ranks, counted,
+                          format_value, headline_numbers, overall_rows, paper_tables, per_column, prompt_blind,
+                          prompt_blind_note, query_margins, query_spans, ranked_rows, robustness_decimals, task_order,
+                          uncertainty_note, verdict_counts)
 from .figures import check_formats, count_noun
 from .metrics import METRICS
 from .samples import INPUT_ROLES, output_path, saved_examples, saved_units
@@ -483,11 +483,11 @@ class _Builder:
             self.add(Heading(3, "Table 4: prompt robustness"),
                      Paragraph("The robustness track was not run (llvbench eval --tracks robustness)."))
             return
-        k = int(rb["prompts"].max())
         cells = {(r.model, r.task): r.std for r in rb.itertuples()}
         models = [m for m in self.models if m in set(rb["model"])]
         blind = prompt_blind(rb)
-        self.add(Heading(3, f"Table 4: standard deviation of the task mean across {count_noun(k, 'prompt')}↓"),
+        prompts = counted(rb["prompts"], "prompt")  # K is capped per task by the prompts its split offers
+        self.add(Heading(3, f"Table 4: standard deviation of the task mean across {prompts}↓"),
                  best_table(cells, models, task_order(rb["task"].unique()), higher_is_better=False,
                             decimals=robustness_decimals(rb), labels=SHORT_NAMES, unranked=blind,
                             caption="population std (ddof 0) of the per-prompt task means, on the task's headline "

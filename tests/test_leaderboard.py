@@ -460,3 +460,19 @@ def test_prompt_blind_models_are_those_whose_spread_prints_as_zero_on_every_task
     lines = {line.split(" & ")[0]: line for line in table4_tex.splitlines() if " & " in line}
     assert "\\textbf" in lines["uses"] and "\\textbf" not in lines["flat"] + lines["tiny"], lines
     assert "Not ranked: flat, tiny" in table4_tex
+
+
+def test_table_4_names_the_range_of_prompts_when_tasks_had_different_counts():
+    # K is capped per task by the prompts its test split offers: one number would overstate some tasks.
+    from bench.latex import to_latex
+    from bench.leaderboard import counted
+    m = prov("alpha")
+    rows = [row(m, value=30.0), row(m, task="canny", metric="mae", value=0.1)]
+    rows += [row(m, track="robustness", value=30.0 + i, prompt=f"p{i}") for i in range(2)]
+    rows += [row(m, track="robustness", task="canny", metric="mae", value=0.1 + i / 10, prompt=f"p{i}")
+             for i in range(3)]
+    lb = build_leaderboards(frame(rows))
+    assert "## Table 4: standard deviation of the task mean across 2–3 prompts (headline metric)↓" in to_markdown(lb)
+    assert r"Table 4: standard deviation$\downarrow$ of the task mean across 2--3 prompts" in to_latex(lb)
+    assert (counted([1, 1], "query", "queries"), counted([8], "prompt"), counted([3, 1], "prompt")) == \
+        ("1 query", "8 prompts", "1–3 prompts")

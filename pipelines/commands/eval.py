@@ -27,7 +27,9 @@ def add_arguments(p) -> None:
         f"{t.name}: {t.description}" for t in TRACKS.values()))
     p.add_argument("--limit", type=int, help="query images per task (default: all)")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--robustness-prompts", type=int, default=20, help="K prompts per task (paper Table 4: 20)")
+    p.add_argument("--robustness-prompts", type=int, default=20,
+                   help="K prompts per task (paper Table 4: 20), capped per task by the test pairs of the "
+                        "photos that give no query (Table 4's heading says the range used)")
     p.add_argument("--mismatch", help="comma list of PROMPT_TASK:QUERY_TASK (QUERY_TASK may be 'clean'); "
                                       "default: the paper's examples")
     p.add_argument("--latency-repeats", type=int, default=10)
