@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from pipelines.cpu_paths import use_portable_cpu_paths
@@ -60,7 +61,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     reuse_freed_memory()  # big CPU tensors without page faults on every allocation (pipelines.memory)
     try:
-        return int(args._run(args) or 0)
+        code = int(args._run(args) or 0)
+        sys.stdout.flush()  # inside the try: a reader that left (`| head`) surfaces here, not at exit
+        return code
+    except BrokenPipeError:
+        # The reader of our output closed the pipe: stop quietly, as a SIGPIPE'd command would, and
+        # point stdout at /dev/null so the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM where a command turns it into one
         print(f"llvbench {args.command}: interrupted" + (f": {err}" if str(err) else ""), file=sys.stderr)
         return getattr(err, "exit_code", 130)
