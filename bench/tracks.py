@@ -176,9 +176,14 @@ def _mismatch_units(ctx) -> list[str]:
     units = []
     # A default pair the split cannot serve is routine; a pair asked for by name that yields nothing is not.
     requested = tuple(map(tuple, ctx.config.mismatch_pairs))
-    level = logging.INFO if requested == DEFAULT_MISMATCH_PAIRS else logging.WARNING
+    default = requested == DEFAULT_MISMATCH_PAIRS
+    level = logging.INFO if default else logging.WARNING
     for prompt_task, query_task in ctx.config.mismatch_pairs:
         wanted = {prompt_task} | ({query_task} - {CLEAN})
+        if default and ctx.config.tasks is not None and not wanted <= set(ctx.tasks):
+            # A task selection narrows the default pairs too; pairs named with --mismatch run as asked.
+            ctx.log.info("mismatch %s on %s skipped: not among the selected tasks", prompt_task, query_task)
+            continue
         if not wanted <= set(ctx.available_tasks):
             ctx.log.log(level, "mismatch %s on %s skipped: not in the test split", prompt_task, query_task)
             continue

@@ -729,6 +729,17 @@ def test_an_explicit_mismatch_pair_that_is_skipped_is_a_warning(split, tmp_path,
     assert {r.levelname for r in caplog.records if "skipped: not in the test split" in r.message} == {"INFO"}
 
 
+def test_a_task_selection_narrows_the_default_mismatch_pairs_not_the_named_ones(split, tmp_path):
+    identity = bench.load_generalist("identity")
+    # The split serves gaussian_blur on clean and canny on gaussian_noise of the default pairs.
+    units = [o.unit for o in evaluate(identity, split, tmp_path / "a",
+                                      EvalConfig(tracks=("mismatch",), tasks=("gaussian_blur", "canny"), limit=1))]
+    assert units == ["gaussian_blur__on__clean"]  # canny on gaussian_noise needs a task left out
+    named = EvalConfig(tracks=("mismatch",), tasks=("gaussian_blur",), limit=1, mismatch_pairs=MISMATCH)
+    assert sorted(o.unit for o in evaluate(identity, split, tmp_path / "b", named)) == \
+        ["canny__on__gaussian_noise", "gaussian_blur__on__clean"]
+
+
 def test_a_checkpoint_is_scored_again_after_its_model_code_changed(split, tmp_path, monkeypatch, caplog):
     import model
     from bench import builtins

@@ -22,7 +22,8 @@ def add_arguments(p) -> None:
     p.add_argument("--split", default="test", choices=["test", "unseen"],
                    help="test: the training tasks' test split; unseen: the held-out tasks (dvc repro scores "
                         "them on the main track only)")
-    p.add_argument("--tasks", default="all", help="comma list of tasks or categories (default: all in the split)")
+    p.add_argument("--tasks", default="all", help="comma list of tasks or categories (default: all in the split); "
+                                                  "also narrows the default mismatch pairs to these tasks")
     p.add_argument("--tracks", default="main", help="comma list of tracks, or 'all' (default: main): " + "; ".join(
         f"{t.name}: {t.description}" for t in TRACKS.values()))
     p.add_argument("--limit", type=int, help="query images per task (default: all)")
