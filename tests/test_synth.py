@@ -488,6 +488,7 @@ def test_bad_sources_fail_once_before_any_work_naming_the_option(tmp_path, case,
     (["--seed", "-1"], r"--seed must be >= 0, got -1"),
     (["--size", "-64"], r"--size must be >= 8, got -64"),
     (["--tasks", ""], r"--tasks '' names no task"),
+    (["--photo", "astronot"], r"--photo 'astronot' is neither a packaged photo \(astronaut, .*\) nor 'deadleaves'"),
 ])
 def test_preview_options_out_of_range_are_errors_naming_them(tmp_path, argv, message):
     from pipelines.commands import preview

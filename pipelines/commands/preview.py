@@ -35,6 +35,9 @@ def check_arguments(args) -> None:
         raise ValueError(f"--out {args.out} is a folder; give the PNG file to write")
     if Path(args.out).suffix.lower() != ".png":
         raise ValueError(f"--out {args.out}: the sheet is a PNG; give a name ending in .png")
+    if args.photo != "deadleaves" and args.photo not in PHOTO_LOADERS:
+        raise ValueError(f"--photo {args.photo!r} is neither a packaged photo ({', '.join(PHOTO_LOADERS)}) "
+                         "nor 'deadleaves'")
 
 
 def run(args) -> int:
