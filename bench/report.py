@@ -457,12 +457,15 @@ class _Builder:
         others = [m for m in self.models if m != baseline]
         if baseline not in self.models or not others:
             return
-        counts = {}
+        counts, uncounted = {}, 0
         for model in others:
             try:
-                counts[model] = verdict_counts(query_margins(self.results, model, baseline))
+                margins = query_margins(self.results, model, baseline)
             except ValueError:  # no main-track score to pair (every unit failed): a row of '–'
                 counts[model] = {}
+                continue
+            counts[model] = verdict_counts(margins)
+            uncounted = max(uncounted, int((~margins["verdict"].isin(VERDICTS)).sum()))
         categories = list(dict.fromkeys(c for per in counts.values() for c in per))  # paper task order
         rows = []
         for model in others:
@@ -475,7 +478,9 @@ class _Builder:
                  Table(["model"] + categories + ["all"], plain_rows(rows),
                        f"tasks on which the model is better than {baseline} / within noise / worse: a task counts "
                        "as better or worse when the 95 % Student-t interval of the mean per-query margin (same "
-                       "queries, same prompts, headline metric) excludes 0"))
+                       "queries, same prompts, headline metric) excludes 0"
+                       + (f"; tasks scored on a single query ({uncounted} here) have no interval and count in "
+                          "none of the three" if uncounted else "")))
 
     def robustness_table(self) -> None:
         rb = self.lb.robustness

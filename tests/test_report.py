@@ -484,6 +484,17 @@ def test_a_model_without_one_scored_query_gets_dashes_against_identity(built, tm
     assert [[c["text"] for c in row] for row in table["rows"]] == [["model", "all"], ["broken", "–"]]
 
 
+def test_tasks_of_a_single_query_are_said_to_count_in_none_of_the_verdicts(built, tmp_path):
+    config = EvalConfig(tasks=("gaussian_noise", "canny"), limit=1, save_samples=0)
+    for name in ("identity", "prompt-target"):
+        evaluate(bench.load_generalist(name), built["split"], tmp_path / "eval", config)
+    report = build_report(tmp_path / "eval", tmp_path / "report", config=ReportConfig(formats=("png",)))
+    text = html.unescape(report.html.read_text())
+    table = Page(text).table("Against identity")
+    assert [c["text"] for c in table["rows"][1]][-1] == "0 / 0 / 0"  # one query: no interval, no verdict
+    assert "tasks scored on a single query (2 here) have no interval and count in none of the three" in text
+
+
 def test_a_model_that_failed_to_load_reads_failed_in_every_table(built, tmp_path):
     from bench.evaluate import evaluate_spec
 
