@@ -23,6 +23,7 @@ are removed, so a model or task dropped from the results leaves nothing stale be
 from __future__ import annotations
 
 import html
+import json
 import logging
 import math
 import re
@@ -325,6 +326,9 @@ class ReportConfig:
     title: str = "llvbench report"
     samples_per_task: int = 2          # example rows per task/mismatch unit (at most what eval saved)
     formats: tuple[str, ...] = ("png", "svg")
+    # Shards roots whose manifest the results scored: the report names the library versions and CPU
+    # kernels that made them (each manifest entry's `software`). Others are named as not scored.
+    shards: tuple[str, ...] = ()
 
 
 @dataclass
@@ -423,6 +427,19 @@ class _Builder:
                  Bullets(items or ["(no main-track rows)"]),
                  Paragraph("Data manifest sha256 of the test split these tables score: "
                            + (", ".join(self.manifests) or "not recorded") + "."))
+        self.data_software()
+
+    def data_software(self) -> None:
+        """Which library versions and CPU kernels made the scored shards (report config ``shards``)."""
+        if not self.config.shards:
+            return
+        lines, other = shards_software(self.config.shards, self.manifests)
+        if lines:
+            self.add(Paragraph("Made with (the software line of each shard's manifest entry; other versions or "
+                               "kernels can give other bytes):"),
+                     Bullets([f"{line}: {count_noun(n, 'shard')}" for line, n in lines.items()]))
+        if other:
+            self.add(Paragraph("Not described, since these results did not score them: " + "; ".join(other) + "."))
 
     def paper_tables(self) -> None:
         mt = self.lb.model_task
@@ -841,6 +858,33 @@ def _prune(out_dir: Path, keep: set[Path]) -> int:
             elif path.is_dir() and not any(path.iterdir()):
                 path.rmdir()
     return removed
+
+
+def shards_software(roots, scored_manifests) -> tuple[dict[str, int], list[str]]:
+    """Shards roots -> ({software line: shards} over the roots whose manifest sha256 is among
+    ``scored_manifests``, [why each other root is not described])."""
+    from collections import Counter
+
+    from taskgen.shards import MANIFEST_NAME, UNRECORDED_SOFTWARE, manifest_sha256
+
+    lines: Counter = Counter()
+    other = []
+    for root in roots:
+        path = Path(root) / MANIFEST_NAME
+        if not path.is_file():
+            other.append(f"{root} (no {MANIFEST_NAME})")
+            continue
+        sha = manifest_sha256(root)
+        if sha not in scored_manifests:
+            other.append(f"{root} (manifest sha256 {sha[:12]}…)")
+            continue
+        try:
+            entries = json.loads(path.read_text()).get("shards", [])
+        except (OSError, ValueError, AttributeError) as err:
+            other.append(f"{root} (manifest unreadable: {err})")
+            continue
+        lines.update(entry.get("software", UNRECORDED_SOFTWARE) for entry in entries if isinstance(entry, dict))
+    return dict(lines.most_common()), other
 
 
 def build_report(results_dirs, out_dir: str | Path, train_logs=(), config: ReportConfig = ReportConfig()) -> Report:

@@ -20,9 +20,10 @@ DEFAULTS: dict = {
     "samples_per_task": 2,         # example rows per task / mismatch pair (at most what eval saved)
     "formats": ["png", "svg"],
     "title": "llvbench report",
+    "shards": [],                  # shards roots the results scored: the report names what made them
 }
 KINDS: dict = {"out": str, "samples_per_task": int, "title": str}
-PATH_LISTS = ("results", "train_logs", "formats")  # a single string is a one-item list
+PATH_LISTS = ("results", "train_logs", "formats", "shards")  # a single string is a one-item list
 
 
 def read_params(path: str | Path | None, *, required: bool = False) -> dict:
@@ -39,7 +40,7 @@ def check_layer(source: Path, values: dict) -> dict:
 
     values = dict(values)
     for key in PATH_LISTS:
-        if key not in values or (key == "train_logs" and values[key] is None):
+        if key not in values or (key in ("train_logs", "shards") and values[key] is None):
             continue
         value = [values[key]] if isinstance(values[key], str) else values[key]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -59,7 +60,7 @@ def run_stage(params: dict, params_file: str | Path | None = None):
     source = setting_source(params_file, "report", "formats") if params_file is not None else None
     option = f"{source}: report.formats" if source is not None else "report.formats"
     config = ReportConfig(title=str(params["title"]), samples_per_task=int(params["samples_per_task"]),
-                          formats=check_formats(params["formats"], option))
+                          formats=check_formats(params["formats"], option), shards=tuple(params["shards"] or ()))
     return build_report(params["results"], params["out"], params["train_logs"] or (), config)
 
 

@@ -636,3 +636,24 @@ def test_tasks_outside_the_paper_tables_are_in_an_other_tasks_table(tmp_path):
         table = page.table(title)["rows"]
         assert [c["text"] for c in table[0]] == ["model", column]
         assert {row[0]["text"]: row[1]["text"] for row in table[1:]}["alpha"] == best
+
+
+def test_the_report_names_what_made_the_scored_shards_and_no_other(built, tmp_path):
+    from taskgen.shards import load_manifest
+    from taskgen.software import software_description
+
+    shards = built["root"] / "shards"
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "manifest.json").write_text('{"shards": []}')
+    out = tmp_path / "report"
+    assert run_report_cli(["--results", str(built["eval"]), "--out", str(out), "--shards", str(shards),
+                           "--shards", str(other), "--shards", str(tmp_path / "none")]) == 0
+    text = html.unescape((out / "index.html").read_text())
+    made = text.split("Made with")[1].split("</ul>")[0]
+    count = len(load_manifest(shards)["shards"])
+    # this process made the fixture's shards: one line, every shard
+    assert re.findall(r"<li>(.*?)</li>", made) == [f"{software_description()}: {count} shards"]
+    assert f"Not described, since these results did not score them: {other} (manifest sha256 " in text
+    assert f"; {tmp_path / 'none'} (no manifest.json)." in text
+    assert "Made with" not in built["html"]  # no --shards: nothing said

@@ -1,4 +1,4 @@
-"""`llvbench report --results DIR --out DIR [--train-logs PATH...]`: the HTML + Markdown report."""
+"""`llvbench report --results DIR --out DIR [--train-logs PATH...] [--shards DIR]`: the HTML + Markdown report."""
 from __future__ import annotations
 
 import sys
@@ -17,6 +17,9 @@ def add_arguments(p) -> None:
                    help="figure formats, comma list (default: png,svg); PNG is always written for the page, "
                         "other formats are linked beside each chart")
     p.add_argument("--title", default="llvbench report")
+    p.add_argument("--shards", action="append", default=[], metavar="DIR",
+                   help="shards root whose manifest the results scored (e.g. data/shards): the report names the "
+                        "library versions and CPU kernels that made its shards; repeatable")
 
 
 def run(args) -> int:
@@ -29,7 +32,8 @@ def run(args) -> int:
     if args.samples_per_task < 0:
         raise ValueError("--samples-per-task must be 0 or more")
     report = build_report(args.results, args.out, args.train_logs,
-                          ReportConfig(title=args.title, samples_per_task=args.samples_per_task, formats=formats))
+                          ReportConfig(title=args.title, samples_per_task=args.samples_per_task, formats=formats,
+                                       shards=tuple(args.shards)))
     print(f"report: {report.html} and {report.markdown} ({len(report.figures)} figure files, "
           f"{len(report.images)} example images)")
     if report.skipped:
