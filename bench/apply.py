@@ -350,7 +350,8 @@ def _is_image_name(path: Path) -> bool:
 
 def collect_jobs(inputs: Iterable[str | Path]) -> list[Job]:
     """Files as given, folders recursively (image suffixes only, sorted); each output keeps the name
-    relative to its folder (or the file name) with a ``.png`` suffix; clashes get ``-2``, ``-3``..."""
+    relative to its folder (or the file name) with a ``.png`` suffix; clashes get ``-2``, ``-3``...
+    A file reached twice (given twice, or also inside a given folder) is processed once, first come."""
     planned: list[tuple[Path, Path]] = []
     for item in inputs:
         path = Path(item)
@@ -365,8 +366,11 @@ def collect_jobs(inputs: Iterable[str | Path]) -> list[Job]:
             planned.append((path, Path(path.name)))
         else:
             raise ApplyError(f"input {path} does not exist")
-    jobs, used = [], Counter()
+    jobs, used, seen = [], Counter(), set()
     for source, relative in planned:
+        if source.resolve() in seen:
+            continue
+        seen.add(source.resolve())
         output = relative.with_suffix(OUTPUT_SUFFIX)
         used[output] += 1
         if used[output] > 1:  # a.jpg next to a.png, or the same name in two input folders

@@ -179,6 +179,15 @@ def test_clashing_output_names_are_made_unique(tmp_path):
     assert outputs == ["x.png", "x-2.png"]
 
 
+def test_a_file_reached_twice_is_processed_once(tmp_path):
+    (tmp_path / "in").mkdir()
+    for name in ("a.png", "b.png"):
+        (tmp_path / "in" / name).write_bytes(b"")
+    given = [tmp_path / "in" / "a.png", tmp_path / "in" / "a.png", tmp_path / "in", tmp_path / "in" / ".." / "in"]
+    jobs = collect_jobs(given)
+    assert [(job.source.name, job.output.as_posix()) for job in jobs] == [("a.png", "a.png"), ("b.png", "b.png")]
+
+
 # ----------------------------------------------------------------------------- prompts and size rules
 
 def test_prompt_pair_of_different_sizes_is_resized_with_a_note():
