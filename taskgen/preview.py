@@ -33,6 +33,18 @@ def preview_triples(specs: list[TaskSpec], source: SourceImage, seed: int) -> li
     return out
 
 
+def fitted_text(draw, font, candidates: list[str], width: float) -> str:
+    """The first of ``candidates`` (longest first) that fits in ``width`` pixels, else the last one
+    cut to fit with '…': a label never runs into the next cell."""
+    for text in candidates:
+        if draw.textlength(text, font=font) <= width:
+            return text
+    text = candidates[-1]
+    while text and draw.textlength(text + "…", font=font) > width:
+        text = text[:-1]
+    return text + "…"
+
+
 def contact_sheet(triples, tile: int, per_row: int = 2, title: str = "") -> np.ndarray:
     """Grid of labelled (source | input | target) triples, ``per_row`` triples side by side."""
     if per_row < 1 or tile < 1:
@@ -44,11 +56,13 @@ def contact_sheet(triples, tile: int, per_row: int = 2, title: str = "") -> np.n
     sheet = Image.new("RGB", (per_row * cell_w + gap, title_h + rows * (tile + label_h + gap) + gap), "white")
     draw = ImageDraw.Draw(sheet)
     if title:
-        draw.text((gap, 6), title, fill="black", font=font)
+        draw.text((gap, 6), fitted_text(draw, font, [title], per_row * cell_w - gap), fill="black", font=font)
     for i, (spec, images) in enumerate(triples):
         r, c = divmod(i, per_row)
         x0, y0 = gap + c * cell_w, title_h + gap + r * (tile + label_h + gap)
-        draw.text((x0, y0 + 2), f"{spec.name} ({spec.category})   source | input | target", fill="black", font=font)
+        label = fitted_text(draw, font, [f"{spec.name} ({spec.category})   source | input | target",
+                                         f"{spec.name} ({spec.category})", spec.name], 3 * tile)
+        draw.text((x0, y0 + 2), label, fill="black", font=font)
         for j, img in enumerate(images):
             thumb = Image.fromarray(img).resize((tile, tile), Image.BICUBIC) if img.shape[0] != tile else Image.fromarray(img)
             sheet.paste(thumb, (x0 + j * tile, y0 + label_h))

@@ -552,3 +552,19 @@ def test_valid_per_task_entries_still_configure_each_dvc_stage(tmp_path):
         assert config.counts == {task: counts} and config.paired == {task: {}}
     with pytest.raises(ValueError, match=r"^synth per_task\._synth_noise must be a mapping"):  # dict callers too
         configure({**values, "per_task": {"_synth_noise": 16}}, {"tasks": "_synth_noise"})
+
+
+def test_preview_labels_are_shortened_to_fit_their_cell():
+    from PIL import Image, ImageDraw, ImageFont
+
+    from taskgen.preview import fitted_text
+
+    draw, font = ImageDraw.Draw(Image.new("RGB", (8, 8))), ImageFont.load_default()
+    candidates = ["vignetting_removal (restoration)   source | input | target", "vignetting_removal (restoration)",
+                  "vignetting_removal"]
+    widths = [draw.textlength(text, font=font) for text in candidates]
+    assert fitted_text(draw, font, candidates, widths[0]) == candidates[0]
+    assert fitted_text(draw, font, candidates, widths[0] - 1) == candidates[1]
+    assert fitted_text(draw, font, candidates, widths[2]) == candidates[2]
+    cut = fitted_text(draw, font, candidates, widths[2] - 1)
+    assert cut.endswith("…") and candidates[2].startswith(cut[:-1]) and draw.textlength(cut, font=font) <= widths[2] - 1
