@@ -23,7 +23,6 @@ are removed, so a model or task dropped from the results leaves nothing stale be
 from __future__ import annotations
 
 import html
-import json
 import logging
 import math
 import re
@@ -865,13 +864,12 @@ def shards_software(roots, scored_manifests) -> tuple[dict[str, int], list[str]]
     ``scored_manifests``, [why each other root is not described])."""
     from collections import Counter
 
-    from taskgen.shards import MANIFEST_NAME, UNRECORDED_SOFTWARE, manifest_sha256
+    from taskgen.shards import MANIFEST_NAME, UNRECORDED_SOFTWARE, ManifestError, load_manifest, manifest_sha256
 
     lines: Counter = Counter()
     other = []
     for root in roots:
-        path = Path(root) / MANIFEST_NAME
-        if not path.is_file():
+        if not (Path(root) / MANIFEST_NAME).is_file():
             other.append(f"{root} (no {MANIFEST_NAME})")
             continue
         sha = manifest_sha256(root)
@@ -879,11 +877,12 @@ def shards_software(roots, scored_manifests) -> tuple[dict[str, int], list[str]]
             other.append(f"{root} (manifest sha256 {sha[:12]}…)")
             continue
         try:
-            entries = json.loads(path.read_text()).get("shards", [])
-        except (OSError, ValueError, AttributeError) as err:
-            other.append(f"{root} (manifest unreadable: {err})")
+            entries = load_manifest(root)["shards"]
+        except ManifestError as err:
+            other.append(f"{root} ({err})")
             continue
-        lines.update(entry.get("software", UNRECORDED_SOFTWARE) for entry in entries if isinstance(entry, dict))
+        # counted as `llvbench verify` counts them (taskgen.shards.verify)
+        lines.update(entry.get("software", UNRECORDED_SOFTWARE) for entry in entries)
     return dict(lines.most_common()), other
 
 
