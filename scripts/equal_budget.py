@@ -175,6 +175,70 @@ def claims_table(leaderboard: Path, results=None) -> list[str]:
     return lines
 
 
+def budget_label(work: Path) -> str:
+    """'600 × 8 = 4,800 samples at 64 px' from a work folder's params.yaml (the budget it trained with)."""
+    try:
+        train = (yaml.safe_load((work / "params.yaml").read_text()) or {}).get("train") or {}
+        return f"{train['steps']} × {train['batch']} = {train['steps'] * train['batch']:,} samples at {train['size']} px"
+    except (OSError, KeyError, TypeError, AttributeError, yaml.YAMLError):
+        return "budget not recorded"
+
+
+def against_table(models: list[dict], results, other: Path, other_results) -> list[str]:
+    """Each model of this run against the model of the same name in another work folder (the same
+    plan at another budget, say), query by query on the main track's headline metric: the tasks
+    this run wins on the per-task means, the mean PSNR change, and the tasks better / within noise /
+    worse by the paired 95 % interval (bench.leaderboard.query_margins). Runs whose results name
+    other data manifests get a caution line: the pairs assume the same query images."""
+    import pandas as pd
+
+    from bench.leaderboard import VERDICTS, query_margins
+
+    def manifests(frame):
+        return set(frame.loc[frame["track"] == "main", "data_manifest_sha256"].dropna().unique())
+
+    here_data, there_data = manifests(results), manifests(other_results)
+    caution = []
+    if here_data != there_data:
+        # A manifest also records the recipes' code fingerprint, so a code edit alone changes it:
+        # say so rather than refuse, and leave the shard check to the reader.
+        caution = [f"**Caution:** the two runs scored data of other manifests "
+                   f"({', '.join(sorted(m[:8] for m in there_data)) or 'none'} there, "
+                   f"{', '.join(sorted(m[:8] for m in here_data)) or 'none'} here). A manifest also records "
+                   "the code that made the shards, so a code change alone changes it; the pairs below mean "
+                   "something only if both manifests list the same shard sha256s.", ""]
+    mae_tasks = set(results.loc[results["metric"] == "mae", "task"])
+    lines = [f"Against `{shown([str(other)])}` ({budget_label(other)}): each model of this run minus the same",
+             "model there, on the queries and prompts both scored. 'better here' counts the tasks whose mean",
+             "this run wins; the last column the tasks better / within noise / worse by the paired 95 % interval.",
+             "",
+             *caution,
+             "| model | tasks | better here | mean Δ (PSNR tasks) | better / within noise / worse (paired 95 %) |",
+             "|---|---|---|---|---|"]
+    compared = 0
+    for model in models:
+        name = model["name"]
+        there = other_results[other_results["model"] == name]
+        if there.empty or name not in set(results["model"]):
+            continue
+        tag = f"{name} ({other.name})"
+        both = pd.concat([results[results["model"] == name], there.assign(model=tag)], ignore_index=True)
+        try:
+            margins = query_margins(both, name, tag)
+        except ValueError:  # no main-track result on one side (every unit failed)
+            continue
+        if margins.empty:
+            continue
+        psnr = margins[~margins["task"].isin(mae_tasks)]
+        delta = f"{psnr['mean'].mean():+.2f} dB" if len(psnr) else "–"
+        counts = " / ".join(str(int((margins["verdict"] == v).sum())) for v in VERDICTS)
+        lines.append(f"| {name} | {len(margins)} | {int((margins['mean'] > 0).sum())}/{len(margins)} | {delta} | {counts} |")
+        compared += 1
+    if not compared:
+        return [f"Not compared: `{shown([str(other)])}` has no main-track results for this run's models."]
+    return lines
+
+
 def steady_rate(metrics_csv: Path) -> float:
     """Median samples/s of the logged windows after the first (start-up and autotuning left out)."""
     try:
@@ -348,6 +412,7 @@ def write_summary(args, plan: dict, models: list[dict], work: Path, out: Path, c
                     f"{steady_rate(work / model['name'] / 'metrics.csv'):.1f} | "
                     f"{summary.get('first_loss', float('nan')):.3f} → {summary.get('mean_loss_last_10', float('nan')):.3f} |")
     notes = Path(args.notes).read_text().strip() if getattr(args, "notes", None) else ""
+    results = read_results([work / "eval"])
     budget = plan["train"]
     text = "\n".join([
         f"# Equal-budget comparison: plan `{args.plan}`",
@@ -377,8 +442,11 @@ def write_summary(args, plan: dict, models: list[dict], work: Path, out: Path, c
         "The last column counts the tasks where the first model is better, within noise, or worse by the",
         "95 % Student-t interval of its mean per-query margin over the second (same queries and prompts).",
         "",
-        *claims_table(out, read_results([work / "eval"])),
+        *claims_table(out, results),
         "",
+        *(["## Against another run", "", *against_table(models, results, Path(args.against),
+                                                       read_results([Path(args.against) / "eval"])), ""]
+          if getattr(args, "against", None) else []),
         "## Leaderboard",
         "",
         (out / "leaderboard.md").read_text().split("\n", 1)[1].strip(),
@@ -445,6 +513,9 @@ def main(argv: list[str] | None = None) -> int:
                              "one model per device lease")
     parser.add_argument("--notes", help="a Markdown file included in the README as its Notes section "
                                             "(how a run spread over device leases was made)")
+    parser.add_argument("--against", metavar="WORK",
+                        help="another work folder of models of the same names (the same plan at another budget, "
+                             "say): the README compares each model with its namesake there, query by query")
     parser.add_argument("--train-only", action="store_true",
                         help="train (or keep) the models, then stop: no evaluation, leaderboard or README")
     parser.add_argument("--finished-only", action="store_true",
@@ -455,6 +526,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--train-only, --finished-only and --summarise exclude each other")
     if args.notes and not Path(args.notes).is_file():
         parser.error(f"--notes {args.notes}: no such file")
+    if args.against and not (Path(args.against) / "eval").is_dir():
+        parser.error(f"--against {args.against}: no eval/ folder there (a work folder of scripts/equal_budget.py)")
 
     for option, value in (("--steps", args.steps), ("--size", args.size)):
         if value is not None and value < 1:

@@ -302,3 +302,45 @@ def test_a_tree_without_git_takes_its_commit_from_the_environment(script, tmp_pa
     assert script.git_commit() == "unknown"
     monkeypatch.setenv("LLVBENCH_COMMIT", "abc1234")
     assert script.git_commit() == "abc1234"
+
+
+def _per_image(model, task, values, manifest="m", metric="psnr", category="restoration"):
+    from bench.evaluate import make_row
+
+    return [make_row({"run_id": "r", "model": model, "checkpoint_sha256": model, "data_manifest_sha256": manifest,
+                      "llvbench_version": "0", "device": "cpu"}, track="main", task=task, category=category,
+                     metric=metric, value=v, sample_key=f"{task}/test/{i:06d}", prompt_key="p", prompt_task=task)
+            for i, v in enumerate(values)]
+
+
+def test_against_compares_each_model_with_its_namesake_query_by_query(script, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "params.yaml").write_text(yaml.safe_dump({"train": {"steps": 600, "batch": 8, "size": 64}}))
+    models = [{"name": "genlv-tiny"}, {"name": "vit-tiny"}, {"name": "new-model"}]
+    # GN better by about 2 dB on every query; JPEG -1 dB on average, which 3 queries cannot tell from 0;
+    # canny (MAE, lower is better) better on every query; vit-tiny's queries worse by 1 dB.
+    here = (_per_image("genlv-tiny", "gaussian_noise", [22.0, 22.1, 21.9]) + _per_image("genlv-tiny", "jpeg", [15.0, 21.0, 21.0])
+            + _per_image("genlv-tiny", "canny", [0.1, 0.1, 0.11], metric="mae", category="edge")
+            + _per_image("vit-tiny", "gaussian_noise", [19.0, 19.1, 18.9]) + _per_image("new-model", "jpeg", [30.0] * 3))
+    there = (_per_image("genlv-tiny", "gaussian_noise", [20.0] * 3) + _per_image("genlv-tiny", "jpeg", [20.0] * 3)
+             + _per_image("genlv-tiny", "canny", [0.2, 0.21, 0.2], metric="mae", category="edge")
+             + _per_image("vit-tiny", "gaussian_noise", [20.0] * 3) + _per_image("painter-tiny", "jpeg", [9.0] * 3))
+    lines = script.against_table(models, pd.DataFrame(here), other, pd.DataFrame(there))
+    text = "\n".join(lines)
+    assert "(600 × 8 = 4,800 samples at 64 px)" in text
+    assert "Caution" not in text  # the same data manifest
+    # mean Δ over the PSNR tasks only: (+2 - 1) / 2; canny counts in the wins and the paired verdicts
+    assert "| genlv-tiny | 3 | 2/3 | +0.50 dB | 2 / 1 / 0 |" in lines
+    assert "| vit-tiny | 1 | 0/1 | -1.00 dB | 0 / 0 / 1 |" in lines
+    assert "new-model" not in text and "painter-tiny" not in text  # only in one of the runs
+
+    moved = pd.DataFrame(there).assign(data_manifest_sha256="abcdef0123")
+    text = "\n".join(script.against_table(models, pd.DataFrame(here), other, moved))
+    assert "**Caution:** the two runs scored data of other manifests (abcdef01 there, m here)" in text
+
+
+def test_against_needs_a_work_folder_with_results(script, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        script.main(["--plan", "cpu", "--summarise", "--against", str(tmp_path)])
+    assert f"--against {tmp_path}: no eval/ folder there" in capsys.readouterr().err
