@@ -5,6 +5,7 @@
     python scripts/equal_budget.py --plan cpu --only genlv-tiny,vit-tiny --work /tmp/eb
     python scripts/equal_budget.py --plan gpu --summarise   # results gathered one model per lease
     python scripts/equal_budget.py --plan gpu-lease --only genlv-s --train-only   # train, evaluate later
+    python scripts/equal_budget.py --plan cpu-3x --summarise --against out/equal-budget-cpu   # vs another budget
 
 Plans live in scripts/equal_budget.yaml. For each model: ``llvbench train`` with the plan's
 budget (a run that already finished is kept; an interrupted one resumes), then one
@@ -20,6 +21,7 @@ summary.json, which equal_budget stamps with the training commit, and the eval r
 them per model where they differ; this checkout's commit appears only as "summarised at".
 ``--train-only`` stops after training, so a caller with a deadline can train models one at a time
 under its own timeout; ``--finished-only`` then evaluates, in one go, those whose training finished.
+``--against WORK`` adds to the README each model against its namesake in another work folder.
 """
 from __future__ import annotations
 
