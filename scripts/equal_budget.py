@@ -177,11 +177,16 @@ def claims_table(leaderboard: Path, results=None) -> list[str]:
     return lines
 
 
+def budget_text(train: dict) -> str:
+    """'600 steps × batch 8 = 4,800 samples at 64 px' from a plan's ``train`` settings."""
+    return (f"{train['steps']} steps × batch {train['batch']} = {train['steps'] * train['batch']:,} samples "
+            f"at {train['size']} px")
+
+
 def budget_label(work: Path) -> str:
-    """'600 × 8 = 4,800 samples at 64 px' from a work folder's params.yaml (the budget it trained with)."""
+    """``budget_text`` of the budget a work folder trained with (its params.yaml)."""
     try:
-        train = (yaml.safe_load((work / "params.yaml").read_text()) or {}).get("train") or {}
-        return f"{train['steps']} × {train['batch']} = {train['steps'] * train['batch']:,} samples at {train['size']} px"
+        return budget_text((yaml.safe_load((work / "params.yaml").read_text()) or {}).get("train") or {})
     except (OSError, KeyError, TypeError, AttributeError, yaml.YAMLError):
         return "budget not recorded"
 
@@ -194,7 +199,7 @@ def against_table(models: list[dict], results, other: Path, other_results) -> li
     other data manifests get a caution line: the pairs assume the same query images."""
     import pandas as pd
 
-    from bench.leaderboard import VERDICTS, query_margins
+    from bench.leaderboard import VERDICTS, headline_metrics, query_margins
 
     def manifests(frame):
         return set(frame.loc[frame["track"] == "main", "data_manifest_sha256"].dropna().unique())
@@ -209,7 +214,7 @@ def against_table(models: list[dict], results, other: Path, other_results) -> li
                    f"{', '.join(sorted(m[:8] for m in here_data)) or 'none'} here). A manifest also records "
                    "the code that made the shards, so a code change alone changes it; the pairs below mean "
                    "something only if both manifests list the same shard sha256s.", ""]
-    mae_tasks = set(results.loc[results["metric"] == "mae", "task"])
+    headline = headline_metrics(results)
     lines = [f"Against `{shown([str(other)])}` ({budget_label(other)}): each model of this run minus the same",
              "model there, on the queries and prompts both scored. 'better here' counts the tasks whose mean",
              "this run wins; the last column the tasks better / within noise / worse by the paired 95 % interval.",
@@ -231,7 +236,7 @@ def against_table(models: list[dict], results, other: Path, other_results) -> li
             continue
         if margins.empty:
             continue
-        psnr = margins[~margins["task"].isin(mae_tasks)]
+        psnr = margins[margins["task"].map(headline) == "psnr"]
         delta = f"{psnr['mean'].mean():+.2f} dB" if len(psnr) else "–"
         counts = " / ".join(str(int((margins["verdict"] == v).sum())) for v in VERDICTS)
         lines.append(f"| {name} | {len(margins)} | {int((margins['mean'] > 0).sum())}/{len(margins)} | {delta} | {counts} |")
@@ -421,8 +426,7 @@ def write_summary(args, plan: dict, models: list[dict], work: Path, out: Path, c
         "",
         " ".join(plan.get("description", "").split()),
         "",
-        f"- **Budget (the same for every model):** {budget['steps']} steps × batch {budget['batch']} = "
-        f"{budget['steps'] * budget['batch']:,} samples at {budget['size']} px, lr {budget['lr']} with "
+        f"- **Budget (the same for every model):** {budget_text(budget)}, lr {budget['lr']} with "
         f"{budget.get('warmup', 0)} warm-up steps then cosine, seed {budget.get('seed', 0)}; each model "
         "with its authors' loss (model/objectives.py).",
         *provenance_lines(args, plan, models, work, out),

@@ -328,7 +328,7 @@ def test_against_compares_each_model_with_its_namesake_query_by_query(script, tm
              + _per_image("vit-tiny", "gaussian_noise", [20.0] * 3) + _per_image("painter-tiny", "jpeg", [9.0] * 3))
     lines = script.against_table(models, pd.DataFrame(here), other, pd.DataFrame(there))
     text = "\n".join(lines)
-    assert "(600 × 8 = 4,800 samples at 64 px)" in text
+    assert "(600 steps × batch 8 = 4,800 samples at 64 px)" in text
     assert "Caution" not in text  # the same data manifest
     # mean Δ over the PSNR tasks only: (+2 - 1) / 2; canny counts in the wins and the paired verdicts
     assert "| genlv-tiny | 3 | 2/3 | +0.50 dB | 2 / 1 / 0 |" in lines
