@@ -222,28 +222,42 @@ def against_table(models: list[dict], results, other: Path, other_results) -> li
              *caution,
              "| model | tasks | better here | mean Δ (PSNR tasks) | better / within noise / worse (paired 95 %) |",
              "|---|---|---|---|---|"]
-    compared = 0
+    def checkpoints(frame) -> int:
+        return frame.loc[frame["track"] != "load", "checkpoint_sha256"].nunique()
+
+    compared, skipped = 0, []
     for model in models:
         name = model["name"]
-        there = other_results[other_results["model"] == name]
-        if there.empty or name not in set(results["model"]):
+        here, there = results[results["model"] == name], other_results[other_results["model"] == name]
+        if there.empty or here.empty:  # a model of one run only: nothing to compare
+            continue
+        several = [side for side, frame in (("here", here), ("there", there)) if checkpoints(frame) > 1]
+        if several:
+            # The leaderboard would tell them apart as name@sha; which one is "the" model is not ours to pick.
+            skipped.append(f"{name} ({' and '.join(several)}: results of several checkpoints under this name; "
+                           "evaluate the one to compare into a fresh eval folder)")
             continue
         tag = f"{name} ({other.name})"
-        both = pd.concat([results[results["model"] == name], there.assign(model=tag)], ignore_index=True)
+        both = pd.concat([here, there.assign(model=tag)], ignore_index=True)
         try:
             margins = query_margins(both, name, tag)
         except ValueError:  # no main-track result on one side (every unit failed)
+            skipped.append(f"{name} (no main-track result on one side: its units failed)")
             continue
         if margins.empty:
+            skipped.append(f"{name} (no query scored by both runs)")
             continue
         psnr = margins[margins["task"].map(headline) == "psnr"]
         delta = f"{psnr['mean'].mean():+.2f} dB" if len(psnr) else "–"
         counts = " / ".join(str(int((margins["verdict"] == v).sum())) for v in VERDICTS)
         lines.append(f"| {name} | {len(margins)} | {int((margins['mean'] > 0).sum())}/{len(margins)} | {delta} | {counts} |")
         compared += 1
+    for reason in skipped:
+        print(f"--against {other}: not compared: {reason}", file=sys.stderr)
+    not_compared = [f"Not compared: {'; '.join(skipped)}."] if skipped else []
     if not compared:
-        return [f"Not compared: `{shown([str(other)])}` has no main-track results for this run's models."]
-    return lines
+        return not_compared or [f"Not compared: `{shown([str(other)])}` has no main-track results for this run's models."]
+    return lines + ([""] + not_compared if not_compared else [])
 
 
 def steady_rate(metrics_csv: Path) -> float:

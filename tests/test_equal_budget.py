@@ -340,6 +340,28 @@ def test_against_compares_each_model_with_its_namesake_query_by_query(script, tm
     assert "**Caution:** the two runs scored data of other manifests (abcdef01 there, m here)" in text
 
 
+def test_against_names_the_models_it_cannot_pair(script, tmp_path, capsys):
+    other = tmp_path / "other"
+    other.mkdir()
+    models = [{"name": "genlv-tiny"}, {"name": "vit-tiny"}]
+    here = _per_image("genlv-tiny", "gaussian_noise", [22.0] * 3) + _per_image("vit-tiny", "gaussian_noise", [19.0] * 3)
+    # genlv-tiny was retrained there and evaluated again: two checkpoints under one name
+    there = (_per_image("genlv-tiny", "gaussian_noise", [20.0] * 3)
+             + [dict(row, checkpoint_sha256="retrained") for row in _per_image("genlv-tiny", "jpeg", [20.0] * 3)]
+             + _per_image("vit-tiny", "gaussian_noise", [18.0] * 3))
+    lines = script.against_table(models, pd.DataFrame(here), other, pd.DataFrame(there))
+    assert "| vit-tiny | 1 | 1/1 | +1.00 dB | 1 / 0 / 0 |" in lines
+    assert not any(line.startswith("| genlv-tiny") for line in lines)
+    assert lines[-1] == ("Not compared: genlv-tiny (there: results of several checkpoints under this name; "
+                         "evaluate the one to compare into a fresh eval folder).")
+    assert "not compared: genlv-tiny (there: results of several checkpoints" in capsys.readouterr().err
+
+    only_genlv = pd.DataFrame(there)[lambda df: df["model"] == "genlv-tiny"]
+    lines = script.against_table(models[:1], pd.DataFrame(here), other, only_genlv)
+    assert lines == ["Not compared: genlv-tiny (there: results of several checkpoints under this name; "
+                     "evaluate the one to compare into a fresh eval folder)."]
+
+
 def test_against_needs_a_work_folder_with_results(script, tmp_path, capsys):
     with pytest.raises(SystemExit):
         script.main(["--plan", "cpu", "--summarise", "--against", str(tmp_path)])
