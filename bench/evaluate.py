@@ -43,7 +43,7 @@ from .protocol import BadOutput, GeneralistError, check_output, describe, images
 from .registry import implementation, is_builtin
 from .results import NOT_MEASURED, read_fingerprint, write_rows
 from .samples import SampleWriter
-from .tracks import DEFAULT_MISMATCH_PAIRS, TRACKS, task_metrics
+from .tracks import DEFAULT_MISMATCH_PAIRS, TRACKS, parse_mismatch_unit, task_metrics
 
 log = logging.getLogger(__name__)
 
@@ -203,17 +203,20 @@ class EvalContext:
         return make_row(self.provenance, **fields)
 
     def failure_row(self, track: str, unit: str, error: str) -> dict:
-        task, category, metric = "*", "*", "*"
+        # prompt_task as the unit's ok rows have it, so a later run's rows replace this one
+        # (bench.leaderboard._latest) and two failed mismatch units on one query task stay apart.
+        task, category, metric, prompt_task = "*", "*", "*", "*"
         if track in ("main", "robustness"):
             try:
                 spec = self.lookup(unit)
                 task, category, metric = spec.name, spec.category, spec.metric
             except KeyError:
                 task = unit
+            prompt_task = task
         elif track == "mismatch":
-            task = unit.partition("__on__")[2]
+            prompt_task, task = parse_mismatch_unit(unit)
         return self.row(track=track, task=task, category=category, metric=metric, value=math.nan,
-                        status="failed", error=error)
+                        prompt_task=prompt_task, status="failed", error=error)
 
 
 def _default_lookup(name: str):

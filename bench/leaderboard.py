@@ -22,13 +22,14 @@ Markdown, LaTeX and report show the paper's tables, then "Other tasks" tables fo
 that fit none of them. Held-out tasks go under the ``unseen`` category by the split their rows'
 sample keys record (held_out_tasks), not by the tasks installed where the tables are made.
 When one model name was run from several checkpoints, models are labelled ``name@sha[:8]``; when
-a row was computed twice (re-runs), the latest one counts.
+a unit (a model's track and task) was evaluated in several runs, the newest run's rows count, all
+of them and only them (``_latest``); on the efficiency track each device is a unit of its own.
 
 Results that should not be ranked together without a word get a warning (``Leaderboards.warnings``:
 logged, and at the top of leaderboard.md and of the report): rows from different test splits (data
 manifests), unequal query (or prompt) counts per task between models (different ``--limit``, say),
 one (model, track, task) evaluated in several runs (results folders that overlap: both sources are
-named, the latest rows count), main-track task sets that differ between models (mean ranks over
+named, the newest run's rows count), main-track task sets that differ between models (mean ranks over
 different tasks), and ``ok`` rows whose value is not a finite number.
 """
 from __future__ import annotations
@@ -95,8 +96,24 @@ def _label_models(df):
     return df
 
 
+def _units(df):
+    """Each row's evaluation unit: (model, track, task), plus the prompt task on the mismatch track
+    (one unit per prompt/query pair) and the device on the efficiency track (one figure per device)."""
+    detail = (df["prompt_task"].where(df["track"] == "mismatch", "")
+              + df["device"].where(df["track"] == "efficiency", ""))
+    return df["model"] + "\x00" + df["track"] + "\x00" + df["task"] + "\x00" + detail
+
+
 def _latest(df):
-    return df.sort_values("time", kind="stable").drop_duplicates(KEY, keep="last")
+    """Each unit's rows from the newest run that evaluated it (then the last row per KEY and device).
+    A re-run replaces a unit whole: an older run's rows that the newer one lacks (a failure since
+    fixed, queries beyond a smaller --limit) would otherwise be averaged in with it."""
+    if not len(df):
+        return df
+    units = _units(df)
+    run_time = df.groupby([units, df["run_id"]])["time"].transform("max")
+    newest = run_time == run_time.groupby(units).transform("max")
+    return df[newest].sort_values("time", kind="stable").drop_duplicates(KEY + ["device"], keep="last")
 
 
 def task_order(tasks) -> list[str]:
@@ -187,9 +204,11 @@ def query_margins(results, model: str, baseline: str = "identity"):
     missing = [m for m in (model, baseline) if m not in set(main["model"])]
     if missing:
         raise ValueError(f"no main-track results for {missing} (models: {sorted(set(df['model']))})")
-    main = headline_rows(main)
-    wide = main.pivot_table(index=["task", "category", "metric", "sample_key"], columns="model", values="value",
-                            aggfunc="first").dropna(subset=[model, baseline]).reset_index()
+    main = headline_rows(main).assign(data_manifest_sha256=lambda d: d["data_manifest_sha256"].fillna(""))
+    # Keyed by data manifest too: a sample key names the same image only within one test split.
+    wide = main.pivot_table(index=["task", "category", "metric", "data_manifest_sha256", "sample_key"],
+                            columns="model", values="value", aggfunc="first").dropna(subset=[model, baseline])
+    wide = wide.reset_index()
     columns = ["task", "category", "queries", "mean", "ci95", "verdict", "wins", "median", "worst", "worst_query"]
     if wide.empty:  # no query scored by both (e.g. one model ran on the unseen split only): nothing to pair
         return pd.DataFrame(columns=columns)
@@ -304,12 +323,15 @@ def comparability_warnings(results) -> list[str]:
         warnings.append(f"the results come from {len(manifests)} different test splits (data manifests): "
                         f"{'; '.join(per)}; scores of different splits are not comparable.")
     # The same unit of a model from several runs (overlapping results folders): name every source.
-    runs_of = df.groupby(["model", "track", "task", "prompt_task"], sort=True)["run_id"].unique()
+    units = df.assign(unit=_units(df)).groupby("unit", sort=True)
     repeated: dict = {}
-    for (model, track, task, prompt_task), runs in runs_of.items():
+    for _, rows in units:
+        runs = rows["run_id"].unique()
         if len(runs) > 1:
-            unit = f"{track}/{task}" if prompt_task in (task, "*") else f"{track}/{prompt_task} on {task}"
-            repeated.setdefault((model, tuple(sorted(runs))), []).append(unit)
+            first = rows.iloc[0]
+            unit = (f"{first.track}/{first.prompt_task} on {first.task}" if first.track == "mismatch"
+                    else f"{first.track}/{first.task}")
+            repeated.setdefault((first.model, tuple(sorted(runs))), []).append(unit)
     for (model, runs), units in repeated.items():
         described = []
         for run in runs:
@@ -317,7 +339,7 @@ def comparability_warnings(results) -> list[str]:
             where = ", ".join(sorted(set(rows["source"]))) if "source" in rows else ""
             described.append(f"run {run}" + (f" from {where}" if where else "") + f" ({rows['time'].max()})")
         warnings.append(f"{model}: {len(units)} unit(s) ({_listing(units)}) were evaluated in {len(runs)} runs: "
-                        f"{'; '.join(described)}; the latest rows count. Pass one results folder per model "
+                        f"{'; '.join(described)}; the newest run's rows count. Pass one results folder per model "
                         "to choose.")
     latest = _latest(df)
     ok = latest[latest["status"] == "ok"]
@@ -372,9 +394,14 @@ def build_leaderboards(results) -> Leaderboards:
                 .pivot_table(index=["model", "prompt_task", "task"], columns="metric", values="value",
                              aggfunc="mean").reset_index().rename_axis(columns=None))
     eff = ok[ok["track"] == "efficiency"]
+    # dropna=False keeps a metric column that is NaN by convention (peak GPU memory on a CPU), but
+    # also makes every model x device pair: keep the pairs that were measured.
     efficiency = (eff.pivot_table(index=["model", "device"], columns="metric", values="value", aggfunc="last",
                                   dropna=False).reset_index().rename_axis(columns=None))
-    failures = failed[["model", "track", "task", "error", "time"]].reset_index(drop=True)
+    measured = set(zip(eff["model"], eff["device"]))
+    efficiency = efficiency[[pair in measured for pair in zip(efficiency["model"], efficiency["device"])]]
+    efficiency = efficiency.reset_index(drop=True)
+    failures = failed[["model", "track", "task", "prompt_task", "error", "time"]].reset_index(drop=True)
     return Leaderboards(model_task, model_category, _overall(head), _robustness(ok[ok["track"] == "robustness"]),
                         mismatch, efficiency, failures, warnings)
 
@@ -391,6 +418,25 @@ def _model_category(head):
     categories = categories.merge(means, on=["model", "category", "metric"], how="left")
     categories.loc[categories["failed_tasks"] > 0, "mean"] = np.nan
     return categories[["model", "category", "metric", "mean", "tasks", "failed_tasks"]]
+
+
+def category_columns(model_category, order) -> list[tuple[str, str, str]]:
+    """(key, category, metric) per category and headline metric of ``model_category``, categories in
+    ``order`` first, then the rest by name. The key is the category, or 'category (METRIC)' where a
+    category has two headline metrics (a user's task scored by another metric than its category's)."""
+    metrics_of: dict = {}
+    for category, metric in model_category[["category", "metric"]].drop_duplicates().itertuples(index=False):
+        metrics_of.setdefault(category, []).append(metric)
+    categories = [c for c in order if c in metrics_of] + sorted(set(metrics_of) - set(order))
+    return [(category if len(metrics_of[category]) == 1 else f"{category} ({metric.upper()})", category, metric)
+            for category in categories for metric in sorted(metrics_of[category])]
+
+
+def robustness_models(robustness, ranked: list[str]) -> list[str]:
+    """Table 4's rows: the ranked models that have robustness results, in their order, then any model
+    that ran the robustness track without the main track (and so has no rank)."""
+    present = set(robustness["model"])
+    return [m for m in ranked if m in present] + sorted(present - set(ranked))
 
 
 def prompt_blind(robustness) -> list[str]:
@@ -574,7 +620,7 @@ def _paper_tables(lb: Leaderboards) -> list[str]:
     if len(rb):
         cells = {(r.model, r.task): r.std for r in rb.itertuples()}
         blind = prompt_blind(rb)
-        table = markdown_table(cells, sorted(rb["model"].unique()), task_order(rb["task"].unique()),
+        table = markdown_table(cells, robustness_models(rb, models), task_order(rb["task"].unique()),
                                higher_is_better=False, decimals=robustness_decimals(rb), labels=SHORT_NAMES,
                                unranked=blind)
         # K is capped per task by the prompts its test split offers: say the range when it varies.
@@ -666,11 +712,19 @@ def to_markdown(lb: Leaderboards) -> str:
                      "The last column is the authors' implementation of the same network measured on one "
                      "NVIDIA H200 (reference data, bench/peers.py); compare it with ours only on that GPU.", ""]
     if len(lb.failures):
-        rows = [[r.model, r.track, r.task, str(r.error)[:300]] for r in lb.failures.itertuples()]
+        rows = [[r.model, r.track, failed_unit_task(r), str(r.error)[:300]] for r in lb.failures.itertuples()]
         sections += ["## Failures", "", plain_table(["model", "track", "task", "error"], rows), ""]
     sections.append("Scores: outputs clamped to [0, 1] and rounded like a saved image; PSNR/SSIM/MAE on RGB, "
                     "all channels, no border crop (conventions in every result row).")
     return "\n".join(sections) + "\n"
+
+
+def failed_unit_task(failure) -> str:
+    """The task cell of a failures row: 'A on B' for a mismatch unit (prompt of A on queries of B)."""
+    prompt_task = getattr(failure, "prompt_task", "*")
+    if failure.track == "mismatch" and prompt_task not in ("*", "", None):
+        return f"{prompt_task} on {failure.task}"
+    return failure.task
 
 
 def _json_number(value) -> float | None:

@@ -238,7 +238,8 @@ def against_table(models: list[dict], results, other: Path, other_results) -> li
                            "evaluate the one to compare into a fresh eval folder)")
             continue
         tag = f"{name} ({other.name})"
-        both = pd.concat([here, there.assign(model=tag)], ignore_index=True)
+        # Paired by sample key across manifests on purpose: the caution line above says when they differ.
+        both = pd.concat([here, there.assign(model=tag)], ignore_index=True).assign(data_manifest_sha256="")
         try:
             margins = query_margins(both, name, tag)
         except ValueError:  # no main-track result on one side (every unit failed)

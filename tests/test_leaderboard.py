@@ -338,6 +338,95 @@ def test_leaderboard_out_that_is_a_file_is_an_error(results, tmp_path, capsys):
     assert "--out" in capsys.readouterr().err and (tmp_path / "r.sh").read_text() == "keep me"
 
 
+def run(model, run_id, time, device="cpu"):
+    return dict(prov(model, time=time), run_id=run_id, device=device)
+
+
+def test_a_rerun_replaces_the_whole_unit_not_row_by_row():
+    old, new = run("m", "old", "2026-01-01T00:00:00+00:00"), run("m", "new", "2026-02-01T00:00:00+00:00")
+    base = prov("identity")
+    rows = [row(base, value=30.0, sample=f"s{i}") for i in range(4)]
+    rows += [row(base, task="pencil", value=15.0), row(base, task="canny", metric="mae", value=0.3)]
+    # gaussian_noise: 4 queries at 30 dB, then a rerun with --limit 2 at 40 dB
+    rows += [row(old, value=30.0, sample=f"s{i}") for i in range(4)]
+    rows += [row(new, value=40.0, sample=f"s{i}") for i in range(2)]
+    # pencil: failed, then fixed; canny: scored, then failed
+    rows += [row(old, task="pencil", value=math.nan, sample="", prompt="", status="failed", error="OOM"),
+             row(new, task="pencil", value=20.0)]
+    rows += [row(old, task="canny", metric="mae", value=0.1),
+             row(new, task="canny", metric="mae", value=math.nan, sample="", prompt="", status="failed", error="bad")]
+    lb = build_leaderboards(frame(rows))
+    mt = lb.model_task[lb.model_task["model"] == "m"].set_index("task")
+    assert (mt.loc["gaussian_noise", "mean"], mt.loc["gaussian_noise", "n"]) == (40.0, 2)
+    assert mt.loc["pencil", "status"] == "ok" and mt.loc["pencil", "mean"] == 20.0
+    assert mt.loc["canny", "status"] == "failed"
+    assert list(lb.failures["task"]) == ["canny"]
+    overall = lb.overall.set_index("model")
+    assert overall.loc["m", "failed_tasks"] == 1
+    assert any("were evaluated in 2 runs" in w and "the newest run's rows count" in w for w in lb.warnings)
+
+
+def test_efficiency_keeps_each_device_measured_and_invents_none():
+    cpu, gpu = run("alpha", "a", "2026-01-01T00:00:00+00:00"), run("alpha", "b", "2026-02-01T00:00:00+00:00", "cuda")
+    other = run("beta", "c", "2026-01-01T00:00:00+00:00", "cuda")
+    rows = [row(p, track="efficiency", task="*", metric="latency_ms", value=v, sample="", prompt="", prompt_task="*")
+            for p, v in ((cpu, 50.0), (gpu, 5.0), (other, 4.0))]
+    rows.append(row(other, track="efficiency", task="*", metric="params", value=1e6, sample="", prompt="",
+                    prompt_task="*"))
+    eff = build_leaderboards(frame(rows)).efficiency
+    got = {(r.model, r.device): r.latency_ms for r in eff.itertuples()}
+    assert got == {("alpha", "cpu"): 50.0, ("alpha", "cuda"): 5.0, ("beta", "cuda"): 4.0}
+    assert "params" in eff.columns  # a metric one model lacks stays a column
+
+
+def test_failed_mismatch_units_on_one_query_task_stay_apart_and_name_their_prompt(tmp_path):
+    from bench.evaluate import EvalContext
+    from bench.leaderboard import failed_unit_task
+
+    ctx = EvalContext.__new__(EvalContext)
+    ctx.provenance = {k: v for k, v in prov("m").items() if k != "_time"}
+    rows = [EvalContext.failure_row(ctx, "mismatch", unit, "boom")
+            for unit in ("canny__on__gaussian_noise", "low_light__on__gaussian_noise")]
+    lb = build_leaderboards(frame(rows))
+    assert sorted(failed_unit_task(r) for r in lb.failures.itertuples()) == ["canny on gaussian_noise",
+                                                                              "low_light on gaussian_noise"]
+    assert "| m | mismatch | canny on gaussian_noise | boom |" in to_markdown(lb)
+
+
+def test_query_margins_never_pair_queries_of_different_test_splits():
+    from bench.leaderboard import query_margins
+
+    ident, model = prov("identity"), dict(prov("tiny"), data_manifest_sha256="another split")
+    rows = [row(ident, value=30.0, sample=f"s{i}") for i in range(3)] + [row(model, value=35.0, sample=f"s{i}")
+                                                                          for i in range(3)]
+    assert query_margins(frame(rows), "tiny").empty
+
+
+def test_table_4_lists_models_that_ran_only_the_robustness_track():
+    from bench.latex import to_latex
+
+    a, b = prov("alpha"), prov("beta")
+    rows = [row(a, value=30.0)]  # alpha ranked; beta ran robustness only
+    for prompt, v in (("p1", 20.0), ("p2", 22.0)):
+        rows += [row(a, track="robustness", value=v + 8, prompt=prompt), row(b, track="robustness", value=v,
+                                                                             prompt=prompt)]
+    lb = build_leaderboards(frame(rows))
+    latex = to_latex(lb).split("llvbench-table-4")[1].split("\\end{table")[0]
+    assert "alpha" in latex and "beta" in latex
+    table_4 = to_markdown(lb).split("## Table 4")[1].split("##")[0]
+    assert table_4.index("| alpha") < table_4.index("| beta")
+
+
+def test_category_columns_split_a_category_scored_by_two_metrics():
+    from bench.leaderboard import category_columns
+
+    mc = pd.DataFrame({"model": ["a", "a", "a"], "category": ["edge", "edge", "restoration"],
+                       "metric": ["psnr", "mae", "psnr"]})
+    assert category_columns(mc, ("restoration", "edge")) == [("restoration", "restoration", "psnr"),
+                                                             ("edge (MAE)", "edge", "mae"),
+                                                             ("edge (PSNR)", "edge", "psnr")]
+
+
 def test_query_margins_of_models_without_a_shared_query_are_empty():
     from bench.leaderboard import query_margins
 
