@@ -46,6 +46,13 @@ def read_checkpoint_config(path: Path) -> dict:
         raise CheckpointError(f"{path}: not valid JSON ({err})") from None
     if not isinstance(config, dict) or not isinstance(config.get("arch"), str):
         raise CheckpointError(f"{path}: must be a JSON object with a string 'arch'")
+    if not isinstance(config.get("overrides") or {}, dict):
+        raise CheckpointError(f"{path}: 'overrides' must be a JSON object (network options by name), "
+                              f"not {config['overrides']!r}")
+    multiple = config.get("size_multiple")
+    # The adapter pads each query to this multiple; bool is an int in Python, so refuse it by name.
+    if multiple is not None and (isinstance(multiple, bool) or not isinstance(multiple, int) or multiple < 1):
+        raise CheckpointError(f"{path}: 'size_multiple' must be a positive integer or null, not {multiple!r}")
     return config
 
 

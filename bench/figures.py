@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from .leaderboard import category_columns
+
 FORMATS = ("png", "svg")
 # What save_figure can write without an outside program (pgf needs LaTeX; raw/rgba are not files
 # anyone opens); checked before a report writes anything, so a typo never leaves half a figures/.
@@ -96,21 +98,20 @@ def category_bars(model_category, models: list[str], stem, formats=FORMATS, colo
     (a task of the category failed) gets an empty slot labelled "failed".
     """
     colors = colors or model_colors(models)
-    categories = [c for c in _CATEGORY_ORDER if c in set(model_category["category"])]
-    categories += sorted(set(model_category["category"]) - set(categories))
-    fig = new_figure(max(3.0 * len(categories), 5.0), 3.4)
-    axes = fig.subplots(1, len(categories), squeeze=False)[0]
-    for ax, category in zip(axes, categories):
-        part = model_category[model_category["category"] == category].set_index("model")
+    columns = category_columns(model_category, _CATEGORY_ORDER)
+    fig = new_figure(max(3.0 * len(columns), 5.0), 3.4)
+    axes = fig.subplots(1, len(columns), squeeze=False)[0]
+    for ax, (key, category, metric) in zip(axes, columns):
+        part = model_category[(model_category["category"] == category)
+                              & (model_category["metric"] == metric)].set_index("model")
         shown = [m for m in models if m in part.index]
         values = [float(part.loc[m, "mean"]) for m in shown]
         bars = ax.bar(range(len(shown)), [v if math.isfinite(v) else 0.0 for v in values],
                       color=[colors[m] for m in shown])
-        metric = str(part["metric"].iloc[0])
         fmt = "{:.2f}" if metric == "psnr" else "{:.3f}"
         ax.bar_label(bars, labels=[fmt.format(v) if math.isfinite(v) else "failed" for v in values], fontsize=8)
         ax.set_xticks(range(len(shown)), shown, rotation=30, ha="right", fontsize=8)
-        ax.set_title(f"{category} ({count_noun(int(part['tasks'].max()), 'task')})", fontsize=10)
+        ax.set_title(f"{key} ({count_noun(int(part['tasks'].max()), 'task')})", fontsize=10)
         ax.set_ylabel(_metric_label(metric))
         ax.margins(y=0.15)
     return save_figure(fig, stem, formats)

@@ -16,7 +16,7 @@ from typing import Iterable
 
 from .leaderboard import (DECIMALS, SHORT_NAMES, Leaderboards, column_ranks, counted, efficiency_rows,
                           format_value, overall_rows, paper_tables, per_column, prompt_blind, prompt_blind_note,
-                          ranked_rows, robustness_decimals, scored_counts, task_order)
+                          ranked_rows, robustness_decimals, robustness_models, scored_counts, task_order)
 from .metrics import METRICS
 
 WIDE_COLUMNS = 8
@@ -108,7 +108,7 @@ def to_latex(lb: Leaderboards) -> str:
         cells = {(r.model, r.task): r.std for r in rb.itertuples()}
         blind = prompt_blind(rb)
         blocks.append(ranked_table(
-            cells, [m for m in models if m in set(rb["model"])], task_order(rb["task"].unique()),
+            cells, robustness_models(rb, models), task_order(rb["task"].unique()),
             higher_is_better=False, decimals=robustness_decimals(rb), labels=SHORT_NAMES, label="llvbench-table-4",
             unranked=blind,
             caption=(f"Table 4: standard deviation↓ of the task mean across {counted(rb['prompts'], 'prompt')} "

@@ -30,10 +30,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable
 
-from .leaderboard import (DECIMALS, SHORT_NAMES, UNSEEN, VERDICTS, build_leaderboards, column_ranks, counted,
-                          format_value, headline_numbers, overall_rows, paper_tables, per_column, prompt_blind,
-                          prompt_blind_note, query_margins, query_spans, ranked_rows, robustness_decimals, task_order,
-                          uncertainty_note, verdict_counts)
+from taskgen.registry import CATEGORIES
+
+from .leaderboard import (DECIMALS, SHORT_NAMES, UNSEEN, VERDICTS, build_leaderboards, category_columns,
+                          column_ranks, counted, failed_unit_task, format_value, headline_numbers, overall_rows,
+                          paper_tables, per_column, prompt_blind, prompt_blind_note, query_margins, query_spans,
+                          ranked_rows, robustness_decimals, robustness_models, task_order, uncertainty_note,
+                          verdict_counts)
 from .figures import check_formats, count_noun
 from .metrics import METRICS
 from .samples import INPUT_ROLES, output_path, saved_examples, saved_units
@@ -473,16 +476,25 @@ class _Builder:
         others = [m for m in self.models if m != baseline]
         if baseline not in self.models or not others:
             return
-        counts, uncounted = {}, 0
+        mt = self.lb.model_task
+        scored = set(mt.loc[(mt["model"] == baseline) & (mt["status"] == "ok"), "task"])
+        counts, uncounted, any_failed = {}, 0, False
         for model in others:
             try:
                 margins = query_margins(self.results, model, baseline)
-            except ValueError:  # no main-track score to pair (every unit failed): a row of '–'
-                counts[model] = {}
-                continue
-            counts[model] = verdict_counts(margins)
-            uncounted = max(uncounted, int((~margins["verdict"].isin(VERDICTS)).sum()))
-        categories = list(dict.fromkeys(c for per in counts.values() for c in per))  # paper task order
+            except ValueError:  # no main-track score to pair (every unit failed)
+                margins = None
+            counts[model] = verdict_counts(margins) if margins is not None else {}
+            if margins is not None:
+                uncounted = max(uncounted, int((~margins["verdict"].isin(VERDICTS)).sum()))
+            # A task the model failed where the baseline scored is lost, as in the mean rank: counted
+            # worse, so a model that fails the hard tasks does not look better for it.
+            failed = mt[(mt["model"] == model) & (mt["status"] == "failed") & mt["task"].isin(scored)]
+            for task, category in failed[["task", "category"]].drop_duplicates("task").itertuples(index=False):
+                counts[model].setdefault(category, dict.fromkeys(VERDICTS, 0))["worse"] += 1
+                any_failed = True
+        present = {c for per in counts.values() for c in per}
+        categories = [c for c in (*CATEGORIES, UNSEEN) if c in present] + sorted(present - {*CATEGORIES, UNSEEN})
         rows = []
         for model in others:
             cells = [counts[model].get(c) for c in categories]
@@ -496,7 +508,8 @@ class _Builder:
                        "as better or worse when the 95 % Student-t interval of the mean per-query margin (same "
                        "queries, same prompts, headline metric) excludes 0"
                        + (f"; tasks scored on a single query ({uncounted} here) have no interval and count in "
-                          "none of the three" if uncounted else "")))
+                          "none of the three" if uncounted else "")
+                       + (f"; a task the model failed ({baseline} scored it) counts as worse" if any_failed else "")))
 
     def robustness_table(self) -> None:
         rb = self.lb.robustness
@@ -505,7 +518,7 @@ class _Builder:
                      Paragraph("The robustness track was not run (llvbench eval --tracks robustness)."))
             return
         cells = {(r.model, r.task): r.std for r in rb.itertuples()}
-        models = [m for m in self.models if m in set(rb["model"])]
+        models = robustness_models(rb, self.models)
         blind = prompt_blind(rb)
         prompts = counted(rb["prompts"], "prompt")  # K is capped per task by the prompts its split offers
         self.add(Heading(3, f"Table 4: standard deviation of the task mean across {prompts}↓"),
@@ -521,16 +534,21 @@ class _Builder:
         mc = self.lb.model_category
         if not len(mc):
             return
-        columns = [c for c, _ in CATEGORY_TITLES if c in set(mc["category"])]
-        metric_of = {r.category: r.metric for r in mc.itertuples()}
-        cells = {(r.model, r.category): r.mean for r in mc.itertuples()}
-        labels = {c: f"{c} ({metric_of[c].upper()})" for c in columns}
+        titled = [c for c, _ in CATEGORY_TITLES]
+        keyed = [(key, metric) for key, category, metric in category_columns(mc, titled) if category in titled]
+        if not keyed:
+            return
+        columns = [key for key, _ in keyed]
+        metric_of = dict(keyed)
+        key_of = {(category, metric): key for key, category, metric in category_columns(mc, titled)}
+        cells = {(r.model, key_of[r.category, r.metric]): r.mean for r in mc.itertuples()}
+        labels = {c: c if "(" in c else f"{c} ({metric_of[c].upper()})" for c in columns}
         self.add(Heading(3, "Mean per category (headline metric)"),
                  best_table(cells, self.models, columns,
                             higher_is_better={c: METRICS[metric_of[c]].higher_is_better for c in columns},
                             decimals={c: DECIMALS[metric_of[c]] for c in columns}, labels=labels,
-                            failed=self.failed_cells(cells, columns, {(r.model, r.category) for r in mc.itertuples()
-                                                                      if r.failed_tasks}),
+                            failed=self.failed_cells(cells, columns, {(r.model, key_of[r.category, r.metric])
+                                                                      for r in mc.itertuples() if r.failed_tasks}),
                             caption="mean over the category's tasks of the task means; 'failed' where one of "
                                     "the model's tasks in the category failed (a mean over the rest would not "
                                     "compare)"))
@@ -558,7 +576,7 @@ class _Builder:
         if len(rb):
             self.figure(figures.robustness_bars, "prompt_robustness",
                         "Prompt robustness: std of the task mean across prompts (lower is steadier)",
-                        rb, [m for m in self.models if m in set(rb["model"])], task_order(rb["task"].unique()),
+                        rb, robustness_models(rb, self.models), task_order(rb["task"].unique()),
                         colors=self.colors, labels=SHORT_NAMES)
         self.efficiency()
         self.training()
@@ -807,7 +825,7 @@ class _Builder:
         if not len(fl):
             self.add(Paragraph("No unit failed."))
             return
-        rows = [[r.model, r.track, r.task, str(r.error)[:300]] for r in fl.itertuples()]
+        rows = [[r.model, r.track, failed_unit_task(r), str(r.error)[:300]] for r in fl.itertuples()]
         self.add(Table(["model", "track", "task", "error"], plain_rows(rows)))
 
     # -- DVC data

@@ -323,6 +323,27 @@ def test_checkpoint_folders_without_weights_or_arch_are_listed_as_unreadable(tmp
     assert format_catalog(list(rows.values())).count("UNREADABLE") == 2
 
 
+@pytest.mark.parametrize("field, value, message", [
+    ("size_multiple", 0, "'size_multiple' must be a positive integer or null, not 0"),
+    ("size_multiple", "8", "'size_multiple' must be a positive integer or null, not '8'"),
+    ("size_multiple", True, "'size_multiple' must be a positive integer or null, not True"),
+    ("overrides", ["dim=8"], "'overrides' must be a JSON object"),
+])
+def test_a_bad_config_field_is_an_error_naming_config_json_before_any_unit_runs(tmp_path, field, value, message):
+    from bench.checkpoint import CheckpointError, resolve_checkpoint
+
+    folder = tmp_path / "ck"
+    folder.mkdir()
+    torch.manual_seed(4)
+    checkpoints.save_model(model.build("genlv-tiny"), folder / "model.safetensors", "genlv-tiny")
+    (folder / "config.json").write_text(json.dumps({"arch": "genlv-tiny", field: value}))
+    with pytest.raises(CheckpointError) as err:
+        resolve_checkpoint(folder)
+    assert str(err.value).startswith(f"{folder / 'config.json'}: ") and message in str(err.value)
+    (folder / "config.json").write_text(json.dumps({"arch": "genlv-tiny", "size_multiple": 8}))
+    assert resolve_checkpoint(folder).size_multiple == 8
+
+
 def test_a_folder_with_only_llvbench_weights_is_listed_and_one_with_foreign_weights_is_unreadable(tmp_path):
     from safetensors.torch import save_file
 

@@ -463,8 +463,10 @@ def test_models_are_counted_against_identity_query_by_query(built):
     assert header == ["model", "restoration", "enhancement", "edge", "all"]
     rows = {row[0]["text"]: [c["text"] for c in row[1:]] for row in table["rows"][1:]}
     assert set(rows) == {"prompt-target", "flaky"}  # identity is the baseline
-    # flaky returns the query (margins all 0: within noise) and failed on canny (nothing to pair)
-    assert rows["flaky"] == ["0 / 2 / 0", "0 / 1 / 0", "–", "0 / 3 / 0"]
+    # flaky returns the query (margins all 0: within noise) and failed on canny, which identity scored:
+    # lost, as in the mean rank, not left out (a model that fails the hard tasks must not look better)
+    assert rows["flaky"] == ["0 / 2 / 0", "0 / 1 / 0", "0 / 0 / 1", "0 / 3 / 1"]
+    assert "a task the model failed (identity scored it) counts as worse" in html.unescape(built["html"])
     assert sum(int(n) for n in rows["prompt-target"][-1].split(" / ")) == 4
 
 
@@ -475,13 +477,14 @@ class AlwaysFails:
         raise RuntimeError("nothing works (simulated)")
 
 
-def test_a_model_without_one_scored_query_gets_dashes_against_identity(built, tmp_path):
+def test_a_model_that_failed_every_task_loses_each_against_identity(built, tmp_path):
     config = EvalConfig(tasks=("gaussian_noise", "canny"), save_samples=0)
     for generalist in (bench.load_generalist("identity"), AlwaysFails()):
         evaluate(generalist, built["split"], tmp_path / "eval", config)
     report = build_report(tmp_path / "eval", tmp_path / "report", config=ReportConfig(formats=("png",)))
     table = Page(report.html.read_text()).table("Against identity")
-    assert [[c["text"] for c in row] for row in table["rows"]] == [["model", "all"], ["broken", "–"]]
+    assert [[c["text"] for c in row] for row in table["rows"]] == [["model", "restoration", "edge", "all"],
+                                                                   ["broken", "0 / 0 / 1", "0 / 0 / 1", "0 / 0 / 2"]]
 
 
 def test_tasks_of_a_single_query_are_said_to_count_in_none_of_the_verdicts(built, tmp_path):
@@ -636,6 +639,27 @@ def test_tasks_outside_the_paper_tables_are_in_an_other_tasks_table(tmp_path):
         table = page.table(title)["rows"]
         assert [c["text"] for c in table[0]] == ["model", column]
         assert {row[0]["text"]: row[1]["text"] for row in table[1:]}["alpha"] == best
+
+
+def test_a_category_scored_by_two_headline_metrics_gets_a_column_and_a_panel_for_each(tmp_path):
+    from test_leaderboard import other_tasks_results, prov, row
+
+    from bench.results import write_rows
+
+    # canny (edge, MAE) beside edge_by_psnr (edge, PSNR): the edge category has two headline metrics
+    canny = pd.DataFrame([row(prov(model), task="canny", metric="mae", value=v) for model, v in (("alpha", 0.2),
+                                                                                                ("beta", 0.1))])
+    rows = pd.concat([other_tasks_results(), canny]).assign(time="2026-01-01T00:00:00+00:00")
+    for (model, task), unit in rows.groupby(["model", "task"]):
+        write_rows(tmp_path / "eval" / model / "main" / f"{task}.parquet", unit.to_dict("records"), {"unit": task})
+    report = build_report(tmp_path / "eval", tmp_path / "report", config=ReportConfig(formats=("svg",)))
+    table = Page(report.html.read_text()).table("Mean per category")["rows"]
+    assert [c["text"] for c in table[0]] == ["model", "restoration (PSNR)", "stylization (MAE)", "edge (MAE)",
+                                             "edge (PSNR)"]
+    assert {row[0]["text"]: [c["text"] for c in row[1:]] for row in table[1:]}["beta"][2:] == ["0.1000", "19.00"]
+    svg = (tmp_path / "report" / "figures" / "category_means.svg").read_text()
+    texts = re.findall(r"<!-- (.*?) -->", svg)
+    assert "edge (MAE) (1 task)" in texts and "edge (PSNR) (1 task)" in texts
 
 
 def test_the_report_names_what_made_the_scored_shards_and_no_other(built, tmp_path):
