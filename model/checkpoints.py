@@ -302,7 +302,7 @@ _ST_NAMES = {v: k for k, v in _ST_DTYPES.items()}
 
 def write_safetensors(path: str | os.PathLike, state: Mapping[str, torch.Tensor],
                       metadata: Mapping[str, str] | None = None) -> None:
-    """Write ``state`` in the safetensors format (atomically: temp file + rename)."""
+    """Write ``state`` in the safetensors format (atomically and durably: temp file, fsync, rename)."""
     header: dict = {"__metadata__": dict(metadata)} if metadata else {}
     blobs, offset = [], 0
     for key, tensor in state.items():
@@ -323,6 +323,10 @@ def write_safetensors(path: str | os.PathLike, state: Mapping[str, torch.Tensor]
             f.write(head)
             for blob in blobs:
                 f.write(blob)
+            # On disk before the rename: a training checkpoint's trainer.json, written after, must
+            # never sit beside weights an OS crash left empty.
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

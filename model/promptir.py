@@ -102,6 +102,11 @@ class PromptIR(nn.Module):
 
     training_objective = "l1"   # model.objectives: the authors' train.py uses nn.L1Loss on the output
 
+    @property
+    def has_unused_parameters(self) -> bool:
+        """True with the dead convs, which get no gradient: DistributedDataParallel must be told."""
+        return self.config.dead_convs
+
     def __init__(self, config: PromptIRConfig | None = None):
         super().__init__()
         cfg = self.config = config or PromptIRConfig()

@@ -12,7 +12,8 @@ Recipe (paper §4.1 "Implement details", where it is silent the official trainin
 * AdamW, β = (0.9, 0.99) and peak learning rate 1e-4 as the paper states (the official script
   passes β2 = 0.95); weight decay 0.05 on weights with two or more dimensions, none on biases and
   norm scales (the official script's rule);
-* per-step schedule: linear warm-up, then a half cosine down to ``min_lr`` at the last step;
+* per-step schedule: linear warm-up, then a half cosine that would reach ``min_lr`` one update past
+  the last (the last update's rate is within (lr - min_lr)·π²/(4·(steps - warmup)²) of it);
 * gradient-norm clipping (the official script has none; 1.0 by default here, 0 turns it off);
 * bf16 autocast on CUDA (fp32 on CPU), optional ``torch.compile``, optional EMA of the weights;
 * DDP when launched by ``torchrun`` (RANK / WORLD_SIZE / LOCAL_RANK): NCCL on CUDA, gloo on CPU.
@@ -105,7 +106,7 @@ class TrainConfig:
     batch: int = 8                   # global batch (all ranks together)
     size: int = 64                   # crop size of prompt and query (a multiple of 32 for GenLV)
     lr: float = 1e-4                 # peak learning rate (paper)
-    min_lr: float = 0.0              # learning rate at the last step
+    min_lr: float = 0.0              # the cosine's floor, reached one update past the last
     warmup: int = 100                # linear warm-up updates
     weight_decay: float = 0.05
     betas: tuple = (0.9, 0.99)       # paper
@@ -154,6 +155,20 @@ class TrainConfig:
                 problems.append(f"{name} must be >= 1 (got {getattr(self, name)})")
         if self.warmup < 0 or self.workers < 0:
             problems.append("warmup and workers must be >= 0")
+        if self.seed < 0:  # numpy's generators take non-negative seeds only
+            problems.append(f"seed must be >= 0, got {self.seed}")
+        # NaN passes every comparison below (a NaN grad_clip would write NaN weights unnoticed).
+        not_finite = [name for name in ("lr", "min_lr", "grad_clip", "weight_decay", "ema", "identity_rate",
+                                        "warmup", "max_minutes")
+                      if getattr(self, name) is not None and not math.isfinite(float(getattr(self, name)))]
+        if not_finite:
+            problems.append("must be finite numbers: " + ", ".join(f"{n} ({getattr(self, n)})" for n in not_finite))
+        out = Path(self.out)
+        for parent in (out, *out.parents):
+            if parent.exists():
+                if not parent.is_dir():
+                    problems.append(f"--out {out}: {parent} is a file, not a folder")
+                break
         if not 0.0 <= self.ema < 1.0:
             problems.append(f"ema is a decay in [0, 1) (0 = off), got {self.ema}")
         if not 0.0 <= self.identity_rate < 1.0:
@@ -623,7 +638,11 @@ class Trainer:
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
 
-            model = DistributedDataParallel(self.net, device_ids=[device.index] if device.type == "cuda" else None)
+            # A network with parameters its forward never uses (PromptIR's dead convs, kept for a strict
+            # load of the official weights) would stall DDP's gradient reduction at the second step.
+            model = DistributedDataParallel(self.net, device_ids=[device.index] if device.type == "cuda" else None,
+                                            find_unused_parameters=bool(getattr(self.net, "has_unused_parameters",
+                                                                                False)))
         model = compile_network(model, config.compile)
         self.model = model
         self.optimizer = make_optimizer(self.net, config, device)
@@ -686,7 +705,10 @@ class Trainer:
         write_safetensors(folder / "weights.safetensors", self.net.state_dict())
         if self.ema is not None:
             write_safetensors(folder / "ema.safetensors", self.ema.shadow)
-        torch.save(self.optimizer.state_dict(), folder / "optimizer.pt")
+        with open(folder / "optimizer.pt", "wb") as fh:  # durable before trainer.json marks the folder complete
+            torch.save(self.optimizer.state_dict(), fh)
+            fh.flush()
+            os.fsync(fh.fileno())
 
     def load_state(self, folder: Path, trainer_info: Mapping) -> None:
         self.net.load_state_dict(_read_state_file(folder / "weights.safetensors"), strict=True)
@@ -697,6 +719,11 @@ class Trainer:
             raise damaged(optimizer_path, f"cannot be read ({type(err).__name__}: {str(err).split('. ')[0]})") \
                 from None
         self.optimizer.load_state_dict(optimizer_state)
+        # load_state_dict brings back the saved groups' settings too; a resume with another recipe
+        # (_prepare_out warns of it) must train with the new one, and a CPU state resumed on CUDA fused.
+        fresh = make_optimizer(self.net, self.config, self.device)
+        for group, new in zip(self.optimizer.param_groups, fresh.param_groups):
+            group.update({key: new[key] for key in ("weight_decay", "betas", "fused")})
         if self.ema is not None:
             ema_path = folder / "ema.safetensors"
             if not ema_path.is_file():
@@ -801,10 +828,28 @@ def save_checkpoint(out: Path, trainer: Trainer, info: Mapping, export: Mapping)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    export_eval_weights(out, trainer, int(info["step"]), export)
+
+
+def export_eval_weights(out: Path, trainer: Trainer, step: int, export: Mapping) -> None:
+    """The eval weights (model.safetensors) and config.json of the trainer's state at ``step``."""
     # write_safetensors (inside save_model) writes a temporary file and renames it.
     save_model(_Weights(trainer.net, trainer.eval_state()), out / WEIGHTS_NAME, export["arch"],
-               train_step=str(info["step"]), weights=export["weights"])
-    _share(atomic_write_json(out / CONFIG_NAME, dict(export, step=int(info["step"]))))
+               train_step=str(step), weights=export["weights"])
+    _share(atomic_write_json(out / CONFIG_NAME, dict(export, step=step)))
+
+
+def export_problem(out: Path, step: int) -> str:
+    """Why ``out``'s model.safetensors or config.json is not the step-``step`` export ("" when both are):
+    a run killed between swapping in its last state and writing them leaves the older ones."""
+    problem = eval_weights_problem(out, step)
+    if problem:
+        return f"{WEIGHTS_NAME}: {problem}"
+    try:
+        written = json.loads((out / CONFIG_NAME).read_text()).get("step")
+    except (OSError, ValueError, AttributeError):
+        return f"{CONFIG_NAME}: missing or unreadable"
+    return f"{CONFIG_NAME}: it is from step {written}" if written != step else ""
 
 
 class _Weights:
@@ -928,6 +973,13 @@ def _prepare_out(config: TrainConfig, dist: Distributed, manifest_sha: str, epoc
     out = Path(config.out)
     info = read_trainer_info(out)
     if info is None:
+        exported = [name for name in (WEIGHTS_NAME, CONFIG_NAME) if (out / name).is_file()]
+        if exported:
+            # A model without its training state (state/ deleted, a shipped or exported folder): nothing
+            # to continue, and training here would overwrite it.
+            raise TrainStateError(f"{out} holds a model ({', '.join(exported)}) but no training state to "
+                                  f"continue: train into another --out, with --init {out} to start from its "
+                                  "weights")
         if config.resume:
             log.info("--resume: no checkpoint in %s yet, starting from step 0", out)
         return None
@@ -937,6 +989,9 @@ def _prepare_out(config: TrainConfig, dist: Distributed, manifest_sha: str, epoc
     # A key the run's config.json lacks was added later: the run had its default.
     previous = {**TrainConfig().as_dict(), **info.get("config", {})}
     current = config.as_dict()
+    for settings in (previous, current):  # two spellings of the same mix (model.data.task_probabilities)
+        if settings.get("task_weights") == "uniform":
+            settings["task_weights"] = None
     changed = [k for k in RUN_IDENTITY if previous.get(k) != current.get(k)]
     if changed:
         raise TrainStateError(f"{out}: cannot resume with different " + ", ".join(
@@ -1082,13 +1137,21 @@ def _train(config: TrainConfig, device: torch.device, dist: Distributed, builder
         log.info("resuming %s at step %d of %d", out, trainer.step_count, config.steps)
     start = trainer.step_count
     stop = max(start, min(config.steps, config.stop_at or config.steps))
+    if info is not None:  # the run's own --init record, which config.json must keep
+        init_sha = str(info.get("init_sha256", ""))
+    export = {"arch": config.arch, "overrides": overrides, "name": config.name or out.name,
+              "objective": trainer.objective.name,
+              "weights": "ema" if trainer.ema is not None else "raw", "colour_order": "rgb",
+              "data_manifest_sha256": manifest_sha, "train": config.as_dict()}
+    if init_sha:
+        export["init_sha256"] = init_sha
     idle = nothing_to_train_message(config, start) if info is not None and start == stop else ""
-    if idle and config.summary_path.is_file():
-        problem = eval_weights_problem(out, start)
+    if idle:
+        problem = export_problem(out, start)
         if problem and dist.is_main:  # e.g. a damaged model.safetensors: export the state's weights again
-            log.warning("%s: %s; rewriting it from the training state at step %d", out / WEIGHTS_NAME, problem, start)
-            save_model(_Weights(trainer.net, trainer.eval_state()), out / WEIGHTS_NAME, config.arch,
-                       train_step=str(start), weights="ema" if trainer.ema is not None else "raw")
+            log.warning("%s: %s; writing both again from the training state at step %d", out, problem, start)
+            export_eval_weights(out, trainer, start, export)
+    if idle and config.summary_path.is_file():
         log.debug("%s", idle)  # the CLI prints it with the summary
         # The saved summary describes the run that trained; its "out" may be a folder since moved.
         return {**json.loads(config.summary_path.read_text()), "out": str(out), "nothing_trained": True,
@@ -1096,12 +1159,6 @@ def _train(config: TrainConfig, device: torch.device, dist: Distributed, builder
     problem = warmup_problem(config)
     if problem and dist.is_main and not idle:
         log.warning("%s", problem)
-    export = {"arch": config.arch, "overrides": overrides, "name": config.name or out.name,
-              "objective": trainer.objective.name,
-              "weights": "ema" if trainer.ema is not None else "raw", "colour_order": "rgb",
-              "data_manifest_sha256": manifest_sha, "train": config.as_dict()}
-    if init_sha:
-        export["init_sha256"] = init_sha
     run = _RunRecord(start=start, checkpoint_step=start if info is not None else None)
     if info is not None and isinstance(info.get("losses"), dict):  # states before it: this process's losses only
         run.restore_losses(info["losses"])
@@ -1116,7 +1173,8 @@ def _train(config: TrainConfig, device: torch.device, dist: Distributed, builder
                         "elapsed": elapsed_before + time.perf_counter() - t_start, "world_size": dist.world_size,
                         "ema_updates": trainer.ema.updates if trainer.ema is not None else 0,
                         "lr_next": trainer.lr_at(trainer.step_count), "data_manifest_sha256": manifest_sha,
-                        "losses": run.loss_state(), "config": config.as_dict()}
+                        "losses": run.loss_state(), "config": config.as_dict(),
+                        **({"init_sha256": init_sha} if init_sha else {})}
             save_checkpoint(out, trainer, info_now, export)
         run.checkpoint_step = trainer.step_count
 

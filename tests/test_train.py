@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +18,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import model  # noqa: E402
-from model.checkpoints import load_model, read_safetensors  # noqa: E402
+from model.checkpoints import load_model, read_safetensors, save_model  # noqa: E402
 from model.data import TrainStream  # noqa: E402
 from model.train import (EMA, Distributed, MetricsLog, NonFiniteLossError, Trainer,  # noqa: E402
                          TrainConfig, TrainStateError, build_network, learning_rate, make_step_loader,
@@ -251,12 +253,101 @@ def test_resume_of_a_finished_run_rewrites_damaged_eval_weights(shards, full_run
     with caplog.at_level("WARNING", logger="model.train"):
         summary = train(make_config(shards, out, resume=True), progress=False)
     assert summary["step"] == summary["checkpoint_step"] == 6
-    assert "rewriting it from the training state at step 6" in caplog.text
+    assert "writing both again from the training state at step 6" in caplog.text
     rewritten = read_safetensors(out / "model.safetensors")
     shipped = read_safetensors(full_run[0] / "model.safetensors")
     assert rewritten[1] == shipped[1]
     for key, value in shipped[0].items():
         assert torch.equal(rewritten[0][key], value), key
+
+
+def test_a_folder_holding_a_model_without_training_state_is_never_trained_over(shards, full_run, tmp_path):
+    import shutil
+
+    shipped = tmp_path / "shipped"  # like checkpoints/genlv-s: config.json + model.safetensors, no state/
+    shipped.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(full_run[0] / name, shipped / name)
+    before = (shipped / "model.safetensors").read_bytes()
+    for resume in (False, True):
+        with pytest.raises(TrainStateError, match=f"{shipped} holds a model .* but no training state to continue: "
+                                                  f"train into another --out, with --init {shipped}"):
+            train(make_config(shards, shipped, resume=resume), progress=False)
+    assert (shipped / "model.safetensors").read_bytes() == before
+
+
+def test_a_resume_with_another_recipe_trains_with_it(shards, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    train(make_config(shards, out, stop_at=3), progress=False)
+    used = []
+    step = Trainer.step
+
+    def spy(self, batch):
+        used.append([(g["weight_decay"], tuple(g["betas"])) for g in self.optimizer.param_groups])
+        return step(self, batch)
+
+    monkeypatch.setattr(Trainer, "step", spy)
+    train(make_config(shards, out, resume=True, weight_decay=0.5, betas=(0.8, 0.9)), progress=False)
+    assert used and all(groups == [(0.5, (0.8, 0.9)), (0.0, (0.8, 0.9))] for groups in used)
+
+
+def test_uniform_task_weights_resume_a_run_that_named_none(shards, tmp_path):
+    out = tmp_path / "run"
+    train(make_config(shards, out, stop_at=3), progress=False)
+    summary = train(make_config(shards, out, resume=True, task_weights="uniform"), progress=False)
+    assert summary["step"] == 6
+
+
+def test_the_init_record_survives_a_run_split_into_jobs(shards, full_run, tmp_path):
+    import json
+
+    out = tmp_path / "run"
+    train(make_config(shards, out, init=str(full_run[0]), stop_at=3), progress=False)
+    first = json.loads((out / "config.json").read_text())["init_sha256"]
+    train(make_config(shards, out, init=str(full_run[0]), resume=True), progress=False)
+    exported = json.loads((out / "config.json").read_text())
+    assert exported["step"] == 6 and exported["init_sha256"] == first
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"seed": -1}, "seed must be >= 0, got -1"),
+    ({"grad_clip": math.nan}, "must be finite numbers: grad_clip (nan)"),
+    ({"lr": math.inf}, "must be finite numbers: lr (inf)"),
+])
+def test_settings_no_generator_or_update_can_use_are_refused_before_anything_is_written(shards, tmp_path, changes,
+                                                                                         message):
+    out = tmp_path / "run"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        train(make_config(shards, out, **changes), progress=False)
+    assert not out.exists()
+
+
+def test_an_out_inside_a_file_is_refused_by_name(shards, tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("keep")
+    for out in (afile, afile / "sub"):
+        with pytest.raises(ValueError, match=re.escape(f"--out {out}: {afile} is a file, not a folder")):
+            train(make_config(shards, out), progress=False)
+    assert afile.read_text() == "keep"
+
+
+def test_a_run_killed_between_its_last_state_and_its_export_is_exported_on_resume(shards, full_run, tmp_path):
+    import json
+    import shutil
+
+    # The last checkpoint's state was swapped in, then the process died before model.safetensors and
+    # config.json were written and before the summary: they are still the previous checkpoint's.
+    out = tmp_path / "run"
+    shutil.copytree(full_run[0], out)
+    config = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps(dict(config, step=3)))
+    save_model(build_network(make_config(shards, out)), out / "model.safetensors", "genlv-tiny", train_step="3")
+    (out / "summary.json").unlink()
+    train(make_config(shards, out, resume=True), progress=False)
+    assert read_safetensors(out / "model.safetensors")[1]["train_step"] == "6"
+    exported = json.loads((out / "config.json").read_text())
+    assert exported["step"] == 6  # the train section records this job's own settings (resume: true)
+    assert {k: v for k, v in exported.items() if k != "train"} == {k: v for k, v in config.items() if k != "train"}
 
 
 @pytest.mark.parametrize("overrides,message", [
@@ -1110,6 +1201,21 @@ def test_a_batch_the_ranks_cannot_share_fails_before_the_out_folder_is_made(shar
     with pytest.raises(ValueError, match=r"--batch 3 \(global\) is not divisible by the 2 ranks"):
         train(make_config(shards, out, batch=3), progress=False)
     assert not out.exists()
+
+
+@pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+                    reason="torch.distributed with gloo is needed")
+def test_ddp_trains_a_network_with_parameters_its_forward_never_uses(shards, tmp_path):
+    # PromptIR keeps six 1x1 convs the official forward never calls (for a strict load of its weights)
+    out = tmp_path / "ddp"
+    config = make_config(shards, out, arch="promptir-s", overrides={"dead_convs": True}, steps=2, ckpt_every=2,
+                         ema=0.0).as_dict()
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               "--no-python", sys.executable, "-c", _DDP_SCRIPT, json.dumps(config)]
+    done = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                          timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads((out / "summary.json").read_text())["status"] == "completed"
 
 
 @pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),

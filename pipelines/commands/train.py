@@ -103,9 +103,10 @@ def run(args) -> int:
 
     params_path = args.params or (DEFAULT_PARAMS if Path(DEFAULT_PARAMS).is_file() else None)
     params = read_params(params_path, required=args.params is not None)
-    # A params file that names no arch (scripts/equal_budget.py's one schedule for every model)
-    # did not tune its schedule for the default arch: no "inherited settings" warning then.
-    named = params_path is None or params_name_arch(params_path)
+    # A params file that names no arch (scripts/equal_budget.py's one schedule for every model) did
+    # not tune its schedule for the default arch, and without a file the defaults are the paper's:
+    # no "inherited settings" warning then.
+    named = params_path is not None and params_name_arch(params_path)
     config = configure(params, overrides_from(args), schedule_arch=params["arch"] if named else None)
     summary = run_train(config, progress=not args.no_progress)
     if int(os.environ.get("RANK", "0")) == 0:
