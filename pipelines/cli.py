@@ -72,8 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM where a command turns it into one
         print(f"llvbench {args.command}: interrupted" + (f": {err}" if str(err) else ""), file=sys.stderr)
         return getattr(err, "exit_code", 130)
-    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as err:
-        # Library errors already name the task/file/model; show them without a traceback.
+    except (ValueError, KeyError, OSError, RuntimeError) as err:
+        # Library errors already name the task/file/model, and an OSError its path (an --out under a
+        # file, a full disk): show them without a traceback.
         if args.verbose:
             raise
         print(f"llvbench {args.command}: error: {err}", file=sys.stderr)

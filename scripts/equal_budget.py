@@ -484,6 +484,14 @@ def write_summary(args, plan: dict, models: list[dict], work: Path, out: Path, c
     return path
 
 
+def write_budget(plan: dict, work: Path) -> None:
+    """The budget as a params file of its own (neither params.yaml nor its profile leaks into it): what
+    training reads and what the README states."""
+    from taskgen.atomic import atomic_write_text
+
+    atomic_write_text(work / "params.yaml", yaml.safe_dump({"train": plan["train"]}, sort_keys=True))
+
+
 def summarise(args, plan: dict, models: list[dict], work: Path, out: Path) -> int:
     """Leaderboard and README from the work folder alone (results gathered over several runs)."""
     missing = [m["name"] for m in models
@@ -492,6 +500,20 @@ def summarise(args, plan: dict, models: list[dict], work: Path, out: Path) -> in
         sys.exit(f"equal_budget --summarise: {work} lacks "
                  + (f"a completed training summary for {', '.join(missing)}" if missing else "the eval results")
                  + "; train and evaluate those first (or name the others with --only)")
+    # The README states one budget for every model: each must have trained with exactly it.
+    steps = plan["train"]["steps"]
+    other = {m["name"]: settings_changed(m, plan, work) for m in models}
+    for m in models:
+        step = read_json(work / m["name"] / "summary.json").get("step")
+        if step != steps:
+            other[m["name"]] = [f"step {step!r} (plan: {steps!r})"] + other[m["name"]]
+    other = {name: changes for name, changes in other.items() if changes}
+    if other:
+        sys.exit("equal_budget --summarise: not the plan's budget: "
+                 + "; ".join(f"{work / name} trained with {', '.join(changes)}" for name, changes in other.items())
+                 + ". Summarise them with the plan (or --steps/--size) they trained with, or leave them out "
+                 "with --only.")
+    write_budget(plan, work)
     commands: list[str] = []
     run([sys.executable, "-m", "pipelines.cli", "leaderboard", str(work / "eval"), "--out", str(out), "--quiet"],
         commands)
@@ -571,11 +593,9 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.work or REPO / "out" / f"equal-budget-{args.plan}")
     out = Path(args.out or REPO / "results" / f"equal-budget-{args.plan}")
     work.mkdir(parents=True, exist_ok=True)
-    # The budget as a params file of its own: neither params.yaml nor its profile leaks into it.
-    (work / "params.yaml").write_text(yaml.safe_dump({"train": plan["train"]}, sort_keys=True))
-
     if args.summarise:
         return summarise(args, plan, models, work, out)
+    write_budget(plan, work)
     if args.finished_only:
         unfinished = [m["name"] for m in models if not trained(m, plan, work)]
         models = [m for m in models if trained(m, plan, work)]

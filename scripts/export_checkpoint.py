@@ -112,11 +112,30 @@ def interpolate_states(base: dict[str, torch.Tensor], run: dict[str, torch.Tenso
     return mixed
 
 
+def previous_export(out: Path) -> Path:
+    """Where the export being replaced waits while the new one is renamed into place."""
+    return out.with_name(f".{out.name}.old")
+
+
+def recover_interrupted_swap(out: Path) -> None:
+    """Finish what a killed export left: the previous export back in place if it died between the two
+    renames (its model card and loss curve with it), or the leftover of one that died after them."""
+    old = previous_export(out)
+    if not old.is_dir():
+        return
+    if out.exists():
+        shutil.rmtree(old)
+    else:
+        old.rename(out)
+        print(f"export_checkpoint: {out} restored from {old}, left by an interrupted export", file=sys.stderr)
+
+
 def export_checkpoint(run: str | Path, out: str | Path, dtype: str = "bfloat16", continues: bool = False,
                       interpolate: str | Path | None = None, ratio: float = 1.0) -> Path:
     """Write ``out`` (config, weights cast to ``dtype``, run logs) from the run folder ``run``, or the
     weights ``interpolate`` + ratio * (run - interpolate); returns the weights path."""
     run, out = Path(run), Path(out)
+    recover_interrupted_swap(out)
     if continues:
         check_continuation(run, out)
     if dtype not in DTYPES:
@@ -159,7 +178,7 @@ def export_checkpoint(run: str | Path, out: str | Path, dtype: str = "bfloat16",
             (staging / "metrics.csv").write_text(chain_metrics(
                 (out / "metrics.csv").read_text(), (run / "metrics.csv").read_text(), str(run / "metrics.csv"),
                 config["continued"]["previous_step"]))
-        old = out.with_name(f".{out.name}.old")
+        old = previous_export(out)
         if out.exists():
             out.rename(old)
         staging.rename(out)
@@ -184,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--ratio needs --interpolate BASE")
     try:
         weights = export_checkpoint(args.run, args.out, args.dtype, args.continues, args.interpolate, args.ratio)
-    except (FileNotFoundError, ValueError) as err:
+    except (OSError, ValueError) as err:
         print(f"export_checkpoint: {err}", file=sys.stderr)
         return 2
     print(f"{weights}: {weights.stat().st_size / 2**20:.1f} MiB ({args.dtype})")

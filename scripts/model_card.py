@@ -69,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the eval result folders behind the leaderboard: adds each task's median query margin "
                              "and worst query")
     args = parser.parse_args(argv)
+    if args.model == args.baseline:
+        parser.error(f"the model and --baseline are both {args.model!r}: compare it with another model")
     try:
         print(card_tables(args.leaderboard, args.model, args.baseline, args.results))
     except (FileNotFoundError, ValueError) as err:

@@ -68,7 +68,10 @@ def check_tasks(task_names: list[str]) -> None:
     import taskgen
 
     for name in task_names:
-        spec = taskgen.get_task(name)  # UnknownTaskError lists the known ones
+        try:
+            spec = taskgen.get_task(name)
+        except taskgen.UnknownTaskError as err:  # its message lists the known tasks
+            raise SystemExit(f"source_severity: {err}") from None
         if spec.hdr or spec.metric != "psnr":
             raise SystemExit(f"source_severity: task {name!r} is not an 8-bit PSNR task (metric {spec.metric}, "
                              f"hdr {spec.hdr or 'no'}); pick restoration or enhancement tasks")

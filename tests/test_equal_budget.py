@@ -156,6 +156,14 @@ def test_a_plan_run_in_two_parts_is_summarised_from_the_work_folder(script, tmp_
         assert (out / chart).stat().st_size > 0 and f"]({chart})" in readme
     board = pd.read_parquet(out / "model_task.parquet")
     assert {"identity", "genlv-tiny", "xrestormer-tiny"} <= set(board["model"])
+    # Summarised under another budget than the models trained with: refused, the README left alone
+    before = readme
+    with pytest.raises(SystemExit, match=r"not the plan's budget: .*genlv-tiny trained with step 1 \(plan: 5\)"):
+        script.main(common + ["--summarise", "--steps", "5"])
+    with pytest.raises(SystemExit, match=r"genlv-tiny trained with lr 0.001 \(plan: 0.0003\)"):
+        script.main(common + ["--plans", str(changed), "--summarise"])
+    assert (out / "README.md").read_text() == before
+    assert yaml.safe_load((work / "params.yaml").read_text())["train"]["steps"] == 1
 
 
 def test_the_steady_rate_leaves_out_the_first_logged_window(script, tmp_path):

@@ -101,6 +101,25 @@ def test_a_plain_export_keeps_the_runs_name_and_step(tmp_path):
     assert (config["name"], config["step"]) == ("genlv-s", 40) and "continued" not in config
 
 
+@pytest.mark.parametrize("killed", ["between the renames", "after the renames"])
+def test_an_export_killed_mid_swap_is_finished_by_the_next_one(tmp_path, killed):
+    import shutil
+
+    export = load_script("export_checkpoint")
+    out = _folder(tmp_path / "genlv-s", {"arch": "genlv-tiny", "name": "genlv-s", "step": 40}, [20, 40], 1.0)
+    (out / "README.md").write_text("model card")
+    old = tmp_path / ".genlv-s.old"
+    if killed == "between the renames":  # the previous export moved aside, the new one never renamed in
+        out.rename(old)
+    else:  # the new export in place, the previous one not yet deleted
+        shutil.copytree(out, old)
+    run = _folder(tmp_path / "run", {"arch": "genlv-tiny", "name": "genlv-s", "step": 60}, [50, 60], 2.0)
+    assert export.main([str(run), str(out)]) == 0
+    assert not old.exists()
+    assert (out / "README.md").read_text() == "model card"  # the card kept, as in an uninterrupted export
+    assert json.loads((out / "config.json").read_text())["step"] == 60
+
+
 # ----------------------------------------------------------------------------- passthrough_probe
 
 def test_passthrough_probe_names_an_unknown_task_plainly(tmp_path, capsys):
