@@ -87,6 +87,8 @@ class EvalConfig:
                              f"track is a standard deviation across prompts; got {self.robustness_prompts}")
         if self.latency_repeats < 1:
             raise ValueError(f"latency_repeats (--latency-repeats) must be positive, got {self.latency_repeats}")
+        if self.seed < 0:  # numpy's generators (robustness draws, mismatch recipes) take non-negative seeds
+            raise ValueError(f"seed (--seed) must be 0 or more, got {self.seed}")
         if self.latency_warmup < 0 or self.flops_size < 1:
             raise ValueError(f"latency_warmup must be 0 or more and flops_size positive "
                              f"(got {self.latency_warmup}, {self.flops_size})")

@@ -10,6 +10,7 @@ import sys
 
 from pipelines.cpu_paths import use_portable_cpu_paths
 from pipelines.memory import reuse_freed_memory
+from pipelines.params import STAGE_ERRORS
 
 # Order shown in --help. Adding a command = adding its module and its name here.
 COMMANDS = {
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM where a command turns it into one
         print(f"llvbench {args.command}: interrupted" + (f": {err}" if str(err) else ""), file=sys.stderr)
         return getattr(err, "exit_code", 130)
-    except (ValueError, KeyError, OSError, RuntimeError) as err:
+    except STAGE_ERRORS as err:
         # Library errors already name the task/file/model, and an OSError its path (an --out under a
         # file, a full disk): show them without a traceback.
         if args.verbose:

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 
+from pipelines.commands import check_output_folder
 from pipelines.params import did_you_mean, read_section, run_stage_main, setting_source
 
 log = logging.getLogger(__name__)
@@ -180,6 +181,8 @@ def run_stage(params: dict, params_file: str | Path | None = None) -> StageOutco
         source = setting_source(params_file, "eval", key) if params_file is not None else None
         return f"{source}: eval.{key}" if source is not None else f"eval.{key}"
 
+    for key in ("out", "leaderboard"):  # before any model runs, not after them all
+        check_output_folder(params[key], where(key))
     config = eval_config(params)
     entries = [model_entry(entry, where("models")) for entry in params["models"]]  # every typo before any work
     for entry in entries:

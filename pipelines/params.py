@@ -72,6 +72,12 @@ def check_overlay(overlay_path: Path, overlay: Mapping, params: Mapping) -> None
             continue
         if not isinstance(values, dict):
             raise ValueError(f"{overlay_path}: section {section} must be a mapping, got {type(values).__name__}")
+        empty = [key for key, value in values.items() if value is None and isinstance((params.get(section) or {})
+                                                                                        .get(key), dict)]
+        if empty:  # YAML's `per_task:` with nothing under it would replace the whole mapping
+            raise ValueError(f"{overlay_path}: {', '.join(f'{section}.{k}' for k in empty)} is empty (null); "
+                             f"an overlay changes entries of a mapping, so list the entries to change or "
+                             f"leave the key out")
         fixed = [key for key in DVC_FIXED_KEYS if key in values]
         if fixed:
             raise ValueError(f"{overlay_path}: sets {', '.join(f'{section}.{k}' for k in fixed)}; output paths "
@@ -239,7 +245,7 @@ def names_other_folder(override: str | Path | None, configured: str | Path | Non
 
 # What a stage's main() reports as one line (the libraries' errors name their file, task or model);
 # the same set as the llvbench command's.
-STAGE_ERRORS = (ValueError, KeyError, FileNotFoundError, RuntimeError)
+STAGE_ERRORS = (ValueError, KeyError, OSError, RuntimeError)
 
 
 def run_stage_main(stage: str, description: str, default_params: str, read_params: Callable,

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 
+from pipelines.commands import check_output_folder
 from pipelines.params import read_section, run_stage_main, setting_source
 
 DEFAULTS: dict = {
@@ -59,6 +60,7 @@ def run_stage(params: dict, params_file: str | Path | None = None):
 
     source = setting_source(params_file, "report", "formats") if params_file is not None else None
     option = f"{source}: report.formats" if source is not None else "report.formats"
+    check_output_folder(params["out"], "report.out")
     config = ReportConfig(title=str(params["title"]), samples_per_task=int(params["samples_per_task"]),
                           formats=check_formats(params["formats"], option), shards=tuple(params["shards"] or ()))
     return build_report(params["results"], params["out"], params["train_logs"] or (), config)

@@ -258,6 +258,10 @@ def configure(params: Mapping, overrides: Mapping | None = None) -> SynthConfig:
     seed = _at_least(p["seed"], 0, "synth --seed" if "seed" in o else "synth.seed")
     sources = dict(p["sources"])
     source_options = {split: f"synth.sources.{split}" for split in sources}
+    for split, spec in sources.items():
+        if not isinstance(spec, str):
+            raise ValueError(f"synth.sources.{split} must be a source spec such as 'deadleaves' or 'folder:DIR', "
+                             f"got {spec!r}")
     if "train_dir" in o:
         sources["train"] = f"folder:{o['train_dir']}"
         source_options["train"] = "--train-dir"
@@ -291,9 +295,18 @@ def configure(params: Mapping, overrides: Mapping | None = None) -> SynthConfig:
         out=Path(p["out"]), summary=summary,
         seed=seed, size=size, tasks=specs, splits=splits, sources=sources,
         counts=counts, paired=paired, samples_per_shard=int(p["samples_per_shard"]),
-        png_compression=int(p["png_compression"]),
+        png_compression=_png_compression(p["png_compression"]),
         workers=_workers(p.get("workers")),
         scheduler=p.get("scheduler") or None, per_task_names=list(per_task), source_options=source_options)
+
+
+def _png_compression(value) -> int:
+    """synth.png_compression: a zlib level 0-9 (OpenCV clamps others with a warning, and the manifest
+    would record a level that was not used)."""
+    level = _count(value, "synth png_compression")
+    if level > 9:
+        raise ValueError(f"synth png_compression must be a zlib level from 0 to 9, got {level}")
+    return level
 
 
 # --------------------------------------------------------------------------------------------
@@ -601,11 +614,17 @@ def format_folder(label: str, report: Mapping) -> str:
 
 
 def check_outputs(config: SynthConfig) -> None:
-    """Refuse, before any work, an ``out`` that is a file or a ``summary`` that is a folder."""
+    """Refuse, before any work, an ``out`` that is a file or a ``summary`` that is a folder, or either
+    under a file."""
     if config.out.exists() and not config.out.is_dir():
         raise SynthError(f"synth out {config.out} is a file; --out (synth.out) names the shards folder to write")
     if config.summary is not None and config.summary.is_dir():
         raise SynthError(f"synth summary {config.summary} is a folder; --summary (synth.summary) names a JSON file")
+    for option, path in (("--out (synth.out)", config.out), ("--summary (synth.summary)", config.summary)):
+        blocking = next((parent for parent in (path.parents if path is not None else ())
+                         if parent.exists() and not parent.is_dir()), None)
+        if blocking is not None:
+            raise SynthError(f"{option} {path}: {blocking} is a file, not a folder")
 
 
 def run_synth(config: SynthConfig, *, progress: bool = True, force_dask: bool = False) -> dict:
@@ -617,8 +636,12 @@ def run_synth(config: SynthConfig, *, progress: bool = True, force_dask: bool = 
                        samples_per_shard=config.samples_per_shard, png_compression=config.png_compression,
                        paired=config.paired)
     if not jobs:
-        raise SynthError("nothing to synthesise: no task has samples in the requested splits "
-                         f"({', '.join(config.splits)})")
+        counts = "; ".join(f"{name} " + (", ".join(f"{split} {n}" for split, n in task_counts.items())
+                                         or "none of its splits requested")
+                           for name, task_counts in config.counts.items())
+        raise SynthError(f"nothing to synthesise: no task has samples in the requested splits "
+                         f"({', '.join(config.splits)}); pairs per split: {counts}. Raise synth.counts or the "
+                         "task's synth.per_task entry, or drop the task from synth.per_task")
     planned_names = {job.task for job in jobs}
     planned = [spec for spec in config.tasks if spec.name in planned_names]
     third_party = taskgen.third_party_tasks(planned)
@@ -681,8 +704,13 @@ def merge_task_roots(config: SynthConfig) -> dict:
     Per-task summaries at ``{summary dir}/{summary stem}/{task}.json`` are combined likewise.
     """
     check_outputs(config)
-    names = [s.name for s in config.tasks if s.name in set(config.per_task_names)] \
-        if config.per_task_names else [s.name for s in config.tasks]
+    # Exactly the per_task tasks, which the synth_task stages synthesise whatever synth.tasks says
+    # (their --tasks overrides it): a merge that obeyed synth.tasks would delete the other stages'
+    # outputs, and every repro would make them again. In the registry's order, then the rest.
+    listed = list(dict.fromkeys(config.per_task_names))
+    names = [s.name for s in taskgen.resolve_tasks("all") if s.name in set(listed)] if listed \
+        else [s.name for s in config.tasks]
+    names += [name for name in listed if name not in names]
     if not names:
         raise SynthError("nothing to merge: no task is listed under synth.per_task")
     manifest = merge_manifests(config.out, {name: f"{TASK_ROOTS}/{name}" for name in names})

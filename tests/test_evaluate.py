@@ -487,6 +487,7 @@ def test_eval_command_rejects_empty_or_wrong_selections_before_loading_anything(
         (["--robustness-prompts", "-3"], "must be at least 2"),
         (["--latency-repeats", "0"], r"latency_repeats \(--latency-repeats\) must be positive, got 0"),
         (["--latency-repeats", "-1"], "must be positive, got -1"),
+        (["--seed", "-1"], r"seed \(--seed\) must be 0 or more, got -1"),
         (["--mismatch", "jpeg:hazee"], "--mismatch jpeg:hazee: unknown task 'hazee'; did you mean 'haze'"),
         (["--mismatch", "jpge:clean"], "unknown task 'jpge'"),
         (["--out", str(tmp_path / "r.sh")], "--out .*r.sh must be a folder, but it is a file"),

@@ -96,6 +96,13 @@ def test_overlay_may_not_add_per_task_entries(tmp_path):
         synth.read_params(path)
 
 
+def test_overlay_may_not_empty_a_mapping(tmp_path):
+    # YAML's "per_task:" with nothing under it is null: it would drop params.yaml's entries silently
+    path = _write(tmp_path, PARAMS, big="synth:\n  per_task:\n")
+    with pytest.raises(ValueError, match=r"big\.yaml: synth\.per_task is empty \(null\); an overlay changes"):
+        synth.read_params(path)
+
+
 def test_overlay_typos_name_the_overlay_file(tmp_path):
     path = _write(tmp_path, PARAMS, big="train:\n  stepz: 3\n")
     with pytest.raises(ValueError, match=r"profiles/big\.yaml: unknown train setting\(s\) stepz"):
@@ -303,6 +310,19 @@ def test_errors_found_after_reading_name_the_overlay_that_set_the_key(tmp_path):
     other.write_text("report:\n  formats: [png]\n")
     with pytest.raises(ValueError, match=rf"^{other}: report\.formats: unknown figure format\(s\) svgx"):
         report.run_stage({**report.read_params(other), "formats": ["svgx"]}, other)
+
+
+def test_eval_and_report_stages_refuse_an_output_under_a_file_before_any_work(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("keep")
+    path = _write(tmp_path, f"eval:\n  leaderboard: {afile / 'board'}\n  out: {tmp_path / 'res'}\n"
+                            f"report:\n  out: {afile / 'report'}\n")
+    assert evaluate.main(["--params", str(path)]) == 1
+    assert f"eval.leaderboard {afile / 'board'} must be a folder, but it is a file ({afile} is a file)" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "res").exists()
+    assert report.main(["--params", str(path)]) == 1
+    assert f"report.out {afile / 'report'} must be a folder" in capsys.readouterr().err
 
 
 def test_report_stage_params_mistakes_are_one_line_naming_the_file(tmp_path, capsys):

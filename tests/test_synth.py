@@ -327,6 +327,47 @@ def test_per_task_roots_merge_into_one_manifest(tmp_path):
     assert summary["tasks"]["_synth_invert"]["pairs"] == 5 and summary["total"]["pairs"] == 11
 
 
+def test_the_merge_keeps_every_per_task_root_whatever_synth_tasks_says(tmp_path):
+    # synth.tasks narrowed in params.yaml: the synth_task stages' --tasks overrides it, so each
+    # per_task root exists; the merge must list them all, not delete the others.
+    root = tmp_path / "shards"
+    per_task = {"_synth_noise": {"train": 3, "test": 2}, "_synth_invert": {"train": 3, "test": 2}}
+    for task in per_task:
+        run_synth(_config(root / "tasks" / task, workers=1, tasks=task, params={"per_task": per_task}),
+                  progress=False)
+    merge_task_roots(_config(root, tasks="_synth_noise", params={"per_task": per_task}))
+    assert set(load_manifest(root)["tasks"]) == set(per_task)
+    assert sorted(p.name for p in (root / "tasks").iterdir() if p.is_dir()) == sorted(per_task)
+
+
+def test_a_task_without_pairs_names_its_counts(tmp_path):
+    config = _config(tmp_path / "out", tasks="_synth_noise", params={"counts": {"train": 0, "test": 0, "unseen": 0}})
+    with pytest.raises(SynthError, match=r"pairs per split: _synth_noise train 0, test 0\. Raise synth\.counts"):
+        run_synth(config, progress=False)
+
+
+def test_png_compression_is_a_zlib_level():
+    with pytest.raises(ValueError, match="synth png_compression must be a zlib level from 0 to 9, got 12"):
+        _config("out", params={"png_compression": 12})
+    with pytest.raises(ValueError, match="synth png_compression must be >= 0, got -1"):
+        _config("out", params={"png_compression": -1})
+
+
+def test_a_source_that_is_not_a_spec_is_named():
+    with pytest.raises(ValueError, match=r"synth\.sources\.train must be a source spec .* got 5"):
+        _config("out", params={"sources": {"train": 5, "test": "deadleaves", "unseen": "deadleaves"}})
+
+
+def test_outputs_under_a_file_are_refused_before_any_shard_is_written(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("keep")
+    for out, summary, option in ((tmp_path / "out", afile / "s.json", "--summary"),
+                                 (afile / "out", tmp_path / "s.json", "--out")):
+        with pytest.raises(SynthError, match=rf"{option} .*: {afile} is a file, not a folder"):
+            run_synth(_config(out, workers=1, summary=str(summary)), progress=False)
+    assert not (tmp_path / "out").exists() and afile.read_text() == "keep"
+
+
 def _image_folder(folder: Path) -> Path:
     """Three usable 40-px images and three unusable files (zero-byte, not an image, truncated)."""
     import cv2
