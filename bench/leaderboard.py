@@ -99,9 +99,11 @@ def _label_models(df):
 def _units(df):
     """Each row's evaluation unit: (model, track, task), plus the prompt task on the mismatch track
     (one unit per prompt/query pair) and the device on the efficiency track (one figure per device)."""
-    detail = (df["prompt_task"].where(df["track"] == "mismatch", "")
-              + df["device"].where(df["track"] == "efficiency", ""))
-    return df["model"] + "\x00" + df["track"] + "\x00" + df["task"] + "\x00" + detail
+    text = {column: df[column].fillna("").astype(str) for column in ("model", "track", "task", "prompt_task",
+                                                                      "device")}
+    detail = (text["prompt_task"].where(text["track"] == "mismatch", "")
+              + text["device"].where(text["track"] == "efficiency", ""))
+    return text["model"] + "\x00" + text["track"] + "\x00" + text["task"] + "\x00" + detail
 
 
 def _latest(df):
