@@ -10,7 +10,6 @@ import sys
 
 from pipelines.cpu_paths import use_portable_cpu_paths
 from pipelines.memory import reuse_freed_memory
-from pipelines.params import STAGE_ERRORS
 
 # Order shown in --help. Adding a command = adding its module and its name here.
 COMMANDS = {
@@ -53,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if command_name(argv) in PORTABLE_KERNEL_COMMANDS:
         use_portable_cpu_paths()  # before build_parser imports numpy: its kernels are chosen at import
+    from pipelines.params import STAGE_ERRORS  # not above: it imports numpy (through bench)
+
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
