@@ -120,6 +120,13 @@ def test_an_export_killed_mid_swap_is_finished_by_the_next_one(tmp_path, killed)
     assert json.loads((out / "config.json").read_text())["step"] == 60
 
 
+def test_model_card_refuses_a_model_compared_with_itself(tmp_path, capsys):
+    card = load_script("model_card")
+    with pytest.raises(SystemExit):
+        card.main([str(tmp_path), "identity", "--baseline", "identity"])
+    assert "the model and --baseline are both 'identity'" in capsys.readouterr().err
+
+
 # ----------------------------------------------------------------------------- passthrough_probe
 
 def test_passthrough_probe_names_an_unknown_task_plainly(tmp_path, capsys):

@@ -56,3 +56,8 @@ def test_main_writes_the_table_and_json_and_refuses_what_it_cannot_score(severit
         severity_script.main(["--tasks", "sdr_to_hdr", "--images", "1"])
     with pytest.raises(SystemExit, match="deadleaves:blur=9: options are"):
         severity_script.main(["--sources", "photos deadleaves:blur=9", "--tasks", "jpeg", "--images", "1"])
+
+
+def test_an_unknown_task_is_one_line_listing_the_known_ones(severity_script):
+    with pytest.raises(SystemExit, match=r"^source_severity: unknown task 'bogus'; known tasks: gaussian_noise"):
+        severity_script.check_tasks(["bogus"])
