@@ -1057,6 +1057,34 @@ def sigterm_raises():
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextlib.contextmanager
+def signals_held():
+    """Within (main thread): SIGINT and SIGTERM wait for the block's end, then take effect as usual.
+
+    torch.save cannot survive an exception raised by a signal handler inside its writer: the
+    interrupted archive fails with "unexpected pos", which hid the interruption (exit 1, not 143).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    arrived: list[int] = []
+
+    def hold(signum, frame):
+        arrived.append(signum)
+
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) is not None:  # None: installed outside Python, so not restorable
+            previous[sig] = signal.signal(sig, hold)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for sig in dict.fromkeys(arrived):  # again, now to the handlers in force (Terminated, Ctrl-C, ...)
+            signal.raise_signal(sig)
+
+
 def failure_message(err: BaseException) -> str:
     """summary.json's message for a run that ended with ``err``: the one line the CLI prints."""
     text = str(err).strip()
@@ -1150,7 +1178,8 @@ def _train(config: TrainConfig, device: torch.device, dist: Distributed, builder
         problem = export_problem(out, start)
         if problem and dist.is_main:  # e.g. a damaged model.safetensors: export the state's weights again
             log.warning("%s: %s; writing both again from the training state at step %d", out, problem, start)
-            export_eval_weights(out, trainer, start, export)
+            with signals_held():
+                export_eval_weights(out, trainer, start, export)
     if idle and config.summary_path.is_file():
         log.debug("%s", idle)  # the CLI prints it with the summary
         # The saved summary describes the run that trained; its "out" may be a folder since moved.
@@ -1167,16 +1196,18 @@ def _train(config: TrainConfig, device: torch.device, dist: Distributed, builder
         if dist.is_main else None
 
     def checkpoint() -> None:
-        if dist.is_main:
-            info_now = {"step": trainer.step_count, "steps": config.steps,
-                        "samples_seen": samples_before + run.samples_global,
-                        "elapsed": elapsed_before + time.perf_counter() - t_start, "world_size": dist.world_size,
-                        "ema_updates": trainer.ema.updates if trainer.ema is not None else 0,
-                        "lr_next": trainer.lr_at(trainer.step_count), "data_manifest_sha256": manifest_sha,
-                        "losses": run.loss_state(), "config": config.as_dict(),
-                        **({"init_sha256": init_sha} if init_sha else {})}
-            save_checkpoint(out, trainer, info_now, export)
-        run.checkpoint_step = trainer.step_count
+        with signals_held():  # a checkpoint is written whole (and recorded) or not started
+            if dist.is_main:
+                info_now = {"step": trainer.step_count, "steps": config.steps,
+                            "samples_seen": samples_before + run.samples_global,
+                            "elapsed": elapsed_before + time.perf_counter() - t_start,
+                            "world_size": dist.world_size,
+                            "ema_updates": trainer.ema.updates if trainer.ema is not None else 0,
+                            "lr_next": trainer.lr_at(trainer.step_count), "data_manifest_sha256": manifest_sha,
+                            "losses": run.loss_state(), "config": config.as_dict(),
+                            **({"init_sha256": init_sha} if init_sha else {})}
+                save_checkpoint(out, trainer, info_now, export)
+            run.checkpoint_step = trainer.step_count
 
     loader = make_step_loader(stream, config.batch // dist.world_size, start, stop, workers=config.workers,
                               pin_memory=device.type == "cuda")

@@ -1163,6 +1163,30 @@ def test_a_sigterm_ends_training_with_a_summary_a_resume_hint_and_no_workers_lef
     assert not _alive(helpers), f"still running after the trainer ended: {_alive(helpers)}"
 
 
+def test_a_signal_during_a_checkpoint_waits_until_it_is_written(shards, tmp_path, monkeypatch):
+    # A SIGTERM raised inside torch.save's writer broke the archive ("unexpected pos"): exit 1, no checkpoint.
+    import signal
+
+    from model.train import Terminated, read_trainer_info
+
+    out = tmp_path / "run"
+    save_state = Trainer.save_state
+
+    def signalled(self, folder):
+        os.kill(os.getpid(), signal.SIGTERM)
+        save_state(self, folder)
+
+    monkeypatch.setattr(Trainer, "save_state", signalled)
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Terminated):
+        train(make_config(shards, out), progress=False)
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers
+    assert read_trainer_info(out)["step"] == 3
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["message"] == "Terminated: SIGTERM at step 3; continue with --resume from the checkpoint at step 3"
+    assert not list(out.glob("**/*.tmp*"))
+
+
 def test_ranks_after_the_first_log_errors_only():
     import logging
 
