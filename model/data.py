@@ -206,7 +206,8 @@ class TrainStream(IterableDataset):
             if entry["split"] == "train" and entry["task"] in self.refs:
                 self._index(entry)
         self._groups = {t: self._source_groups(t) for t in self.tasks}
-        self.epoch_length = int(epoch_length) if epoch_length else sum(len(r) for r in self.refs.values())
+        self.every_sample_once = sum(len(r) for r in self.refs.values())
+        self.epoch_length = int(epoch_length) if epoch_length else self.every_sample_once
         self._fds: dict[int, int] | None = None  # opened lazily in the process that reads
         self._fds_pid = 0
 

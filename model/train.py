@@ -968,8 +968,12 @@ def _check_size(net: nn.Module, config: TrainConfig) -> None:
         raise ValueError(f"--size {config.size}: {config.arch} needs crops that are multiples of {multiple}")
 
 
-def _prepare_out(config: TrainConfig, dist: Distributed, manifest_sha: str, epoch_length: int) -> dict | None:
-    """The trainer.json of the run to continue (None: start fresh); refuses to overwrite a run."""
+def _prepare_out(config: TrainConfig, dist: Distributed, manifest_sha: str, epoch_length: int,
+                 every_sample_once: int | None = None) -> dict | None:
+    """The trainer.json of the run to continue (None: start fresh); refuses to overwrite a run.
+
+    ``every_sample_once``: the train samples of the shards, what an ``epoch_length`` of None means.
+    """
     out = Path(config.out)
     info = read_trainer_info(out)
     if info is None:
@@ -989,9 +993,11 @@ def _prepare_out(config: TrainConfig, dist: Distributed, manifest_sha: str, epoc
     # A key the run's config.json lacks was added later: the run had its default.
     previous = {**TrainConfig().as_dict(), **info.get("config", {})}
     current = config.as_dict()
-    for settings in (previous, current):  # two spellings of the same mix (model.data.task_probabilities)
+    for settings in (previous, current):  # two spellings each of one mix and one epoch plan
         if settings.get("task_weights") == "uniform":
             settings["task_weights"] = None
+        if settings.get("epoch_length") is None:  # the same plan as that length spelled out
+            settings["epoch_length"] = every_sample_once
     changed = [k for k in RUN_IDENTITY if previous.get(k) != current.get(k)]
     if changed:
         raise TrainStateError(f"{out}: cannot resume with different " + ", ".join(
@@ -1141,7 +1147,7 @@ def _train(config: TrainConfig, device: torch.device, dist: Distributed, builder
     manifest_sha = _manifest_sha(config.shards)
     if config.batch % dist.world_size:  # before anything is written
         raise ValueError(f"--batch {config.batch} (global) is not divisible by the {dist.world_size} ranks")
-    info = _prepare_out(config, dist, manifest_sha, stream.epoch_length)
+    info = _prepare_out(config, dist, manifest_sha, stream.epoch_length, stream.every_sample_once)
     dist.barrier()  # every rank has read the old state before rank 0 may replace it
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)

@@ -1216,6 +1216,16 @@ def test_resuming_on_another_number_of_ranks_warns_only_when_the_data_order_chan
     assert "resuming a 1-rank run on 2 ranks: the data order changes, since the epoch of 13 samples" in caplog.text
 
 
+def test_a_resume_may_spell_out_the_default_epoch_length(shards, tmp_path):
+    # epoch_length None means every train sample once: 2 tasks x N_TRAIN here, the same plan spelled out.
+    for first, resumed in ((None, 2 * N_TRAIN), (2 * N_TRAIN, None)):
+        out = tmp_path / f"run-{first}"
+        train(make_config(shards, out, stop_at=3, epoch_length=first), progress=False)
+        with pytest.raises(TrainStateError, match=rf"cannot resume with different epoch_length \({2 * N_TRAIN} -> 10\)"):
+            train(make_config(shards, out, resume=True, epoch_length=10), progress=False)
+        assert train(make_config(shards, out, resume=True, epoch_length=resumed), progress=False)["step"] == 6
+
+
 def test_a_batch_the_ranks_cannot_share_fails_before_the_out_folder_is_made(shards, tmp_path, monkeypatch):
     from model import train as train_module
 
