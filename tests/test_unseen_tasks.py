@@ -62,3 +62,16 @@ def test_sepia_and_emboss_and_gamma(photo):
     assert (e == 128).all()  # no relief on a flat image
     _, g, _ = taskgen.get_task("gamma_change").generate(photo, np.random.default_rng(0))
     assert g.mean() > photo.mean()
+
+
+@pytest.mark.parametrize("name", [spec.name for spec in taskgen.list_tasks()])
+def test_every_task_function_refuses_an_image_outside_the_contract(name):
+    # Called directly (not through generate), a task must not turn a grey or float image into garbage.
+    from taskgen.images import ImageContractError
+
+    fn = taskgen.get_task(name).fn
+    rng = np.random.default_rng(0)
+    with pytest.raises(ImageContractError, match="expected HxWx3 RGB"):
+        fn(np.full((32, 32), 128, np.uint8), rng)
+    with pytest.raises(ImageContractError, match="expected dtype uint8"):
+        fn(np.full((32, 32, 3), 0.5, np.float32), rng)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ..images import gray, gray_to_rgb, to_float, to_uint8
+from ..images import check_rgb, gray, gray_to_rgb, to_float, to_uint8
 from ..registry import register_task
 
 HELD_OUT = "held-out task (unseen-task track, beyond the paper): never in the training mix"
@@ -30,6 +30,7 @@ def radial_falloff(shape: tuple[int, int], strength: float, centre: tuple[float,
                            "(strength U(0.4, 0.7), centre jittered by up to 10 %); target = the clean image.",
                departs_from_paper=HELD_OUT, in_training_mix=False)
 def vignetting_removal(image: np.ndarray, rng: np.random.Generator):
+    check_rgb(image)
     strength = float(rng.uniform(0.4, 0.7))
     centre = (float(0.5 + rng.uniform(-0.1, 0.1)), float(0.5 + rng.uniform(-0.1, 0.1)))
     gain = radial_falloff(image.shape[:2], strength, centre)
@@ -54,6 +55,7 @@ def motion_kernel(length: int, angle_deg: float) -> np.ndarray:
                            "U{9..17} px, angle U(0, 180) deg, reflect borders); target = the clean image.",
                departs_from_paper=HELD_OUT, in_training_mix=False)
 def motion_deblur(image: np.ndarray, rng: np.random.Generator):
+    check_rgb(image)
     length = int(rng.integers(9, 18))
     angle = float(rng.uniform(0, 180))
     blurred = cv2.filter2D(image, -1, motion_kernel(length, angle), borderType=cv2.BORDER_REFLECT)
@@ -71,6 +73,7 @@ SEPIA_MATRIX = np.array([[0.393, 0.769, 0.189],
                            "image, clipped; input = the image.",
                departs_from_paper=HELD_OUT, in_training_mix=False)
 def sepia(image: np.ndarray, rng: np.random.Generator):
+    check_rgb(image)
     toned = to_float(image) @ SEPIA_MATRIX.T
     return image.copy(), to_uint8(toned), {}
 
@@ -80,6 +83,7 @@ def sepia(image: np.ndarray, rng: np.random.Generator):
                            "offset to mid-gray 128, as 3 equal channels; input = the image.",
                departs_from_paper=HELD_OUT, in_training_mix=False)
 def emboss(image: np.ndarray, rng: np.random.Generator):
+    check_rgb(image)
     kernel = np.array([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]], np.float32)
     relief = cv2.filter2D(gray(image).astype(np.float32), -1, kernel, borderType=cv2.BORDER_REFLECT)
     # The kernel sums to 1, so flat areas keep their luma; recentre them on mid-gray.
@@ -92,6 +96,7 @@ def emboss(image: np.ndarray, rng: np.random.Generator):
                            "input = the image.",
                departs_from_paper=HELD_OUT, in_training_mix=False)
 def colour_inversion(image: np.ndarray, rng: np.random.Generator):
+    check_rgb(image)
     return image.copy(), (255 - image).astype(np.uint8), {}
 
 
@@ -100,4 +105,5 @@ def colour_inversion(image: np.ndarray, rng: np.random.Generator):
                            "(brightens shadows, keeps black and white); input = the image.",
                departs_from_paper=HELD_OUT, in_training_mix=False)
 def gamma_change(image: np.ndarray, rng: np.random.Generator):
+    check_rgb(image)
     return image.copy(), to_uint8(np.power(to_float(image), 0.5)), {"gamma": 0.5}
