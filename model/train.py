@@ -1293,26 +1293,29 @@ def _train(config: TrainConfig, device: torch.device, dist: Distributed, builder
         batches.close()  # drops the loader's iterator: its workers shut down now, not at garbage collection
         if bar is not None:
             bar.close()
-        failed_rank = None
-        if dist.enabled and status == "failed":
-            if not dist.is_main:
-                write_failure_note(out, dist.rank, message, failed_at)
-            else:
-                first = first_failure(out, {"rank": 0, "message": message, "time": failed_at}, dist.world_size)
-                message, failed_rank = first["message"], first["rank"]
-        # Collectives only when every rank got here the same way (a NaN is seen by all ranks at once).
-        collective = status not in ("failed", "interrupted")
-        ranks = dist.gather(run.rank_record(dist.rank)) if collective else [run.rank_record(dist.rank)]
-        summary = run.summary(status=status, message=message, config=config, trainer=trainer, device=device,
-                              dist=dist, ranks=ranks, samples_before=samples_before,
-                              elapsed=elapsed_before + time.perf_counter() - t_start,
-                              wall=time.perf_counter() - t_start, manifest_sha=manifest_sha)
-        if failed_rank is not None:
-            summary["failed_rank"] = failed_rank
-        if dist.is_main:
-            _share(atomic_write_json(config.summary_path, summary))
-        if collective:
-            dist.barrier()
+        # Held: torchrun SIGTERMs the other ranks as soon as one fails, and a signal raising in here
+        # would leave no summary.json (or one without the failing rank).
+        with signals_held():
+            failed_rank = None
+            if dist.enabled and status == "failed":
+                if not dist.is_main:
+                    write_failure_note(out, dist.rank, message, failed_at)
+                else:
+                    first = first_failure(out, {"rank": 0, "message": message, "time": failed_at}, dist.world_size)
+                    message, failed_rank = first["message"], first["rank"]
+            # Collectives only when every rank got here the same way (a NaN is seen by all ranks at once).
+            collective = status not in ("failed", "interrupted")
+            ranks = dist.gather(run.rank_record(dist.rank)) if collective else [run.rank_record(dist.rank)]
+            summary = run.summary(status=status, message=message, config=config, trainer=trainer, device=device,
+                                  dist=dist, ranks=ranks, samples_before=samples_before,
+                                  elapsed=elapsed_before + time.perf_counter() - t_start,
+                                  wall=time.perf_counter() - t_start, manifest_sha=manifest_sha)
+            if failed_rank is not None:
+                summary["failed_rank"] = failed_rank
+            if dist.is_main:
+                _share(atomic_write_json(config.summary_path, summary))
+            if collective:
+                dist.barrier()
     if idle:  # resumed without a saved summary: the CLI still leads with "nothing trained"
         summary["nothing_trained"] = True
     return summary

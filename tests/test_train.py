@@ -1187,6 +1187,25 @@ def test_a_signal_during_a_checkpoint_waits_until_it_is_written(shards, tmp_path
     assert not list(out.glob("**/*.tmp*"))
 
 
+def test_a_signal_while_the_summary_is_written_waits_for_it(shards, tmp_path, monkeypatch):
+    # torchrun SIGTERMs the other ranks once one fails: rank 0 must still leave its summary.json.
+    import signal
+
+    from model.train import Terminated, _RunRecord
+
+    out = tmp_path / "run"
+    summary = _RunRecord.summary
+
+    def signalled(self, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return summary(self, **kwargs)
+
+    monkeypatch.setattr(_RunRecord, "summary", signalled)
+    with pytest.raises(Terminated):
+        train(make_config(shards, out), progress=False)
+    assert json.loads((out / "summary.json").read_text())["status"] == "completed"
+
+
 def test_ranks_after_the_first_log_errors_only():
     import logging
 
