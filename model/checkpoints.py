@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import pickle
 import re
@@ -109,6 +110,9 @@ def _load(path: Path, weights_only: bool):
         raise CheckpointError(f"{path}: not a readable torch checkpoint (truncated or not a zip/pickle: {gist})") from None
     except OSError as err:
         raise CheckpointError(f"{path}: cannot read ({err.strerror or err})") from None
+    except (ImportError, AttributeError) as err:  # a full unpickle (trust_pickle) of a class not installed here
+        raise CheckpointError(f"{path}: its pickle needs code that is not installed here ({err}); install the "
+                              "package that saved it, or save the state_dict alone") from None
 
 
 def _torch_load(path: Path, trust_pickle: bool):
@@ -329,6 +333,26 @@ def write_safetensors(path: str | os.PathLike, state: Mapping[str, torch.Tensor]
             os.fsync(f.fileno())
 
 
+def _tensor_entry_problem(info, data_bytes: int) -> str:
+    """Why a safetensors header entry cannot be read from ``data_bytes`` of data ("" when it can)."""
+    if not isinstance(info, dict) or not {"dtype", "shape", "data_offsets"} <= info.keys():
+        return "has no dtype, shape and data_offsets"
+    offsets, shape = info["data_offsets"], info["shape"]
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)
+            and 0 <= offsets[0] <= offsets[1]):
+        return f"has data_offsets {offsets!r}"
+    if not (isinstance(shape, list) and all(isinstance(n, int) and n >= 0 for n in shape)):
+        return f"has shape {shape!r}"
+    if info["dtype"] not in _ST_NAMES:
+        return f"has dtype {info['dtype']!r}"
+    if offsets[1] > data_bytes:
+        return f"ends at byte {offsets[1]} of {data_bytes}"
+    needed = math.prod(shape) * _ST_NAMES[info["dtype"]].itemsize
+    if offsets[1] - offsets[0] != needed:
+        return f"of shape {shape} and dtype {info['dtype']} needs {needed} bytes, but holds {offsets[1] - offsets[0]}"
+    return ""
+
+
 def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """``(state, metadata)`` of a safetensors file (or a checkpoint folder's model.safetensors), tensors on CPU."""
     path = Path(path)
@@ -346,14 +370,17 @@ def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], 
         header = json.loads(data[8:8 + head_len])
     except ValueError as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise CheckpointError(f"{path}: not a safetensors file (truncated or another format): {err}") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: not a safetensors file (its header is a JSON {type(header).__name__}, "
+                              "not an object)")
     metadata = header.pop("__metadata__", {}) or {}
     buffer = bytearray(data[8 + head_len:])  # writable, so torch.frombuffer does not warn
     state = {}
     for key, info in header.items():
+        problem = _tensor_entry_problem(info, len(buffer))
+        if problem:
+            raise CheckpointError(f"{path}: tensor {key!r} {problem}: truncated or unsupported safetensors file")
         begin, end = info["data_offsets"]
-        if info["dtype"] not in _ST_NAMES or end > len(buffer):
-            raise CheckpointError(f"{path}: tensor {key!r} has dtype {info['dtype']} or ends at byte {end} "
-                                  f"of {len(buffer)}: truncated or unsupported safetensors file")
         dtype = _ST_NAMES[info["dtype"]]
         flat = torch.frombuffer(buffer, dtype=torch.uint8, count=end - begin, offset=begin) if end > begin \
             else torch.empty(0, dtype=torch.uint8)

@@ -91,6 +91,50 @@ def test_unreadable_torch_files_are_one_line_errors_naming_the_file(tmp_path):
             assert re.search(why, text), (why, text)
 
 
+def _safetensors_bytes(header, data: bytes) -> bytes:
+    head = json.dumps(header).encode()
+    return len(head).to_bytes(8, "little") + head + data
+
+
+@pytest.mark.parametrize("header, data, why", [
+    ([1, 2], b"", r"its header is a JSON list, not an object"),
+    ({"w": {"dtype": "F32", "shape": [3]}}, b"\0" * 12, r"tensor 'w' has no dtype, shape and data_offsets"),
+    ({"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 12]}}, b"\0" * 12,
+     r"tensor 'w' of shape \[2, 2\] and dtype F32 needs 16 bytes, but holds 12"),
+    ({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 3]}}, b"\0" * 3, r"needs 4 bytes, but holds 3"),
+    ({"w": {"dtype": "F32", "shape": [1], "data_offsets": [4, 0]}}, b"\0" * 4, r"has data_offsets \[4, 0\]"),
+    ({"w": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}}, b"\0" * 4, r"has shape \[-1\]"),
+    ({"w": {"dtype": "C64", "shape": [1], "data_offsets": [0, 8]}}, b"\0" * 8, r"has dtype 'C64'"),
+    ({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}, b"\0" * 8, r"ends at byte 16 of 8"),
+])
+def test_a_malformed_safetensors_file_is_one_error_naming_it(tmp_path, header, data, why):
+    path = tmp_path / "bad.safetensors"
+    path.write_bytes(_safetensors_bytes(header, data))
+    with pytest.raises(CheckpointError, match=why) as info:
+        checkpoints.read_state_dict(path)
+    assert str(info.value).startswith(f"{path}: ")
+
+
+def test_a_trusted_pickle_of_code_not_installed_names_the_file_and_the_module(tmp_path):
+    import pickle
+    import sys
+    import types
+
+    module = types.ModuleType("llvbench_test_gone")
+    exec("class Holder:\n    pass\n", module.__dict__)
+    sys.modules[module.__name__] = module
+    try:
+        holder = module.Holder()
+        holder.state = {"w": torch.zeros(2)}
+        path = tmp_path / "gone.pth"
+        torch.save(holder, path, pickle_protocol=pickle.DEFAULT_PROTOCOL)
+    finally:
+        del sys.modules[module.__name__]
+    with pytest.raises(CheckpointError, match=rf"{re.escape(str(path))}: its pickle needs code that is not installed "
+                                              r"here \(No module named 'llvbench_test_gone'\)"):
+        checkpoints.read_state_dict(path, trust_pickle=True)
+
+
 def test_a_folder_is_named_with_the_way_to_load_it(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
