@@ -547,7 +547,7 @@ def markdown_table(cells: dict, rows: list[str], columns: list[str], *, higher_i
     (``decimals``: one value, or a dict per column); rows in ``unranked`` are shown, never marked."""
     labels = labels or {}
     failed = failed or set()
-    head = "| model | " + " | ".join(labels.get(c, c) for c in columns) + " |"
+    head = "| model | " + " | ".join(markdown_cell(labels.get(c, c)) for c in columns) + " |"
     lines = [head, "|" + "---|" * (len(columns) + 1)]
     ranks = column_ranks(cells, ranked_rows(rows, unranked), columns, higher_is_better, decimals)
     for r in rows:
@@ -558,14 +558,19 @@ def markdown_table(cells: dict, rows: list[str], columns: list[str], *, higher_i
                 continue
             text = format_value(cells.get((r, c), math.nan), per_column(decimals, c))
             out.append(f"**{text}**" if ranks.get((r, c)) == 1 else text)
-        lines.append(f"| {r} | " + " | ".join(out) + " |")
+        lines.append(f"| {markdown_cell(r)} | " + " | ".join(out) + " |")
     return "\n".join(lines)
 
 
+def markdown_cell(value) -> str:
+    """str(value) fit for one Markdown table cell: '|' escaped, line breaks (a traceback's) as spaces."""
+    return " ".join(str(value).split("\n")).replace("|", "\\|")
+
+
 def plain_table(headers: list[str], rows: list[list]) -> str:
-    """A Markdown table without highlighting; cells are converted with str() and '|' escaped."""
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(str(v).replace("|", "/") for v in row) + " |" for row in rows]
+    """A Markdown table without highlighting; cells are converted with ``markdown_cell``."""
+    lines = ["| " + " | ".join(map(markdown_cell, headers)) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(markdown_cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
 
 

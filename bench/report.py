@@ -194,6 +194,11 @@ def _md_escape(text: str) -> str:
     return text.replace("|", "\\|").replace("*", "\\*").replace("_", "\\_")
 
 
+def _md_cell(text: str) -> str:
+    """One table cell: escaped, and a line break (a multi-line error) made a space."""
+    return _md_escape(" ".join(text.split("\n")))
+
+
 def _md_block(block) -> str:
     if isinstance(block, Heading):
         return "#" * block.level + " " + block.text
@@ -202,11 +207,11 @@ def _md_block(block) -> str:
     if isinstance(block, Bullets):
         return "\n".join(f"- {_md_escape(item)}" for item in block.items)
     if isinstance(block, Table):
-        lines = ["| " + " | ".join(_md_escape(h) for h in block.headers) + " |",
+        lines = ["| " + " | ".join(_md_cell(h) for h in block.headers) + " |",
                  "|" + "".join("---:|" if block.rows and block.rows[0][i].numeric else "---|"
                                for i in range(len(block.headers)))]
         for row in block.rows:
-            lines.append("| " + " | ".join(f"**{_md_escape(c.text)}**" if c.bold else _md_escape(c.text)
+            lines.append("| " + " | ".join(f"**{_md_cell(c.text)}**" if c.bold else _md_cell(c.text)
                                            for c in row) + " |")
         return "\n".join(lines) + (f"\n\n_{_md_escape(block.caption)}_" if block.caption else "")
     if isinstance(block, FigureBlock):

@@ -149,6 +149,23 @@ def test_markdown_table_bolds_ties_and_leaves_missing_cells_blank():
     assert "| a | **1.0** | **2.0** |" in text and "| b | **1.0** | – |" in text
 
 
+def test_a_pipe_or_line_break_stays_inside_its_markdown_cell():
+    from bench.leaderboard import plain_table
+
+    text = markdown_table({("Net|v2", "x"): 20.0}, ["Net|v2"], ["x"], higher_is_better=True, decimals=2)
+    assert text.splitlines()[2] == "| Net\\|v2 | **20.00** |"
+    rows = [["Net|v2", "RuntimeError: Error(s) in loading state_dict:\n\tMissing key(s): head.weight"]]
+    lines = plain_table(["model", "error"], rows).splitlines()
+    assert len(lines) == 3 and lines[2] == "| Net\\|v2 | RuntimeError: Error(s) in loading state_dict: \tMissing key(s): head.weight |"
+
+
+def test_a_multi_line_error_is_one_row_of_the_report_failures_table():
+    from bench.report import Table, _md_block, plain_rows
+
+    block = Table(["model", "error"], plain_rows([["m", "boom\nsecond line"]]))
+    assert _md_block(block).splitlines()[2] == "| m | boom second line |"
+
+
 def test_written_files_and_command(results, tmp_path, capsys):
     res_dir = tmp_path / "results"
     for (model, task), group in results.groupby(["model", "task"]):
