@@ -37,6 +37,7 @@ from .leaderboard import (DECIMALS, SHORT_NAMES, UNSEEN, VERDICTS, build_leaderb
                           paper_tables, per_column, prompt_blind, prompt_blind_note, query_margins, query_spans,
                           ranked_rows, robustness_decimals, robustness_models, task_order, uncertainty_note,
                           verdict_counts)
+from .leaderboard import _latest, _mark_held_out
 from .figures import check_formats, count_noun
 from .metrics import METRICS
 from .samples import INPUT_ROLES, output_path, saved_examples, saved_units
@@ -566,10 +567,12 @@ class _Builder:
         if len(mc):
             self.figure(figures.category_bars, "category_means", "Mean headline metric per category and model",
                         mc, self.models, colors=self.colors)
-        main = self.df[(self.df["track"] == "main") & (self.df["status"] == "ok") & (self.df["metric"] == "psnr")]
+        # The leaderboard's view: each unit's newest run, held-out tasks in a panel of their own.
+        latest = _mark_held_out(_latest(self.df))
+        main = latest[(latest["track"] == "main") & (latest["status"] == "ok") & (latest["metric"] == "psnr")]
         if len(main):
             by_category = {}
-            for category, _ in CATEGORY_TITLES:
+            for category in (*(c for c, _ in CATEGORY_TITLES), UNSEEN):
                 tasks = task_order(main.loc[main["category"] == category, "task"].unique())
                 if tasks:
                     by_category[category] = tasks

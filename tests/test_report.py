@@ -681,3 +681,25 @@ def test_the_report_names_what_made_the_scored_shards_and_no_other(built, tmp_pa
     assert f"Not described, since these results did not score them: {other} (manifest sha256 " in text
     assert f"; {tmp_path / 'none'} (no manifest.json)." in text
     assert "Made with" not in built["html"]  # no --shards: nothing said
+
+
+def test_the_psnr_distributions_put_held_out_tasks_in_a_panel_of_their_own(tmp_path, monkeypatch):
+    from test_leaderboard import prov, row
+
+    from bench import figures
+    from bench.results import write_rows
+
+    rows = pd.DataFrame([row(prov(model), task=task, value=value) for model in ("alpha", "beta")
+                         for task, value in (("gaussian_noise", 30.0), ("vignetting_removal", 25.0))])
+    for (model, task), unit in rows.groupby(["model", "task"]):
+        write_rows(tmp_path / "eval" / model / "main" / f"{task}.parquet", unit.to_dict("records"), {"unit": task})
+    drawn = {}
+    draw = figures.task_distributions
+
+    def spy(rows, models, tasks_by_category, *args, **kwargs):
+        drawn.update(tasks_by_category)
+        return draw(rows, models, tasks_by_category, *args, **kwargs)
+
+    monkeypatch.setattr(figures, "task_distributions", spy)
+    build_report(tmp_path / "eval", tmp_path / "report", config=ReportConfig(formats=("png",)))
+    assert drawn == {"restoration": ["gaussian_noise"], "unseen": ["vignetting_removal"]}
