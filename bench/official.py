@@ -131,15 +131,34 @@ class _OfficialGeneralist:
 
 # ----------------------------------------------------------------------------- PromptGIP
 
+def saved_colour_order(checkpoint: Path | None) -> str:
+    """The colour_order a safetensors file's metadata records ("" for another file or none recorded)."""
+    if checkpoint is None or checkpoint.suffix != ".safetensors" or not checkpoint.is_file():
+        return ""
+    from .checkpoint import read_safetensors_header
+
+    metadata = read_safetensors_header(checkpoint).get("__metadata__") or {}
+    return str(metadata.get("colour_order", "")) if isinstance(metadata, dict) else ""
+
+
 @register_generalist("promptgip", "PromptGIP with official weights: 256² BGR, 4-image sequence, answer masked")
 class PromptGIPGeneralist(_OfficialGeneralist):
     """Official PromptGIP inference (``evaluation_prompt.py``); ``bgr=False`` for weights trained on RGB."""
 
     default_arch = "promptgip"
 
-    def __init__(self, *args, bgr: bool = True, **kwargs):
+    def __init__(self, *args, bgr: bool | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.bgr = bgr
+        if bgr is not None and not isinstance(bgr, bool):
+            raise ValueError(f"{self.name}: option bgr must be true or false, not {bgr!r}")
+        saved = saved_colour_order(self.checkpoint)
+        if bgr is not None and saved and bgr != (saved == "bgr"):
+            from model.checkpoints import CheckpointError
+
+            raise CheckpointError(f"{self.checkpoint}: saved with colour_order {saved}, but bgr={bgr} was given; "
+                                  "leave bgr out to follow the file")
+        # The official weights take BGR; our safetensors record the order they were trained in.
+        self.bgr = bgr if bgr is not None else saved != "rgb"
 
     def predict(self, query, prompt_input, prompt_target):
         import torch

@@ -501,6 +501,22 @@ def test_tasks_outside_the_paper_tables_get_an_other_tasks_table():
     assert "## Table 2" not in md and "## Table 3" not in md
 
 
+def test_a_restoration_task_scored_by_mae_is_in_no_psnr_table():
+    # its PSNR rows are secondary: Table 1 must not rank them (it would bold the worse model)
+    rows = []
+    for model, (mae, psnr) in (("alpha", (0.11, 21.0)), ("beta", (0.21, 26.0))):
+        p = prov(model)
+        rows.append(row(p, value=30.0))
+        for metric, value in (("mae", mae), ("psnr", psnr)):
+            r = row(p, task="mae_restoration", metric=metric, value=value)
+            r["category"] = "restoration"
+            rows.append(r)
+    md = to_markdown(build_leaderboards(frame(rows)))
+    assert "mae_restoration" not in md.split("## Table 1")[1].split("##")[0]
+    others = md.split("## Other tasks (headline metric MAE↓)")[1].split("##")[0]
+    assert "| alpha | **0.1100** |" in others
+
+
 def test_a_category_with_a_failed_task_gets_no_mean_and_no_best_mark(results, tmp_path):
     """A model that fails the hard task of a category must not win it on the easy ones."""
     from bench.report import ReportConfig, build_report

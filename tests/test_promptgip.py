@@ -152,3 +152,21 @@ def test_adapter_end_to_end_any_sizes(fixture, tmp_path):
     info = bench.describe(g)
     assert info["colour_order"] == "bgr" and "256×256" in info["size"] and len(info["checkpoint_sha256"]) == 64
     assert info["params"] == 230_051
+
+
+@needs_fixture
+def test_adapter_reads_the_colour_order_our_safetensors_record(fixture, tmp_path):
+    # save_model records colour_order rgb: flipping such weights' inputs to BGR would run them wrongly.
+    _, params, _, _ = fixture
+    net = checkpoints.load_weights(model.build("promptgip-fixture"), params).eval()
+    path = tmp_path / "ours.safetensors"
+    checkpoints.save_model(net, path, "promptgip-fixture")
+    assert checkpoints.read_safetensors(path)[1]["colour_order"] == "rgb"
+    g = bench.load_generalist("promptgip", checkpoint=str(path), arch="promptgip-fixture", device="cpu")
+    assert g.bgr is False and bench.describe(g)["colour_order"] == "rgb"
+    gen = torch.Generator().manual_seed(0)
+    images = [torch.rand(1, 3, 256, 256, generator=gen) for _ in range(3)]
+    rgb = bench.load_generalist("promptgip", checkpoint=str(path), arch="promptgip-fixture", device="cpu", bgr=False)
+    torch.testing.assert_close(g.predict(*images), rgb.predict(*images), atol=0, rtol=0)
+    with pytest.raises(checkpoints.CheckpointError, match=rf"{path.name}: saved with colour_order rgb, but bgr=True"):
+        bench.load_generalist("promptgip", checkpoint=str(path), arch="promptgip-fixture", device="cpu", bgr=True)
