@@ -105,7 +105,7 @@ def _safetensors_metadata(path: Path) -> dict:
 
 def official_file_refusal(path: Path, arch: str) -> str:
     """Why an authors' ``.pth`` cannot be loaded as ``--model ARCH`` ("" when it can): ``arch`` has no
-    official release. A config of the PromptGIP, Painter or PromptIR family runs through that
+    official release, or its family has an inference adapter (PromptGIP, Painter, PromptIR). A config of the PromptGIP, Painter or PromptIR family runs through that
     family's adapter (``--model promptgip -o arch=promptgip-fixture``); other files need training
     in llvbench, which writes a checkpoint folder."""
     try:
@@ -114,11 +114,16 @@ def official_file_refusal(path: Path, arch: str) -> str:
         spec = get_architecture(arch)
     except (ImportError, KeyError):  # registered elsewhere (a builder=): nothing to check here
         return ""
-    if spec.official is not None:
-        return ""
     from .official import adapter_for
 
     adapter = adapter_for(arch)
+    if spec.official is not None:
+        if not adapter:
+            return ""
+        # The adapter is the authors' inference (resizes, colour order); a plain forward is not.
+        option = "" if arch == adapter else f" -o arch={arch}"
+        return (f"{path}: the authors' {arch} files run through their inference adapter, not as a plain "
+                f"checkpoint: use --model {adapter}{option} --checkpoint {path}")
     if adapter:
         return (f"{path}: {arch!r} has no official weights, so --model {arch} reads only llvbench checkpoints "
                 f"(a folder or .safetensors); for a file written by the authors' code at this config use "

@@ -306,6 +306,18 @@ def test_the_old_usage_for_a_fixture_config_explains_the_working_route(tmp_path)
         bench.load_generalist("genlv-fixture", checkpoint=str(path))
 
 
+@pytest.mark.parametrize("arch, adapter", [("promptgip", "promptgip"), ("painter", "painter"), ("promptir", "promptir")])
+def test_an_authors_file_of_an_adapter_family_is_sent_to_its_adapter_not_run_plain(tmp_path, arch, adapter):
+    # a plain forward skips the authors' resizing and colour order (PromptGIP failed at odd sizes)
+    path = tmp_path / "official.pth"
+    path.write_bytes(b"")
+    from bench.checkpoint import CheckpointError as BenchCheckpointError
+
+    with pytest.raises(BenchCheckpointError, match=rf"the authors' {arch} files run through their inference adapter.*"
+                                              rf"use --model {adapter} --checkpoint "):
+        bench.load_generalist("checkpoint", checkpoint=str(path), arch=arch)
+
+
 @needs_fixtures
 @pytest.mark.parametrize("arch", sorted(FIXTURES))
 def test_fixture_usage_lines_run_the_authors_weights(tmp_path, arch):
