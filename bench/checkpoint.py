@@ -59,7 +59,8 @@ def read_checkpoint_config(path: Path) -> dict:
 def read_safetensors_header(path: str | Path) -> dict:
     """The JSON header of a safetensors file, checked against the file's size without reading the
     tensors: the 8-byte header length must fit the file, the header must be a JSON object, and every
-    tensor's data must end inside the file. Anything else (another format, a zero-byte or truncated
+    tensor entry must be readable (``model.checkpoints._tensor_entry_problem``: offsets inside the file,
+    a known dtype, as many bytes as its shape needs). Anything else (another format, a zero-byte or truncated
     file) is a ``CheckpointError`` naming the file."""
     path = Path(path)
     try:
@@ -81,17 +82,13 @@ def read_safetensors_header(path: str | Path) -> dict:
         raise CheckpointError(f"{path}: not a safetensors file (unreadable header: {err})") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: not a safetensors file (the header is not a JSON object)")
+    from model.checkpoints import _tensor_entry_problem as tensor_entry_problem
+
     data_size = file_size - 8 - size
     for key, info in header.items():
-        if key == "__metadata__":
-            continue
-        offsets = info.get("data_offsets") if isinstance(info, dict) else None
-        if (not isinstance(offsets, list) or len(offsets) != 2
-                or not all(isinstance(o, int) for o in offsets) or not 0 <= offsets[0] <= offsets[1]):
-            raise CheckpointError(f"{path}: not a safetensors file (tensor {key!r} has no valid data_offsets)")
-        if offsets[1] > data_size:
-            raise CheckpointError(f"{path}: truncated safetensors file (tensor {key!r} ends at byte {offsets[1]} "
-                                  f"of {data_size} data bytes)")
+        problem = tensor_entry_problem(info, data_size) if key != "__metadata__" else ""
+        if problem:
+            raise CheckpointError(f"{path}: truncated safetensors file, or not one (tensor {key!r} {problem})")
     return header
 
 
@@ -104,10 +101,10 @@ def _safetensors_metadata(path: Path) -> dict:
 
 
 def official_file_refusal(path: Path, arch: str) -> str:
-    """Why an authors' ``.pth`` cannot be loaded as ``--model ARCH`` ("" when it can): ``arch`` has no
-    official release, or its family has an inference adapter (PromptGIP, Painter, PromptIR). A config of the PromptGIP, Painter or PromptIR family runs through that
-    family's adapter (``--model promptgip -o arch=promptgip-fixture``); other files need training
-    in llvbench, which writes a checkpoint folder."""
+    """Why an authors' ``.pth`` cannot be loaded as ``--model ARCH`` ("" when it can). Any file of the
+    PromptGIP, Painter or PromptIR family runs through that family's adapter, the authors' inference
+    (``--model promptgip -o arch=promptgip-fixture``); another architecture without an official
+    release reads only llvbench checkpoints, which training writes."""
     try:
         from model import get_architecture
 

@@ -602,8 +602,8 @@ def paper_tables(model_task) -> list[PaperTable]:
     report), then one "Other tasks" table per headline metric for the tasks none of them shows (a
     category or headline metric outside the paper's pairs), so every task ranked in Overall is
     shown somewhere."""
-    headline = is_headline(model_task) if len(model_task) else model_task["metric"].notna()
-    in_tables = [model_task["category"].isin(categories) & (model_task["metric"] == metric) & headline
+    in_tables = [model_task["category"].isin(categories) & (model_task["metric"] == metric)
+                 & is_headline(model_task)
                  for _, categories, metric in PAPER_TABLES]
     out = [_paper_table(title, metric, model_task[mask])
            for (title, _, metric), mask in zip(PAPER_TABLES, in_tables) if mask.any()]

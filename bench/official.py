@@ -135,10 +135,9 @@ def saved_colour_order(checkpoint: Path | None) -> str:
     """The colour_order a safetensors file's metadata records ("" for another file or none recorded)."""
     if checkpoint is None or checkpoint.suffix != ".safetensors" or not checkpoint.is_file():
         return ""
-    from .checkpoint import read_safetensors_header
+    from .checkpoint import _safetensors_metadata
 
-    metadata = read_safetensors_header(checkpoint).get("__metadata__") or {}
-    return str(metadata.get("colour_order", "")) if isinstance(metadata, dict) else ""
+    return str(_safetensors_metadata(checkpoint).get("colour_order", ""))
 
 
 @register_generalist("promptgip", "PromptGIP with official weights: 256² BGR, 4-image sequence, answer masked")

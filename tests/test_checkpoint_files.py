@@ -115,6 +115,17 @@ def test_a_malformed_safetensors_file_is_one_error_naming_it(tmp_path, header, d
     assert str(info.value).startswith(f"{path}: ")
 
 
+def test_the_bench_header_check_refuses_a_tensor_its_bytes_cannot_hold(tmp_path):
+    from bench.checkpoint import CheckpointError as BenchCheckpointError
+    from bench.checkpoint import read_safetensors_header
+
+    path = tmp_path / "bad.safetensors"
+    path.write_bytes(_safetensors_bytes({"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 12]}}, b"\0" * 12))
+    with pytest.raises(BenchCheckpointError, match=rf"{path.name}: truncated safetensors file, or not one \(tensor "
+                                                   r"'w' of shape \[2, 2\] and dtype F32 needs 16 bytes"):
+        read_safetensors_header(path)
+
+
 def test_a_trusted_pickle_of_code_not_installed_names_the_file_and_the_module(tmp_path):
     import pickle
     import sys
