@@ -621,7 +621,7 @@ def test_a_one_task_report_says_task_not_tasks(built, tmp_path):
              EvalConfig(tasks=("gaussian_noise",), tracks=("main", "efficiency"), save_samples=0, latency_repeats=1,
                         latency_warmup=0))
     text = build_report(eval_dir, tmp_path / "report", config=ReportConfig(formats=("png",))).html.read_text()
-    assert "1 tasks" not in text and "over 1 common task" in text and "over the 1 task with" in text
+    assert "1 tasks" not in text and "over 1 common PSNR task" in text and "over the 1 training-mix task scored" in text
 
 
 def test_tasks_outside_the_paper_tables_are_in_an_other_tasks_table(tmp_path):
@@ -703,3 +703,27 @@ def test_the_psnr_distributions_put_held_out_tasks_in_a_panel_of_their_own(tmp_p
     monkeypatch.setattr(figures, "task_distributions", spy)
     build_report(tmp_path / "eval", tmp_path / "report", config=ReportConfig(formats=("png",)))
     assert drawn == {"restoration": ["gaussian_noise"], "unseen": ["vignetting_removal"]}
+
+
+def test_the_efficiency_mean_psnr_is_over_training_mix_tasks_scored_by_psnr(tmp_path):
+    from test_leaderboard import prov, row
+
+    from bench.results import write_rows
+
+    # canny's PSNR is a side number (its headline is MAE) and vignetting_removal is held out: neither
+    # may move the mean, which is gaussian_noise's alone.
+    rows = []
+    for model, noise, canny_psnr, held_out in (("alpha", 30.0, 10.0, 20.0), ("beta", 28.0, 40.0, 50.0)):
+        p = prov(model)
+        rows += [row(p, value=noise), row(p, task="canny", metric="mae", value=0.2),
+                 row(p, task="canny", value=canny_psnr), row(p, task="vignetting_removal", value=held_out),
+                 row(p, track="efficiency", task="*", metric="params", value=1e6, sample="", prompt="",
+                     higher_is_better=False)]
+    for (model, track, task), unit in pd.DataFrame(rows).groupby(["model", "track", "task"]):
+        name = "efficiency" if track == "efficiency" else task
+        write_rows(tmp_path / "eval" / model / track / f"{name}.parquet", unit.to_dict("records"), {"unit": name})
+    report = build_report(tmp_path / "eval", tmp_path / "report", config=ReportConfig(formats=("png",)))
+    table = Page(report.html.read_text()).table("Efficiency")["rows"]
+    column = [c["text"] for c in table[0]].index("mean PSNR (dB)")
+    assert {r[0]["text"]: r[column]["text"] for r in table[1:]} == {"alpha": "30.00", "beta": "28.00"}
+    assert "over the 1 training-mix task scored by PSNR" in report.html.read_text()
