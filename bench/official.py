@@ -8,8 +8,8 @@ in [0, 1]; everything model-specific happens here (shared/reference/checkpoints/
   the network sees the token sequence [prompt input, prompt target, query, answer] with the answer
   masked and returns the CNN head's answer (official output ``[4]``), which is flipped back to
   RGB, clamped and resized to the query size.
-- ``painter``: every image resized to the canvas half (448×448, bicubic with antialiasing like
-  PIL's default, rounded to 8-bit levels), **RGB**, ImageNet mean/std; canvas ``imgs`` = prompt
+- ``painter``: every image resized to the canvas half (448×448) by Pillow's default (bicubic) from
+  8-bit RGB, as the official loaders do (``pil_resize``), **RGB**, ImageNet mean/std; canvas ``imgs`` = prompt
   input above query, ``tgts`` = prompt target above prompt target (placeholder), the bottom half
   of the patches masked; the bottom half of the prediction is de-normalised, resized back with
   bicubic ``F.interpolate`` (the low-level evaluation scripts) and clamped.
@@ -44,6 +44,24 @@ def resize_quantized(images, size: tuple[int, int], mode: str):
     if tuple(images.shape[-2:]) != tuple(size):
         images = F.interpolate(images, size=size, mode=mode, align_corners=False, antialias=True)
     return images.clamp(0, 1).mul(255).round().div(255)
+
+
+def pil_resize(images, size: tuple[int, int], resample: str = "bicubic"):
+    """B×3×H×W in [0, 1] -> B×3×size in 8-bit levels, resized by Pillow from 8-bit RGB like the authors' loaders.
+
+    Pillow resizes uint8 images in two passes, rounding and clipping to 8 bits between them; a float
+    resize differs from it by up to 16 levels where an upsampled edge overshoots, so the official
+    preprocessing is reproduced with Pillow itself (on the CPU)."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    height, width = size
+    pixels = images.detach().clamp(0, 1).mul(255).round().to("cpu", torch.uint8).permute(0, 2, 3, 1).numpy()
+    filter_ = getattr(Image.Resampling, resample.upper())
+    resized = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(image)).resize((width, height), filter_))
+                        for image in pixels])
+    return torch.from_numpy(resized).permute(0, 3, 1, 2).to(images.device, images.dtype).div(255)
 
 
 def imagenet_normalize(images):
@@ -193,7 +211,7 @@ class PainterGeneralist(_OfficialGeneralist):
         network = self.network
         side = network.config.img_size[1]
         with torch.inference_mode():
-            q, p_in, p_out = (imagenet_normalize(resize_quantized(t.to(self.device).float(), (side, side), "bicubic"))
+            q, p_in, p_out = (imagenet_normalize(pil_resize(t.float(), (side, side)).to(self.device))
                               for t in (query, prompt_input, prompt_target))
             imgs, tgts = painter_canvases(q, p_in, p_out)
             pred = network(imgs, tgts, network.query_mask(imgs.shape[0], imgs.device))
@@ -204,7 +222,7 @@ class PainterGeneralist(_OfficialGeneralist):
 
     def _interface(self) -> dict:
         h, w = self.network.config.img_size
-        return {"size": f"each image resized to {w}×{w} (bicubic, antialiased, 8-bit levels); canvas {h}×{w} "
+        return {"size": f"each image resized to {w}×{w} by Pillow (bicubic, from 8-bit RGB); canvas {h}×{w} "
                         "with the prompt above the query, bottom half masked; answer resized back bicubically",
                 "colour_order": "rgb", "normalisation": "imagenet"}
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 import argparse
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 import bench
 import model
-from bench.official import PainterGeneralist, imagenet_normalize, resize_quantized
+from bench.official import PainterGeneralist, imagenet_normalize
 from bench.protocol import check_output
 from model import checkpoints
 from model.painter import decomposed_rel_bias, painter_loss
@@ -130,6 +131,32 @@ class _Spy(torch.nn.Module):
         return out
 
 
+def pil_bicubic_448(images):
+    """The official loader, one image at a time: 8-bit RGB, ``Image.resize((448, 448))`` (bicubic), / 255."""
+    from PIL import Image
+
+    pixels = (images.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
+    return torch.stack([torch.from_numpy(np.asarray(Image.fromarray(p).resize((448, 448), Image.BICUBIC)).copy())
+                        for p in pixels]).permute(0, 3, 1, 2).float() / 255
+
+
+def test_the_canvas_images_are_resized_by_pillow_not_by_a_float_resize():
+    from bench.official import pil_resize, resize_quantized
+
+    # a 2-pixel checkerboard upsampled 4×: Pillow rounds and clips to 8 bits between its two passes
+    board = (torch.arange(64).view(8, 8) // 2 % 2 + torch.arange(64).view(8, 8).T // 2 % 2) % 2
+    image = board.float().expand(1, 3, 8, 8) * 0.8 + 0.1
+    ours, float_resize = pil_resize(image, (32, 32)), resize_quantized(image, (32, 32), "bicubic")
+    pixels = (image[0].permute(1, 2, 0) * 255).round().byte().numpy()
+    from PIL import Image
+
+    pillow = np.asarray(Image.fromarray(pixels).resize((32, 32), Image.BICUBIC))
+    assert torch.equal((ours[0].permute(1, 2, 0) * 255).round().byte(), torch.from_numpy(pillow.copy()))
+    assert (ours - float_resize).abs().max() * 255 >= 1  # the float path is not the official one
+    # a non-square target: Pillow's size is (width, height)
+    assert pil_resize(torch.rand(2, 3, 10, 20), (12, 30)).shape == (2, 3, 12, 30)
+
+
 @needs_fixture
 def test_adapter_builds_the_official_canvas(fixture_net):
     gen = torch.Generator().manual_seed(1)
@@ -139,7 +166,7 @@ def test_adapter_builds_the_official_canvas(fixture_net):
     out = PainterGeneralist(network=spy, device="cpu").predict(query, p_in, p_out)
     (imgs, tgts, mask, pred), = spy.calls
     assert imgs.shape == tgts.shape == (1, 3, 896, 448)
-    square = lambda t: imagenet_normalize(resize_quantized(t, (448, 448), "bicubic"))  # noqa: E731
+    square = lambda t: imagenet_normalize(pil_bicubic_448(t))  # noqa: E731
     torch.testing.assert_close(imgs[..., :448, :], square(p_in))     # prompt input on top
     torch.testing.assert_close(imgs[..., 448:, :], square(query))    # query below
     torch.testing.assert_close(tgts[..., :448, :], square(p_out))    # prompt target on top
