@@ -59,7 +59,7 @@ def read_checkpoint_config(path: Path) -> dict:
 def read_safetensors_header(path: str | Path) -> dict:
     """The JSON header of a safetensors file, checked against the file's size without reading the
     tensors: the 8-byte header length must fit the file, the header must be a JSON object, and every
-    tensor entry must be readable (``model.checkpoints._tensor_entry_problem``: offsets inside the file,
+    tensor entry must be readable (``model.checkpoints.tensor_entry_problem``: offsets inside the file,
     a known dtype, as many bytes as its shape needs). Anything else (another format, a zero-byte or truncated
     file) is a ``CheckpointError`` naming the file."""
     path = Path(path)
@@ -82,7 +82,7 @@ def read_safetensors_header(path: str | Path) -> dict:
         raise CheckpointError(f"{path}: not a safetensors file (unreadable header: {err})") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: not a safetensors file (the header is not a JSON object)")
-    from model.checkpoints import _tensor_entry_problem as tensor_entry_problem
+    from model.checkpoints import tensor_entry_problem
 
     data_size = file_size - 8 - size
     for key, info in header.items():

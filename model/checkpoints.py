@@ -333,7 +333,7 @@ def write_safetensors(path: str | os.PathLike, state: Mapping[str, torch.Tensor]
             os.fsync(f.fileno())
 
 
-def _tensor_entry_problem(info, data_bytes: int) -> str:
+def tensor_entry_problem(info, data_bytes: int) -> str:
     """Why a safetensors header entry cannot be read from ``data_bytes`` of data ("" when it can)."""
     if not isinstance(info, dict) or not {"dtype", "shape", "data_offsets"} <= info.keys():
         return "has no dtype, shape and data_offsets"
@@ -377,7 +377,7 @@ def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], 
     buffer = bytearray(data[8 + head_len:])  # writable, so torch.frombuffer does not warn
     state = {}
     for key, info in header.items():
-        problem = _tensor_entry_problem(info, len(buffer))
+        problem = tensor_entry_problem(info, len(buffer))
         if problem:
             raise CheckpointError(f"{path}: tensor {key!r} {problem}: truncated or unsupported safetensors file")
         begin, end = info["data_offsets"]

@@ -71,6 +71,19 @@ def test_match_quantiles_moves_a_distribution_onto_the_target():
     assert np.all(np.diff(matched[order]) >= -1e-6)
 
 
+def test_match_quantiles_gives_tied_values_their_middle_rank():
+    probs = np.linspace(0, 1, 33)
+    target = np.linspace(0.0, 1.0, 33) ** 2
+    # a flat image takes the target's median, not its darkest level
+    np.testing.assert_allclose(colour.match_quantiles(np.full((8, 8), 0.4), probs, target), 0.25, atol=1e-6)
+    # a clipped half: the value 1 holds the knots from 17/32 up, and takes the middle of their ranks
+    values = np.concatenate([np.linspace(0.0, 0.5, 500, endpoint=False), np.ones(500)])
+    assert np.flatnonzero(colour.quantiles(values, probs) == 1.0)[0] == 17
+    matched = colour.match_quantiles(values, probs, target)
+    np.testing.assert_allclose(matched[500:], np.interp((17 / 32 + 1) / 2, probs, target), atol=1e-6)
+    assert matched[:500].max() < matched[500]
+
+
 def test_underwater_formation_attenuates_red_most_and_tends_to_veiling_light():
     scene = np.full((4, 4, 3), 0.5, np.float32)
     beta = np.array([0.5, 0.1, 0.08])

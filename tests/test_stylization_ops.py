@@ -57,6 +57,21 @@ def test_multigrid_needs_far_fewer_iterations_than_jacobi_on_an_rtv_system():
     assert counts["multigrid"] * 4 < counts["jacobi"], counts
 
 
+@pytest.mark.parametrize("solver", ["multigrid", "jacobi"])
+def test_a_zero_right_hand_side_is_solved_at_once(solver):
+    # the pencil tone of a flat image: ln J = 0 everywhere; the other channel still needs solving
+    rhs, mass, a_x, a_y = _random_system(16, 16, seed=3, contrast=1)
+    rhs[:, :, 0] = 0.0
+    x, iterations = gridsolve.solve_grid_system(rhs, mass, a_x, a_y, x0=np.ones_like(rhs), solver=solver,
+                                                tol=1e-4, max_iter=500)
+    assert iterations < 500 and not x[:, :, 0].any()
+    exact, _ = gridsolve.solve_grid_system(rhs, mass, a_x, a_y, solver="exact")
+    assert np.linalg.norm(x[:, :, 1:] - exact[:, :, 1:]) < 1e-3 * np.linalg.norm(exact[:, :, 1:])
+    _, iterations = gridsolve.solve_grid_system(rhs[:, :, :1], mass, a_x, a_y, x0=np.ones_like(rhs[:, :, :1]),
+                                                solver=solver, tol=1e-4, max_iter=500)
+    assert iterations == 1
+
+
 def test_grid_solver_rejects_wrap_around_edges_and_unknown_solvers():
     rhs, mass, a_x, a_y = _random_system(8, 8, seed=0, contrast=1)
     a_x[:, -1] = 1.0

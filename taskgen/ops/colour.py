@@ -118,12 +118,14 @@ def match_quantiles(values: np.ndarray, probs: np.ndarray, target_quantiles: np.
     """float array -> float32: monotone remap so its quantiles at ``probs`` become ``target_quantiles``.
 
     Histogram specification through a piecewise-linear CDF: each value's rank (interpolated
-    between the source quantiles) is looked up in the target quantile function.
+    between the source quantiles) is looked up in the target quantile function. A value that
+    several knots share (a flat image, a clipped region) takes the middle of their ranks.
     """
     src = quantiles(values, probs)
-    # Strictly increasing knots keep np.interp well defined on flat images.
-    src = src + np.arange(src.size) * 1e-9
-    rank = np.interp(values, src, probs)
+    # Knots nudged apart upwards resolve a tie to its lowest rank, nudged downwards to its highest;
+    # their mean is the mid-rank (a flat image maps to the target's median, not to its black).
+    ramp = np.arange(src.size) * 1e-9
+    rank = 0.5 * (np.interp(values, src + ramp, probs) + np.interp(values, src - ramp[::-1], probs))
     return np.interp(rank, probs, target_quantiles).astype(np.float32)
 
 

@@ -154,7 +154,10 @@ def _pcg(grid: _Grid, b: np.ndarray, x: np.ndarray, precondition, tol: float, ma
     """Preconditioned conjugate gradients on all channels at once (per-channel step sizes).
 
     Stops when every channel's residual norm is below ``tol`` times its right-hand side norm.
+    A channel whose right-hand side is zero has the solution zero (the matrix is positive definite):
+    it starts there, since no relative residual of a nonzero start would ever reach 0.
     """
+    x[~np.any(b, axis=1)] = 0.0
     r = np.empty_like(b)
     z = np.empty_like(b)
     q = np.empty_like(b)
