@@ -156,8 +156,9 @@ class CheckpointGeneralist:
         # fingerprint setting of their own keeps units scored that way from being reused. So do the
         # network overrides of a checkpoint's config.json (e.g. input_offset): the same weights then
         # compute another function. Neither is recorded when absent. The model code's hash always
-        # is: units scored before an edit changed what these weights compute are not reused.
-        settings = {"network_code": network_code_sha256(network)}
+        # is, and so is this adapter's (its resizing and padding): units scored before an edit
+        # changed what these weights compute, or how their inputs are made, are not reused.
+        settings = {"network_code": network_code_sha256(network), "adapter_code": adapter_code_sha256(self)}
         if self.official_resize_rule:
             settings["official_resize"] = self.official_resize_rule
         changed = config_changes(network, self.source.arch)
@@ -253,17 +254,39 @@ def network_source_files(network) -> list[Path]:
     return sorted(files)
 
 
-def network_code_sha256(network) -> str:
-    """sha256 over the names and bytes of ``network_source_files(network)``: part of the results'
-    fingerprint, so units scored before the code changed what the same weights compute are run again."""
+def files_sha256(paths) -> str:
+    """sha256 over the names, lengths and bytes of ``paths`` in order (names and lengths: no two file
+    sets hash alike)."""
     import hashlib
 
     digest = hashlib.sha256()
-    for path in network_source_files(network):
-        text = path.read_bytes()
-        digest.update(f"{path.name}\0{len(text)}\0".encode())  # names and lengths: no two file sets hash alike
+    for path in paths:
+        text = Path(path).read_bytes()
+        digest.update(f"{Path(path).name}\0{len(text)}\0".encode())
         digest.update(text)
     return digest.hexdigest()
+
+
+def network_code_sha256(network) -> str:
+    """sha256 of ``network_source_files(network)``: part of the results' fingerprint, so units scored
+    before the code changed what the same weights compute are run again."""
+    return files_sha256(network_source_files(network))
+
+
+def adapter_source_files(generalist) -> list[Path]:
+    """The bench files that decide how a built-in network generalist turns images into its network's
+    inputs and its answer back into an image: the module of its class and bench/adapters.py."""
+    import inspect
+
+    return sorted({Path(inspect.getsourcefile(type(generalist))).resolve(),
+                   Path(__file__).resolve().parent / "adapters.py"})
+
+
+def adapter_code_sha256(generalist) -> str:
+    """sha256 of ``adapter_source_files(generalist)``: part of the results' fingerprint beside
+    ``network_code``, so units scored before a change to the resizing, padding or colour order are
+    run again (a plug-in's whole implementation is fingerprinted instead)."""
+    return files_sha256(adapter_source_files(generalist))
 
 
 def _official_resize_rule(source: CheckpointSource) -> str:

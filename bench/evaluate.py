@@ -10,7 +10,8 @@ Layout of ``out_dir``::
 
 A unit whose file exists with the same fingerprint (model, checkpoint, data manifest, device,
 track settings, the options the model was built with, the hash of the model code a checkpoint's
-network runs (``bench.builtins.network_code_sha256``), the implementation of a plug-in, and the
+network runs (``bench.builtins.network_code_sha256``) and of the built-in adapter around it
+(``adapter_code_sha256``: its module and bench/adapters.py), the implementation of a plug-in, and the
 main track's metrics when they differ from those of METRICS_BEFORE_FINGERPRINTS) and completed is
 skipped, so a killed evaluation resumes where it stopped; a unit run again because one of these
 changed says which. Failed units are tried again (out-of-memory and similar failures are often
@@ -354,7 +355,7 @@ def _fingerprint(ctx: EvalContext, track, unit: str) -> dict:
     fingerprint = {"format": RESULTS_FORMAT, "model": ctx.provenance["model"],
                    "checkpoint_sha256": ctx.provenance["checkpoint_sha256"],
                    "data_manifest_sha256": ctx.provenance["data_manifest_sha256"], "device": ctx.provenance["device"],
-                   "track": track.name, "unit": unit, "settings": track.settings(ctx.config)}
+                   "track": track.name, "unit": unit, "settings": track.settings(ctx)}
     if ctx.options:  # only when there are some, so results of models built without options stay valid
         fingerprint["options"] = ctx.options
     if ctx.implementation:  # plug-ins only: the built-ins' fingerprints stay those of their existing results

@@ -134,14 +134,15 @@ class _OfficialGeneralist:
     def info(self) -> dict:
         from taskgen.shards import file_sha256
 
-        from .builtins import network_code_sha256
+        from .builtins import adapter_code_sha256, network_code_sha256
 
         network = self.network  # first: an unreadable file is reported by the loader, by name
         if self._sha256 is None and self.checkpoint is not None:
             self._sha256 = file_sha256(self.checkpoint)
         return {"params": int(sum(p.numel() for p in network.parameters())), "device": str(self.device),
                 "arch": self.arch, "checkpoint": str(self.checkpoint or ""), "checkpoint_sha256": self._sha256 or "",
-                "results_settings": {"network_code": network_code_sha256(network)}, **self._interface()}
+                "results_settings": {"network_code": network_code_sha256(network),
+                                     "adapter_code": adapter_code_sha256(self)}, **self._interface()}
 
     def _interface(self) -> dict:  # pragma: no cover - overridden
         return {}

@@ -54,7 +54,7 @@ class Track:
     name: str
     units: Callable  # (ctx) -> list of unit names
     run: Callable    # (ctx, unit) -> list of rows
-    settings: Callable  # (config) -> dict of the settings its results depend on (for resuming)
+    settings: Callable  # (ctx) -> dict of the settings its results depend on (for resuming)
     description: str
 
 
@@ -126,8 +126,10 @@ def robustness_plan(pairs: list, k: int, seed: int, task_index: int, limit: int 
 
     The task's source photos are split in two by a seeded draw: prompts are drawn from the pairs
     of one half, queries are the pairs of the other half, so no prompt shows a query's photo
-    (other crops of one photo share content). K is capped by the prompt half's size. With a
-    single photo the pairs themselves are split in two, and ``note`` says so.
+    (other crops of one photo share content). K is capped by the prompt half's size (``note``
+    then says so); a half with a single pair is refused, since one prompt has no spread to
+    measure (a std of 0 would read as perfect robustness). With a single photo the pairs
+    themselves are split in two, and ``note`` says so.
     """
     if len(pairs) < 2:
         raise TrackError(f"robustness needs at least 2 test pairs, the split has {len(pairs)}")
@@ -144,7 +146,12 @@ def robustness_plan(pairs: list, k: int, seed: int, task_index: int, limit: int 
         pool = [pairs[i] for i in order[:half]]
         queries = [pairs[i] for i in sorted(order[half:])]
         note = "(one source photo only: other crops of the prompts' photo)"
+    if len(pool) < 2:
+        raise TrackError(f"robustness needs at least 2 prompts, but the prompt half of the {len(pairs)} test pairs "
+                         f"({len(photos)} source photos) holds {len(pool)}: add test pairs or source photos")
     prompts = [pool[i] for i in rng.choice(len(pool), size=min(k, len(pool)), replace=False)]
+    if len(prompts) < k:
+        note += f"; {len(prompts)} prompts, not {k}: the prompt half holds only {len(pool)} pairs"
     return prompts, (queries[:limit] if limit else queries), note
 
 
@@ -283,6 +290,42 @@ def _timed_ms(fn, repeats: int, warmup: int, cuda: bool) -> float:
     return statistics.median(times)
 
 
+def latency_pair(ctx):
+    """The pair latency is timed on: the test size, the first 8-bit pair of the selected tasks (HDR
+    pairs differ only in dtype); None when there is none (a square of ``flops_size`` then)."""
+    return next((p for t in ctx.tasks for p in ctx.split.pairs(t)[:1]
+                 if p.input.dtype == p.target.dtype == np.uint8), None)
+
+
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo), else what ``platform`` knows."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def efficiency_settings(ctx) -> dict:
+    """What the efficiency figures depend on besides the model: the measuring plan, the query size
+    timed, and on a CPU its model and thread count (a latency taken on another CPU is not reused)."""
+    import torch
+
+    cfg = ctx.config
+    pair = latency_pair(ctx)
+    h, w = pair.input.shape[:2] if pair is not None else (cfg.flops_size, cfg.flops_size)
+    settings = {"flops_size": cfg.flops_size, "latency_repeats": cfg.latency_repeats,
+                "latency_warmup": cfg.latency_warmup, "latency_query": f"{h}x{w}"}
+    if ctx.provenance["device"] == "cpu":
+        settings["cpu"] = f"{cpu_name()}, {torch.get_num_threads()} threads"
+    return settings
+
+
 def run_efficiency(ctx, unit: str = EFFICIENCY_UNIT) -> list[dict]:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
@@ -295,9 +338,7 @@ def run_efficiency(ctx, unit: str = EFFICIENCY_UNIT) -> list[dict]:
         ctx.predict([square], [square], [square], check_values=False)
     flops = float(counter.get_total_flops())
 
-    # Latency at the test size: the first 8-bit pair of the split (HDR pairs differ only in dtype).
-    pair = next((p for t in ctx.tasks for p in ctx.split.pairs(t)[:1]
-                 if p.input.dtype == p.target.dtype == np.uint8), None)
+    pair = latency_pair(ctx)
     query, prompt_in, prompt_out = (pair.input, pair.input, pair.target) if pair else (square, square, square)
     cuda = str(ctx.input_device).startswith("cuda") and torch.cuda.is_available()
     if cuda:
@@ -326,14 +367,15 @@ def run_efficiency(ctx, unit: str = EFFICIENCY_UNIT) -> list[dict]:
 
 
 TRACKS: dict[str, Track] = {
-    "main": Track("main", _task_units, run_main, lambda c: {"limit": c.limit},
+    "main": Track("main", _task_units, run_main, lambda ctx: {"limit": ctx.config.limit},
                   "one fixed prompt rule per task; headline metric + companion"),
     "robustness": Track("robustness", _task_units, run_robustness,
-                        lambda c: {"limit": c.limit, "robustness_prompts": c.robustness_prompts, "seed": c.seed},
+                        lambda ctx: {"limit": ctx.config.limit, "robustness_prompts": ctx.config.robustness_prompts,
+                                     "seed": ctx.config.seed},
                         "K prompts per task on the same queries (paper Table 4)"),
-    "mismatch": Track("mismatch", _mismatch_units, run_mismatch, lambda c: {"limit": c.limit, "seed": c.seed},
+    "mismatch": Track("mismatch", _mismatch_units, run_mismatch,
+                      lambda ctx: {"limit": ctx.config.limit, "seed": ctx.config.seed},
                       "prompt of task A on queries of task B (paper Figs 6-7)"),
-    "efficiency": Track("efficiency", lambda ctx: [EFFICIENCY_UNIT], run_efficiency,
-                        lambda c: {"flops_size": c.flops_size, "latency_repeats": c.latency_repeats},
+    "efficiency": Track("efficiency", lambda ctx: [EFFICIENCY_UNIT], run_efficiency, efficiency_settings,
                         "parameters, FLOPs per 256² query, latency, peak memory"),
 }

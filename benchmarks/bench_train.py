@@ -19,7 +19,6 @@ default bench-train-ARCH-SIZE.json in the current directory).
 from __future__ import annotations
 
 import argparse
-import platform
 import resource
 import statistics
 import sys
@@ -30,6 +29,7 @@ import torch
 from torch._dynamo.utils import counters as dynamo_counters
 
 from bench.peers import peer_for, same_device_kind
+from bench.tracks import cpu_name
 from model.objectives import predict
 from model.train import (Trainer, TrainConfig, build_network, checkpointing_level, compile_mode, compile_network,
                          network_overrides, resolve_device)
@@ -214,17 +214,6 @@ def bench_inference(args, device: torch.device) -> dict:
                 result["cuda_graph_error"] = f"{type(exc).__name__}: {exc}"[:300]
                 print(f"CUDA graph capture failed: {result['cuda_graph_error']}")
     return result
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def device_name(device: torch.device) -> str:

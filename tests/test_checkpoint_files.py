@@ -551,7 +551,7 @@ def test_apply_averaging_prompt_embeddings_feeds_official_weights_as_the_general
 
 
 def test_units_of_official_weights_carry_their_resize_rule_so_padded_ones_are_not_reused(tmp_path, small_release):
-    from bench.builtins import network_code_sha256
+    from bench.builtins import adapter_code_sha256, network_code_sha256
     from bench.evaluate import results_options
     from bench.protocol import describe
 
@@ -561,7 +561,7 @@ def test_units_of_official_weights_carry_their_resize_rule_so_padded_ones_are_no
     options = {"arch": small_release, "checkpoint": str(path)}
     official = bench.load_generalist("checkpoint", **options, device="cpu")
     kept, sha = results_options(options, describe(official))
-    code = {"network_code": network_code_sha256(official.network)}
+    code = {"network_code": network_code_sha256(official.network), "adapter_code": adapter_code_sha256(official)}
     assert kept == {"arch": small_release, "official_resize": "linear", **code} and sha
     native = bench.load_generalist("checkpoint", **options, official_resize=False, device="cpu")
     assert results_options({**options, "official_resize": False}, describe(native))[0] == {
@@ -570,11 +570,11 @@ def test_units_of_official_weights_carry_their_resize_rule_so_padded_ones_are_no
     ours = tmp_path / "ours.safetensors"
     checkpoints.save_model(model.build("genlv-tiny"), ours, arch="genlv-tiny")
     assert set(describe(bench.load_generalist("checkpoint", checkpoint=str(ours), device="cpu"))["results_settings"]) == {
-        "network_code"}
+        "network_code", "adapter_code"}
 
 
 def test_units_of_a_checkpoint_carry_its_network_overrides_so_another_function_is_not_reused(tmp_path):
-    from bench.builtins import network_code_sha256
+    from bench.builtins import adapter_code_sha256, network_code_sha256
     from bench.evaluate import results_options
     from bench.protocol import describe
 
@@ -589,6 +589,6 @@ def test_units_of_a_checkpoint_carry_its_network_overrides_so_another_function_i
     (folder / "config.json").write_text(json.dumps({**config, "overrides": {"input_offset": 1 / 255}}))
     shifted = bench.load_generalist("checkpoint", checkpoint=str(folder), device="cpu")
     kept, sha = results_options({"checkpoint": str(folder)}, describe(shifted))
-    code = {"network_code": network_code_sha256(shifted.network)}
+    code = {"network_code": network_code_sha256(shifted.network), "adapter_code": adapter_code_sha256(shifted)}
     assert plain == (code, sha) and kept == {"network_overrides": {"input_offset": 1 / 255}, **code}
     assert shifted.network.config.input_offset == 1 / 255

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -212,7 +213,24 @@ def test_robustness_plan_separates_photos_and_caps_k():
     one_photo = [SimpleNamespace(key=str(i), source_image="x") for i in range(5)]
     prompts, queries, note = robustness_plan(one_photo, k=20, seed=0, task_index=3, limit=None)
     assert len(prompts) == 3 and len(queries) == 2 and not {p.key for p in prompts} & {q.key for q in queries}
-    assert "one source photo" in note
+    assert "one source photo" in note and "3 prompts, not 20: the prompt half holds only 3 pairs" in note
+    assert "prompts, not" not in robustness_plan(one_photo, k=3, seed=0, task_index=3, limit=None)[2]
+
+
+def test_robustness_refuses_a_single_prompt_rather_than_report_a_spread_of_0():
+    from types import SimpleNamespace
+
+    from bench.tracks import TrackError, robustness_plan
+
+    # 3 pairs of 2 photos: one photo's single pair would be every prompt there is
+    pairs = [SimpleNamespace(key=f"t/test/{i}", source_image=photo) for i, photo in enumerate("aab")]
+    for seed in range(6):
+        try:
+            prompts, _, _ = robustness_plan(pairs, k=5, seed=seed, task_index=0, limit=None)
+        except TrackError as error:
+            assert "at least 2 prompts" in str(error) and "holds 1" in str(error) and "2 source photos" in str(error)
+        else:
+            assert len(prompts) == 2
 
 
 def test_mismatch_measures_keeping_the_query_and_applying_the_prompt(split, tmp_path):
@@ -259,6 +277,27 @@ def test_efficiency_counts_parameters_flops_and_latency(split, tmp_path):
     assert values["flops_256"] == 2 * 3 * 3 * 9 * 256 * 256  # one 3x3 conv, 3->3 channels, 256x256
     assert 0 < values["latency_ms"] < 1000 and math.isnan(values["peak_memory_mib"])
     assert "official_latency_ms" not in values  # no official code measured for this network
+
+
+def test_efficiency_is_measured_again_when_its_warm_up_query_size_or_cpu_changes(split, tmp_path, monkeypatch):
+    import torch
+
+    from bench import tracks
+
+    def status(**kwargs):
+        config = EvalConfig(tracks=("efficiency",), latency_repeats=1, latency_warmup=0)
+        return [o.status for o in evaluate(ConvGeneralist(), split, tmp_path, replace(config, **kwargs))]
+
+    assert status() == ["done"] and status() == ["skipped"]
+    assert status(latency_warmup=2) == ["done"]                        # another warm-up
+    assert status(latency_warmup=2, tasks=("canny",)) == ["skipped"]   # the same size of query
+    monkeypatch.setattr(tracks, "cpu_name", lambda: "Another CPU")
+    assert status(latency_warmup=2) == ["done"]
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 97)
+    assert status(latency_warmup=2) == ["done"]
+    monkeypatch.setattr(tracks, "latency_pair", lambda ctx: None)      # timed on a flops_size square
+    assert status(latency_warmup=2) == ["done"]
+    assert tracks.cpu_name()
 
 
 class PainterLikeGeneralist(ConvGeneralist):
@@ -769,6 +808,40 @@ def test_a_checkpoint_is_scored_again_after_its_model_code_changed(split, tmp_pa
     assert statuses() == ["skipped"]
     edited.write_text("# edited once more\n")
     assert statuses() == ["done"]
+
+
+def test_a_checkpoint_is_scored_again_after_its_adapter_code_changed(split, tmp_path, monkeypatch, caplog):
+    import model
+    from bench import builtins, official
+    from model import checkpoints
+
+    # The adapter's own files are hashed: the GenLV built-in's module and bench/adapters.py (shared
+    # resizing and padding); an official adapter's module is bench/official.py.
+    ours = builtins.adapter_source_files(bench.load_generalist("identity"))
+    assert {p.name for p in ours} == {"builtins.py", "adapters.py"}
+    painter = official.PainterGeneralist(network=model.build("painter-s"), device="cpu")
+    assert {p.name for p in builtins.adapter_source_files(painter)} == {"official.py", "adapters.py"}
+    folder = tmp_path / "run"
+    folder.mkdir()
+    network = model.build("genlv-tiny", global_residual=True)
+    nn.init.zeros_(network.output.weight)
+    checkpoints.save_model(network, folder / "model.safetensors", arch="genlv-tiny")
+    out, config = tmp_path / "res", EvalConfig(tasks=("gaussian_noise",), limit=1)
+
+    def statuses():
+        return [o.status for o in evaluate_spec("checkpoint", {"checkpoint": str(folder)}, split, out, config)]
+
+    assert statuses() == ["done"]
+    assert statuses() == ["skipped"]
+    # An edit to the resizing a built-in does around its network: its outputs may differ now.
+    edited = tmp_path / "adapters_edited.py"
+    edited.write_text("# what an edited adapter file would hash as\n")
+    real = builtins.adapter_source_files
+    monkeypatch.setattr(builtins, "adapter_source_files", lambda generalist: [*real(generalist), edited])
+    with caplog.at_level("INFO", logger="bench.evaluate"):
+        assert statuses() == ["done"]
+    assert "scored before with another options.adapter_code; run again" in caplog.text
+    assert statuses() == ["skipped"]
 
 
 def test_the_model_code_hash_covers_the_network_s_inference_code_and_its_plugin_layers(tmp_path, monkeypatch):
