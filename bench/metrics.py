@@ -15,8 +15,9 @@ Conventions (DESIGN.md, as PromptGIP's evaluation scripts), recorded in every re
   use_sample_covariance=False, data_range=peak, channel_axis=-1)``.
 - ``mae``: mean absolute difference on [0, 1] (value / peak), all channels; used for edge maps.
 
-Every function takes ``pred`` and ``target`` of the same integer dtype and shape ``(H, W, 3)`` or
-a batch ``(B, H, W, 3)`` and returns one float64 per image (a 0-d array for a single image).
+Every function takes ``pred`` and ``target`` of the same integer dtype and shape ``(H, W, C)`` (RGB
+in the bench; any channel count, one included) or a batch ``(B, H, W, C)`` and returns one float64
+per image (a 0-d array for a single image).
 """
 from __future__ import annotations
 
@@ -172,7 +173,7 @@ def _ssim_strip_sum(x: np.ndarray, y: np.ndarray, maps: np.ndarray, peak: float)
         products = _product_buffers(h, w, x.shape[2])
         np.multiply(x, y, out=products[0], dtype=np.uint16)
         _blur(products[0], e_xy)                       # E[xy]
-        diff = cv2.absdiff(x, y)
+        diff = cv2.absdiff(x, y).reshape(x.shape)  # OpenCV drops a single channel axis
         np.multiply(diff, diff, out=products[1], dtype=np.uint16)
         _blur(products[1], e_sq)
         cv2.scaleAdd(e_xy, 2.0, e_sq, dst=e_sq)        # E[(x - y)²] + 2 E[xy] = E[x² + y²]

@@ -61,6 +61,16 @@ def test_ssim_matches_skimage_on_random_batches_uint8_and_uint16(monkeypatch, st
     np.testing.assert_allclose(M.ssim(hdr_noisy, hdr), expected, rtol=0, atol=1e-10)
 
 
+@pytest.mark.parametrize("dtype, peak, sigma", [(np.uint8, 255, 30.0), (np.uint16, 65535, 4000.0)])
+def test_ssim_of_one_channel_images_matches_skimage(dtype, peak, sigma):
+    # OpenCV returns an (H, W) difference for an (H, W, 1) pair; SSIM must not trip over it
+    rng = np.random.default_rng(5)
+    base = rng.integers(0, peak + 1, (2, 20, 17, 1)).astype(dtype)
+    other = noisy(base, sigma, rng)
+    np.testing.assert_allclose(M.ssim(other, base), [sk_ssim(other[i], base[i], peak) for i in range(2)],
+                               rtol=0, atol=1e-10)
+
+
 def test_batched_values_equal_single_image_values(photo_pair):
     pred, target = photo_pair
     rng = np.random.default_rng(4)
