@@ -6,6 +6,9 @@ record the source of every sample. Each layout names the folders it expects; ``c
 what is wrong when a tree does not match. Files are paired by name (a layout may map names, e.g.
 RESIDE's many hazy images per clear one). Missing partners, size mismatches and unreadable files are
 counted skips with reasons; a dataset with no usable pair left is an error naming the folder.
+A sample's ``source_id`` names the *target* file (the scene) and the crop, so all inputs of one
+scene share a source image and a prompt drawn from another source image never shows the query's
+scene (see ``PairedSource``).
 """
 from __future__ import annotations
 
@@ -98,7 +101,7 @@ def _find_dir(root: Path, candidates: tuple[str, ...], side: str, layout: str) -
 class PairedImage:
     input: np.ndarray
     target: np.ndarray
-    source_id: str
+    source_id: str    # "<name>:<target file>@y=<row>,x=<col>", e.g. "reside:1400.png@y=3,x=9"
 
 
 @dataclass
@@ -107,6 +110,11 @@ class PairedSource:
 
     Sample ``i`` takes the first usable pair at or after position ``i mod n`` and the same random
     crop of both sides. ``hdr`` ("input"/"target") keeps that side 16-bit and requires it to be.
+    Its ``source_id`` is ``<name>:<target file, relative to target_dir>@y=<row>,x=<col>``: it names
+    the scene (the target), not the input, so inputs sharing one target (RESIDE's hazy variants of
+    one clear image) count as one source image wherever ``taskgen.shards.source_image_id`` groups
+    samples (training prompts, test prompt rules, bench prompt/query splits). In one-to-one layouts
+    (LOL) every input has its own target, so the ids stay distinct per pair.
     """
 
     input_dir: Path
@@ -181,7 +189,8 @@ class PairedSource:
             pair, (inp, tgt) = found
             y, x = random_crop_box(inp.shape, size, rng)
             crop = (slice(y, y + size), slice(x, x + size))
-            rel = pair[0].relative_to(self.input_dir).as_posix()
+            # The scene is the target file: inputs sharing one target (RESIDE) are one source image.
+            rel = pair[1].relative_to(self.target_dir).as_posix()
             return PairedImage(np.ascontiguousarray(inp[crop]), np.ascontiguousarray(tgt[crop]),
                                f"{self.name}:{rel}@y={y},x={x}")
         raise PairedLayoutError(f"{self.name}: no usable pair for {size}px crops in {self.input_dir} "

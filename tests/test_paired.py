@@ -117,3 +117,41 @@ def test_make_sample_uses_the_paired_source_and_records_it(tmp_path):
                         description="x", fn=spec.fn, hdr="target")
     with pytest.raises(TaskFailure, match="task=sdr_to_hdr split=test index=0"):
         make_sample(hdr_spec, "test", 0, seed=0, size=64, source=PhotoSource(), paired=paired)
+
+
+def test_reside_source_ids_name_the_clear_scene_so_hazy_siblings_group_together(tmp_path):
+    from taskgen.shards import source_image_id
+    from taskgen.testset import prompt_positions
+
+    for scene in (1, 2):
+        clear = _img(scene)
+        _save(tmp_path / "clear" / f"{scene}.png", clear)
+        for j, beta in enumerate(("0.8", "1.0", "1.2")):
+            _save(tmp_path / "hazy" / f"{scene}_0.9_{beta}.png", _img(10 * scene + j))
+    src = open_layout("reside", tmp_path)
+    assert len(src.pairs) == 6
+    ids = [src.sample(i, 64, np.random.default_rng(i)).source_id for i in range(6)]
+    for i, sid in enumerate(ids):  # pairs are sorted by input name: three hazy of scene 1, then of 2
+        assert sid.startswith(f"reside:{i // 3 + 1}.png@y="), sid
+        assert ",x=" in sid.partition("@")[2]
+    images = [source_image_id(sid, f"haze/test/{i:06d}") for i, sid in enumerate(ids)]
+    assert images == ["reside:1.png"] * 3 + ["reside:2.png"] * 3
+    for query in range(6):  # the test prompt rule never shows a query its own clear scene
+        for pos, rule in prompt_positions(images, query, 2):
+            assert images[pos] != images[query] and rule.startswith("next-other-source"), (query, pos)
+
+
+def test_one_to_one_source_ids_name_the_target_and_stay_distinct(tmp_path):
+    from taskgen.shards import source_image_id
+
+    for i in range(3):
+        _save(tmp_path / "lol" / "low" / f"{i}.png", _img(i))
+        _save(tmp_path / "lol" / "high" / f"{i}.png", _img(10 + i))
+        _save(tmp_path / "rain" / "rainy" / f"rain-00{i}.png", _img(20 + i))
+        _save(tmp_path / "rain" / "norain" / f"norain-00{i}.png", _img(30 + i))
+    lol = open_layout("lol", tmp_path / "lol")
+    lol_ids = [source_image_id(lol.sample(i, 64, np.random.default_rng(i)).source_id, str(i)) for i in range(3)]
+    assert lol_ids == ["lol:0.png", "lol:1.png", "lol:2.png"]
+    rain = open_layout("rain", tmp_path / "rain")
+    rain_ids = [rain.sample(i, 64, np.random.default_rng(i)).source_id for i in range(3)]
+    assert [sid.partition("@")[0] for sid in rain_ids] == [f"rain:norain-00{i}.png" for i in range(3)]
