@@ -240,8 +240,10 @@ class TrainStream(IterableDataset):
         finally:
             os.close(fd)
 
-    def _source_groups(self, task: str) -> list[np.ndarray]:
-        """For each sample of ``task``: the sorted positions of the samples cut from its image."""
+    def _source_groups(self, task: str) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Prompt index of ``task``: each sample's source image (int32), and per image ``G[k] - k`` for
+        its sorted positions ``G`` (the samples of other images before its k-th one). O(samples): one
+        array per sample grew as samples²/images and was pickled into every worker."""
         refs = self.refs[task]
         if len(refs) < 2:
             raise ValueError(f"task {task} has {len(refs)} train sample(s) in {self.root}; a prompt needs another")
@@ -251,7 +253,12 @@ class TrainStream(IterableDataset):
         if len(by_image) == 1:
             log.warning("task %s: all %d train samples come from one source image; prompts are other crops of it",
                         task, len(refs))
-        return [np.asarray(by_image[ref.image]) for ref in refs]
+        image_of = np.empty(len(refs), dtype=np.int32)
+        others_before = []
+        for image, positions in enumerate(by_image.values()):
+            image_of[positions] = image
+            others_before.append(np.asarray(positions, dtype=np.int32) - np.arange(len(positions), dtype=np.int32))
+        return image_of, others_before
 
     # -- plan ------------------------------------------------------------------------------
     @property
@@ -266,6 +273,15 @@ class TrainStream(IterableDataset):
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
+
+    def check_workers(self, workers: int) -> None:
+        """ValueError unless every one of ``workers`` DataLoader workers gets entries: an endless stream
+        whose worker has an empty share plans epoch after epoch without yielding, so training hangs."""
+        if self.epochs is None and workers > self.epoch_size:
+            raise ValueError(f"this rank gets {self.epoch_size} entries per epoch (epoch_length {self.epoch_length} "
+                             f"over {self.world_size} rank(s)) but the loader has {workers} workers: an endless "
+                             f"stream would hang in the workers without entries; use at most {self.epoch_size} "
+                             f"workers or a larger epoch_length")
 
     def epoch_plan(self, epoch: int) -> np.ndarray:
         """Global plan of an epoch: rows (task index, query position, prompt position)."""
@@ -288,15 +304,14 @@ class TrainStream(IterableDataset):
     def _prompt_for(self, task: str, query: int, rng: np.random.Generator) -> int:
         """Uniform among the samples cut from another image (other crops if there is none)."""
         n = len(self.refs[task])
-        group = self._groups[task][query]
-        if group.size == n:  # a single source image: any other sample
+        image_of, others_before = self._groups[task]
+        before = others_before[image_of[query]]
+        if before.size == n:  # a single source image: any other sample
             pick = int(rng.integers(0, n - 1))
             return pick + (pick >= query)
-        pick = int(rng.integers(0, n - group.size))
-        for member in group:  # the pick-th position not in the group (group is sorted)
-            if member <= pick:
-                pick += 1
-        return pick
+        pick = int(rng.integers(0, n - before.size))
+        # The pick-th position not in the group: pick plus the members with at most pick others before them.
+        return pick + int(np.searchsorted(before, pick, side="right"))
 
     def _my_entries(self, epoch: int) -> Iterator[tuple[int, np.ndarray]]:
         """(global position, row) of this rank's and this worker's share of an epoch."""
@@ -318,10 +333,22 @@ class TrainStream(IterableDataset):
         return self._fds[shard]
 
     def _read_pair(self, ref: SampleRef) -> tuple[np.ndarray, np.ndarray]:
-        """Decoded (input, target) of a sample; ShardError names the shard and the sample otherwise."""
+        """Decoded (input, target) of a sample: RGB, of one size, at least the crop size; ShardError
+        names the shard and the sample otherwise (not a numpy error from the crop or the transpose)."""
         fd, path = self._fd(ref.shard), self.shard_paths[ref.shard]
-        return (decode_member_png(path, ref.key, "input.png", _read_span(fd, ref.input)),
+        pair = (decode_member_png(path, ref.key, "input.png", _read_span(fd, ref.input)),
                 decode_member_png(path, ref.key, "target.png", _read_span(fd, ref.target)))
+        for name, image in zip(("input.png", "target.png"), pair):
+            if image.ndim != 3 or image.shape[2] != 3:
+                raise ShardError(f"{path}: sample {ref.key}: {name} has shape {image.shape}, not height x width x 3 "
+                                 f"(RGB)")
+        (h, w), (th, tw) = pair[0].shape[:2], pair[1].shape[:2]
+        if (h, w) != (th, tw):
+            raise ShardError(f"{path}: sample {ref.key}: input.png is {w}x{h} px but target.png is {tw}x{th} px")
+        if min(h, w) < self.size:
+            raise ShardError(f"{path}: sample {ref.key}: the images are {w}x{h} px, smaller than the crop size "
+                             f"{self.size}")
+        return pair
 
     def _crop(self, pair: tuple[np.ndarray, np.ndarray], rng: np.random.Generator):
         h, w = pair[0].shape[:2]
@@ -353,6 +380,8 @@ class TrainStream(IterableDataset):
                 "target": tensors[3], "task": task, "key": query_ref.key, "prompt_key": prompt_ref.key}
 
     def __iter__(self) -> Iterator[dict]:
+        worker = get_worker_info()
+        self.check_workers(worker.num_workers if worker is not None else 1)
         epoch = self.epoch
         while self.epochs is None or epoch < self.epoch + self.epochs:
             for position, row in self._my_entries(epoch):
@@ -485,6 +514,7 @@ def make_loader(shards_dir: str | Path, batch_size: int, size: int, workers: int
     """
     stream = TrainStream(shards_dir, size, task_weights=task_weights, seed=seed, rank=rank,
                          world_size=world_size, epoch_length=epoch_length, epochs=epochs, raw=True)
+    stream.check_workers(workers)  # before any worker starts: theirs would only come with the first batch
     return TrainLoader(stream, batch_size=batch_size, num_workers=workers, collate_fn=collate_integer,
                        worker_init_fn=worker_init_for_this_process() if workers else None,
                        pin_memory=pin_memory,

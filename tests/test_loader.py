@@ -7,13 +7,15 @@ import pickle
 import re
 import shutil
 from collections import Counter
+from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
-from model.data import (GENLV_TASK_MIX, TrainStream, batch_to_float, collate_integer,  # noqa: E402
+from model.data import (GENLV_TASK_MIX, SampleRef, TrainStream, batch_to_float, collate_integer,  # noqa: E402
                         dihedral, make_loader, resolve_task_weights, to_chw_float, to_chw_int)
 from pipelines.synth import configure, read_params, run_synth  # noqa: E402
 from taskgen.registry import register_task, registered  # noqa: E402
@@ -298,3 +300,94 @@ def test_swapped_or_missing_train_shard_is_refused(shards, tmp_path):
     (root / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ManifestError, match=re.escape(f"{root / 'manifest.json'} has shards=null")):
         TrainStream(root, 16)
+
+
+def _fake_stream(images_per_task, seed=0, epoch_length=60):
+    """A TrainStream over made-up sample refs ({task: source image of each sample}), no shards: enough
+    for the epoch plan and the prompt index."""
+    stream = TrainStream.__new__(TrainStream)
+    stream.root, stream.seed, stream.epoch_length = Path("fake"), seed, epoch_length
+    stream.refs = {task: [SampleRef(0, f"{task}/train/{i:06d}", (0, 0), (0, 0), str(image))
+                          for i, image in enumerate(images)] for task, images in images_per_task.items()}
+    stream.tasks = list(stream.refs)
+    stream.weights = {t: 1 / len(stream.tasks) for t in stream.tasks}
+    stream._groups = {t: stream._source_groups(t) for t in stream.tasks}
+    return stream
+
+
+def _old_prompt_rule(images, query, rng):
+    # The rule as first written (Python loop over the query's image group): the reference the
+    # committed training run was planned with.
+    n = len(images)
+    group = [pos for pos, image in enumerate(images) if image == images[query]]
+    if len(group) == n:
+        pick = int(rng.integers(0, n - 1))
+        return pick + (pick >= query)
+    pick = int(rng.integers(0, n - len(group)))
+    for member in group:
+        if member <= pick:
+            pick += 1
+    return pick
+
+
+_FAKE_IMAGES = {"a": [4, 5, 0, 5, 3, 3, 4, 2, 6, 0, 1, 2, 3, 2, 0, 0, 0, 0, 1, 6,
+                      1, 4, 5, 1, 1, 3, 1, 6, 1, 6, 5, 5, 0, 2, 4, 3, 4, 4, 4, 0],
+                "b": [0] * 5, "c": [1] + [2] * 9}
+
+
+def test_prompts_are_the_ones_the_committed_run_was_planned_with():
+    # Recorded with the first prompt index (one group array per sample): the plan must not move.
+    plan = _fake_stream(_FAKE_IMAGES, seed=11, epoch_length=60).epoch_plan(3)
+    assert plan[:, 2].tolist() == [
+        1, 30, 35, 2, 0, 2, 0, 0, 17, 0, 0, 2, 0, 22, 0, 14, 8, 1, 1, 4, 4, 0, 1, 4, 0, 0, 30, 0, 9, 16,
+        0, 10, 0, 1, 3, 0, 0, 0, 0, 1, 0, 0, 0, 30, 1, 0, 0, 0, 0, 1, 1, 4, 0, 38, 30, 1, 1, 38, 34, 6]
+    rng = np.random.default_rng(0)
+    tasks = {"many": rng.integers(0, 9, 200).tolist(), "few": rng.integers(0, 2, 30).tolist(),
+             "one": [7] * 12, "lone": [0] + [1] * 20 + [2]}
+    stream = _fake_stream(tasks)
+    for task, images in tasks.items():
+        new, old = np.random.default_rng([5, len(images)]), np.random.default_rng([5, len(images)])
+        for draw in range(2000):
+            query = draw % len(images)
+            assert stream._prompt_for(task, query, new) == _old_prompt_rule(images, query, old), (task, draw)
+        assert new.bit_generator.state == old.bit_generator.state  # the same draws, so the rest of the plan too
+
+
+def test_prompt_index_grows_with_the_samples_not_their_square():
+    images = np.random.default_rng(2).integers(0, 50, 20_000).tolist()
+    stream = _fake_stream({"t": images})
+    assert len(pickle.dumps(stream._groups)) < 300_000  # 64 MB as one group array per sample
+
+
+def test_worker_without_entries_in_an_endless_stream_is_refused(shards):
+    # Refused before the workers start (checked first: the old code hung in the part below).
+    with pytest.raises(ValueError, match=r"gets 2 entries per epoch \(epoch_length 3 over 2 rank\(s\)\) but the "
+                                         r"loader has 4 workers.*at most 2 workers or a larger epoch_length"):
+        make_loader(shards, batch_size=1, size=16, workers=4, world_size=2, epoch_length=3)
+    stream = TrainStream(shards, 16, seed=0, epoch_length=1)
+    worker = mock.Mock(id=1, num_workers=2)
+    with mock.patch("model.data.get_worker_info", return_value=worker), \
+            pytest.raises(ValueError, match="gets 1 entries per epoch .* has 2 workers"):
+        next(iter(stream))  # planned epoch after epoch without yielding: hung
+    loader = make_loader(shards, batch_size=1, size=16, workers=2, epochs=1, epoch_length=1)
+    assert sum(len(b["key"]) for b in loader) == 1  # a finite stream ends: an idle worker is harmless
+
+
+@pytest.mark.parametrize("change,size,message", [
+    (lambda name, img: img[..., 0], 16, r"input.png has shape \(24, 24\), not height x width x 3"),
+    (lambda name, img: img[:16, :16], 24, r"the images are 16x16 px, smaller than the crop size 24"),
+    (lambda name, img: img[:16, :20] if name == "target.png" else img, 16,
+     r"input.png is 24x24 px but target.png is 20x16 px"),
+], ids=["greyscale", "smaller_than_crop", "sizes_differ"])
+def test_misshapen_images_are_named_with_their_shard_and_sample(shards, change, size, message):
+    from taskgen.shards import decode_member_png
+
+    def decode(path, key, name, data):
+        return change(name, decode_member_png(path, key, name, data))
+
+    stream = TrainStream(shards, size, task_weights={"_loader_marked": 1}, epochs=1, epoch_length=2)
+    ref = stream.refs["_loader_marked"][0]
+    with mock.patch("model.data.decode_member_png", decode), \
+            pytest.raises(ShardError, match=re.escape(f"{stream.shard_paths[ref.shard]}: sample {ref.key}: ")
+                          + message):
+        stream._read_pair(ref)
