@@ -286,6 +286,17 @@ def test_mixed_chain_follows_slot_order_and_reuses_single_recipes():
             assert set(stage) - {"degradation"} == set(single)
 
 
+def test_mixed_chain_is_the_reference_mix1r_order():
+    # GenLV's loader (conference_version/dataset/genlv_dataloader.py, Mix1R): low light, blur family,
+    # noise family, inpainting or rain, then JPEG, so the lines and streaks are compressed too
+    firsts = [next(name for name in slot if name) for slot in restoration.MIXED_SLOTS]
+    assert firsts == ["darken", "gaussian_blur", "gaussian_noise", "inpainting", "jpeg"]
+    # a sample whose chain has both: the mixed task draws its chain first, as draw_chain does here
+    seed = next(s for s in range(200)
+                if {"jpeg", "rain_simple"} <= set(restoration.draw_chain(np.random.default_rng(s))[0]))
+    assert run("mixed", photo(size=64), seed=seed)[2]["chain"][-2:] == ["rain_simple", "jpeg"]
+
+
 def test_mixed_slot_frequencies_match_the_reference_chain():
     rng = np.random.default_rng(0)
     n = 4000

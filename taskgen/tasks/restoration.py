@@ -3,7 +3,9 @@
 Each degradation is a *recipe*: ``draw(rng, shape) -> params`` picks its parameters (ranges from the
 PromptGIP / GenLV reference data loaders unless stated), ``apply(image, params, rng) -> image``
 runs the pure operation from ``taskgen.ops.degradations``. The single tasks and the ``mixed`` chain
-share these recipes, so a slot of the chain is exactly the corresponding single task.
+share these recipes, so a slot of the chain is exactly the corresponding single restoration task;
+the chain's ``darken`` recipe (GenLV's low-light step) is its own, not the enhancement category's
+``low_light`` task, which also adds sensor noise.
 """
 from __future__ import annotations
 
@@ -119,7 +121,7 @@ def _draw_haze(rng, shape):
     return {"beta": _uniform(rng, 0.5, 2.5), "airlight": _uniform(rng, 0.8, 1.0)}
 
 
-def _draw_low_light(rng, shape):
+def _draw_darken(rng, shape):
     return {"scale": _uniform(rng, 0.3, 0.4), "gamma": _uniform(rng, 1.0, 1.5)}
 
 
@@ -149,7 +151,7 @@ RECIPES: dict[str, Recipe] = {
     "rain_simple": Recipe(_draw_rain_simple, lambda im, p, rng: deg.add_rain_simple(
         im, p["density"], p["length"], p["angle"], p["blur_ksize"], rng)),
     "rain_complex": Recipe(_draw_rain_complex, _apply_rain_complex),
-    "low_light": Recipe(_draw_low_light, lambda im, p, rng: deg.darken(im, p["scale"], p["gamma"])),
+    "darken": Recipe(_draw_darken, lambda im, p, rng: deg.darken(im, p["scale"], p["gamma"])),
 }
 
 
@@ -257,11 +259,11 @@ def haze(image: np.ndarray, rng: np.random.Generator, depth: np.ndarray | None =
 # Mixed degradations: GenLV's fixed-order chain, each slot a uniform choice where None = skip.
 
 MIXED_SLOTS: tuple[tuple[str | None, ...], ...] = (
-    ("low_light", None, None, None, None),
+    ("darken", None, None, None, None),
     ("gaussian_blur", "ringing", "rl", None, None),
     ("gaussian_noise", "salt_pepper", "poisson_noise", None, None),
-    ("jpeg", None, None, None, None),
     ("inpainting", "rain_simple", None, None, None),
+    ("jpeg", None, None, None, None),       # last, as in the reference: lines and rain are compressed too
 )
 _MAX_CHAIN_DRAWS = 100
 
@@ -278,12 +280,14 @@ def draw_chain(rng: np.random.Generator) -> tuple[list[str], int]:
 
 @register_task(
     name="mixed", category="restoration", metric="psnr", target_domain=CLEAN,
-    description="GenLV mixed degradations in fixed order: low light (1/5) -> blur | ringing | R-L "
-                "(1/5 each) -> Gaussian | salt-pepper | Poisson noise (1/5 each) -> JPEG (1/5) -> "
-                "inpainting | simple rain (1/5 each); each slot reuses the single-task recipe.",
+    description="GenLV mixed degradations in fixed order (the reference loader's Mix1R chain): darkening "
+                "(1/5) -> blur | ringing | R-L (1/5 each) -> Gaussian | salt-pepper | Poisson noise (1/5 "
+                "each) -> inpainting | simple rain (1/5 each) -> JPEG (1/5); each slot but the darkening "
+                "reuses the single restoration task's recipe.",
     departs_from_paper="An extra task (the paper trains on it but reports no column). Empty chains "
                        "(6.1% in the reference: 0.8 x 0.4 x 0.4 x 0.8 x 0.6; input = target) are redrawn; the "
-                       "low-light slot adds a gamma U(1, 1.5) to the reference's brightness scale U(0.3, 0.4). "
+                       "darkening slot adds a gamma U(1, 1.5) to the reference's brightness scale U(0.3, 0.4) (no "
+                       "sensor noise, unlike the low_light task). "
                        "The reference degrades the prompt and the query with one chain (levels drawn apart); "
                        "here each sample draws its own chain and a prompt is another sample, so a mixed prompt "
                        "usually shows a different chain from its query's.")
