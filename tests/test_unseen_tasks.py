@@ -49,6 +49,27 @@ def test_motion_blur_is_directional():
     assert spread >= p["length"] - 2  # a point becomes a line of the drawn length
 
 
+@pytest.mark.parametrize("length", range(9, 18))
+def test_motion_kernel_is_centred_anti_aliased_and_as_long_as_drawn(length):
+    from taskgen.tasks.unseen import motion_kernel
+
+    for angle in (0.0, 30.0, 45.0, 90.0, 150.0, 172.5):
+        kernel = motion_kernel(length, angle).astype(np.float64)
+        size = kernel.shape[0]
+        assert size % 2 and kernel.shape == (size, size) and kernel.sum() == pytest.approx(1.0, abs=1e-6)
+        ys, xs = np.mgrid[:size, :size] - size // 2
+        # centred: a blur that shifted the image would cost PSNR the deblurring is not about
+        assert abs((kernel * xs).sum()) < 1e-5 and abs((kernel * ys).sum()) < 1e-5
+        # the spread along the motion is that of a box of `length` px (+ the splat's 1/6 px²)
+        along = xs * np.cos(np.deg2rad(angle)) + ys * np.sin(np.deg2rad(angle))
+        assert (kernel * along ** 2).sum() == pytest.approx(length ** 2 / 12 + 1 / 6, rel=0.02)
+    # a diagonal is anti-aliased (taps of several weights), a horizontal motion a box with soft ends
+    assert len(np.unique(np.round(motion_kernel(length, 30.0)[motion_kernel(length, 30.0) > 0], 5))) > 2
+    row = motion_kernel(length, 0.0)[motion_kernel(length, 0.0).shape[0] // 2] * length
+    full_taps = length - 2 if length % 2 else length - 1   # odd: ends 7/8 and 1/8; even: ends 1/2
+    assert np.count_nonzero(np.isclose(row, 1.0, atol=1e-5)) == full_taps
+
+
 def test_colour_inversion_is_an_involution(photo):
     _, tgt, _ = taskgen.get_task("colour_inversion").generate(photo, np.random.default_rng(0))
     _, back, _ = taskgen.get_task("colour_inversion").generate(tgt, np.random.default_rng(0))
