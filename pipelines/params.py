@@ -27,6 +27,9 @@ PROFILES_DIR = "profiles"
 # Paths that dvc.yaml interpolates (${eval.out}, ...) or names as stage outputs. DVC resolves
 # them from params.yaml alone, so a profile that moved them would write where DVC does not look.
 DVC_FIXED_KEYS = ("out", "leaderboard", "summary", "metrics")
+# Input paths: dvc.yaml tracks what params.yaml names (${train.shards}, the report's ${eval.out}, ...),
+# so a profile that moved them would have the stages read files DVC does not watch.
+DVC_INPUT_KEYS = ("shards", "results", "train_logs")
 
 
 def load_yaml_mapping(path: Path) -> dict:
@@ -83,6 +86,11 @@ def check_overlay(overlay_path: Path, overlay: Mapping, params: Mapping) -> None
             raise ValueError(f"{overlay_path}: sets {', '.join(f'{section}.{k}' for k in fixed)}; output paths "
                              f"stay in params.yaml because dvc.yaml reads them from there (${{{section}.{fixed[0]}}}) "
                              f"and would track the wrong files")
+        inputs = [key for key in DVC_INPUT_KEYS if key in values]
+        if inputs:
+            raise ValueError(f"{overlay_path}: sets {', '.join(f'{section}.{k}' for k in inputs)}; input paths stay "
+                             f"in params.yaml because dvc.yaml tracks the files params.yaml names, and would not "
+                             f"rerun the stage when the ones read instead change")
         new_tasks = sorted(set(values.get("per_task") or {}) - set((params.get(section) or {}).get("per_task") or {}))
         if new_tasks:
             raise ValueError(f"{overlay_path}: {section}.per_task adds task(s) {', '.join(new_tasks)} that params.yaml "

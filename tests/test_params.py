@@ -90,6 +90,17 @@ def test_overlay_may_not_move_paths_that_dvc_yaml_reads(tmp_path, section, key, 
         train.read_params(path)  # any stage refuses the file, not only the one whose section it is
 
 
+@pytest.mark.parametrize("section,key,value", [
+    ("train", "shards", "/scratch/shards"), ("eval", "shards", "/scratch/shards"),
+    ("report", "results", "[/scratch/eval]"), ("report", "train_logs", "[/scratch/runs]"),
+    ("report", "shards", "[/scratch/shards]"),
+])
+def test_overlay_may_not_move_the_inputs_dvc_yaml_tracks(tmp_path, section, key, value):
+    path = _write(tmp_path, PARAMS + "    eval: {}\n    report: {}\n", big=f"{section}:\n  {key}: {value}\n")
+    with pytest.raises(ValueError, match=rf"big\.yaml: sets {section}\.{key}; input paths stay in params\.yaml"):
+        train.read_params(path)
+
+
 def test_overlay_may_not_add_per_task_entries(tmp_path):
     path = _write(tmp_path, PARAMS, big="synth:\n  per_task:\n    gaussian_noise: {train: 2}\n    jpeg: {}\n")
     with pytest.raises(ValueError, match=r"per_task adds task\(s\) jpeg .*foreach"):
