@@ -200,11 +200,14 @@ def _count(value, where: str) -> int:
     return n
 
 
-def _as_list(value) -> list[str]:
+def _as_list(value, key: str) -> list[str]:
+    """A comma string or a list of names (``key`` names the setting in the error for anything else)."""
     if value is None:
         return []
     if isinstance(value, str):
         return [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"{key} must be a comma string or a list of names, got {value!r}")
     return [str(v) for v in value]
 
 
@@ -269,12 +272,13 @@ def configure(params: Mapping, overrides: Mapping | None = None) -> SynthConfig:
         sources["test"] = sources["unseen"] = f"folder:{o['test_dir']}"
         source_options["test"] = source_options["unseen"] = "--test-dir"
 
-    splits = _as_list(p["splits"])
+    splits = _as_list(p["splits"], "synth.splits (--splits)")
     bad = [s for s in splits if s not in SPLITS]
     if bad:
         raise ValueError(f"unknown split(s) {', '.join(bad)}; known: {', '.join(SPLITS)}")
     per_task = p.get("per_task") or {}
-    specs = taskgen.resolve_tasks(p["tasks"] if isinstance(p["tasks"], str) else _as_list(p["tasks"]))
+    tasks = p["tasks"] if isinstance(p["tasks"], str) else _as_list(p["tasks"], "synth.tasks (--tasks)")
+    specs = taskgen.resolve_tasks(tasks)
     counts, paired = {}, {}
     for spec in specs:
         entry = check_task_entry(per_task.get(spec.name), f"synth per_task.{spec.name}")

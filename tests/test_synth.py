@@ -584,6 +584,28 @@ def test_per_task_mistakes_are_one_line_naming_the_file_before_any_work(tmp_path
     assert not (tmp_path / "out").exists()
 
 
+def test_merge_refuses_the_options_it_would_ignore(tmp_path, capsys):
+    from pipelines import cli
+
+    params = tmp_path / "params.yaml"
+    params.write_text(f"synth:\n  out: {tmp_path / 'out'}\n  per_task:\n    _synth_noise: {{}}\n")
+    assert cli.main(["synth", "--params", str(params), "--merge", "--tasks", "_synth_noise", "--size", "32"]) == 1
+    err = capsys.readouterr().err
+    assert "--tasks, --size would be ignored (only --params, --out and --summary apply)" in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("key", ["splits", "tasks"])
+def test_splits_or_tasks_that_are_neither_a_string_nor_a_list_are_one_line(tmp_path, capsys, key):
+    from pipelines import cli
+
+    params = tmp_path / "params.yaml"
+    params.write_text(f"synth:\n  out: {tmp_path / 'out'}\n  size: 32\n  tasks: _synth_noise\n  {key}: 5\n")
+    assert cli.main(["synth", "--params", str(params), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert f"synth.{key} (--{key}) must be a comma string or a list of names, got 5" in err and err.count("\n") == 1
+
+
 def test_valid_per_task_entries_still_configure_each_dvc_stage(tmp_path):
     params = tmp_path / "params.yaml"
     params.write_text("synth:\n  per_task:\n    _synth_noise: {train: 2, paired: null}\n    _synth_invert:\n")

@@ -50,6 +50,12 @@ def run(args) -> int:
                  "n_test": args.n_test, "n_unseen": args.n_unseen, "size": args.size, "seed": args.seed,
                  "workers": args.workers, "scheduler": args.scheduler, "train_dir": args.train_dir,
                  "test_dir": args.test_dir, "summary": args.summary}
+    if args.merge:  # the merge reads the per-task roots synth.per_task names; what makes shards does not apply
+        ignored = [f"--{key.replace('_', '-')}" for key, value in overrides.items()
+                   if value is not None and key not in ("out", "summary")]
+        if ignored:
+            raise ValueError(f"--merge combines the per-task roots of the tasks under synth.per_task; "
+                             f"{', '.join(ignored)} would be ignored (only --params, --out and --summary apply)")
     config = configure(params, overrides)
     if args.merge:
         summary = merge_task_roots(config)
