@@ -3,6 +3,7 @@
 Layout of ``out_dir``::
 
     {model}/run.json                      what ran: model info, settings, outcome of every unit
+                                          (the latest run's; those of other splits under other_splits)
     {model}/{track}/{unit}.parquet        per-image rows (bench.results.COLUMNS); unit = task name,
                                           "A__on__B" (mismatch) or "model" (efficiency)
     samples/...                           the outputs of the first ``save_samples`` queries of each
@@ -343,12 +344,29 @@ def evaluate(generalist, split, out_dir: str | Path, config: EvalConfig = EvalCo
         track = TRACKS[track_name]
         for unit in track.units(ctx):
             outcomes.append(_run_unit(ctx, track, unit, model_dir / track_name / f"{unit}.parquet"))
-    atomic_write_json(model_dir / "run.json", {
-        "run_id": run_id, "model": generalist.name, "implementation": made_by, "info": info, "config": asdict(config),
-        "provenance": prov, "started": started, "finished": _now(),
-        "units": [asdict(o) for o in outcomes],
-    })
+    split_name = str(getattr(split, "split", "") or "")
+    record = {"run_id": run_id, "model": generalist.name, "implementation": made_by, "info": info,
+              "config": asdict(config), "split": split_name, "provenance": prov, "started": started,
+              "finished": _now(), "units": [asdict(o) for o in outcomes]}
+    atomic_write_json(model_dir / "run.json", {**record, "other_splits": _other_splits(model_dir, split_name)})
     return outcomes
+
+
+def _other_splits(model_dir: Path, split_name: str) -> dict:
+    """{split: the latest run's record} of the splits other than ``split_name`` that the run.json
+    there records (the eval stage scores test, then unseen, into one folder: run.json keeps both)."""
+    import json
+
+    try:
+        previous = json.loads((model_dir / "run.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(previous, dict):
+        return {}
+    kept = {name: run for name, run in (previous.get("other_splits") or {}).items() if name != split_name}
+    if previous.get("split", "") != split_name:
+        kept[str(previous.get("split", ""))] = {k: v for k, v in previous.items() if k != "other_splits"}
+    return kept
 
 
 def _fingerprint(ctx: EvalContext, track, unit: str) -> dict:

@@ -318,7 +318,11 @@ def main(argv: list[str] | None = None) -> int:
     outcomes, status = run_stage_main("eval", __doc__.splitlines()[0], DEFAULT_PARAMS, read_params, run_stage, argv)
     if status:
         return status
-    print_summary(outcomes)
+    failed = print_summary(outcomes)
+    if failed:
+        # DVC records the stage as done whatever failed, so its next repro would not try them again.
+        print(f"llvbench eval stage: {failed} unit(s) failed (above; the leaderboard's Failures table lists them). "
+              "`dvc repro --force eval` tries them again and keeps every finished unit.", file=sys.stderr)
     if outcomes.load_failures:
         params_file = outcomes.params_file or DEFAULT_PARAMS
         print(f"llvbench eval stage: error: {setting_source(params_file, 'eval', 'models') or params_file}: "

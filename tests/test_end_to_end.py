@@ -58,6 +58,10 @@ def test_cli_end_to_end(tmp_path: Path):
          "--out", results)
     _run("eval", "--model", "identity", "--split", "unseen", "--shards", shards, "--out", results)
     _run("leaderboard", results, "--out", board)
+    run = json.loads((results / "identity" / "run.json").read_text())  # the latest run, and the other split's
+    assert run["split"] == "unseen" and {u["unit"] for u in run["units"]} == {"sepia"}
+    tested = run["other_splits"]["test"]
+    assert {(u["track"], u["unit"]) for u in tested["units"]} >= {("main", "gaussian_noise"), ("robustness", "canny")}
 
     model_task = pd.read_parquet(board / "model_task.parquet")  # the name comes from config.json, not the folder
     assert {"identity", "prompt-target", "genlv-tiny"} <= set(model_task["model"])

@@ -581,6 +581,25 @@ def test_a_model_that_fails_to_load_keeps_its_results_and_fails_the_stage(split,
     assert sorted((tmp_path / "eval" / "scaled").rglob("*.parquet")) == kept
 
 
+def test_failed_units_end_the_stage_with_how_to_try_them_again(split, tmp_path, monkeypatch, capsys):
+    from pipelines.evaluate import main
+
+    (tmp_path / "scaled_plugin.py").write_text(SCALED_PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    weights = tmp_path / "model.txt"
+    weights.write_text("nan")  # every output NaN: each unit fails its output check
+    params = _stage_params(split, tmp_path, f"[identity, {{spec: 'scaled_plugin:Scaled', checkpoint: {weights}}}]")
+    capsys.readouterr()
+    assert main(["--params", str(params)]) == 0  # the leaderboard and report still come, with a Failures table
+    err = capsys.readouterr().err
+    assert "FAILED scaled main/gaussian_noise" in err
+    assert err.strip().splitlines()[-1] == ("llvbench eval stage: 1 unit(s) failed (above; the leaderboard's Failures "
+                                            "table lists them). `dvc repro --force eval` tries them again and keeps "
+                                            "every finished unit.")
+    weights.write_text("1.0")
+    assert main(["--params", str(params)]) == 0 and "failed" not in capsys.readouterr().err
+
+
 def test_eval_stage_params_mistakes_are_one_line_naming_the_file_and_key(split, tmp_path, capsys):
     from pipelines.evaluate import main
 
