@@ -799,7 +799,10 @@ def test_a_task_selection_narrows_the_default_mismatch_pairs_not_the_named_ones(
         ["canny__on__gaussian_noise", "gaussian_blur__on__clean"]
 
 
-def test_a_checkpoint_is_scored_again_after_its_model_code_changed(split, tmp_path, monkeypatch, caplog):
+@pytest.mark.parametrize("source_files,setting", [("network_source_files", "network_code"),
+                                                 ("adapter_source_files", "adapter_code")])
+def test_a_checkpoint_is_scored_again_after_its_model_or_adapter_code_changed(split, tmp_path, monkeypatch, caplog,
+                                                                             source_files, setting):
     import model
     from bench import builtins
     from model import checkpoints
@@ -816,51 +819,29 @@ def test_a_checkpoint_is_scored_again_after_its_model_code_changed(split, tmp_pa
 
     assert statuses() == ["done"]
     assert statuses() == ["skipped"]
-    # An edit to a source file the network runs: the same weights may now compute another function.
-    edited = tmp_path / "layers_edited.py"
-    edited.write_text("# what an edited layer file would hash as\n")
-    real = builtins.network_source_files
-    monkeypatch.setattr(builtins, "network_source_files", lambda network: [*real(network), edited])
+    # An edit to a file the network runs, or to the resizing and padding the bench does around it:
+    # the same weights may now give other outputs.
+    edited = tmp_path / "edited.py"
+    edited.write_text("# what an edited source file would hash as\n")
+    real = getattr(builtins, source_files)
+    monkeypatch.setattr(builtins, source_files, lambda hashed: [*real(hashed), edited])
     with caplog.at_level("INFO", logger="bench.evaluate"):
         assert statuses() == ["done"]
-    assert "scored before with another options.network_code; run again" in caplog.text
+    assert f"scored before with another options.{setting}; run again" in caplog.text
     assert statuses() == ["skipped"]
     edited.write_text("# edited once more\n")
     assert statuses() == ["done"]
 
 
-def test_a_checkpoint_is_scored_again_after_its_adapter_code_changed(split, tmp_path, monkeypatch, caplog):
+def test_the_adapter_code_hash_covers_the_adapter_s_module_and_the_shared_resizing():
     import model
     from bench import builtins, official
-    from model import checkpoints
 
-    # The adapter's own files are hashed: the GenLV built-in's module and bench/adapters.py (shared
-    # resizing and padding); an official adapter's module is bench/official.py.
+    # the GenLV built-in's module and bench/adapters.py; an official adapter's module is bench/official.py
     ours = builtins.adapter_source_files(bench.load_generalist("identity"))
     assert {p.name for p in ours} == {"builtins.py", "adapters.py"}
     painter = official.PainterGeneralist(network=model.build("painter-s"), device="cpu")
     assert {p.name for p in builtins.adapter_source_files(painter)} == {"official.py", "adapters.py"}
-    folder = tmp_path / "run"
-    folder.mkdir()
-    network = model.build("genlv-tiny", global_residual=True)
-    nn.init.zeros_(network.output.weight)
-    checkpoints.save_model(network, folder / "model.safetensors", arch="genlv-tiny")
-    out, config = tmp_path / "res", EvalConfig(tasks=("gaussian_noise",), limit=1)
-
-    def statuses():
-        return [o.status for o in evaluate_spec("checkpoint", {"checkpoint": str(folder)}, split, out, config)]
-
-    assert statuses() == ["done"]
-    assert statuses() == ["skipped"]
-    # An edit to the resizing a built-in does around its network: its outputs may differ now.
-    edited = tmp_path / "adapters_edited.py"
-    edited.write_text("# what an edited adapter file would hash as\n")
-    real = builtins.adapter_source_files
-    monkeypatch.setattr(builtins, "adapter_source_files", lambda generalist: [*real(generalist), edited])
-    with caplog.at_level("INFO", logger="bench.evaluate"):
-        assert statuses() == ["done"]
-    assert "scored before with another options.adapter_code; run again" in caplog.text
-    assert statuses() == ["skipped"]
 
 
 def test_the_model_code_hash_covers_the_network_s_inference_code_and_its_plugin_layers(tmp_path, monkeypatch):
