@@ -169,6 +169,15 @@ class TrainConfig:
                 if not parent.is_dir():
                     problems.append(f"--out {out}: {parent} is a file, not a folder")
                 break
+        # Checked now: the summary is first written in train's `finally`, where a bad path would
+        # surface only after the run, in place of its own outcome (an interruption, a NaN loss).
+        for option, path in (("--metrics", self.metrics_path), ("--summary", self.summary_path)):
+            if path.is_dir():
+                problems.append(f"{option} {path} is a folder; give the file to write")
+                continue
+            blocking = next((parent for parent in path.parents if parent.exists() and not parent.is_dir()), None)
+            if blocking is not None:
+                problems.append(f"{option} {path}: {blocking} is a file, not a folder")
         if not 0.0 <= self.ema < 1.0:
             problems.append(f"ema is a decay in [0, 1) (0 = off), got {self.ema}")
         if not 0.0 <= self.identity_rate < 1.0:
@@ -387,8 +396,14 @@ def resolve_device(name: str) -> torch.device:
         device = torch.device(name)
     except (RuntimeError, TypeError) as err:
         raise ValueError(f"--device {requested!r} is not a device (auto, cpu, cuda or cuda:N): {err}") from None
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        device = torch.device("cuda", local_rank)
+    elif device.type == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1 and device.index != local_rank:
+        # Every rank on one GPU would fail at the first collective, deep inside NCCL.
+        raise ValueError(f"--device {requested} under torchrun ({os.environ['WORLD_SIZE']} ranks) would put rank "
+                         f"{os.environ.get('RANK', local_rank)} on GPU {device.index}, not its own "
+                         f"(LOCAL_RANK {local_rank}); use --device cuda or auto")
     if device.type == "cuda":
         if not torch.cuda.is_available():
             why = "this torch is a CPU build" if torch.version.cuda is None else "no GPU is visible"
@@ -1197,9 +1212,10 @@ def _train(config: TrainConfig, device: torch.device, dist: Distributed, builder
     run = _RunRecord(start=start, checkpoint_step=start if info is not None else None)
     if info is not None and isinstance(info.get("losses"), dict):  # states before it: this process's losses only
         run.restore_losses(info["losses"])
-    # Rows past the last full logging window are logged again, over the whole window, by this run.
-    metrics = MetricsLog(config.metrics_path, start - min(run.window_steps, start) if info is not None else None) \
-        if dist.is_main else None
+    # Rows past the last full logging window are logged again, over the whole window, by this run;
+    # an idle resume trains nothing, so it keeps every row (the last one may close an open window).
+    kept_rows = (start if idle else start - min(run.window_steps, start)) if info is not None else None
+    metrics = MetricsLog(config.metrics_path, kept_rows) if dist.is_main else None
 
     def checkpoint() -> None:
         with signals_held():  # a checkpoint is written whole (and recorded) or not started

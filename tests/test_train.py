@@ -969,6 +969,36 @@ def test_resume_reports_the_metrics_and_summary_of_an_uninterrupted_run(shards, 
     assert resumed["first_loss"] != pytest.approx(reference["first_loss"], rel=1e-5)  # step 4's, not step 1's
 
 
+def test_an_idle_resume_without_the_summary_keeps_every_metrics_row(shards, tmp_path):
+    out = tmp_path / "run"
+    train(make_config(shards, out, log_every=4), progress=False)  # rows at 4 and at 6, a window left open
+    (out / "summary.json").unlink()  # so the resume cannot answer from it and opens the metrics log
+    before = loss_curve(out)
+    assert before[0] == [4, 6]
+    train(make_config(shards, out, log_every=4, resume=True), progress=False)
+    steps, losses = loss_curve(out)
+    assert steps == [4, 6] and np.array_equal(losses, before[1])  # the open window's row too
+
+
+def test_metrics_and_summary_paths_are_checked_before_the_run(tmp_path):
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "folder").mkdir()
+    for changes, message in (({"summary": str(tmp_path / "folder")}, "--summary .*folder is a folder"),
+                             ({"metrics": str(tmp_path / "file" / "m.csv")}, "--metrics .*file is a file, not a folder")):
+        with pytest.raises(ValueError, match=message):
+            make_config(tmp_path / "shards", tmp_path / "out", **changes).validate()
+
+
+def test_an_explicit_gpu_under_torchrun_must_be_the_rank_s_own(monkeypatch):
+    from model.train import resolve_device
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv("RANK", "1")
+    with pytest.raises(ValueError, match=r"--device cuda:0 under torchrun \(2 ranks\) would put rank 1 on GPU 0"):
+        resolve_device("cuda:0")
+
+
 def test_resume_of_a_finished_run_says_nothing_was_trained_and_names_the_current_folder(shards, full_run, tmp_path):
     import shutil
 
