@@ -6,10 +6,12 @@ Tables (one parquet each, every row labelled by model):
 - ``model_task``: main-track mean per (model, task, metric), with n, the standard deviation over
   queries (``query_std``), the half-width of the mean's 95 % t-interval (``ci95``) and failures;
 - ``model_category``: mean over a category's tasks of the task means (headline metric), with the
-  tasks scored and failed; a model with a failed task in a category gets no mean there (NaN): a
-  mean over the tasks it managed would not compare with the others' and could rank first;
+  tasks scored and failed; a model with a failed task in a category, or without a task another
+  model was scored on there, gets no mean there (NaN): a mean over the tasks it managed would not
+  compare with the others' and could rank first;
 - ``overall``: mean rank across tasks (rank 1 = best on the task's headline metric; a failed
-  task ranks last among the models evaluated on it), tasks evaluated, tasks failed;
+  task, or one the model was not scored on while another was, ranks last), tasks evaluated,
+  tasks failed;
 - ``robustness``: per (model, task) the population standard deviation (ddof 0) of the K
   per-prompt task means, as paper Table 4;
 - ``mismatch``: mean PSNR to the query and to the prompt task's recipe per (model, prompt task,
@@ -91,7 +93,9 @@ def _label_models(df):
     has no checkpoint hash and does not count as another checkpoint."""
     df = df.copy()
     counts = df[df["track"] != "load"].groupby("model")["checkpoint_sha256"].nunique()
-    several = df["model"].map(counts) > 1
+    # A load failure has no hash to tell its checkpoint by: it keeps the plain name ("name@" would
+    # be a model of its own).
+    several = (df["model"].map(counts) > 1) & (df["checkpoint_sha256"].fillna("") != "")
     df.loc[several, "model"] = df.loc[several, "model"] + "@" + df.loc[several, "checkpoint_sha256"].str[:8]
     return df
 
@@ -372,7 +376,8 @@ def comparability_warnings(results) -> list[str]:
         lacking = [f"{model} lacks {len(every - tasks)} ({_listing(sorted(every - tasks))})"
                    for model, tasks in task_sets.items() if every - tasks]
         warnings.append(f"main track: the models were evaluated on different tasks: {'; '.join(lacking)}; "
-                        "each mean rank and category mean covers only the model's own tasks.")
+                        "the missing tasks rank last in the mean rank and leave the model no mean "
+                        "in their category.")
     # Scores only: an efficiency figure may be NaN by its convention (peak GPU memory on a CPU).
     scores = ok[ok["track"] != "efficiency"]
     bad = scores[~scores["value"].map(lambda v: math.isfinite(v))]
@@ -409,16 +414,21 @@ def build_leaderboards(results) -> Leaderboards:
 
 
 def _model_category(head):
-    """Mean of the task means per (model, category, headline metric); NaN where a task failed."""
+    """Mean of the task means per (model, category, headline metric); NaN where a task failed or
+    where the model lacks a task of the category that another model was scored on (a mean over
+    fewer, perhaps easier, tasks would not compare, yet could take the bold)."""
     import numpy as np
 
-    categories = (head.groupby(["model", "category", "metric"], as_index=False)
+    keys = ["model", "category", "metric"]
+    categories = (head.groupby(keys, as_index=False)
                   .agg(tasks=("status", lambda s: int((s == "ok").sum())),
-                       failed_tasks=("status", lambda s: int((s == "failed").sum()))))
-    means = (head[head["status"] == "ok"].groupby(["model", "category", "metric"], as_index=False)
-             .agg(mean=("mean", "mean")))
-    categories = categories.merge(means, on=["model", "category", "metric"], how="left")
-    categories.loc[categories["failed_tasks"] > 0, "mean"] = np.nan
+                       failed_tasks=("status", lambda s: int((s == "failed").sum())),
+                       scored=("task", "nunique")))
+    means = head[head["status"] == "ok"].groupby(keys, as_index=False).agg(mean=("mean", "mean"))
+    categories = categories.merge(means, on=keys, how="left")
+    every = head.groupby(["category", "metric"])["task"].nunique().rename("every").reset_index()
+    categories = categories.merge(every, on=["category", "metric"], how="left")
+    categories.loc[(categories["failed_tasks"] > 0) | (categories["scored"] < categories["every"]), "mean"] = np.nan
     return categories[["model", "category", "metric", "mean", "tasks", "failed_tasks"]]
 
 
@@ -475,20 +485,25 @@ def per_column(setting, column):
 
 
 def _overall(head):
-    """Mean rank across tasks on each task's headline metric; failed tasks rank last."""
+    """Mean rank across tasks on each task's headline metric; failed tasks rank last, and so do
+    the tasks a model was not scored on that another model was (a model run on a few tasks would
+    otherwise rank on those alone). ``tasks`` counts the tasks the model has rows for."""
     import pandas as pd
 
     if not len(head):
         return pd.DataFrame(columns=["model", "mean_rank", "tasks", "failed_tasks", "rank"])
+    models = sorted(head["model"].unique())
     ranked = []
     for task, group in head.groupby("task"):
-        group = group.copy()
+        missing = [m for m in models if m not in set(group["model"])]
+        group = pd.concat([group, pd.DataFrame({"model": missing, "task": task, "status": "missing"})],
+                          ignore_index=True) if missing else group.copy()
         score = group["mean"] if bool(group["higher_is_better"].iloc[0]) else -group["mean"]
         group["task_rank"] = score.rank(ascending=False, method="average", na_option="bottom")
         ranked.append(group)
-    ranked = pd.concat(ranked)
+    ranked = pd.concat(ranked, ignore_index=True)
     overall = (ranked.groupby("model", as_index=False)
-               .agg(mean_rank=("task_rank", "mean"), tasks=("task", "nunique"),
+               .agg(mean_rank=("task_rank", "mean"), tasks=("status", lambda s: int((s != "missing").sum())),
                     failed_tasks=("status", lambda s: int((s == "failed").sum()))))
     overall = overall.sort_values(["mean_rank", "model"]).reset_index(drop=True)
     overall["rank"] = overall["mean_rank"].rank(method="min").astype(int)
@@ -663,7 +678,9 @@ def counted(counts, singular: str, plural: str | None = None) -> str:
 
 def uncertainty_note(model_task) -> str:
     """One sentence on how far a task mean can be trusted: the median 95 % half-width per metric ('' without one)."""
-    ok = model_task[(model_task["status"] == "ok") & model_task["ci95"].notna()] if "ci95" in model_task else []
+    # Headline rows only: an edge task's side PSNR is not a number any table shows.
+    ok = (model_task[(model_task["status"] == "ok") & model_task["ci95"].notna() & is_headline(model_task)]
+          if "ci95" in model_task else [])
     if not len(ok):
         return ""
     units = {"psnr": " dB (PSNR)", "mae": " (MAE)"}

@@ -78,9 +78,11 @@ def test_means_ranks_and_failures(results):
     assert mt.loc[("gamma", "gaussian_noise", "psnr"), "status"] == "failed"
     overall = lb.overall.set_index("model")
     # GN: alpha 1, beta 2, gamma (failed) 3; canny MAE (lower is better): beta 1, gamma 2, alpha 3;
-    # alpha alone on its other tasks ranks 1 there.
-    assert overall.loc["beta", "mean_rank"] == pytest.approx(1.5)
-    assert overall.loc["gamma", "mean_rank"] == pytest.approx(2.5) and overall.loc["gamma", "failed_tasks"] == 1
+    # alpha alone on its other four tasks ranks 1 there, and beta and gamma, not scored on them,
+    # share the last two places (2.5): a model run on fewer tasks does not rank on those alone.
+    assert overall.loc["beta", "mean_rank"] == pytest.approx((2 + 1 + 4 * 2.5) / 6)
+    assert overall.loc["gamma", "mean_rank"] == pytest.approx((3 + 2 + 4 * 2.5) / 6)
+    assert overall.loc["gamma", "failed_tasks"] == 1 and overall.loc["gamma", "tasks"] == 2
     assert overall.loc["alpha", "mean_rank"] == pytest.approx((1 + 3 + 1 + 1 + 1 + 1) / 6)
     cat = lb.model_category.set_index(["model", "category"])
     assert cat.loc[("alpha", "restoration"), "mean"] == pytest.approx((31 + 25 + 23) / 3)
@@ -89,6 +91,8 @@ def test_means_ranks_and_failures(results):
     assert math.isnan(cat.loc[("gamma", "restoration"), "mean"])
     assert cat.loc[("gamma", "restoration"), ["tasks", "failed_tasks"]].tolist() == [0, 1]
     assert cat.loc[("alpha", "restoration"), ["tasks", "failed_tasks"]].tolist() == [3, 0]
+    # beta was scored on one of the three restoration tasks: no mean over that one (it would take the bold)
+    assert math.isnan(cat.loc[("beta", "restoration"), "mean"]) and cat.loc[("beta", "edge"), "mean"] == 0.10
     assert lb.failures["error"].str.contains("boom").all() and list(lb.failures["model"]) == ["gamma"]
 
 
@@ -598,3 +602,25 @@ def test_table_4_names_the_range_of_prompts_when_tasks_had_different_counts():
     assert r"Table 4: standard deviation$\downarrow$ of the task mean across 2--3 prompts" in to_latex(lb)
     assert (counted([1, 1], "query", "queries"), counted([8], "prompt"), counted([3, 1], "prompt")) == \
         ("1 query", "8 prompts", "1–3 prompts")
+
+
+def test_a_load_failure_of_a_name_run_from_several_checkpoints_is_no_model_of_its_own():
+    rows = [row(prov("net", sha="a" * 64)), row(prov("net", sha="b" * 64), value=20.0),
+            row(prov("net"), track="load", task="*", value=math.nan, sample="", prompt="", status="failed",
+                error="net: could not load")]
+    lb = build_leaderboards(frame(rows))
+    assert set(lb.model_task["model"]) == {"net@aaaaaaaa", "net@bbbbbbbb"}
+    assert list(lb.failures["model"]) == ["net"]  # not "net@", a model with nothing but a failure
+
+
+def test_the_uncertainty_note_takes_headline_rows_only():
+    from bench.leaderboard import uncertainty_note
+
+    # canny's side PSNR spreads widely; the note speaks of the numbers the tables show
+    rows = []
+    for i, (noise, canny_psnr) in enumerate([(30.0, 5.0), (31.0, 45.0), (32.0, 25.0)]):
+        rows += [row(prov("a"), value=noise, sample=f"s{i}"), row(prov("a"), task="canny", value=canny_psnr,
+                                                                  sample=f"s{i}"),
+                 row(prov("a"), task="canny", metric="mae", value=0.1 + i / 100, sample=f"s{i}")]
+    note = uncertainty_note(build_leaderboards(frame(rows)).model_task)
+    assert "±2.48 dB (PSNR)" in note  # t(0.975, 2) · 1 / sqrt(3): 30, 31 and 32 (std 1) alone
