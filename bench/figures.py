@@ -225,7 +225,8 @@ def training_curves(curves: dict, stem, formats=FORMATS, colors=None) -> dict[st
     with_lr = any("lr" in df.columns and df["lr"].notna().any() for df in curves.values())
     fig = new_figure(10.0 if with_lr else 6.0, 3.6)
     axes = fig.subplots(1, 2 if with_lr else 1, squeeze=False)[0]
-    colors = colors or model_colors(list(curves))
+    palette = model_colors(list(curves))  # for runs the report's models do not name
+    colors = {name: (colors or {}).get(name, palette[name]) for name in curves}
     positive = True
     for name, df in curves.items():
         axes[0].plot(df["step"], df["loss"], color=colors[name], label=name, linewidth=1.2)

@@ -643,7 +643,8 @@ class _Builder:
             self.add(Paragraph("No training logs given (llvbench report --train-logs RUN_DIR)."))
             return
         self.figure(figures.training_curves, "training_curves",
-                    "Training loss (and learning rate) per step: " + ", ".join(curves), curves)
+                    "Training loss (and learning rate) per step: " + ", ".join(curves), curves,
+                    colors=self.colors)  # a run named like a model keeps that model's colour
         rows = [[name, int(df["step"].iloc[-1]), format_value(df["loss"].iloc[-1], 4),
                  format_value(df["loss"].tail(max(1, len(df) // 10)).mean(), 4)] for name, df in curves.items()]
         self.add(Table(["run", "last step", "last loss", "mean loss, last 10 % of rows"], plain_rows(rows)))

@@ -727,3 +727,12 @@ def test_the_efficiency_mean_psnr_is_over_training_mix_tasks_scored_by_psnr(tmp_
     column = [c["text"] for c in table[0]].index("mean PSNR (dB)")
     assert {r[0]["text"]: r[column]["text"] for r in table[1:]} == {"alpha": "30.00", "beta": "28.00"}
     assert "over the 1 training-mix task scored by PSNR" in report.html.read_text()
+
+
+def test_a_training_run_named_like_a_model_is_drawn_in_that_model_s_colour(tmp_path):
+    from bench.figures import training_curves
+
+    curve = pd.DataFrame({"step": [1, 2, 3], "loss": [0.3, 0.2, 0.1]})
+    svg = training_curves({"train": curve, "genlv-s": curve * 1.1}, tmp_path / "curves", formats=("svg",),
+                          colors={"genlv-s": "#123456", "identity": "#abcdef"})["svg"].read_text()
+    assert "#123456" in svg and "#abcdef" not in svg  # the known run in its colour; "train" in a fallback one
