@@ -495,7 +495,8 @@ def _overall(head):
     models = sorted(head["model"].unique())
     ranked = []
     for task, group in head.groupby("task"):
-        missing = [m for m in models if m not in set(group["model"])]
+        scored = set(group["model"])
+        missing = [m for m in models if m not in scored]
         group = pd.concat([group, pd.DataFrame({"model": missing, "task": task, "status": "missing"})],
                           ignore_index=True) if missing else group.copy()
         score = group["mean"] if bool(group["higher_is_better"].iloc[0]) else -group["mean"]

@@ -164,19 +164,14 @@ class TrainConfig:
         if not_finite:
             problems.append("must be finite numbers: " + ", ".join(f"{n} ({getattr(self, n)})" for n in not_finite))
         out = Path(self.out)
-        for parent in (out, *out.parents):
-            if parent.exists():
-                if not parent.is_dir():
-                    problems.append(f"--out {out}: {parent} is a file, not a folder")
-                break
+        if (blocking := file_in_the_way(out)) is not None:
+            problems.append(f"--out {out}: {blocking} is a file, not a folder")
         # Checked now: the summary is first written in train's `finally`, where a bad path would
         # surface only after the run, in place of its own outcome (an interruption, a NaN loss).
         for option, path in (("--metrics", self.metrics_path), ("--summary", self.summary_path)):
             if path.is_dir():
                 problems.append(f"{option} {path} is a folder; give the file to write")
-                continue
-            blocking = next((parent for parent in path.parents if parent.exists() and not parent.is_dir()), None)
-            if blocking is not None:
+            elif (blocking := file_in_the_way(path.parent)) is not None:
                 problems.append(f"{option} {path}: {blocking} is a file, not a folder")
         if not 0.0 <= self.ema < 1.0:
             problems.append(f"ema is a decay in [0, 1) (0 = off), got {self.ema}")
@@ -215,6 +210,15 @@ class TrainConfig:
     @property
     def summary_path(self) -> Path:
         return Path(self.summary) if self.summary else Path(self.out) / "summary.json"
+
+
+def file_in_the_way(folder: Path) -> Path | None:
+    """The nearest existing path at or above ``folder`` when it is a file, which would stop the folder
+    being made (None when it is a folder, or nothing there exists yet)."""
+    for part in (folder, *folder.parents):
+        if part.exists():
+            return None if part.is_dir() else part
+    return None
 
 
 def init_weights_path(init: str | os.PathLike) -> Path:
